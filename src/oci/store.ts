@@ -1,0 +1,51 @@
+// The pipeline writes to a Store; an OCI image layout on disk and a remote registry both implement it
+// (the go-containerregistry split of types, transports and storage).
+import type { Blob } from './blob';
+import type { SerializedManifest } from './types';
+
+export type BlobPushResult = 'exists' | 'mounted' | 'uploaded';
+
+export interface StoreStats {
+  blobsUploaded: number;
+  /** Blob bytes actually sent (or written); zero on a re-push of existing content. */
+  bytesUploaded: number;
+  blobsExisting: number;
+  blobsMounted: number;
+  manifestsPushed: number;
+}
+
+export interface FetchedManifest {
+  mediaType: string;
+  digest: string;
+  bytes: Uint8Array;
+}
+
+/** One repository (an image name) inside a store. */
+export interface Repository {
+  /** Human-readable location, e.g. `127.0.0.1:5000/gardenlinux` or `oci:/tmp/out/gardenlinux`. */
+  readonly location: string;
+  hasBlob(digest: string, signal?: AbortSignal): Promise<boolean>;
+  /**
+   * Stores a blob unless it is there already. `mountFrom` names another repository of the same store
+   * that holds it (cross-repository mount); it is a hint, and falls back to an upload.
+   */
+  pushBlob(blob: Blob, options?: { mountFrom?: string; signal?: AbortSignal }): Promise<BlobPushResult>;
+  /** Stores a manifest or index (by digest) and points each tag at it. Its children must be stored first. */
+  pushManifest(manifest: SerializedManifest, tags: readonly string[], signal?: AbortSignal): Promise<void>;
+  /** The manifest a tag or digest names, or undefined when there is none. */
+  getManifest(tagOrDigest: string, signal?: AbortSignal): Promise<FetchedManifest | undefined>;
+  /** The digest a tag points at, or undefined when the tag does not exist (cheaper than getManifest). */
+  resolveTag(tag: string, signal?: AbortSignal): Promise<string | undefined>;
+}
+
+export interface Store {
+  /** E.g. `ghcr.io` or `oci-layout:/tmp/out`. */
+  readonly description: string;
+  readonly stats: StoreStats;
+  repository(name: string): Repository;
+  close(): Promise<void>;
+}
+
+export function emptyStats(): StoreStats {
+  return { blobsUploaded: 0, bytesUploaded: 0, blobsExisting: 0, blobsMounted: 0, manifestsPushed: 0 };
+}

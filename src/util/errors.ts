@@ -1,0 +1,29 @@
+// Expected failures (bad input, a registry that says no, a missing asset) are PublishErrors: the front
+// doors print their message alone, without a stack trace. Anything else is a bug and keeps its stack.
+
+export class PublishError extends Error {
+  override readonly name = 'PublishError';
+  /** A short hint on what to do about it, printed after the message. */
+  readonly hint: string | undefined;
+
+  constructor(message: string, options: { cause?: unknown; hint?: string } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.hint = options.hint;
+  }
+}
+
+export function isPublishError(error: unknown): error is PublishError {
+  return error instanceof PublishError;
+}
+
+/** One line (or two, with a hint) for a person: the message of an expected failure, else the stack. */
+export function describeError(error: unknown): string {
+  if (isPublishError(error)) return error.hint ? `${error.message}\n${error.hint}` : error.message;
+  if (error instanceof Error) return error.stack ?? error.message;
+  return String(error);
+}
+
+/** Throws the signal's reason when it has been aborted; call between steps of long work. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new PublishError('aborted');
+}
