@@ -1,0 +1,115 @@
+// The registry Store: a remote OCI distribution registry (ghcr.io first) behind the same interface as
+// the on-disk layout. Only this folder speaks HTTP to registries.
+import type { Blob } from '../blob';
+import { emptyStats } from '../store';
+import type { BlobPushResult, FetchedManifest, Repository, Store, StoreStats } from '../store';
+import type { SerializedManifest } from '../types';
+import { validateRegistryHost, validateRepositoryName } from '../reference';
+import { Semaphore } from '../../util/concurrency';
+import type { Logger } from '../../util/logger';
+import { pushBlob, blobExists, pullScope } from './blobs';
+import type { BlobContext } from './blobs';
+import { resolveCredentials } from './credentials';
+import type { Credentials } from './credentials';
+import { RegistryClient } from './http';
+import { getManifest, pushManifest, readBlob, resolveTag } from './manifests';
+import { profileFor } from './profiles';
+import type { RetryOptions } from './retry';
+
+export type { Credentials } from './credentials';
+export type { RetryOptions } from './retry';
+export { profileFor, planUpload } from './profiles';
+export type { RegistryProfile, UploadPlan } from './profiles';
+
+export interface RegistryStoreOptions {
+  /** `host[:port]`, e.g. `ghcr.io` or `127.0.0.1:5000`. */
+  registry: string;
+  /** Explicit credentials; without them docker's config.json is consulted. */
+  credentials?: Credentials;
+  /** Folder holding docker's config.json; default $DOCKER_CONFIG or ~/.docker. */
+  dockerConfig?: string;
+  /** Plain HTTP for a non-loopback registry (loopback registries always use HTTP). */
+  insecure?: boolean;
+  /** Bound on concurrent blob pushes across all repositories of the store (default 4). */
+  concurrency?: number;
+  logger: Logger;
+  retry?: Partial<RetryOptions>;
+  /** Forces chunked uploads with this chunk size (clamped into the registry's limits). */
+  chunkSize?: number;
+  signal?: AbortSignal;
+}
+
+export interface RegistryStore extends Store {
+  /** Token requests made so far (for tests and diagnostics). */
+  readonly tokenRequests: number;
+}
+
+export function createRegistryStore(options: RegistryStoreOptions): RegistryStore {
+  const registry = validateRegistryHost(options.registry);
+  const stats: StoreStats = emptyStats();
+  const client = new RegistryClient({
+    registry,
+    loadCredentials: () =>
+      resolveCredentials(registry, {
+        ...(options.credentials ? { credentials: options.credentials } : {}),
+        ...(options.dockerConfig ? { dockerConfig: options.dockerConfig } : {}),
+        logger: options.logger,
+      }),
+    ...(options.insecure !== undefined ? { insecure: options.insecure } : {}),
+    logger: options.logger,
+    ...(options.retry ? { retry: options.retry } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  const uploads = new Semaphore(Math.max(1, options.concurrency ?? 4));
+  const profile = profileFor(registry);
+  const repositories = new Map<string, Repository>();
+
+  const makeRepository = (name: string): Repository => {
+    const repo = validateRepositoryName(name);
+    const ctx: BlobContext = {
+      client,
+      repo,
+      location: `${registry}/${repo}`,
+      stats,
+      profile,
+      logger: options.logger,
+      ...(options.chunkSize !== undefined ? { chunkSize: options.chunkSize } : {}),
+    };
+    // Two manifests naming the same blob may push it at the same time; the second waits for the first.
+    const inFlight = new Map<string, Promise<BlobPushResult>>();
+    return {
+      location: ctx.location,
+      hasBlob: (digest: string, signal?: AbortSignal) => blobExists(ctx, digest, [pullScope(repo)], signal),
+      pushBlob(blob: Blob, pushOptions?: { mountFrom?: string; signal?: AbortSignal }): Promise<BlobPushResult> {
+        const running = inFlight.get(blob.digest);
+        if (running) return running;
+        const push = uploads.run(() => pushBlob(ctx, blob, pushOptions)).finally(() => inFlight.delete(blob.digest));
+        inFlight.set(blob.digest, push);
+        return push;
+      },
+      pushManifest: (manifest: SerializedManifest, tags: readonly string[], signal?: AbortSignal) =>
+        pushManifest(ctx, manifest, tags, signal),
+      getManifest: (tagOrDigest: string, signal?: AbortSignal): Promise<FetchedManifest | undefined> =>
+        getManifest(ctx, tagOrDigest, signal),
+      readBlob: (digest: string, signal?: AbortSignal) => readBlob(ctx, digest, signal),
+      resolveTag: (tag: string, signal?: AbortSignal) => resolveTag(ctx, tag, signal),
+    };
+  };
+
+  return {
+    description: registry,
+    stats,
+    get tokenRequests() {
+      return client.auth.tokenRequests;
+    },
+    repository(name: string): Repository {
+      let repository = repositories.get(name);
+      if (!repository) {
+        repository = makeRepository(name);
+        repositories.set(name, repository);
+      }
+      return repository;
+    },
+    close: () => client.close(),
+  };
+}

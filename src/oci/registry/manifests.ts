@@ -1,0 +1,151 @@
+// Manifest and index pushes and reads, and small blob reads (configs). Manifests are small, so they are
+// held in memory; their bytes are checked against the digest the caller or the registry named.
+import type { FetchedManifest, StoreStats } from '../store';
+import type { SerializedManifest } from '../types';
+import { sha256Digest, isDigest } from '../digest';
+import { DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST } from '../mediatypes';
+import { PublishError } from '../../util/errors';
+import type { Logger } from '../../util/logger';
+import { hasErrorCode } from './errors';
+import { discard, readBytes, registryBodyOf, statusOf } from './http';
+import type { RegistryClient } from './http';
+import { pullScope, pushScope } from './blobs';
+import { TransientError, withRetry } from './retry';
+
+export interface ManifestContext {
+  client: RegistryClient;
+  repo: string;
+  location: string;
+  stats: StoreStats;
+  logger: Logger;
+}
+
+const ACCEPT = [OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST].join(', ');
+/** Registries cap manifests at 4 MiB; anything bigger is not a manifest. */
+const MANIFEST_LIMIT = 4 * 1024 * 1024;
+
+function ref(ctx: ManifestContext, tagOrDigest: string): string {
+  return `${ctx.location}${isDigest(tagOrDigest) ? '@' : ':'}${tagOrDigest}`;
+}
+
+/** ghcr.io sometimes does not yet see blobs pushed a moment ago (MANIFEST_BLOB_UNKNOWN); that passes. */
+function childrenNotYetVisible(error: unknown): boolean {
+  const body = registryBodyOf(error);
+  return (
+    (statusOf(error) === 400 || statusOf(error) === 404) &&
+    (hasErrorCode(body, 'MANIFEST_BLOB_UNKNOWN') || hasErrorCode(body, 'BLOB_UNKNOWN'))
+  );
+}
+
+export async function pushManifest(
+  ctx: ManifestContext,
+  manifest: SerializedManifest,
+  tags: readonly string[],
+  signal?: AbortSignal,
+): Promise<void> {
+  const targets = tags.length > 0 ? tags : [manifest.digest];
+  for (const target of targets) {
+    const operation = `pushing manifest ${ref(ctx, target)}`;
+    const res = await withRetry(
+      async () => {
+        try {
+          return await ctx.client.sendOnce({
+            method: 'PUT',
+            url: `/v2/${ctx.repo}/manifests/${target}`,
+            scopes: [pushScope(ctx.repo)],
+            operation,
+            expect: [200, 201, 202],
+            headers: { 'content-type': manifest.mediaType },
+            body: () => manifest.bytes,
+            ...(signal ? { signal } : {}),
+          });
+        } catch (error) {
+          if (childrenNotYetVisible(error)) throw new TransientError(error as PublishError);
+          throw error;
+        }
+      },
+      { retry: ctx.client.retry, logger: ctx.logger, what: operation, ...(signal ? { signal } : {}) },
+    );
+    await discard(res.body);
+    const stored = res.headers['docker-content-digest'];
+    if (stored && stored !== manifest.digest) {
+      throw new PublishError(`${operation}: the registry stored it as ${stored}, not ${manifest.digest} (it rewrote the manifest)`);
+    }
+  }
+  ctx.stats.manifestsPushed++;
+  ctx.logger.debug(`pushed ${manifest.mediaType} ${manifest.digest} to ${ctx.location} as ${targets.join(', ')}`);
+}
+
+export async function getManifest(ctx: ManifestContext, tagOrDigest: string, signal?: AbortSignal): Promise<FetchedManifest | undefined> {
+  const operation = `reading manifest ${ref(ctx, tagOrDigest)}`;
+  const res = await ctx.client.send({
+    method: 'GET',
+    url: `/v2/${ctx.repo}/manifests/${tagOrDigest}`,
+    scopes: [pullScope(ctx.repo)],
+    operation,
+    expect: [200, 404],
+    headers: { accept: ACCEPT },
+    followRedirects: true,
+    ...(signal ? { signal } : {}),
+  });
+  if (res.status === 404) {
+    await discard(res.body);
+    return undefined;
+  }
+  const bytes = await readBytes(res.body, MANIFEST_LIMIT, operation);
+  const digest = sha256Digest(bytes);
+  if (isDigest(tagOrDigest) && digest !== tagOrDigest) {
+    throw new PublishError(`${operation}: the registry sent bytes whose digest is ${digest}`);
+  }
+  let mediaType = (res.headers['content-type'] ?? '').split(';')[0]?.trim() ?? '';
+  try {
+    // The mediaType field inside is more reliable than a Content-Type some registries rewrite.
+    const inner = (JSON.parse(Buffer.from(bytes).toString('utf8')) as { mediaType?: unknown }).mediaType;
+    if (typeof inner === 'string' && inner) mediaType = inner;
+  } catch {
+    throw new PublishError(`${operation}: the registry sent something that is not JSON`);
+  }
+  return { mediaType, digest, bytes };
+}
+
+export async function resolveTag(ctx: ManifestContext, tag: string, signal?: AbortSignal): Promise<string | undefined> {
+  const res = await ctx.client.send({
+    method: 'HEAD',
+    url: `/v2/${ctx.repo}/manifests/${tag}`,
+    scopes: [pullScope(ctx.repo)],
+    operation: `resolving ${ref(ctx, tag)}`,
+    expect: [200, 404],
+    headers: { accept: ACCEPT },
+    followRedirects: true,
+    ...(signal ? { signal } : {}),
+  });
+  await discard(res.body);
+  if (res.status === 404) return undefined;
+  const digest = res.headers['docker-content-digest'];
+  if (digest && isDigest(digest)) return digest;
+  // Not every registry sends the digest on HEAD; the manifest itself tells.
+  return (await getManifest(ctx, tag, signal))?.digest;
+}
+
+/** A small blob (a config), read into memory and checked against its digest. */
+export async function readBlob(ctx: ManifestContext, digest: string, signal?: AbortSignal, limit = 16 * 1024 * 1024): Promise<Uint8Array> {
+  const operation = `reading blob ${digest} from ${ctx.location}`;
+  const res = await ctx.client.send({
+    method: 'GET',
+    url: `/v2/${ctx.repo}/blobs/${digest}`,
+    scopes: [pullScope(ctx.repo)],
+    operation,
+    expect: [200, 404],
+    // Blob downloads redirect to a CDN; the client drops the Authorization header when the host changes.
+    followRedirects: true,
+    ...(signal ? { signal } : {}),
+  });
+  if (res.status === 404) {
+    await discard(res.body);
+    throw new PublishError(`${operation}: the blob does not exist`);
+  }
+  const bytes = await readBytes(res.body, limit, operation);
+  const actual = sha256Digest(bytes);
+  if (actual !== digest) throw new PublishError(`${operation}: the registry sent bytes whose digest is ${actual}`);
+  return bytes;
+}
