@@ -1,0 +1,118 @@
+// Starts a real registry (Debian's docker-registry, CNCF distribution 2.8) on 127.0.0.1 and a free port,
+// with storage in a temporary folder, optional htpasswd Basic auth or token auth, and deletes enabled.
+// Shared by every suite and bench that needs a registry: always call stop() (afterAll).
+import { spawn, execFileSync } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface RegistryOptions {
+  /** Basic auth with these credentials (htpasswd -B). */
+  htpasswd?: { username: string; password: string };
+  /** Token (Bearer) auth: the registry trusts JWTs signed by the key of `rootCertBundle` (a PEM file). */
+  token?: { realm: string; service: string; issuer: string; rootCertBundle: string };
+  /** The registry's own log level (default error); debug helps when a test fails. */
+  logLevel?: 'error' | 'warn' | 'info' | 'debug';
+}
+
+export interface RunningRegistry {
+  /** `127.0.0.1:PORT` */
+  host: string;
+  port: number;
+  /** The storage folder (to inspect or corrupt stored data). */
+  storage: string;
+  stop(): Promise<void>;
+}
+
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitUntilUp(url: string, child: ChildProcess, output: () => string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`docker-registry exited (${child.exitCode}): ${output()}`);
+    try {
+      const res = await fetch(url);
+      await res.body?.cancel();
+      if (res.status === 200 || res.status === 401) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`docker-registry did not answer on ${url} within ${timeoutMs} ms: ${output()}`);
+}
+
+export async function startRegistry(options: RegistryOptions = {}): Promise<RunningRegistry> {
+  const dir = await mkdtemp(join(tmpdir(), 'registry-'));
+  const storage = join(dir, 'storage');
+  const port = await freePort();
+  const lines = [
+    'version: 0.1',
+    `log:`,
+    `  level: ${options.logLevel ?? 'error'}`,
+    `  accesslog:`,
+    `    disabled: true`,
+    'storage:',
+    '  filesystem:',
+    `    rootdirectory: ${storage}`,
+    '  delete:',
+    '    enabled: true',
+    '  maintenance:',
+    '    uploadpurging:',
+    '      enabled: false',
+    'http:',
+    `  addr: 127.0.0.1:${port}`,
+    `  secret: test-secret-${port}`,
+  ];
+  if (options.htpasswd) {
+    const file = join(dir, 'htpasswd');
+    const entry = execFileSync('htpasswd', ['-Bbn', options.htpasswd.username, options.htpasswd.password], { encoding: 'utf8' });
+    await writeFile(file, entry);
+    lines.push('auth:', '  htpasswd:', '    realm: test-registry', `    path: ${file}`);
+  } else if (options.token) {
+    lines.push(
+      'auth:',
+      '  token:',
+      `    realm: ${options.token.realm}`,
+      `    service: ${options.token.service}`,
+      `    issuer: ${options.token.issuer}`,
+      `    rootcertbundle: ${options.token.rootCertBundle}`,
+    );
+  }
+  const config = join(dir, 'config.yml');
+  await writeFile(config, `${lines.join('\n')}\n`);
+  let output = '';
+  const child = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout?.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4000)));
+  child.stderr?.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4000)));
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await exited;
+      clearTimeout(timer);
+    }
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitUntilUp(`http://127.0.0.1:${port}/v2/`, child, () => output);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return { host: `127.0.0.1:${port}`, port, storage, stop };
+}
