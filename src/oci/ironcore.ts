@@ -87,7 +87,8 @@ export function buildArchImage(input: ArchImageInput): BuiltArchImage {
 }
 
 export interface IndexEntry {
-  manifest: SerializedManifest;
+  /** The child manifest (built now, or found in the store from an earlier run). */
+  manifest: Pick<SerializedManifest, 'mediaType' | 'digest' | 'size'>;
   architecture: Architecture;
   annotations?: Annotations;
 }

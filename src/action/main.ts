@@ -1,0 +1,58 @@
+// The action's front door: inputs -> settings -> the shared pipeline -> outputs and job summary.
+// Every expected failure ends as one core.setFailed line, without a stack trace.
+import * as core from '@actions/core';
+import { formatTable } from '../pipeline/plan';
+import { summaryRows } from '../pipeline/publish';
+import { runPublish } from '../pipeline/run';
+import { describeError } from '../util/errors';
+import type { Logger } from '../util/logger';
+import { readSettings } from './context';
+
+const logger: Logger = {
+  debug: (m) => core.debug(m),
+  info: (m) => core.info(m),
+  warning: (m) => core.warning(m),
+  group: (name, fn) => core.group(name, fn),
+};
+
+async function main(): Promise<void> {
+  const controller = new AbortController();
+  // A cancelled workflow sends SIGINT/SIGTERM: stop cleanly instead of leaving uploads half done.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => controller.abort(new Error(`cancelled (${signal})`)));
+  }
+  try {
+    const settings = readSettings();
+    const result = await runPublish(settings, logger, { signal: controller.signal });
+    core.setOutput('version', result.version);
+    core.setOutput('published', String(result.published));
+    core.setOutput('skipped-reason', result.skippedReason ?? '');
+    core.setOutput('tags', result.tags.join('\n'));
+    core.setOutput('digests', JSON.stringify(result.digests));
+
+    const summary = core.summary.addHeading(`Garden Linux ${result.version}`, 2);
+    if (!result.published) {
+      summary.addRaw(`Nothing pushed: ${result.skippedReason === 'dry-run' ? 'dry run' : 'every tag exists already'}.`, true);
+    }
+    if (result.images.length > 0) {
+      summary.addTable([
+        [
+          { data: 'image', header: true },
+          { data: 'digest', header: true },
+          { data: 'size', header: true },
+          { data: 'time', header: true },
+          { data: 'throughput', header: true },
+        ],
+        ...summaryRows(result),
+      ]);
+      summary.addRaw(`Blob bytes uploaded: ${result.bytesUploaded}`, true);
+    }
+    summary.addDetails('All tags', `<pre>${result.tags.join('\n')}</pre>`);
+    await summary.write();
+    core.info(formatTable(['image', 'digest', 'size', 'time', 'throughput'], summaryRows(result)));
+  } catch (error) {
+    core.setFailed(describeError(error));
+  }
+}
+
+await main();

@@ -1,0 +1,234 @@
+// The CLI front door: the same pipeline as the action, from a terminal.
+//   ironcore-publish publish [options]             publish a release (or --from-file assets)
+//   ironcore-publish inspect REF                   show an image (registry ref or oci:DIR:TAG)
+//   ironcore-publish demo [--out DIR]              the whole pipeline offline on a built-in sample release
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import type { UkiBuilderChoice } from '../boot';
+import { openLayout } from '../oci/layout/store';
+import { parseReference } from '../oci/reference';
+import { createRegistryStore } from '../oci/registry';
+import { parseArchitectures, parseFlavors, printable } from '../pipeline/flavors';
+import { fileSource } from '../pipeline/file-source';
+import { inspectImage } from '../pipeline/inspect';
+import { formatTable } from '../pipeline/plan';
+import { summaryRows } from '../pipeline/publish';
+import { parseAnnotations, runPublish, type RunResult, type RunSettings } from '../pipeline/run';
+import { runDemo } from '../sample/demo';
+import { describeError, PublishError } from '../util/errors';
+import { consoleLogger } from '../util/logger';
+
+const USAGE = `Usage: ironcore-publish <command> [options]
+
+Commands:
+  publish   Publish a Garden Linux release as IronCore OS images
+  inspect   Show an image: ironcore-publish inspect ghcr.io/owner/gardenlinux:2150.1.0 | oci:DIR:TAG
+  demo      Run the whole pipeline offline on a built-in sample release into an OCI layout
+
+publish options (the action's inputs):
+  --version V            Garden Linux version (default: newest stable)
+  --source-repository R  GitHub repository of the releases (default: gardenlinux/gardenlinux)
+  --registry HOST        registry host (default: ghcr.io; "" for --oci-layout only)
+  --namespace NS         repository prefix, e.g. your GitHub owner (lowercased)
+  --username U           registry user (password from $REGISTRY_PASSWORD or --password-stdin);
+                         without them docker's config.json is used
+  --password-stdin       read the registry password from standard input
+  --insecure-registry    allow plain HTTP to a non-loopback registry
+  --flavors FILE         YAML flavor list (default: the four Garden Linux flavors)
+  --select-flavors LIST  only these flavors (image:variant or asset pattern, comma-separated)
+  --architectures LIST   amd64,arm64 (default both)
+  --force                publish even when every tag exists
+  --dry-run              build everything, push nothing to the registry
+  --assemble-only        only write indexes over already published arch images
+  --combined-index B     true|false (default: true unless --select-flavors)
+  --oci-layout DIR       also write the images into this OCI layout folder
+  --concurrency N        parallel downloads/builds/uploads (default 4)
+  --uki-builder B        auto|ukify|native (default auto)
+  --install-ukify        install systemd-ukify with apt-get when ukify is asked for and missing
+  --tag-suffix S         appended to every tag
+  --annotation K=V       extra annotation (repeatable)
+  --description TEXT     org.opencontainers.image.description
+  --work-dir DIR         keep downloads and builds here (default: a temporary folder)
+  --from-file FILE       build from downloaded asset files instead of a release (repeatable);
+                         tags get a -manual-<8 hex> suffix
+The GitHub token comes from $GITHUB_TOKEN; the API from $GITHUB_API_URL (default https://api.github.com).
+`;
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8').trim();
+}
+
+async function publishCommand(args: string[], signal: AbortSignal): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      version: { type: 'string', default: '' },
+      'source-repository': { type: 'string', default: 'gardenlinux/gardenlinux' },
+      registry: { type: 'string', default: 'ghcr.io' },
+      namespace: { type: 'string', default: '' },
+      username: { type: 'string' },
+      'password-stdin': { type: 'boolean', default: false },
+      'insecure-registry': { type: 'boolean', default: false },
+      flavors: { type: 'string' },
+      'select-flavors': { type: 'string', default: '' },
+      architectures: { type: 'string', default: 'amd64,arm64' },
+      force: { type: 'boolean', default: false },
+      'dry-run': { type: 'boolean', default: false },
+      'assemble-only': { type: 'boolean', default: false },
+      'combined-index': { type: 'string' },
+      'oci-layout': { type: 'string' },
+      concurrency: { type: 'string', default: '4' },
+      'uki-builder': { type: 'string', default: 'auto' },
+      'install-ukify': { type: 'boolean', default: false },
+      'tag-suffix': { type: 'string', default: '' },
+      annotation: { type: 'string', multiple: true, default: [] },
+      description: { type: 'string' },
+      'work-dir': { type: 'string' },
+      'from-file': { type: 'string', multiple: true, default: [] },
+      verbose: { type: 'boolean', default: false },
+    },
+  });
+  const logger = consoleLogger({ verbose: values.verbose });
+  if (!['auto', 'ukify', 'native'].includes(values['uki-builder'])) {
+    throw new PublishError(`--uki-builder "${printable(values['uki-builder'])}" must be auto, ukify or native`);
+  }
+  let flavorsText = '';
+  if (values.flavors) {
+    flavorsText = await readFile(values.flavors, 'utf8').catch(() => {
+      throw new PublishError(`--flavors: cannot read ${values.flavors}`);
+    });
+  }
+  const password = values['password-stdin'] ? await readStdin() : process.env.REGISTRY_PASSWORD;
+  const combined = values['combined-index'];
+  if (combined !== undefined && combined !== 'true' && combined !== 'false') {
+    throw new PublishError('--combined-index must be true or false');
+  }
+  const settings: RunSettings = {
+    version: values.version,
+    sourceRepository: values['source-repository'],
+    ...(process.env.GITHUB_TOKEN ? { githubToken: process.env.GITHUB_TOKEN } : {}),
+    ...(process.env.GITHUB_API_URL ? { apiUrl: process.env.GITHUB_API_URL } : {}),
+    registry: values.registry,
+    namespace: values.namespace.toLowerCase(),
+    ...(values.username ? { registryUsername: values.username } : {}),
+    ...(password ? { registryPassword: password } : {}),
+    insecureRegistry: values['insecure-registry'],
+    flavors: parseFlavors(flavorsText),
+    selectFlavors: values['select-flavors'].split(/[\s,]+/).filter(Boolean),
+    architectures: parseArchitectures(values.architectures),
+    force: values.force,
+    dryRun: values['dry-run'],
+    assembleOnly: values['assemble-only'],
+    ...(combined ? { combinedIndex: combined === 'true' } : {}),
+    ...(values['oci-layout'] ? { ociLayout: values['oci-layout'] } : {}),
+    concurrency: /^[0-9]+$/.test(values.concurrency) ? Number(values.concurrency) : NaN,
+    ukiBuilder: values['uki-builder'] as UkiBuilderChoice,
+    installUkify: values['install-ukify'],
+    tagSuffix: values['tag-suffix'],
+    annotations: parseAnnotations(values.annotation.join('\n')),
+    ...(values.description ? { description: values.description } : {}),
+    ...(values['work-dir'] ? { workDir: values['work-dir'] } : {}),
+  };
+  let result: RunResult;
+  if (values['from-file'].length > 0) {
+    const selection = await fileSource(values['from-file'], settings.flavors);
+    result = await runPublish(
+      {
+        ...settings,
+        flavors: selection.flavors,
+        architectures: selection.architectures,
+        tagSuffix: settings.tagSuffix + selection.tagSuffix,
+        combinedIndex: settings.combinedIndex ?? true,
+      },
+      logger,
+      { signal, source: selection.source },
+    );
+  } else {
+    result = await runPublish(settings, logger, { signal });
+  }
+  printResult(result);
+}
+
+export function printResult(result: RunResult): void {
+  const out = process.stdout;
+  if (!result.published) out.write(`Garden Linux ${result.version}: nothing pushed (${result.skippedReason}).\n`);
+  if (result.images.length > 0) {
+    out.write(`${formatTable(['image', 'digest', 'size', 'time', 'throughput'], summaryRows(result))}\n\n`);
+  }
+  out.write(`${formatTable(['tag', 'digest'], Object.entries(result.digests).map(([ref, d]) => [ref, d]))}\n`);
+}
+
+async function inspectCommand(args: string[], signal: AbortSignal): Promise<void> {
+  const { positionals, values } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { username: { type: 'string' }, 'insecure-registry': { type: 'boolean', default: false } },
+  });
+  const ref = positionals[0];
+  if (!ref || positionals.length > 1) throw new PublishError('inspect takes one reference: registry/repo:tag or oci:DIR:TAG');
+  if (ref.startsWith('oci:')) {
+    const rest = ref.slice(4);
+    const colon = rest.lastIndexOf(':');
+    if (colon <= 0) throw new PublishError(`"${printable(ref)}": expected oci:DIR:TAG`);
+    process.stdout.write(`${await inspectImage(openLayout(rest.slice(0, colon)), rest.slice(colon + 1), signal)}\n`);
+    return;
+  }
+  const parsed = parseReference(ref);
+  const password = process.env.REGISTRY_PASSWORD;
+  const store = createRegistryStore({
+    registry: parsed.registry,
+    ...(values.username && password ? { credentials: { username: values.username, password } } : {}),
+    insecure: values['insecure-registry'],
+    logger: consoleLogger(),
+    signal,
+  });
+  try {
+    const text = await inspectImage(store.repository(parsed.repository), parsed.digest ?? parsed.tag ?? 'latest', signal);
+    process.stdout.write(`${text}\n`);
+  } finally {
+    await store.close();
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  const controller = new AbortController();
+  process.once('SIGINT', () => controller.abort(new PublishError('interrupted')));
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'publish':
+        await publishCommand(rest, controller.signal);
+        return 0;
+      case 'inspect':
+        await inspectCommand(rest, controller.signal);
+        return 0;
+      case 'demo': {
+        const { values } = parseArgs({ args: rest, options: { out: { type: 'string', default: 'out/demo' } } });
+        const result = await runDemo({ out: values.out, logger: consoleLogger(), signal: controller.signal });
+        printResult(result);
+        return 0;
+      }
+      case undefined:
+      case '-h':
+      case '--help':
+      case 'help':
+        process.stdout.write(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new PublishError(`unknown command "${printable(command)}"`, { hint: 'Run "ironcore-publish --help" for the commands.' });
+    }
+  } catch (error) {
+    // parseArgs rejects unknown options with a TypeError whose message is the whole story.
+    const message =
+      error instanceof TypeError && (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
+        ? `${error.message}\nRun "ironcore-publish --help" for the options.`
+        : describeError(error);
+    process.stderr.write(`error: ${message}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

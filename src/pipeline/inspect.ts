@@ -1,0 +1,51 @@
+// `inspect REF`: what an IronCore image holds (indexes, per-arch manifests, layers by role, the
+// command line), read from any store; accepts the legacy media types too.
+import { isIndexMediaType, isIronCoreConfig, layerRoleOf } from '../oci/mediatypes';
+import type { Repository } from '../oci/store';
+import type { ImageIndex, ImageManifest } from '../oci/types';
+import { PublishError } from '../util/errors';
+import { formatBytes } from '../util/progress';
+
+export async function inspectImage(repo: Repository, tagOrDigest: string, signal?: AbortSignal): Promise<string> {
+  const lines: string[] = [];
+  const top = await repo.getManifest(tagOrDigest, signal);
+  if (!top) throw new PublishError(`${repo.location}:${tagOrDigest} does not exist`);
+  const parse = <T>(bytes: Uint8Array, what: string): T => {
+    try {
+      return JSON.parse(Buffer.from(bytes).toString('utf8')) as T;
+    } catch {
+      throw new PublishError(`${what} is not valid JSON`);
+    }
+  };
+  const describeManifest = async (digest: string, bytes: Uint8Array, indent: string): Promise<void> => {
+    const manifest = parse<ImageManifest>(bytes, digest);
+    const a = manifest.annotations ?? {};
+    lines.push(`${indent}manifest ${digest}${a.variant ? ` variant=${a.variant}` : ''}${a.architecture ? ` arch=${a.architecture}` : ''}`);
+    if (!isIronCoreConfig(manifest.config.mediaType)) {
+      lines.push(`${indent}  config ${manifest.config.mediaType} (not an IronCore image)`);
+    } else {
+      const config = parse<{ commandLine?: string }>(await repo.readBlob(manifest.config.digest, signal), 'config');
+      lines.push(`${indent}  command line: ${config.commandLine ?? '(none)'}`);
+    }
+    for (const layer of manifest.layers) {
+      const role = layerRoleOf(layer.mediaType) ?? `unknown media type ${layer.mediaType}`;
+      lines.push(`${indent}  ${role.padEnd(10)} ${formatBytes(layer.size).padStart(10)}  ${layer.digest}${layer.annotations?.['org.opencontainers.image.title'] ? `  ${layer.annotations['org.opencontainers.image.title']}` : ''}`);
+    }
+  };
+  if (isIndexMediaType(top.mediaType)) {
+    const index = parse<ImageIndex>(top.bytes, tagOrDigest);
+    lines.push(`index ${top.digest} (${index.manifests.length} entries)`);
+    for (const [k, v] of Object.entries(index.annotations ?? {})) lines.push(`  ${k}: ${v}`);
+    for (const entry of index.manifests) {
+      const child = await repo.getManifest(entry.digest, signal);
+      if (!child) {
+        lines.push(`  ${entry.platform?.architecture ?? '?'}: ${entry.digest} MISSING`);
+        continue;
+      }
+      await describeManifest(entry.digest, child.bytes, '  ');
+    }
+  } else {
+    await describeManifest(top.digest, top.bytes, '');
+  }
+  return lines.join('\n');
+}
