@@ -1,0 +1,103 @@
+// `initrd-uki`: the release's initrd followed by an xz-compressed newc cpio archive holding `root.squashfs`.
+// The kernel unpacks concatenated initramfs archives in order, so the squashfs lands at /root.squashfs, where
+// Garden Linux's live boot module looks for it (DOMAIN.md 1.4): the UKI boots without fetching a root image.
+// Everything is streamed: the squashfs (hundreds of MB) goes file -> cpio framing -> xz -> hashing writer.
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { PublishError, throwIfAborted } from '../util/errors';
+import { writeFileAtomic, type HashedFile } from '../util/files';
+import { NEWC_MAX_FILE_SIZE, newcDataPadding, newcHeader, newcTrailer } from './cpio';
+import { openForReading } from './pe';
+import { xzCompress, type XzOptions } from './xz';
+
+export interface EmbeddedInitrdOptions {
+  /** The release's initrd, copied unchanged as the prefix. */
+  initrd: string;
+  /** The root squashfs, stored in the appended archive as `root.squashfs`. */
+  squashfs: string;
+  output: string;
+  signal?: AbortSignal;
+  /** xz tuning; the defaults are chosen for speed and determinism (see XzOptions). */
+  xz?: Omit<XzOptions, 'signal'>;
+}
+
+/** The name the live boot module looks for at the initramfs root. */
+export const EMBEDDED_SQUASHFS_NAME = 'root.squashfs';
+/** Regular file, rw-r--r--, what `cpio -o` records for a squashfs unpacked from the release tarball. */
+const SQUASHFS_MODE = 0o100644;
+const CHUNK = 1024 * 1024;
+
+export async function buildEmbeddedInitrd(options: EmbeddedInitrdOptions): Promise<HashedFile> {
+  const { signal } = options;
+  throwIfAborted(signal);
+  const initrdSize = await regularFileSize(options.initrd, 'initrd');
+  const squashfsSize = await regularFileSize(options.squashfs, 'squashfs');
+  if (squashfsSize > NEWC_MAX_FILE_SIZE) {
+    throw new PublishError(
+      `squashfs ${options.squashfs} is ${squashfsSize} bytes; a newc cpio entry holds at most ${NEWC_MAX_FILE_SIZE}`,
+    );
+  }
+  await checkSquashfsMagic(options.squashfs);
+
+  async function* output(): AsyncGenerator<Buffer> {
+    yield* readExactly(options.initrd, initrdSize, 'initrd', signal);
+    yield* xzCompress(cpioOfSquashfs(), { ...options.xz, ...(signal ? { signal } : {}) });
+  }
+
+  async function* cpioOfSquashfs(): AsyncGenerator<Buffer> {
+    const header = newcHeader({ name: EMBEDDED_SQUASHFS_NAME, mode: SQUASHFS_MODE, size: squashfsSize });
+    yield header;
+    yield* readExactly(options.squashfs, squashfsSize, 'squashfs', signal);
+    const padding = newcDataPadding(squashfsSize);
+    yield padding;
+    yield newcTrailer(header.length + squashfsSize + padding.length);
+  }
+
+  return writeFileAtomic(options.output, output(), signal ? { signal } : {});
+}
+
+async function regularFileSize(path: string, what: string): Promise<number> {
+  try {
+    const info = await stat(path);
+    if (!info.isFile()) throw new PublishError(`${what} ${path} is not a regular file`);
+    return info.size;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new PublishError(`${what} not found: ${path}`, { cause: error });
+    }
+    throw error;
+  }
+}
+
+async function checkSquashfsMagic(path: string): Promise<void> {
+  const handle = await openForReading(path, 'squashfs');
+  try {
+    const magic = Buffer.alloc(4);
+    await handle.read(magic, 0, 4, 0);
+    // "hsqs": squashfs 4 superblock, little-endian. Anything else would not mount at boot: fail now, not then.
+    if (magic.toString('latin1') !== 'hsqs') {
+      throw new PublishError(`${path} is not a squashfs image (no "hsqs" magic)`, {
+        hint: 'expected the root.squashfs from the release\'s <base>.pxe.tar.gz',
+      });
+    }
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Streams a file, failing when it does not hold exactly `size` bytes: the cpio header announced that size
+ * before the data, so a file changing underneath would silently corrupt the archive.
+ */
+export async function* readExactly(path: string, size: number, what: string, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  let seen = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: CHUNK, ...(signal ? { signal } : {}) })) {
+    const buffer = chunk as Buffer;
+    seen += buffer.length;
+    if (seen > size) break;
+    yield buffer;
+  }
+  if (seen !== size) {
+    throw new PublishError(`${what} ${path} changed while it was read (expected ${size} bytes, read ${seen})`);
+  }
+}
