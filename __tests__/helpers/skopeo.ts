@@ -21,7 +21,7 @@ async function skopeo(args: string[]): Promise<Buffer> {
     return stdout;
   } catch (error) {
     const e = error as { stderr?: Buffer; message: string };
-    throw new Error(`skopeo ${args[0]} failed: ${e.stderr?.toString() || e.message}`);
+    throw new Error(`skopeo ${args[0]} failed: ${e.stderr?.toString() || e.message}`, { cause: error });
   }
 }
 

@@ -243,7 +243,15 @@ class UploadSession {
         this.ctx.logger.warning(
           `${error instanceof TransientError ? error.final.message : (error as Error).message}; resuming the upload`,
         );
-        const state = await this.offsetOf(location);
+        let state: { offset: number; location: string };
+        try {
+          state = await this.offsetOf(location);
+        } catch (statusError) {
+          // distribution keeps upload state in the Location's query; after a chunk that landed but whose
+          // answer was lost, that state is stale and the registry refuses to say more: start over.
+          if (statusError instanceof TransientError || !(statusError instanceof PublishError)) throw statusError;
+          throw new TransientError(statusError);
+        }
         location = state.location;
         offset = state.offset;
         this.ctx.logger.info(`resuming ${this.blob.label} at byte ${offset} of ${size}`);

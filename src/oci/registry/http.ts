@@ -257,7 +257,7 @@ export class RegistryClient {
       ? `the registry wants credentials: log in to ${this.registry} (docker login) or pass a username and password`
       : hintFor(this.registry, status, hasCreds);
     const error = new PublishError(this.redact(`${operation}: ${describeRegistryAnswer(status, statusText, text)}`), hint ? { hint } : {});
-    if (isRetryableStatus(status, text)) return new TransientError(error, parseRetryAfter(headers['retry-after']));
+    if (isRetryableStatus(status, text, headers['retry-after'])) return new TransientError(error, parseRetryAfter(headers['retry-after']));
     Object.assign(error, { status, registryBody: text });
     return error;
   }

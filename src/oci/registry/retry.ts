@@ -22,10 +22,11 @@ export class TransientError extends Error {
   }
 }
 
-export function isRetryableStatus(status: number, body: string): boolean {
+export function isRetryableStatus(status: number, body: string, retryAfter?: string): boolean {
   if (status === 408 || status === 429 || status >= 500) return true;
-  // ghcr.io throttles bursts with a 403 whose body says so; a plain 403 is a permission error.
-  return status === 403 && /secondary rate limit/i.test(body);
+  // ghcr.io throttles bursts with a 403 whose body says so (a HEAD has no body: then Retry-After tells);
+  // a plain 403 is a permission error.
+  return status === 403 && (/secondary rate limit/i.test(body) || retryAfter !== undefined);
 }
 
 /** `Retry-After` as milliseconds: delta seconds or an HTTP date; undefined when absent or unparsable. */
