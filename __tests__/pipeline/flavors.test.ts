@@ -20,7 +20,9 @@ describe('flavors input', () => {
     // kvm differs per arch only in the serial console.
     const kvm = flavors[1]!;
     expect(commandLineFor(kvm.cmdline, 'amd64')).toContain('console=ttyS0,115200 earlyprintk=ttyS0,115200');
-    expect(commandLineFor(kvm.cmdline, 'arm64')).toContain('console=ttyAMA0,115200 earlyprintk=ttyAMA0,115200');
+    expect(commandLineFor(kvm.cmdline, 'arm64')).toContain(
+      'console=ttyAMA0,115200 earlyprintk=ttyAMA0,115200',
+    );
     expect(commandLineFor(flavors[0]!.ukiCmdline, 'arm64')).toBe(DEFAULT_METAL_CMDLINE);
   });
 
@@ -49,7 +51,10 @@ describe('flavors input', () => {
     ['[]', /the list is empty/],
     ['image: gl', /expected a YAML list/],
     ['- [unclosed', /not valid YAML/],
-    ['- {image: gl, variant: metal, asset: a}\n- {image: gl, variant: metal, asset: b}', /gl:metal is listed twice/],
+    [
+      '- {image: gl, variant: metal, asset: a}\n- {image: gl, variant: metal, asset: b}',
+      /gl:metal is listed twice/,
+    ],
   ])('rejects %j', (text, message) => {
     expect(() => parseFlavors(text)).toThrow(message);
   });
@@ -57,7 +62,9 @@ describe('flavors input', () => {
   it('accepts amd64 and arm64 only', () => {
     expect(parseArchitectures('arm64, amd64')).toEqual(['arm64', 'amd64']);
     expect(parseArchitectures('')).toEqual(['amd64', 'arm64']);
-    expect(() => parseArchitectures('amd64,riscv64')).toThrow(/"riscv64" is not supported; use amd64 and\/or arm64/);
+    expect(() => parseArchitectures('amd64,riscv64')).toThrow(
+      /"riscv64" is not supported; use amd64 and\/or arm64/,
+    );
   });
 });
 
@@ -97,7 +104,10 @@ describe('plan', () => {
       tagSuffix: '-manual-0a1b2c3d',
       combined: false,
     });
-    expect(planTags(plan).map((t) => t.tag)).toEqual(['1877.3-metal-arm64-manual-0a1b2c3d', '1877.3-metal-manual-0a1b2c3d']);
+    expect(planTags(plan).map((t) => t.tag)).toEqual([
+      '1877.3-metal-arm64-manual-0a1b2c3d',
+      '1877.3-metal-manual-0a1b2c3d',
+    ]);
   });
 
   it('formats an aligned table', () => {

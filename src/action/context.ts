@@ -42,7 +42,10 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): RunSettings 
     registryPassword,
     insecureRegistry: bool('insecure-registry'),
     flavors: parseFlavors(core.getInput('flavors')),
-    selectFlavors: core.getInput('select-flavors').split(/[\s,]+/).filter(Boolean),
+    selectFlavors: core
+      .getInput('select-flavors')
+      .split(/[\s,]+/)
+      .filter(Boolean),
     architectures: parseArchitectures(core.getInput('architectures')),
     force: bool('force'),
     dryRun: bool('dry-run'),

@@ -32,7 +32,10 @@ async function main(): Promise<void> {
 
     const summary = core.summary.addHeading(`Garden Linux ${result.version}`, 2);
     if (!result.published) {
-      summary.addRaw(`Nothing pushed: ${result.skippedReason === 'dry-run' ? 'dry run' : 'every tag exists already'}.`, true);
+      summary.addRaw(
+        `Nothing pushed: ${result.skippedReason === 'dry-run' ? 'dry run' : 'every tag exists already'}.`,
+        true,
+      );
     }
     if (result.images.length > 0) {
       summary.addTable([

@@ -93,7 +93,9 @@ async function publishCommand(args: string[], signal: AbortSignal): Promise<void
   });
   const logger = consoleLogger({ verbose: values.verbose });
   if (!['auto', 'ukify', 'native'].includes(values['uki-builder'])) {
-    throw new PublishError(`--uki-builder "${printable(values['uki-builder'])}" must be auto, ukify or native`);
+    throw new PublishError(
+      `--uki-builder "${printable(values['uki-builder'])}" must be auto, ukify or native`,
+    );
   }
   let flavorsText = '';
   if (values.flavors) {
@@ -154,11 +156,17 @@ async function publishCommand(args: string[], signal: AbortSignal): Promise<void
 
 export function printResult(result: RunResult): void {
   const out = process.stdout;
-  if (!result.published) out.write(`Garden Linux ${result.version}: nothing pushed (${result.skippedReason}).\n`);
+  if (!result.published)
+    out.write(`Garden Linux ${result.version}: nothing pushed (${result.skippedReason}).\n`);
   if (result.images.length > 0) {
     out.write(`${formatTable(['image', 'digest', 'size', 'time', 'throughput'], summaryRows(result))}\n\n`);
   }
-  out.write(`${formatTable(['tag', 'digest'], Object.entries(result.digests).map(([ref, d]) => [ref, d]))}\n`);
+  out.write(
+    `${formatTable(
+      ['tag', 'digest'],
+      Object.entries(result.digests).map(([ref, d]) => [ref, d]),
+    )}\n`,
+  );
 }
 
 async function inspectCommand(args: string[], signal: AbortSignal): Promise<void> {
@@ -168,12 +176,15 @@ async function inspectCommand(args: string[], signal: AbortSignal): Promise<void
     options: { username: { type: 'string' }, 'insecure-registry': { type: 'boolean', default: false } },
   });
   const ref = positionals[0];
-  if (!ref || positionals.length > 1) throw new PublishError('inspect takes one reference: registry/repo:tag or oci:DIR:TAG');
+  if (!ref || positionals.length > 1)
+    throw new PublishError('inspect takes one reference: registry/repo:tag or oci:DIR:TAG');
   if (ref.startsWith('oci:')) {
     const rest = ref.slice(4);
     const colon = rest.lastIndexOf(':');
     if (colon <= 0) throw new PublishError(`"${printable(ref)}": expected oci:DIR:TAG`);
-    process.stdout.write(`${await inspectImage(openLayout(rest.slice(0, colon)), rest.slice(colon + 1), signal)}\n`);
+    process.stdout.write(
+      `${await inspectImage(openLayout(rest.slice(0, colon)), rest.slice(colon + 1), signal)}\n`,
+    );
     return;
   }
   const parsed = parseReference(ref);
@@ -186,7 +197,11 @@ async function inspectCommand(args: string[], signal: AbortSignal): Promise<void
     signal,
   });
   try {
-    const text = await inspectImage(store.repository(parsed.repository), parsed.digest ?? parsed.tag ?? 'latest', signal);
+    const text = await inspectImage(
+      store.repository(parsed.repository),
+      parsed.digest ?? parsed.tag ?? 'latest',
+      signal,
+    );
     process.stdout.write(`${text}\n`);
   } finally {
     await store.close();
@@ -206,7 +221,10 @@ async function main(argv: string[]): Promise<number> {
         await inspectCommand(rest, controller.signal);
         return 0;
       case 'demo': {
-        const { values } = parseArgs({ args: rest, options: { out: { type: 'string', default: 'out/demo' } } });
+        const { values } = parseArgs({
+          args: rest,
+          options: { out: { type: 'string', default: 'out/demo' } },
+        });
         const result = await runDemo({ out: values.out, logger: consoleLogger(), signal: controller.signal });
         printResult(result);
         return 0;
@@ -218,7 +236,9 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(USAGE);
         return command === undefined ? 2 : 0;
       default:
-        throw new PublishError(`unknown command "${printable(command)}"`, { hint: 'Run "ironcore-publish --help" for the commands.' });
+        throw new PublishError(`unknown command "${printable(command)}"`, {
+          hint: 'Run "ironcore-publish --help" for the commands.',
+        });
     }
   } catch (error) {
     // parseArgs rejects unknown options with a TypeError whose message is the whole story.

@@ -10,7 +10,8 @@ import { PublishError } from '../util/errors';
 import type { Flavor } from './flavors';
 import type { ArtifactSource } from './sources';
 
-const ASSET_NAME = /^(?<cname>.+)-(?<arch>amd64|arm64)-(?<version>[0-9]+\.[0-9]+(?:\.[0-9]+)?)-(?<commit>[0-9a-f]{8})\.tar\.xz$/;
+const ASSET_NAME =
+  /^(?<cname>.+)-(?<arch>amd64|arm64)-(?<version>[0-9]+\.[0-9]+(?:\.[0-9]+)?)-(?<commit>[0-9a-f]{8})\.tar\.xz$/;
 
 export interface AssetFile {
   path: string;
@@ -42,12 +43,15 @@ export async function fileSource(paths: string[], flavors: readonly Flavor[]): P
   if (paths.length === 0) throw new PublishError('--from-file needs at least one asset file');
   const files = paths.map(parseAssetFileName);
   const versions = new Set(files.map((f) => f.version));
-  if (versions.size > 1) throw new PublishError(`--from-file: the files are of different versions (${[...versions].join(', ')})`);
+  if (versions.size > 1)
+    throw new PublishError(`--from-file: the files are of different versions (${[...versions].join(', ')})`);
   const chosen = new Map<Flavor, AssetFile[]>();
   for (const file of files) {
     const flavor = flavors.find((f) => f.asset === file.cname || f.alternatives.includes(file.cname));
     if (!flavor) {
-      throw new PublishError(`${basename(file.path)}: no flavor has the asset pattern "${file.cname}"; known: ${flavors.map((f) => f.asset).join(', ')}`);
+      throw new PublishError(
+        `${basename(file.path)}: no flavor has the asset pattern "${file.cname}"; known: ${flavors.map((f) => f.asset).join(', ')}`,
+      );
     }
     chosen.set(flavor, [...(chosen.get(flavor) ?? []), file]);
   }
@@ -55,12 +59,15 @@ export async function fileSource(paths: string[], flavors: readonly Flavor[]): P
   for (const [flavor, list] of chosen) {
     const arches = list.map((f) => f.architecture).sort();
     if (arches.join() !== architectures.join()) {
-      throw new PublishError(`--from-file: ${flavor.asset} is given for ${arches.join(', ')} but the files cover ${architectures.join(', ')}; give every flavor for the same arches`);
+      throw new PublishError(
+        `--from-file: ${flavor.asset} is given for ${arches.join(', ')} but the files cover ${architectures.join(', ')}; give every flavor for the same arches`,
+      );
     }
   }
   // The suffix names the inputs by file name and size: stable across rebuilds of the same files,
   // without reading gigabytes just to name them (their content is hashed once, while unpacking).
-  const identities = await Promise.all(files.map(async (f) => {
+  const identities = await Promise.all(
+    files.map(async (f) => {
       const size = await stat(f.path).then(
         (s) => s.size,
         () => {
@@ -68,7 +75,8 @@ export async function fileSource(paths: string[], flavors: readonly Flavor[]): P
         },
       );
       return `${basename(f.path)} ${size}`;
-    }));
+    }),
+  );
   const suffix = createHash('sha256').update(identities.sort().join('\n')).digest('hex').slice(0, 8);
   const first = files[0]!;
   return {

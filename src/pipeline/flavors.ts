@@ -27,7 +27,10 @@ export interface Flavor {
 const KVM_CMDLINE = (console: string): string =>
   `gl.url=/dev/disk/by-id/virtio-machineboot gl.live=1 gl.ovl=/:tmpfs cgroup_enable=memory swapaccount=1 ignition.firstboot=1 ignition.platform.id=qemu consoleblank=0 console=tty0 console=${console},115200 earlyprintk=${console},115200`;
 
-export const DEFAULT_KVM_CMDLINE: CommandLineSpec = { amd64: KVM_CMDLINE('ttyS0'), arm64: KVM_CMDLINE('ttyAMA0') };
+export const DEFAULT_KVM_CMDLINE: CommandLineSpec = {
+  amd64: KVM_CMDLINE('ttyS0'),
+  arm64: KVM_CMDLINE('ttyAMA0'),
+};
 
 export const DEFAULT_METAL_CMDLINE =
   'initrd=initrd gl.ovl=/:tmpfs gl.live=1 ip=any console=ttyS0,115200 console=tty0 earlyprintk=ttyS0,115200 consoleblank=0 ignition.firstboot=1 ignition.config.url=http://boot.onmetal.de:8083/ignition ignition.config.url.append.uuid=true ignition.platform.id=metal';
@@ -99,7 +102,10 @@ export function parseFlavors(text: string): Flavor[] {
       hint: 'Give a YAML list such as: - {image: gardenlinux, variant: metal, asset: baremetal_pxe}',
     });
   }
-  if (data.length === 0) throw new PublishError('flavors: the list is empty; give at least one flavor (or leave the input empty for the defaults)');
+  if (data.length === 0)
+    throw new PublishError(
+      'flavors: the list is empty; give at least one flavor (or leave the input empty for the defaults)',
+    );
   const flavors = data.map((entry, i) => parseFlavor(entry, i));
   const seen = new Set<string>();
   for (const flavor of flavors) {
@@ -117,7 +123,9 @@ function parseFlavor(entry: unknown, i: number): Flavor {
   const record = entry as Record<string, unknown>;
   for (const key of Object.keys(record)) {
     if (!KNOWN_KEYS.has(key)) {
-      throw new PublishError(`${where}: unknown key "${printable(key)}"; known keys: ${[...KNOWN_KEYS].join(', ')}`);
+      throw new PublishError(
+        `${where}: unknown key "${printable(key)}"; known keys: ${[...KNOWN_KEYS].join(', ')}`,
+      );
     }
   }
   const image = requireString(record, 'image', where);
@@ -133,11 +141,14 @@ function parseFlavor(entry: unknown, i: number): Flavor {
   }
   for (const pattern of [asset, ...(alternatives as string[])]) {
     if (!ASSET_PATTERN.test(pattern)) {
-      throw new PublishError(`${where}: asset pattern "${printable(pattern)}" may only hold letters, digits, _ . -`);
+      throw new PublishError(
+        `${where}: asset pattern "${printable(pattern)}" may only hold letters, digits, _ . -`,
+      );
     }
   }
   const defaults = variant === 'kvm' ? DEFAULT_KVM_CMDLINE : DEFAULT_METAL_CMDLINE;
-  const cmdline = record.cmdline === undefined ? defaults : parseCommandLine(record.cmdline, `${where}.cmdline`);
+  const cmdline =
+    record.cmdline === undefined ? defaults : parseCommandLine(record.cmdline, `${where}.cmdline`);
   const flavor: Flavor = { image, variant, asset, alternatives: alternatives as string[], cmdline };
   if (record['uki-cmdline'] !== undefined) {
     if (variant !== 'metal') throw new PublishError(`${where}: uki-cmdline applies to metal flavors only`);
@@ -150,7 +161,8 @@ function parseFlavor(entry: unknown, i: number): Flavor {
 
 function requireString(record: Record<string, unknown>, key: string, where: string): string {
   const value = record[key];
-  if (typeof value !== 'string' || value.trim() === '') throw new PublishError(`${where}: "${key}" is required (a string)`);
+  if (typeof value !== 'string' || value.trim() === '')
+    throw new PublishError(`${where}: "${key}" is required (a string)`);
   return value.trim();
 }
 
@@ -158,7 +170,8 @@ function parseCommandLine(value: unknown, where: string): CommandLineSpec {
   const check = (text: unknown, label: string): string => {
     if (typeof text !== 'string') throw new PublishError(`${label}: expected a string`);
     if (/[\n\r\0]/.test(text)) throw new PublishError(`${label}: a kernel command line must be one line`);
-    if (text.length > 2047) throw new PublishError(`${label}: ${text.length} characters is over the kernel's 2047-character limit`);
+    if (text.length > 2047)
+      throw new PublishError(`${label}: ${text.length} characters is over the kernel's 2047-character limit`);
     return text;
   };
   if (typeof value === 'string') return check(value, where);

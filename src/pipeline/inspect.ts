@@ -6,7 +6,11 @@ import type { ImageIndex, ImageManifest } from '../oci/types';
 import { PublishError } from '../util/errors';
 import { formatBytes } from '../util/progress';
 
-export async function inspectImage(repo: Repository, tagOrDigest: string, signal?: AbortSignal): Promise<string> {
+export async function inspectImage(
+  repo: Repository,
+  tagOrDigest: string,
+  signal?: AbortSignal,
+): Promise<string> {
   const lines: string[] = [];
   const top = await repo.getManifest(tagOrDigest, signal);
   if (!top) throw new PublishError(`${repo.location}:${tagOrDigest} does not exist`);
@@ -20,16 +24,23 @@ export async function inspectImage(repo: Repository, tagOrDigest: string, signal
   const describeManifest = async (digest: string, bytes: Uint8Array, indent: string): Promise<void> => {
     const manifest = parse<ImageManifest>(bytes, digest);
     const a = manifest.annotations ?? {};
-    lines.push(`${indent}manifest ${digest}${a.variant ? ` variant=${a.variant}` : ''}${a.architecture ? ` arch=${a.architecture}` : ''}`);
+    lines.push(
+      `${indent}manifest ${digest}${a.variant ? ` variant=${a.variant}` : ''}${a.architecture ? ` arch=${a.architecture}` : ''}`,
+    );
     if (!isIronCoreConfig(manifest.config.mediaType)) {
       lines.push(`${indent}  config ${manifest.config.mediaType} (not an IronCore image)`);
     } else {
-      const config = parse<{ commandLine?: string }>(await repo.readBlob(manifest.config.digest, signal), 'config');
+      const config = parse<{ commandLine?: string }>(
+        await repo.readBlob(manifest.config.digest, signal),
+        'config',
+      );
       lines.push(`${indent}  command line: ${config.commandLine ?? '(none)'}`);
     }
     for (const layer of manifest.layers) {
       const role = layerRoleOf(layer.mediaType) ?? `unknown media type ${layer.mediaType}`;
-      lines.push(`${indent}  ${role.padEnd(10)} ${formatBytes(layer.size).padStart(10)}  ${layer.digest}${layer.annotations?.['org.opencontainers.image.title'] ? `  ${layer.annotations['org.opencontainers.image.title']}` : ''}`);
+      lines.push(
+        `${indent}  ${role.padEnd(10)} ${formatBytes(layer.size).padStart(10)}  ${layer.digest}${layer.annotations?.['org.opencontainers.image.title'] ? `  ${layer.annotations['org.opencontainers.image.title']}` : ''}`,
+      );
     }
   };
   if (isIndexMediaType(top.mediaType)) {

@@ -51,7 +51,12 @@ export function planPublication(options: PlanOptions): Plan {
     let image = images.get(flavor.image);
     if (!image) {
       const combinedTag = options.combined === false ? undefined : validateTag(`${options.version}${suffix}`);
-      image = { image: flavor.image, repository: joinRepository(options.namespace, flavor.image), combinedTag, variants: [] };
+      image = {
+        image: flavor.image,
+        repository: joinRepository(options.namespace, flavor.image),
+        combinedTag,
+        variants: [],
+      };
       images.set(flavor.image, image);
     }
     const variantTag = validateTag(`${options.version}-${flavor.variant}${suffix}`);
@@ -73,19 +78,36 @@ function joinRepository(namespace: string, image: string): string {
 }
 
 /** Every tag of the plan with what it names, in the order they are written (children first). */
-export function planTags(plan: Plan): { repository: string; tag: string; kind: 'arch' | 'variant' | 'combined'; what: string }[] {
+export function planTags(
+  plan: Plan,
+): { repository: string; tag: string; kind: 'arch' | 'variant' | 'combined'; what: string }[] {
   const rows: ReturnType<typeof planTags> = [];
   for (const image of plan.images) {
     for (const variant of image.variants) {
       for (const arch of variant.arches) {
-        rows.push({ repository: image.repository, tag: arch.tag, kind: 'arch', what: `${flavorKey(variant.flavor)} ${arch.architecture} (${variant.flavor.asset})` });
+        rows.push({
+          repository: image.repository,
+          tag: arch.tag,
+          kind: 'arch',
+          what: `${flavorKey(variant.flavor)} ${arch.architecture} (${variant.flavor.asset})`,
+        });
       }
     }
     for (const variant of image.variants) {
-      rows.push({ repository: image.repository, tag: variant.tag, kind: 'variant', what: `index over ${variant.arches.map((a) => a.architecture).join(', ')}` });
+      rows.push({
+        repository: image.repository,
+        tag: variant.tag,
+        kind: 'variant',
+        what: `index over ${variant.arches.map((a) => a.architecture).join(', ')}`,
+      });
     }
     if (image.combinedTag) {
-      rows.push({ repository: image.repository, tag: image.combinedTag, kind: 'combined', what: `index over ${image.variants.length * (image.variants[0]?.arches.length ?? 0)} variant/arch images` });
+      rows.push({
+        repository: image.repository,
+        tag: image.combinedTag,
+        kind: 'combined',
+        what: `index over ${image.variants.length * (image.variants[0]?.arches.length ?? 0)} variant/arch images`,
+      });
     }
   }
   return rows;
@@ -94,6 +116,10 @@ export function planTags(plan: Plan): { repository: string; tag: string; kind: '
 /** A plain-text table, readable in a CI log. */
 export function formatTable(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  const line = (cells: string[]): string =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd();
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }

@@ -25,7 +25,14 @@ import type { Logger } from '../util/logger';
 import { formatBytes, formatDuration, rate } from '../util/progress';
 import { BlobPusher } from './blob-pusher';
 import { commandLineFor, flavorKey, ironCoreVariantOf, type Flavor } from './flavors';
-import { formatTable, planPublication, planTags, type Plan, type PlannedArchImage, type PlannedImage } from './plan';
+import {
+  formatTable,
+  planPublication,
+  planTags,
+  type Plan,
+  type PlannedArchImage,
+  type PlannedImage,
+} from './plan';
 import type { ArtifactSource } from './sources';
 
 export interface PublishOptions {
@@ -98,7 +105,8 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     ...(options.tagSuffix ? { tagSuffix: options.tagSuffix } : {}),
     combined: options.combinedIndex,
   });
-  const reference = (repository: string, tag: string): string => `${options.referencePrefix}/${repository}:${tag}`;
+  const reference = (repository: string, tag: string): string =>
+    `${options.referencePrefix}/${repository}:${tag}`;
 
   await logger.group('Plan', async () => {
     const rows = planTags(plan).map((r) => [reference(r.repository, r.tag), r.kind, r.what]);
@@ -110,13 +118,18 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
   });
 
   const checkStore = options.stores[0] ?? options.checkStore;
-  const existing = await logger.group('Check what is published', () => findExisting(plan, checkStore, options.stores, logger, signal));
+  const existing = await logger.group('Check what is published', () =>
+    findExisting(plan, checkStore, options.stores, logger, signal),
+  );
   const allTags = planTags(plan);
   const missing = allTags.filter((t) => !existing.has(key(t.repository, t.tag)));
   if (missing.length === 0 && !options.force) {
-    logger.info(`${version}: all ${allTags.length} tags exist already; nothing to do (use force to publish again)`);
+    logger.info(
+      `${version}: all ${allTags.length} tags exist already; nothing to do (use force to publish again)`,
+    );
     const digests: Record<string, string> = {};
-    for (const t of allTags) digests[reference(t.repository, t.tag)] = existing.get(key(t.repository, t.tag))!.digest;
+    for (const t of allTags)
+      digests[reference(t.repository, t.tag)] = existing.get(key(t.repository, t.tag))!.digest;
     return {
       version,
       published: false,
@@ -173,7 +186,14 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
         digests[ref] = image.manifest.digest;
         const size = image.blobs.reduce((n, b) => n + b.size, 0) + image.manifest.size;
         const bytesUploaded = options.stores.reduce((n, s) => n + s.stats.bytesUploaded, 0) - uploadedBefore;
-        results.push({ reference: ref, digest: image.manifest.digest, size, seconds, bytesUploaded, kind: 'arch' });
+        results.push({
+          reference: ref,
+          digest: image.manifest.digest,
+          size,
+          seconds,
+          bytesUploaded,
+          kind: 'arch',
+        });
         logger.info(`${ref} ${image.manifest.digest} (${formatBytes(size)} in ${formatDuration(seconds)})`);
       }),
     );
@@ -196,7 +216,14 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
           built.set(key(image.repository, variant.tag), index);
         }
         if (image.combinedTag) {
-          const index = buildIndex(combinedEntries, indexAnnotations(options, image, image.variants.map((v) => v.flavor)));
+          const index = buildIndex(
+            combinedEntries,
+            indexAnnotations(
+              options,
+              image,
+              image.variants.map((v) => v.flavor),
+            ),
+          );
           await writeIndex(image, image.combinedTag, index, 'combined');
         }
       }
@@ -205,7 +232,12 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     if (!options.workDir) await rm(workDir, { recursive: true, force: true });
   }
 
-  async function writeIndex(image: PlannedImage, tag: string, index: SerializedManifest, kind: 'variant' | 'combined'): Promise<void> {
+  async function writeIndex(
+    image: PlannedImage,
+    tag: string,
+    index: SerializedManifest,
+    kind: 'variant' | 'combined',
+  ): Promise<void> {
     const ref = reference(image.repository, tag);
     digests[ref] = index.digest;
     const before = existing.get(key(image.repository, tag));
@@ -214,8 +246,16 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
       return;
     }
     const started = performance.now();
-    for (const store of options.stores) await store.repository(image.repository).pushManifest(index, [tag], signal);
-    results.push({ reference: ref, digest: index.digest, size: index.size, seconds: (performance.now() - started) / 1000, bytesUploaded: 0, kind });
+    for (const store of options.stores)
+      await store.repository(image.repository).pushManifest(index, [tag], signal);
+    results.push({
+      reference: ref,
+      digest: index.digest,
+      size: index.size,
+      seconds: (performance.now() - started) / 1000,
+      bytesUploaded: 0,
+      kind,
+    });
     logger.info(`${ref} ${index.digest}`);
   }
 
@@ -244,7 +284,12 @@ function repositoryOf(plan: Plan, arch: PlannedArchImage): string {
   return plan.images.find((i) => i.image === arch.flavor.image)!.repository;
 }
 
-function childOf(image: PlannedImage, tag: string, built: Map<string, ExistingTag>, existing: Map<string, ExistingTag>): ExistingTag {
+function childOf(
+  image: PlannedImage,
+  tag: string,
+  built: Map<string, ExistingTag>,
+  existing: Map<string, ExistingTag>,
+): ExistingTag {
   const found = built.get(key(image.repository, tag)) ?? existing.get(key(image.repository, tag));
   if (!found) throw new Error(`internal: ${image.repository}:${tag} is neither built nor published`);
   return found;
@@ -271,7 +316,11 @@ async function findExisting(
       if (other === checkStore) continue;
       if ((await other.repository(row.repository).resolveTag(row.tag, signal)) !== manifest.digest) return;
     }
-    found.set(key(row.repository, row.tag), { digest: manifest.digest, mediaType: manifest.mediaType, size: manifest.bytes.length });
+    found.set(key(row.repository, row.tag), {
+      digest: manifest.digest,
+      mediaType: manifest.mediaType,
+      size: manifest.bytes.length,
+    });
   });
   logger.info(`${found.size} of ${rows.length} tags exist in ${checkStore.description}`);
   return found;
@@ -303,13 +352,24 @@ function releaseAnnotations(options: PublishOptions): Annotations {
   };
 }
 
-async function buildArchImageFor(arch: PlannedArchImage, dir: string, options: PublishOptions): Promise<BuiltArchImage> {
+async function buildArchImageFor(
+  arch: PlannedArchImage,
+  dir: string,
+  options: PublishOptions,
+): Promise<BuiltArchImage> {
   const { flavor, architecture } = arch;
   const { logger, signal } = options;
   const artifacts = await options.source.fetch(flavor, architecture, dir, logger, signal);
-  const layer = (role: LayerInput['role'], file: HashedFile | undefined, title: string, what: string): LayerInput => {
+  const layer = (
+    role: LayerInput['role'],
+    file: HashedFile | undefined,
+    title: string,
+    what: string,
+  ): LayerInput => {
     if (!file) {
-      throw new PublishError(`${artifacts.base}: the archive holds no ${what}; cannot build the ${flavor.variant} image`);
+      throw new PublishError(
+        `${artifacts.base}: the archive holds no ${what}; cannot build the ${flavor.variant} image`,
+      );
     }
     return { role, blob: fileBlob(file.path, file.digest, file.size, `${artifacts.base} ${title}`), title };
   };
@@ -329,7 +389,11 @@ async function buildArchImageFor(arch: PlannedArchImage, dir: string, options: P
   }
   const layers = metalLayers(artifacts, layer);
   const ukiInput = await buildMetalUki(artifacts, arch, dir, options);
-  layers.push({ role: 'uki', blob: fileBlob(ukiInput.path, ukiInput.digest, ukiInput.size, `${artifacts.base} uki`), title: 'uki.efi' });
+  layers.push({
+    role: 'uki',
+    blob: fileBlob(ukiInput.path, ukiInput.digest, ukiInput.size, `${artifacts.base} uki`),
+    title: 'uki.efi',
+  });
   throwIfAborted(signal);
   return buildArchImage({
     architecture,
@@ -352,13 +416,20 @@ function metalLayers(
   ];
 }
 
-async function buildMetalUki(artifacts: FlavorArtifacts, arch: PlannedArchImage, dir: string, options: PublishOptions): Promise<HashedFile> {
+async function buildMetalUki(
+  artifacts: FlavorArtifacts,
+  arch: PlannedArchImage,
+  dir: string,
+  options: PublishOptions,
+): Promise<HashedFile> {
   const { files } = artifacts;
   if (!files.kernel || !files.initrd || !files.squashfs) {
     throw new PublishError(`${artifacts.base}: the PXE archive lacks vmlinuz, initrd or root.squashfs`);
   }
   if (!files.efiStub) {
-    throw new PublishError(`${artifacts.base}: the rootfs tarball holds no EFI stub for ${arch.architecture}; cannot build the UKI`);
+    throw new PublishError(
+      `${artifacts.base}: the rootfs tarball holds no EFI stub for ${arch.architecture}; cannot build the UKI`,
+    );
   }
   const cmdline = commandLineFor(arch.flavor.ukiCmdline ?? arch.flavor.cmdline, arch.architecture) ?? '';
   const initrdUki = await buildEmbeddedInitrd({

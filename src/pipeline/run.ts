@@ -61,7 +61,9 @@ export function validateSettings(settings: RunSettings): Flavor[] {
   if (settings.registry) validateRegistryHost(settings.registry);
   if (settings.namespace) validateRepositoryName(settings.namespace);
   if (settings.tagSuffix && !/^[A-Za-z0-9_.-]{1,40}$/.test(settings.tagSuffix)) {
-    throw new PublishError(`tag-suffix "${printable(settings.tagSuffix)}" may only hold letters, digits, _ . - (at most 40)`);
+    throw new PublishError(
+      `tag-suffix "${printable(settings.tagSuffix)}" may only hold letters, digits, _ . - (at most 40)`,
+    );
   }
   if (!Number.isInteger(settings.concurrency) || settings.concurrency < 1 || settings.concurrency > 32) {
     throw new PublishError(`concurrency must be a whole number from 1 to 32, not ${settings.concurrency}`);
@@ -70,7 +72,8 @@ export function validateSettings(settings: RunSettings): Flavor[] {
     throw new PublishError('nothing to publish to: give a registry, an oci-layout folder, or dry-run');
   }
   for (const name of Object.keys(settings.annotations)) {
-    if (!/^[A-Za-z0-9][A-Za-z0-9._/-]*$/.test(name)) throw new PublishError(`annotation name "${printable(name)}" is not valid`);
+    if (!/^[A-Za-z0-9][A-Za-z0-9._/-]*$/.test(name))
+      throw new PublishError(`annotation name "${printable(name)}" is not valid`);
   }
   const selected = selectFlavors(settings.flavors, settings.selectFlavors);
   // Tags are validated with a sample version: every flavor's tags must be valid for any real version.

@@ -20,7 +20,13 @@ export interface ArtifactSource {
   release: ReleaseInfo;
   /** Names the input of one flavor and arch, for the plan table; throws when it does not exist. */
   describe(flavor: Flavor, arch: Architecture): string;
-  fetch(flavor: Flavor, arch: Architecture, dir: string, logger: Logger, signal?: AbortSignal): Promise<FlavorArtifacts>;
+  fetch(
+    flavor: Flavor,
+    arch: Architecture,
+    dir: string,
+    logger: Logger,
+    signal?: AbortSignal,
+  ): Promise<FlavorArtifacts>;
 }
 
 export function releaseSource(

@@ -19,7 +19,11 @@ export class HashingStream extends Transform {
   private readonly hash = createHash('sha256');
   size = 0;
 
-  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: (e?: Error | null, d?: Buffer) => void): void {
+  override _transform(
+    chunk: Buffer,
+    _enc: BufferEncoding,
+    callback: (e?: Error | null, d?: Buffer) => void,
+  ): void {
     this.hash.update(chunk);
     this.size += chunk.length;
     callback(null, chunk);
@@ -83,11 +87,11 @@ export class DigestMismatchError extends Error {
 
 /** Hashes a file already on disk. Only for inputs that did not arrive through a hashing writer. */
 export async function hashFile(path: string): Promise<HashedFile> {
-  const hasher = new HashingStream();
-  await pipeline(createReadStream(path, { highWaterMark: 1024 * 1024 }), hasher, async function* (source) {
-    for await (const _ of source) {
-      /* drain */
-    }
-  });
-  return { path, digest: hasher.digest(), size: hasher.size };
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    size += chunk.length;
+  }
+  return { path, digest: `sha256:${hash.digest('hex')}`, size };
 }

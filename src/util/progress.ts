@@ -25,7 +25,9 @@ export function formatDuration(seconds: number): string {
   const s = Math.round(seconds);
   if (s < 60) return `${s}s`;
   const m = Math.floor(s / 60);
-  return m < 60 ? `${m}m${String(s % 60).padStart(2, '0')}s` : `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
+  return m < 60
+    ? `${m}m${String(s % 60).padStart(2, '0')}s`
+    : `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
 }
 
 export function rate(bytes: number, seconds: number): string {
@@ -72,7 +74,9 @@ export function startProgress(
     done() {
       if (!reported) return;
       const seconds = (now() - started) / 1000;
-      logger.info(`${label}: ${formatBytes(doneBytes)} in ${formatDuration(seconds)} (${rate(doneBytes, seconds)})`);
+      logger.info(
+        `${label}: ${formatBytes(doneBytes)} in ${formatDuration(seconds)} (${rate(doneBytes, seconds)})`,
+      );
     },
   };
 }

@@ -14,7 +14,10 @@ import { hashFile } from '../../../src/util/files';
 const run = promisify(execFile);
 
 async function skopeoRaw(ref: string): Promise<Buffer> {
-  const { stdout } = await run('skopeo', ['inspect', '--raw', ref], { encoding: 'buffer', maxBuffer: 1 << 24 });
+  const { stdout } = await run('skopeo', ['inspect', '--raw', ref], {
+    encoding: 'buffer',
+    maxBuffer: 1 << 24,
+  });
   return stdout;
 }
 
@@ -78,7 +81,12 @@ describe('OCI layout store', () => {
 
     // An independent copy out of the layout proves every blob is present and matches its digest.
     const copy = join(work, 'copy1');
-    await run('skopeo', ['copy', '--all', `oci:${join(root, 'gardenlinux/gardener')}:1.0-metal`, `oci:${copy}:x`]);
+    await run('skopeo', [
+      'copy',
+      '--all',
+      `oci:${join(root, 'gardenlinux/gardener')}:1.0-metal`,
+      `oci:${copy}:x`,
+    ]);
     const copied = await readdir(join(copy, 'blobs', 'sha256'));
     expect(copied).toContain((await hashFile(kernel)).digest.slice(7));
   });
@@ -130,6 +138,8 @@ describe('OCI layout store', () => {
     const store = createLayoutStore(join(work, 'out5'));
     expect(() => store.repository('GardenLinux')).toThrow(/invalid repository name "GardenLinux".*lowercase/);
     const image = (await sampleImages())[0]!;
-    await expect(store.repository('ok').pushManifest(image.manifest, ['bad tag'])).rejects.toThrow(/invalid tag "bad tag"/);
+    await expect(store.repository('ok').pushManifest(image.manifest, ['bad tag'])).rejects.toThrow(
+      /invalid tag "bad tag"/,
+    );
   });
 });

@@ -76,7 +76,10 @@ class LayoutRepository implements Repository {
     return exists(this.blobPath(digest));
   }
 
-  async pushBlob(blob: Blob, options: { mountFrom?: string; signal?: AbortSignal } = {}): Promise<BlobPushResult> {
+  async pushBlob(
+    blob: Blob,
+    options: { mountFrom?: string; signal?: AbortSignal } = {},
+  ): Promise<BlobPushResult> {
     await this.init();
     const target = this.blobPath(blob.digest);
     const existing = await sizeOf(target);
@@ -158,7 +161,8 @@ class LayoutRepository implements Repository {
   async readBlob(digest: string): Promise<Uint8Array> {
     try {
       const bytes = await readFile(this.blobPath(digest));
-      if (sha256Digest(bytes) !== digest) throw new PublishError(`blob ${digest} in ${this.location} is corrupt`);
+      if (sha256Digest(bytes) !== digest)
+        throw new PublishError(`blob ${digest} in ${this.location} is corrupt`);
       return bytes;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
@@ -188,7 +192,9 @@ class LayoutRepository implements Repository {
       return JSON.parse(await readFile(join(this.dir, 'index.json'), 'utf8')) as ImageIndex;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw new PublishError(`${join(this.dir, 'index.json')} is not a valid OCI layout index: ${String(error)}`);
+      throw new PublishError(
+        `${join(this.dir, 'index.json')} is not a valid OCI layout index: ${String(error)}`,
+      );
     }
   }
 
@@ -198,7 +204,11 @@ class LayoutRepository implements Repository {
 
   private updateIndex(change: (index: ImageIndex) => ImageIndex): Promise<void> {
     const next = this.indexLock.then(async () => {
-      const index = (await this.readIndex()) ?? { schemaVersion: 2 as const, mediaType: OCI_INDEX, manifests: [] };
+      const index = (await this.readIndex()) ?? {
+        schemaVersion: 2 as const,
+        mediaType: OCI_INDEX,
+        manifests: [],
+      };
       await this.writeIndex(change(index));
     });
     this.indexLock = next.catch(() => {});
@@ -240,4 +250,3 @@ async function linkOrCopy(source: string, target: string): Promise<void> {
     throw error;
   }
 }
-
