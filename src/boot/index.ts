@@ -1,0 +1,18 @@
+// The boot artifacts of the metal variant: initrd-uki (initrd + embedded root.squashfs) and the UKI.
+export { buildEmbeddedInitrd, EMBEDDED_SQUASHFS_NAME, type EmbeddedInitrdOptions } from './initrd';
+export { buildUki, cmdlineLimitOf, verifyUki, DEFAULT_CMDLINE_LIMIT, type BuildUkiOptions, type BuiltUki, type UkiBuilder } from './uki';
+export { efiStubPathInRootfs } from './stub';
+export {
+  PE_MACHINE,
+  archOfMachine,
+  describeMachine,
+  peMachineOf,
+  readPeHeaders,
+  readPeSections,
+  type BootArch,
+  type PeHeaders,
+  type PeSection,
+} from './pe';
+export { kernelVersionOf } from './uname';
+export { xzArguments, type XzOptions } from './xz';
+export { findOnPath, installUkify, UKIFY_INSTALL_HINT } from './uki-ukify';
