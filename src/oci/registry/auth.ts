@@ -178,16 +178,17 @@ export class Authenticator {
 
   private async requestToken(scopes: readonly string[]): Promise<CachedToken> {
     const realm = this.realm ?? '';
-    const operation = `getting a token for ${this.registry}`;
+    // Messages here leave out the operation: the request that needed the token prefixes its own.
+    const operation = 'getting a token';
     let url: URL;
     try {
       url = new URL(realm);
     } catch {
-      throw new PublishError(`${operation}: the registry named an invalid token realm "${realm}"`);
+      throw new PublishError(`the registry named an invalid token realm "${realm}"`);
     }
     // Credentials must not travel in clear text to a non-loopback host.
     if (url.protocol !== 'https:' && !(url.protocol === 'http:' && (isLoopbackHost(url.host) || this.insecure))) {
-      throw new PublishError(`${operation}: the token realm ${url.origin} is not https; refusing to send credentials there`);
+      throw new PublishError(`the token realm ${url.origin} is not https; refusing to send credentials there`);
     }
     if (this.service) url.searchParams.set('service', this.service);
     for (const scope of scopes) url.searchParams.append('scope', scope);
@@ -197,27 +198,27 @@ export class Authenticator {
     if (basic) headers.authorization = basic;
     this.tokenRequests++;
     const issued = this.now();
-    const answer = await this.fetchToken(url.toString(), headers, operation);
+    const answer = await this.fetchToken(url.toString(), headers, `${operation} from ${url.host}`);
     if (answer.status === 401 || answer.status === 403) {
       throw new PublishError(
         creds
-          ? `${operation}: the token service ${url.host} refused the credentials of user "${creds.username}" (HTTP ${answer.status})`
-          : `${operation}: the token service ${url.host} refused anonymous access (HTTP ${answer.status})`,
+          ? `the token service ${url.host} refused the credentials of user "${creds.username}" (HTTP ${answer.status})`
+          : `the token service ${url.host} refused anonymous access (HTTP ${answer.status})`,
         { hint: this.registry === 'ghcr.io' ? 'grant the workflow "permissions: packages: write" and check the token' : `check the credentials for ${this.registry}` },
       );
     }
     if (answer.status !== 200) {
-      throw new PublishError(`${operation}: the token service ${url.host} answered HTTP ${answer.status} ${answer.statusText}`);
+      throw new PublishError(`the token service ${url.host} answered HTTP ${answer.status} ${answer.statusText}`);
     }
     let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
     try {
       parsed = JSON.parse(answer.body) as typeof parsed;
     } catch {
-      throw new PublishError(`${operation}: the token service ${url.host} answered something that is not JSON`);
+      throw new PublishError(`the token service ${url.host} answered something that is not JSON`);
     }
     const token = typeof parsed.token === 'string' && parsed.token ? parsed.token : parsed.access_token;
     if (typeof token !== 'string' || !token) {
-      throw new PublishError(`${operation}: the token service ${url.host} answered without a token`);
+      throw new PublishError(`the token service ${url.host} answered without a token`);
     }
     this.secrets.add(token);
     const expiresIn = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : 60;

@@ -220,7 +220,7 @@ export class RegistryClient {
       const headers: Record<string, string> = { ...options.headers };
       const sameHost = new URL(url).host === registryHost;
       // Never send the registry's credentials to another host (blob downloads redirect to a CDN).
-      const authorization = sameHost ? await this.auth.header(options.scopes, options.minValidityMs) : undefined;
+      const authorization = sameHost ? await this.authHeader(options) : undefined;
       if (authorization) headers.authorization = authorization;
       const res = await this.raw(options.method, url, headers, options.body?.(), options.operation, signal);
       const resHeaders = flattenHeaders(res.headers);
@@ -240,6 +240,19 @@ export class RegistryClient {
         return { status: res.statusCode, headers: resHeaders, url, body: res.body };
       }
       throw await this.failure(res.statusCode, res.statusText, resHeaders, res.body, options.operation);
+    }
+  }
+
+  /** The Authorization header; token failures are reported as failures of the operation that needed it. */
+  private async authHeader(options: SendOptions): Promise<string | undefined> {
+    try {
+      return await this.auth.header(options.scopes, options.minValidityMs);
+    } catch (error) {
+      if (!(error instanceof PublishError)) throw error;
+      throw new PublishError(this.redact(`${options.operation}: ${error.message}`), {
+        cause: error,
+        ...(error.hint ? { hint: error.hint } : {}),
+      });
     }
   }
 
