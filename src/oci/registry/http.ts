@@ -230,6 +230,15 @@ export class RegistryClient {
         await this.auth.onUnauthorized(resHeaders['www-authenticate'], options.scopes, options.operation, authorization !== undefined);
         continue;
       }
+      if (res.statusCode === 401 && sameHost && authorization !== undefined) {
+        // Refused again with credentials: for Basic this throws "refused the credentials"; for a token it
+        // forgets the token, and the registry's own message (insufficient scope, say) is reported below.
+        const answer = res.body;
+        await this.auth.onUnauthorized(resHeaders['www-authenticate'], options.scopes, options.operation, true).catch(async (error: unknown) => {
+          await discard(answer);
+          throw error;
+        });
+      }
       if (options.followRedirects && REDIRECTS.has(res.statusCode) && resHeaders.location) {
         await discard(res.body);
         if (++hops > 10) throw new PublishError(`${options.operation}: too many redirects`);
