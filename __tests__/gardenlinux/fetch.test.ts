@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import tarStream from 'tar-stream';
+import tarStream, { type Headers as TarHeaders } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchFlavorArtifacts, findFlavorAsset, resolveRelease, type GardenLinuxRelease } from '../../src/gardenlinux';
 import { startGitHubApiServer, type FakeAsset, type FakeRelease, type GitHubApiServer } from '../../src/sample/github-server';
@@ -39,9 +39,10 @@ const layouts: { version: string; options: Partial<SampleReleaseOptions> & Pick<
 async function tarXz(entries: { name: string; type?: 'file' | 'symlink' | 'directory'; linkname?: string; data?: Buffer }[]): Promise<Buffer> {
   const pack = tarStream.pack();
   for (const e of entries) {
-    const header: tarStream.Headers = { name: e.name, type: e.type ?? 'file', size: e.data?.length ?? 0, mtime: new Date(0) };
+    const header: TarHeaders = { name: e.name, type: e.type ?? 'file', size: e.data?.length ?? 0, mtime: new Date(0) };
     if (e.linkname) header.linkname = e.linkname;
-    pack.entry(header, e.data);
+    if (e.data) pack.entry(header, e.data);
+    else pack.entry(header);
   }
   pack.finalize();
   const chunks: Buffer[] = [];
