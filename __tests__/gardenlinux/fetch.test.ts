@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import tarStream, { type Headers as TarHeaders } from 'tar-stream';
+import { pack as tarPack, type Header as TarHeader } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchFlavorArtifacts, findFlavorAsset, resolveRelease, type GardenLinuxRelease } from '../../src/gardenlinux';
 import { startGitHubApiServer, type FakeAsset, type FakeRelease, type GitHubApiServer } from '../../src/sample/github-server';
@@ -37,9 +37,9 @@ const layouts: { version: string; options: Partial<SampleReleaseOptions> & Pick<
 ];
 
 async function tarXz(entries: { name: string; type?: 'file' | 'symlink' | 'directory'; linkname?: string; data?: Buffer }[]): Promise<Buffer> {
-  const pack = tarStream.pack();
+  const pack = tarPack();
   for (const e of entries) {
-    const header: TarHeaders = { name: e.name, type: e.type ?? 'file', size: e.data?.length ?? 0, mtime: new Date(0) };
+    const header: Partial<TarHeader> & { name: string } = { name: e.name, type: e.type ?? 'file', size: e.data?.length ?? 0, mtime: new Date(0) };
     if (e.linkname) header.linkname = e.linkname;
     if (e.data) pack.entry(header, e.data);
     else pack.entry(header);
