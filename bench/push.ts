@@ -1,7 +1,8 @@
 // Benchmark: push a >= 1 GiB multi-arch OCI image layout to a local registry with our client, and the
 // same layout with `skopeo copy --all` to a second, fresh registry; print both times, the ratio and our
 // peak RSS. Our push runs in a child process so its maxRSS is its own.
-//   npm run bench:push [-- --layer-mib 256 --layers 4 --concurrency 4 --keep]
+//   npm run bench:push [-- --layer-mib 256 --layers 4 --concurrency 4 --keep --tsx]
+// BENCH_MEMORY=1 prints the child's memory use every 250 ms (the peak is mostly fs read buffers awaiting GC).
 import { spawn } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
 import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
@@ -9,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { build } from 'esbuild';
 import { fileBlob } from '../src/oci/blob';
 import type { Blob } from '../src/oci/blob';
 import { IRONCORE_CONFIG, IRONCORE_LAYER, OCI_INDEX, OCI_MANIFEST } from '../src/oci/mediatypes';
@@ -120,6 +122,13 @@ async function childPush(layout: string, registry: string, repository: string, c
   }
   // Largest first, so the long uploads overlap instead of one trailing at the end.
   const ordered = [...blobs.values()].sort((a, b) => b.size - a.size);
+  if (process.env.BENCH_MEMORY) {
+    const timer = setInterval(() => {
+      const m = process.memoryUsage();
+      process.stderr.write(`rss ${(m.rss / 2 ** 20).toFixed(0)} heap ${(m.heapUsed / 2 ** 20).toFixed(0)} external ${(m.external / 2 ** 20).toFixed(0)} arrayBuffers ${(m.arrayBuffers / 2 ** 20).toFixed(0)} MiB\n`);
+    }, 250);
+    timer.unref();
+  }
   await Promise.all(ordered.map((b) => repo.pushBlob(b)));
   await Promise.all(children.map((c) => repo.pushManifest(c.serialized, [])));
   await repo.pushManifest(index.serialized, [TAG]);
@@ -149,6 +158,7 @@ async function main(): Promise<void> {
       layers: { type: 'string', default: '4' },
       concurrency: { type: 'string', default: '4' },
       keep: { type: 'boolean', default: false },
+      tsx: { type: 'boolean', default: false },
     },
   });
   if (positionals[0] === 'child') {
@@ -164,8 +174,27 @@ async function main(): Promise<void> {
     console.log(`layout: ${(total / MiB).toFixed(0)} MiB of blobs in ${((performance.now() - t0) / 1000).toFixed(1)}s at ${layout}`);
     const [ours, theirs] = registries as [(typeof registries)[0], (typeof registries)[0]];
 
+    // The child runs our code bundled, as the action ships it (dist/ is an esbuild bundle): under tsx the
+    // on-the-fly compiler would add its own memory to the RSS we measure. --tsx runs it unbundled.
     const script = fileURLToPath(import.meta.url);
-    const child = await run(process.execPath, ['--import', 'tsx', script, 'child', layout, ours.host, 'fresh-repo', values.concurrency!], true);
+    let childArgs: string[];
+    if (values.tsx) {
+      childArgs = ['--import', 'tsx', script];
+    } else {
+      const bundle = join(work, 'push-child.mjs');
+      await build({
+        entryPoints: [script],
+        outfile: bundle,
+        bundle: true,
+        platform: 'node',
+        target: 'node24',
+        format: 'esm',
+        logLevel: 'warning',
+        banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+      });
+      childArgs = [bundle];
+    }
+    const child = await run(process.execPath, [...childArgs, 'child', layout, ours.host, 'fresh-repo', values.concurrency!], true);
     const result = JSON.parse(child.stdout.trim().split('\n').pop() ?? '{}') as { ms: number; maxRssKiB: number; stats: { bytesUploaded: number } };
 
     const skopeo = await run('skopeo', ['copy', '--quiet', '--all', `oci:${layout}:${TAG}`, `docker://${theirs.host}/fresh-repo:${TAG}`, '--dest-tls-verify=false']);
