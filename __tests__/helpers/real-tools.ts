@@ -8,10 +8,14 @@ import { join } from 'node:path';
 
 export type RealArch = 'amd64' | 'arm64';
 
-const SETUP_HINT = 'run `eval "$(bash .ci/setup)"` in the repository first (it installs and exports IRONCORE_TOOLS_DIR)';
+const SETUP_HINT =
+  'run `eval "$(bash .ci/setup)"` in the repository first (it installs and exports IRONCORE_TOOLS_DIR)';
 
 export function toolsDir(): string {
-  return process.env.IRONCORE_TOOLS_DIR || join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'ironcore-publisher-tools');
+  return (
+    process.env.IRONCORE_TOOLS_DIR ||
+    join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'ironcore-publisher-tools')
+  );
 }
 
 function required(path: string, what: string): string {

@@ -1,6 +1,15 @@
 // The boot artifacts of the metal variant: initrd-uki (initrd + embedded root.squashfs) and the UKI.
 export { buildEmbeddedInitrd, EMBEDDED_SQUASHFS_NAME, type EmbeddedInitrdOptions } from './initrd';
-export { buildUki, cmdlineLimitOf, verifyUki, DEFAULT_CMDLINE_LIMIT, type BuildUkiOptions, type BuiltUki, type UkiBuilder } from './uki';
+export {
+  buildUki,
+  cmdlineLimitOf,
+  verifyUki,
+  DEFAULT_CMDLINE_LIMIT,
+  type BuildUkiOptions,
+  type BuiltUki,
+  type UkiBuilder,
+  type UkiBuilderChoice,
+} from './uki';
 export { efiStubPathInRootfs } from './stub';
 export {
   PE_MACHINE,

@@ -77,7 +77,7 @@ async function checkSquashfsMagic(path: string): Promise<void> {
     // "hsqs": squashfs 4 superblock, little-endian. Anything else would not mount at boot: fail now, not then.
     if (magic.toString('latin1') !== 'hsqs') {
       throw new PublishError(`${path} is not a squashfs image (no "hsqs" magic)`, {
-        hint: 'expected the root.squashfs from the release\'s <base>.pxe.tar.gz',
+        hint: "expected the root.squashfs from the release's <base>.pxe.tar.gz",
       });
     }
   } finally {
@@ -89,7 +89,12 @@ async function checkSquashfsMagic(path: string): Promise<void> {
  * Streams a file, failing when it does not hold exactly `size` bytes: the cpio header announced that size
  * before the data, so a file changing underneath would silently corrupt the archive.
  */
-export async function* readExactly(path: string, size: number, what: string, signal?: AbortSignal): AsyncGenerator<Buffer> {
+export async function* readExactly(
+  path: string,
+  size: number,
+  what: string,
+  signal?: AbortSignal,
+): AsyncGenerator<Buffer> {
   let seen = 0;
   for await (const chunk of createReadStream(path, { highWaterMark: CHUNK, ...(signal ? { signal } : {}) })) {
     const buffer = chunk as Buffer;
@@ -98,6 +103,8 @@ export async function* readExactly(path: string, size: number, what: string, sig
     yield buffer;
   }
   if (seen !== size) {
-    throw new PublishError(`${what} ${path} changed while it was read (expected ${size} bytes, read ${seen})`);
+    throw new PublishError(
+      `${what} ${path} changed while it was read (expected ${size} bytes, read ${seen})`,
+    );
   }
 }

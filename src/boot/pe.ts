@@ -101,7 +101,8 @@ export function parsePeHeaders(head: Uint8Array): PeHeaders {
   const oh = fh + 20;
   need(oh + Math.max(sizeOfOptionalHeader, 2), 'optional header');
   const magic = buf.readUInt16LE(oh);
-  if (magic !== PE32_MAGIC && magic !== PE32PLUS_MAGIC) throw new NotPeError(`unknown optional header magic 0x${magic.toString(16)}`);
+  if (magic !== PE32_MAGIC && magic !== PE32PLUS_MAGIC)
+    throw new NotPeError(`unknown optional header magic 0x${magic.toString(16)}`);
   const dirCountOffset = magic === PE32PLUS_MAGIC ? 108 : 92;
   if (sizeOfOptionalHeader < dirCountOffset + 4) throw new NotPeError('optional header too small');
   const numberOfRvaAndSizes = buf.readUInt32LE(oh + dirCountOffset);
@@ -189,9 +190,12 @@ export async function tryReadPeHeaders(path: string, what = 'file'): Promise<PeH
 export async function readPeHeaders(path: string, what = 'file'): Promise<PeHeaders> {
   const headers = await tryReadPeHeaders(path, what);
   if (!headers) {
-    throw new PublishError(`${what} ${path} is not a PE/COFF image (no MZ/PE signature or a truncated header)`, {
-      hint: 'an EFI stub is usr/lib/systemd/boot/efi/linux<arch>.efi.stub from systemd-boot-efi',
-    });
+    throw new PublishError(
+      `${what} ${path} is not a PE/COFF image (no MZ/PE signature or a truncated header)`,
+      {
+        hint: 'an EFI stub is usr/lib/systemd/boot/efi/linux<arch>.efi.stub from systemd-boot-efi',
+      },
+    );
   }
   return headers;
 }
@@ -212,7 +216,8 @@ export async function openForReading(path: string, what = 'file'): Promise<FileH
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new PublishError(`${what} not found: ${path}`, { cause: error });
-    if (code === 'EISDIR') throw new PublishError(`${what} is a directory, not a file: ${path}`, { cause: error });
+    if (code === 'EISDIR')
+      throw new PublishError(`${what} is a directory, not a file: ${path}`, { cause: error });
     throw new PublishError(`cannot read ${what} ${path}: ${(error as Error).message}`, { cause: error });
   }
 }

@@ -19,8 +19,7 @@ import {
 } from './pe';
 
 export type UkiSectionSource =
-  | { name: string; content: Uint8Array }
-  | { name: string; file: string; size: number };
+  { name: string; content: Uint8Array } | { name: string; file: string; size: number };
 
 /** What went into one section, so the result can be checked against the file actually written. */
 export interface AddedSection {
@@ -53,7 +52,8 @@ export async function writeNativeUki(options: {
   const { signal } = options;
   throwIfAborted(signal);
   const stubBytes = await readFile(options.stub);
-  if (stubBytes.length > MAX_STUB_SIZE) throw new PublishError(`stub ${options.stub} is ${stubBytes.length} bytes: not an EFI stub`);
+  if (stubBytes.length > MAX_STUB_SIZE)
+    throw new PublishError(`stub ${options.stub} is ${stubBytes.length} bytes: not an EFI stub`);
   const layout = planLayout(stubBytes, options.stub, options.sections);
   const added: AddedSection[] = layout.replaced.map(({ source }) => ({
     name: source.name,
@@ -112,12 +112,14 @@ function planLayout(stubBytes: Buffer, stubPath: string, sources: UkiSectionSour
   try {
     pe = parsePeHeaders(data);
   } catch (error) {
-    if (error instanceof NotPeError) throw new PublishError(`stub ${stubPath} is not a PE/COFF image: ${error.message}`);
+    if (error instanceof NotPeError)
+      throw new PublishError(`stub ${stubPath} is not a PE/COFF image: ${error.message}`);
     throw error;
   }
   const fileAlignment = pe.fileAlignment;
   const sectionAlignment = pe.sectionAlignment;
-  if (!fileAlignment || !sectionAlignment) throw new PublishError(`stub ${stubPath} has a zero File/SectionAlignment`);
+  if (!fileAlignment || !sectionAlignment)
+    throw new PublishError(`stub ${stubPath} has a zero File/SectionAlignment`);
   const fileHeader = pe.peOffset + 4;
 
   // 1. Symbol table: only when it (plus its string table) ends the file, as ukify checks.
@@ -162,9 +164,12 @@ function planLayout(stubBytes: Buffer, stubPath: string, sources: UkiSectionSour
   // 4.
   const security = pe.dataDirectories[IMAGE_DIRECTORY_ENTRY_SECURITY];
   if (security && security[0] !== 0) {
-    throw new PublishError(`stub ${stubPath} is signed (it has a certificate table): refusing, as ukify does`, {
-      hint: 'use the unsigned linux<arch>.efi.stub; sign the finished UKI instead',
-    });
+    throw new PublishError(
+      `stub ${stubPath} is signed (it has a certificate table): refusing, as ukify does`,
+      {
+        hint: 'use the unsigned linux<arch>.efi.stub; sign the finished UKI instead',
+      },
+    );
   }
 
   // 5.
@@ -176,16 +181,20 @@ function planLayout(stubBytes: Buffer, stubPath: string, sources: UkiSectionSour
   const seen = new Set<string>();
   const fresh = new Set<PeSection>();
   for (const source of sources) {
-    if (!/^[\x20-\x7e]{1,8}$/.test(source.name)) throw new PublishError(`bad UKI section name ${JSON.stringify(source.name)}`);
+    if (!/^[\x20-\x7e]{1,8}$/.test(source.name))
+      throw new PublishError(`bad UKI section name ${JSON.stringify(source.name)}`);
     if (seen.has(source.name)) throw new PublishError(`duplicate UKI section ${source.name}`);
     seen.add(source.name);
     const size = sizeOf(source);
     const existingIndex = sections.findIndex((s) => s.name === source.name);
     const existing = sections[existingIndex];
     if (existing) {
-      if (!('content' in source)) throw new PublishError(`stub ${stubPath} already has a ${source.name} section`);
+      if (!('content' in source))
+        throw new PublishError(`stub ${stubPath} already has a ${source.name} section`);
       if (size > existing.sizeOfRawData) {
-        throw new PublishError(`not enough space in the stub's ${source.name} section (${existing.sizeOfRawData} bytes) for ${size} bytes`);
+        throw new PublishError(
+          `not enough space in the stub's ${source.name} section (${existing.sizeOfRawData} bytes) for ${size} bytes`,
+        );
       }
       if (existing.pointerToRawData + existing.sizeOfRawData > data.length) {
         throw new PublishError(`the stub's ${source.name} section lies beyond the end of ${stubPath}`);
@@ -193,7 +202,10 @@ function planLayout(stubBytes: Buffer, stubPath: string, sources: UkiSectionSour
       // ukify writes the content plus padding to a FileAlignment multiple, then the bytes from the next
       // section on. With a section already aligned (all stubs we know) that is the same as overwriting the old
       // content in place, which we do, leaving the file's length (and every later pointer) intact.
-      const region = data.subarray(existing.pointerToRawData, existing.pointerToRawData + existing.sizeOfRawData);
+      const region = data.subarray(
+        existing.pointerToRawData,
+        existing.pointerToRawData + existing.sizeOfRawData,
+      );
       region.fill(0);
       region.set(source.content);
       existing.sizeOfRawData = roundUp(size, fileAlignment);
@@ -213,11 +225,14 @@ function planLayout(stubBytes: Buffer, stubPath: string, sources: UkiSectionSour
     const section: PeSection = {
       name: source.name,
       virtualSize: size,
-      virtualAddress: last ? roundUp(last.virtualAddress + last.virtualSize, sectionAlignment) : roundUp(sizeOfHeaders, sectionAlignment),
+      virtualAddress: last
+        ? roundUp(last.virtualAddress + last.virtualSize, sectionAlignment)
+        : roundUp(sizeOfHeaders, sectionAlignment),
       sizeOfRawData: rawSize,
       pointerToRawData: pointer,
       // .linux is marked code: old kernels using the EFI handover protocol are executed in place.
-      characteristics: IMAGE_SCN_MEM_READ | (source.name === '.linux' ? IMAGE_SCN_CNT_CODE : IMAGE_SCN_CNT_INITIALIZED_DATA),
+      characteristics:
+        IMAGE_SCN_MEM_READ | (source.name === '.linux' ? IMAGE_SCN_CNT_CODE : IMAGE_SCN_CNT_INITIALIZED_DATA),
       headerOffset,
     };
     sections.push(section);
@@ -230,13 +245,16 @@ function planLayout(stubBytes: Buffer, stubPath: string, sources: UkiSectionSour
 
   // 6.
   const last = sections[sections.length - 1];
-  const sizeOfImage = last ? roundUp(last.virtualAddress + last.virtualSize, sectionAlignment) : roundUp(sizeOfHeaders, sectionAlignment);
+  const sizeOfImage = last
+    ? roundUp(last.virtualAddress + last.virtualSize, sectionAlignment)
+    : roundUp(sizeOfHeaders, sectionAlignment);
   for (const [value, what] of [
     [fileEnd, 'file size'],
     [sizeOfImage, 'SizeOfImage'],
     [sizeOfInitializedData, 'SizeOfInitializedData'],
   ] as const) {
-    if (value > U32) throw new PublishError(`the UKI would be too large for a PE image (${what} ${value} > 4 GiB)`);
+    if (value > U32)
+      throw new PublishError(`the UKI would be too large for a PE image (${what} ${value} > 4 GiB)`);
   }
   if (numberOfSections > 0xffff) throw new PublishError('too many PE sections');
 
@@ -255,7 +273,7 @@ function planLayout(stubBytes: Buffer, stubPath: string, sources: UkiSectionSour
 
 function writeSectionHeader(data: Buffer, section: PeSection, fresh: boolean): void {
   const at = section.headerOffset;
-  if (at + SECTION_HEADER_SIZE > data.length) throw new PublishError('the stub\'s header area is truncated');
+  if (at + SECTION_HEADER_SIZE > data.length) throw new PublishError("the stub's header area is truncated");
   if (fresh) {
     // A whole new header, as pefile builds it from zeros: relocation/line-number fields stay 0.
     data.fill(0, at, at + SECTION_HEADER_SIZE);

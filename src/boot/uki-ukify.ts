@@ -10,7 +10,7 @@ import type { Logger } from '../util/logger';
 import { hashFile, temporaryPathFor, type HashedFile } from '../util/files';
 
 export const UKIFY_INSTALL_HINT =
-  'install it: on GitHub\'s Ubuntu 24.04 runners `sudo apt-get install -y systemd-ukify` (it also needs python3-pefile and, ' +
+  "install it: on GitHub's Ubuntu 24.04 runners `sudo apt-get install -y systemd-ukify` (it also needs python3-pefile and, " +
   'for arm64 kernels, readelf from binutils); or use builder "native", which needs nothing outside Node';
 
 /** The first executable `name` on PATH, or undefined. */
@@ -76,7 +76,9 @@ export async function installUkify(logger: Logger, signal?: AbortSignal): Promis
     result = await apt('install', '-y', '-q', 'systemd-ukify');
   }
   if (result.code !== 0) {
-    logger.warning(`apt-get install systemd-ukify failed: ${result.stderr.trim().split('\n').slice(-3).join(' ')}`);
+    logger.warning(
+      `apt-get install systemd-ukify failed: ${result.stderr.trim().split('\n').slice(-3).join(' ')}`,
+    );
     return undefined;
   }
   return findOnPath('ukify');
@@ -107,7 +109,7 @@ export async function runUkify(options: UkifyRunOptions): Promise<HashedFile> {
     args.push('--os-release', `@${options.osRelease}`);
   } else {
     logger.warning(
-      'ukify embeds the build machine\'s /etc/os-release as .osrel when no os-release is given; pass the release\'s <base>.release for a reproducible UKI',
+      "ukify embeds the build machine's /etc/os-release as .osrel when no os-release is given; pass the release's <base>.release for a reproducible UKI",
     );
   }
   // No signing or PCR options: ukify 254 only signs/measures when asked (keys, --measure), so it needs
@@ -120,11 +122,17 @@ export async function runUkify(options: UkifyRunOptions): Promise<HashedFile> {
       result = await run(options.ukify, args, signal);
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
-      throw new PublishError(`cannot run ukify (${options.ukify}): ${(error as Error).message}`, { cause: error, hint: UKIFY_INSTALL_HINT });
+      throw new PublishError(`cannot run ukify (${options.ukify}): ${(error as Error).message}`, {
+        cause: error,
+        hint: UKIFY_INSTALL_HINT,
+      });
     }
     for (const line of result.stdout.split('\n').filter(Boolean)) logger.debug(`ukify: ${line}`);
     if (result.code !== 0) {
-      const message = (result.stderr.trim() || result.stdout.trim() || 'no output').split('\n').slice(-20).join('\n');
+      const message = (result.stderr.trim() || result.stdout.trim() || 'no output')
+        .split('\n')
+        .slice(-20)
+        .join('\n');
       throw new PublishError(
         `ukify build failed (${result.code === null ? `signal ${result.signal}` : `exit ${result.code}`}): ${message}`,
       );

@@ -24,6 +24,8 @@ import { writeNativeUki, type AddedSection, type UkiSectionSource } from './uki-
 import { UKIFY_INSTALL_HINT, findOnPath, installUkify, runUkify } from './uki-ukify';
 
 export type UkiBuilder = 'auto' | 'ukify' | 'native';
+/** The name the front doors and the pipeline use for the builder input. */
+export type UkiBuilderChoice = UkiBuilder;
 
 export interface BuildUkiOptions {
   /** auto: ukify when it is on PATH, else native. */
@@ -60,7 +62,9 @@ export async function buildUki(options: BuildUkiOptions): Promise<BuiltUki> {
   throwIfAborted(signal);
   const inputs = await checkInputs(options);
   const builder = await chooseBuilder(options);
-  logger.info(`building UKI ${options.output} with ${builder} (${inputs.arch}, kernel ${inputs.uname ?? 'version unknown'})`);
+  logger.info(
+    `building UKI ${options.output} with ${builder} (${inputs.arch}, kernel ${inputs.uname ?? 'version unknown'})`,
+  );
 
   let built: HashedFile;
   let expected: AddedSection[];
@@ -108,7 +112,8 @@ async function fileSize(path: string, what: string): Promise<number> {
     if (!info.isFile()) throw new PublishError(`${what} ${path} is not a regular file`);
     return info.size;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new PublishError(`${what} not found: ${path}`, { cause: error });
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new PublishError(`${what} not found: ${path}`, { cause: error });
     throw error;
   }
 }
@@ -122,28 +127,37 @@ async function checkInputs(options: BuildUkiOptions): Promise<CheckedInputs> {
   const stubHeaders = await readPeHeaders(options.stub, 'EFI stub');
   const stubArch = archOfMachine(stubHeaders.machine);
   if (!stubArch) {
-    throw new PublishError(`EFI stub ${options.stub} is for machine ${describeMachine(stubHeaders.machine)}; expected amd64 (0x8664) or arm64 (0xAA64)`);
+    throw new PublishError(
+      `EFI stub ${options.stub} is for machine ${describeMachine(stubHeaders.machine)}; expected amd64 (0x8664) or arm64 (0xAA64)`,
+    );
   }
   if (options.arch && stubArch !== options.arch) {
     throw new PublishError(
-      `EFI stub ${options.stub} is for ${stubArch} (${describeMachine(stubHeaders.machine)}), but the image is ${options.arch} (${describeMachine(PE_MACHINE[options.arch])})`,
-      { hint: `use usr/lib/systemd/boot/efi/${options.arch === 'amd64' ? 'linuxx64' : 'linuxaa64'}.efi.stub from the ${options.arch} rootfs` },
+      `EFI stub ${options.stub} is for ${describeMachine(stubHeaders.machine)}, but the image is ${describeMachine(PE_MACHINE[options.arch])}`,
+      {
+        hint: `use usr/lib/systemd/boot/efi/${options.arch === 'amd64' ? 'linuxx64' : 'linuxaa64'}.efi.stub from the ${options.arch} rootfs`,
+      },
     );
   }
   if (stubHeaders.subsystem !== IMAGE_SUBSYSTEM_EFI_APPLICATION) {
-    throw new PublishError(`EFI stub ${options.stub} is not an EFI application (PE subsystem ${stubHeaders.subsystem}, expected 10)`);
+    throw new PublishError(
+      `EFI stub ${options.stub} is not an EFI application (PE subsystem ${stubHeaders.subsystem}, expected 10)`,
+    );
   }
   // Kernels with an EFI stub are PE images too (bzImage, arm64 Image): their machine must match the stub's.
   const kernelHeaders = await tryReadPeHeaders(options.kernel, 'kernel');
   if (kernelHeaders && kernelHeaders.machine !== stubHeaders.machine) {
     throw new PublishError(
       `EFI stub ${options.stub} is for ${describeMachine(stubHeaders.machine)} but kernel ${options.kernel} is for ${describeMachine(kernelHeaders.machine)}`,
-      { hint: 'take the stub from the same arch\'s rootfs as the kernel' },
+      { hint: "take the stub from the same arch's rootfs as the kernel" },
     );
   }
   await checkCmdline(options.cmdline, options.kernel, stubArch);
   const uname = await kernelVersionOf(options.kernel, options.signal);
-  if (uname.version === undefined) options.logger.warning(`kernel version not found in ${options.kernel} (${uname.reason}): no .uname section`);
+  if (uname.version === undefined)
+    options.logger.warning(
+      `kernel version not found in ${options.kernel} (${uname.reason}): no .uname section`,
+    );
   return { arch: stubArch, stubHeaders, kernelSize, initrdSize, uname: uname.version };
 }
 
@@ -167,23 +181,32 @@ async function checkCmdline(cmdline: string, kernel: string, arch: BootArch): Pr
   const bad = /[\n\r\0]/.exec(cmdline);
   if (bad) {
     const what = bad[0] === '\0' ? 'a NUL byte' : 'a line break';
-    throw new PublishError(`the kernel command line contains ${what} at offset ${bad.index}: it must be one line`, {
-      hint: 'a cmdline file from the release must be used without its trailing newline',
-    });
+    throw new PublishError(
+      `the kernel command line contains ${what} at offset ${bad.index}: it must be one line`,
+      {
+        hint: 'a cmdline file from the release must be used without its trailing newline',
+      },
+    );
   }
   const limit = await cmdlineLimitOf(kernel, arch);
   const bytes = Buffer.byteLength(cmdline, 'utf8');
   if (bytes > limit) {
-    throw new PublishError(`the kernel command line is ${bytes} bytes; the ${arch} kernel keeps at most ${limit}`, {
-      hint: 'the kernel would cut it short silently: shorten it',
-    });
+    throw new PublishError(
+      `the kernel command line is ${bytes} bytes; the ${arch} kernel keeps at most ${limit}`,
+      {
+        hint: 'the kernel would cut it short silently: shorten it',
+      },
+    );
   }
 }
 
 async function chooseBuilder(options: BuildUkiOptions): Promise<'ukify' | 'native'> {
   if (options.builder === 'native') return 'native';
   if (options.builder === 'auto') return (await findOnPath('ukify')) ? 'ukify' : 'native';
-  if (options.builder !== 'ukify') throw new PublishError(`unknown UKI builder ${JSON.stringify(options.builder)}: use auto, ukify or native`);
+  if (options.builder !== 'ukify')
+    throw new PublishError(
+      `unknown UKI builder ${JSON.stringify(options.builder)}: use auto, ukify or native`,
+    );
   if (!(await findOnPath('ukify'))) await ensureUkify(options);
   return 'ukify';
 }
@@ -193,14 +216,18 @@ async function ensureUkify(options: BuildUkiOptions): Promise<string> {
     const installed = await installUkify(options.logger, options.signal);
     if (installed) return installed;
   }
-  throw new PublishError('ukify is not installed (UKI builder "ukify" was asked for)', { hint: UKIFY_INSTALL_HINT });
+  throw new PublishError('ukify is not installed (UKI builder "ukify" was asked for)', {
+    hint: UKIFY_INSTALL_HINT,
+  });
 }
 
 /** The sections whose content comes from the caller; ukify must store them unchanged. */
 async function expectedUserSections(options: BuildUkiOptions, signal?: AbortSignal): Promise<AddedSection[]> {
   const sections: AddedSection[] = [];
-  if (options.osRelease !== undefined) sections.push({ name: '.osrel', ...(await digestOfFile(options.osRelease, signal)) });
-  if (options.cmdline !== '') sections.push({ name: '.cmdline', ...digestOf(Buffer.from(options.cmdline, 'utf8')) });
+  if (options.osRelease !== undefined)
+    sections.push({ name: '.osrel', ...(await digestOfFile(options.osRelease, signal)) });
+  if (options.cmdline !== '')
+    sections.push({ name: '.cmdline', ...digestOf(Buffer.from(options.cmdline, 'utf8')) });
   sections.push({ name: '.initrd', ...(await digestOfFile(options.initrd, signal)) });
   sections.push({ name: '.linux', ...(await digestOfFile(options.kernel, signal)) });
   return sections;
@@ -216,10 +243,14 @@ async function nativeSections(options: BuildUkiOptions, inputs: CheckedInputs): 
     // os-release is a few hundred bytes: read it, so its size cannot change between layout and writing.
     sections.push({ name: '.osrel', content: await readFile(options.osRelease) });
   }
-  if (options.cmdline !== '') sections.push({ name: '.cmdline', content: Buffer.from(options.cmdline, 'utf8') });
+  if (options.cmdline !== '')
+    sections.push({ name: '.cmdline', content: Buffer.from(options.cmdline, 'utf8') });
   if (inputs.uname) sections.push({ name: '.uname', content: Buffer.from(inputs.uname, 'utf8') });
   sections.push({ name: '.initrd', file: options.initrd, size: inputs.initrdSize });
-  sections.push({ name: '.sbat', content: Buffer.from(await mergedSbat(options.stub, options.kernel), 'utf8') });
+  sections.push({
+    name: '.sbat',
+    content: Buffer.from(await mergedSbat(options.stub, options.kernel), 'utf8'),
+  });
   sections.push({ name: '.linux', file: options.kernel, size: inputs.kernelSize });
   return sections;
 }
@@ -228,7 +259,12 @@ function digestOf(content: Uint8Array): { size: number; sha256: string } {
   return { size: content.length, sha256: createHash('sha256').update(content).digest('hex') };
 }
 
-async function digestOfFile(path: string, signal?: AbortSignal, start = 0, length?: number): Promise<{ size: number; sha256: string }> {
+async function digestOfFile(
+  path: string,
+  signal?: AbortSignal,
+  start = 0,
+  length?: number,
+): Promise<{ size: number; sha256: string }> {
   const hash = createHash('sha256');
   let size = 0;
   if (length === 0) return digestOf(new Uint8Array());
@@ -249,20 +285,35 @@ async function digestOfFile(path: string, signal?: AbortSignal, start = 0, lengt
  * Reads the UKI back: a PE for `machine`, and each expected section present with exactly the expected bytes
  * (VirtualSize = content size, the bytes at PointerToRawData hashing to the input's sha256).
  */
-export async function verifyUki(path: string, machine: number, expected: AddedSection[], signal?: AbortSignal): Promise<void> {
+export async function verifyUki(
+  path: string,
+  machine: number,
+  expected: AddedSection[],
+  signal?: AbortSignal,
+): Promise<void> {
   const headers = await tryReadPeHeaders(path, 'UKI');
-  if (!headers) throw new PublishError(`the UKI ${path} is not a PE image: the builder wrote something broken`);
+  if (!headers)
+    throw new PublishError(`the UKI ${path} is not a PE image: the builder wrote something broken`);
   if (headers.machine !== machine) {
-    throw new PublishError(`the UKI ${path} is for ${describeMachine(headers.machine)}, expected ${describeMachine(machine)}`);
+    throw new PublishError(
+      `the UKI ${path} is for ${describeMachine(headers.machine)}, expected ${describeMachine(machine)}`,
+    );
   }
   const fileLength = (await stat(path)).size;
   for (const want of expected) {
     const section = headers.sections.find((s) => s.name === want.name);
     if (!section) throw new PublishError(`the UKI ${path} has no ${want.name} section`);
-    if (section.virtualSize !== want.size || section.sizeOfRawData < want.size || section.pointerToRawData + want.size > fileLength) {
-      throw new PublishError(`the UKI's ${want.name} section holds ${section.virtualSize} bytes, expected ${want.size}`);
+    if (
+      section.virtualSize !== want.size ||
+      section.sizeOfRawData < want.size ||
+      section.pointerToRawData + want.size > fileLength
+    ) {
+      throw new PublishError(
+        `the UKI's ${want.name} section holds ${section.virtualSize} bytes, expected ${want.size}`,
+      );
     }
     const got = await digestOfFile(path, signal, section.pointerToRawData, want.size);
-    if (got.sha256 !== want.sha256) throw new PublishError(`the UKI's ${want.name} section differs from its input`);
+    if (got.sha256 !== want.sha256)
+      throw new PublishError(`the UKI's ${want.name} section differs from its input`);
   }
 }

@@ -14,7 +14,8 @@ const TEXT_VERSION = /Linux version ([0-9]\.[^ \t\n\r\f\v]+) \(/;
 /** Bytes of context kept between chunks while searching; a version string is far shorter. */
 const OVERLAP = 4096;
 
-export type UnameResult = { version: string; source: 'x86-header' | 'text' } | { version: undefined; reason: string };
+export type UnameResult =
+  { version: string; source: 'x86-header' | 'text' } | { version: undefined; reason: string };
 
 export async function kernelVersionOf(kernel: string, signal?: AbortSignal): Promise<UnameResult> {
   const handle = await openForReading(kernel, 'kernel');
@@ -33,7 +34,9 @@ export async function kernelVersionOf(kernel: string, signal?: AbortSignal): Pro
   const source = decompressedView(kernel, head, size, signal);
   if (typeof source === 'string') return { version: undefined, reason: source };
   const found = await searchText(source);
-  return found ? { version: found, source: 'text' } : { version: undefined, reason: 'no "Linux version" string found' };
+  return found
+    ? { version: found, source: 'text' }
+    : { version: undefined, reason: 'no "Linux version" string found' };
 }
 
 function scrapeX86(head: Buffer): string | undefined {
@@ -53,9 +56,19 @@ function scrapeX86(head: Buffer): string | undefined {
 }
 
 /** ukify's maybe_decompress, as a stream; a string says why the image cannot be searched. */
-function decompressedView(kernel: string, head: Buffer, size: number, signal?: AbortSignal): Readable | string {
+function decompressedView(
+  kernel: string,
+  head: Buffer,
+  size: number,
+  signal?: AbortSignal,
+): Readable | string {
   const read = (start = 0, end?: number): Readable =>
-    createReadStream(kernel, { start, ...(end === undefined ? {} : { end }), highWaterMark: 1024 * 1024, ...(signal ? { signal } : {}) });
+    createReadStream(kernel, {
+      start,
+      ...(end === undefined ? {} : { end }),
+      highWaterMark: 1024 * 1024,
+      ...(signal ? { signal } : {}),
+    });
   const magic = head.subarray(0, 4);
   if (magic.toString('latin1') === '\x7fELF') return read();
   if (magic.subarray(0, 2).toString('latin1') === 'MZ') {

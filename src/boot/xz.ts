@@ -33,10 +33,13 @@ export const XZ_DEFAULT_BLOCK_SIZE = 8 * 1024 * 1024;
 
 export function xzArguments(options: XzOptions = {}): string[] {
   const preset = options.preset ?? 0;
-  if (!Number.isInteger(preset) || preset < 0 || preset > 9) throw new PublishError(`xz preset must be 0-9, got ${preset}`);
+  if (!Number.isInteger(preset) || preset < 0 || preset > 9)
+    throw new PublishError(`xz preset must be 0-9, got ${preset}`);
   const threads = options.threads ?? Math.max(2, availableParallelism());
   if (!Number.isInteger(threads) || threads < 2) {
-    throw new PublishError(`xz threads must be 2 or more (multi-threaded mode keeps the output deterministic), got ${threads}`);
+    throw new PublishError(
+      `xz threads must be 2 or more (multi-threaded mode keeps the output deterministic), got ${threads}`,
+    );
   }
   return [
     '--compress',
@@ -55,7 +58,10 @@ export function xzArguments(options: XzOptions = {}): string[] {
  * Compresses `input` with `xz` and yields the compressed chunks. A missing binary or a non-zero exit is a
  * PublishError carrying xz's stderr; stopping the iteration early (or `signal`) kills the process.
  */
-export async function* xzCompress(input: AsyncIterable<Uint8Array>, options: XzOptions = {}): AsyncGenerator<Buffer> {
+export async function* xzCompress(
+  input: AsyncIterable<Uint8Array>,
+  options: XzOptions = {},
+): AsyncGenerator<Buffer> {
   const args = xzArguments(options);
   const child = spawn('xz', args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
@@ -84,10 +90,13 @@ export async function* xzCompress(input: AsyncIterable<Uint8Array>, options: XzO
       result = await exited;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new PublishError('xz is not installed (needed to compress the initrd with the embedded squashfs)', {
-          cause: error,
-          hint: 'install xz-utils (Debian/Ubuntu: sudo apt-get install -y xz-utils)',
-        });
+        throw new PublishError(
+          'xz is not installed (needed to compress the initrd with the embedded squashfs)',
+          {
+            cause: error,
+            hint: 'install xz-utils (Debian/Ubuntu: sudo apt-get install -y xz-utils)',
+          },
+        );
       }
       throw error;
     }
