@@ -16,7 +16,7 @@ import type { RunningRegistry } from '../../helpers/registry';
 import { skopeoInspectRaw } from '../../helpers/skopeo';
 import { FAST_RETRY, makeTestImage, writeRandomBlob } from './fixtures';
 import type { TestImage } from './fixtures';
-import { startProxy } from './proxy';
+import { maxOverlap, startProxy } from './proxy';
 import type { RunningProxy } from './proxy';
 
 const creds = { username: 'bob', password: 'hunter2-very-secret' };
@@ -184,6 +184,16 @@ describe('registry store under injected faults', () => {
     expect((error as Error).message).toBe(`pushing manifest ${proxy.host}/foo:1.0: denied: permission_denied: write_package`);
     expect((error as { hint?: string }).hint).toMatch(/credentials/);
     expect(count('PUT', /\/manifests\//)).toBe(1); // a plain 403 is not retried
+  });
+
+  it('bounds concurrent blob pushes across all repositories of a store', async () => {
+    const { store: s } = store({ concurrency: 2 });
+    const blobs = await Promise.all([0, 1, 2, 3, 4, 5].map((i) => writeRandomBlob(image.dir, `par-${i}`, 1024 * 1024 + i)));
+    await Promise.all(blobs.map((b, i) => s.repository(i % 2 ? 'par/a' : 'par/b').pushBlob(b)));
+    expect(s.stats.blobsUploaded).toBe(6);
+    const uploads = maxOverlap(proxy.requests, (r) => r.method === 'PUT' && r.url.includes('/blobs/uploads/'));
+    expect(uploads).toBeLessThanOrEqual(2);
+    expect(maxOverlap(proxy.requests, (r) => r.method === 'HEAD' && !!r.headers.authorization)).toBeLessThanOrEqual(2);
   });
 
   it('streams a blob from disk: a large file is never read whole into memory (sanity check of sizes)', async () => {

@@ -8,6 +8,24 @@ export interface RecordedRequest {
   method: string;
   url: string;
   headers: IncomingHttpHeaders;
+  /** performance.now() when the request arrived and when its answer was sent (or the connection cut). */
+  startedAt: number;
+  endedAt?: number;
+}
+
+/** The largest number of requests matching `filter` that were in flight at the same time. */
+export function maxOverlap(requests: readonly RecordedRequest[], filter: (r: RecordedRequest) => boolean): number {
+  const events = requests
+    .filter(filter)
+    .flatMap((r) => [
+      { t: r.startedAt, d: 1 },
+      { t: r.endedAt ?? Infinity, d: -1 },
+    ])
+    .sort((a, b) => a.t - b.t || a.d - b.d);
+  let current = 0;
+  let max = 0;
+  for (const e of events) max = Math.max(max, (current += e.d));
+  return max;
 }
 
 export type ProxyAction =
@@ -39,7 +57,8 @@ export async function startProxy(target: string, bindHost = '127.0.0.1'): Promis
   const [targetHost, targetPort] = target.split(':');
   const proxy: RunningProxy = { host: '', requests: [], hook: undefined, stop: async () => {} };
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const recorded: RecordedRequest = { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers };
+    const recorded: RecordedRequest = { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, startedAt: performance.now() };
+    res.on('close', () => (recorded.endedAt = performance.now()));
     const index = proxy.requests.push(recorded) - 1;
     const action = proxy.hook?.(recorded, index) ?? { kind: 'pass' };
     if (action.kind === 'respond') {
