@@ -112,7 +112,8 @@ describe('clear errors', () => {
       const tls = createRegistryStore({ registry: host, logger: memoryLogger(), retry: { attempts: 1 } });
       const error = await failure(tls.repository('foo').resolveTag('x'));
       // A TLS handshake against a plain HTTP server fails: proof that https was used.
-      expect(error.message).toMatch(new RegExp(`^resolving ${host.replace(/\./g, '\\.')}/foo:x: cannot reach the registry`));
+      expect(error.message).toMatch(new RegExp(`^resolving ${host.replace(/\./g, '\\.')}/foo:x: TLS with ${host.replace(/\./g, '\\.')} failed \\(ERR_SSL_`));
+      expect(error.hint).toMatch(/plain HTTP/);
       await tls.close();
       const insecure = createRegistryStore({ registry: host, insecure: true, logger: memoryLogger(), retry: { attempts: 1 } });
       expect(await insecure.repository('foo').resolveTag('x')).toBeUndefined();

@@ -107,6 +107,16 @@ export async function discard(body: Dispatcher.ResponseData['body']): Promise<vo
   await body.dump({ limit: 256 * 1024 }).catch(() => undefined);
 }
 
+const TLS_CODE = /^(ERR_SSL_|ERR_TLS_|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH|ERR_TLS_CERT)/;
+
+function tlsCode(error: unknown): string | undefined {
+  for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && TLS_CODE.test(code)) return code;
+  }
+  return undefined;
+}
+
 function networkCode(error: unknown): string | undefined {
   for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
     const code = (e as { code?: unknown }).code;
@@ -179,6 +189,16 @@ export class RegistryClient {
     } catch (error) {
       if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new PublishError(`${operation}: aborted`);
       if (body && typeof body === 'object' && 'destroy' in body) body.destroy();
+      const tls = tlsCode(error);
+      if (tls) {
+        // Not transient: a certificate or protocol mismatch does not heal by waiting.
+        throw new PublishError(`${operation}: TLS with ${new URL(url).host} failed (${tls})`, {
+          cause: error,
+          hint: tls.startsWith('ERR_SSL')
+            ? 'if this registry speaks plain HTTP, allow it explicitly (insecure)'
+            : 'the registry certificate is not trusted: fix it, or add its CA with NODE_EXTRA_CA_CERTS',
+        });
+      }
       const code = networkCode(error);
       const what = code ? `${NETWORK_CODES[code] ?? code} (${code})` : this.redact((error as Error).message ?? String(error));
       throw new TransientError(
