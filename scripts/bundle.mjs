@@ -13,7 +13,9 @@ const common = {
   sourcemap: false,
   logLevel: 'warning',
   // Some CommonJS dependencies call require(); give the ESM bundle one.
-  banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+  banner: {
+    js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
+  },
 };
 await build({ ...common, entryPoints: ['src/action/main.ts'], outfile: 'dist/index.js' });
 await build({
