@@ -2,7 +2,7 @@
 // native builder must produce what ukify produces, section for section and (as it turns out) byte for byte.
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +13,7 @@ import {
   peMachineOf,
   readPeHeaders,
   readPeSections,
+  verifyUki,
   type BuildUkiOptions,
   type PeSection,
 } from '../../src/boot';
@@ -300,6 +301,38 @@ describe('buildUki checks and failures', () => {
       /ukify is not installed/,
     );
     expect(error.hint).toMatch(/sudo apt-get install -y systemd-ukify/);
+  });
+
+  it('verification catches a section whose bytes differ from its input', async () => {
+    const built = await buildUki(options('arm64'));
+    const initrdSection = (await readPeSections(built.path)).find((s) => s.name === '.initrd') as PeSection;
+    const bytes = readFileSync(built.path);
+    const input = readFileSync(initrdUki);
+    const expected = [
+      { name: '.initrd', size: input.length, sha256: createHash('sha256').update(input).digest('hex') },
+    ];
+    await verifyUki(built.path, 0xaa64, expected);
+    const at = initrdSection.pointerToRawData + 1000;
+    bytes.writeUInt8(bytes.readUInt8(at) ^ 0xff, at);
+    writeFileSync(built.path, bytes);
+    await expectPublishError(
+      verifyUki(built.path, 0xaa64, expected),
+      /the UKI's \.initrd section differs from its input/,
+    );
+    await expectPublishError(
+      verifyUki(built.path, 0x8664, expected),
+      /is for 0xAA64 \(arm64\), expected 0x8664 \(amd64\)/,
+    );
+  });
+
+  it('stops when aborted and leaves no output behind', async () => {
+    const controller = new AbortController();
+    controller.abort(new PublishError('cancelled'));
+    const output = join(dir, 'aborted.efi');
+    await expect(buildUki(options('amd64', { output, signal: controller.signal }))).rejects.toThrow(
+      'cancelled',
+    );
+    expect(() => readFileSync(output)).toThrow();
   });
 
   it('knows where the stub sits in a rootfs', () => {
