@@ -260,6 +260,11 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
   }
 
   const bytesUploaded = options.stores.reduce((n, s) => n + s.stats.bytesUploaded, 0) - bytesBefore;
+  // Tags that already named the right content (not rebuilt) are part of the version too.
+  for (const t of allTags) {
+    const ref = reference(t.repository, t.tag);
+    digests[ref] ??= existing.get(key(t.repository, t.tag))?.digest ?? '';
+  }
   const ordered = allTags.map((t) => reference(t.repository, t.tag));
   return {
     version,
@@ -443,6 +448,7 @@ async function buildMetalUki(
     kernel: files.kernel.path,
     initrd: initrdUki.path,
     stub: files.efiStub.path,
+    arch: arch.architecture,
     cmdline,
     ...(files.release ? { osRelease: files.release.path } : {}),
     output: join(dir, 'uki.efi'),

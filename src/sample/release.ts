@@ -120,10 +120,24 @@ async function* content(seed: string, size: number, entropy: number): AsyncGener
   }
 }
 
-async function writeContent(path: string, seed: string, size: number, entropy: number): Promise<ExpectedFile> {
-  const f = await writeFileAtomic(path, content(seed, size, entropy));
+async function writeContent(
+  path: string,
+  seed: string,
+  size: number,
+  entropy: number,
+  magic?: Buffer,
+): Promise<ExpectedFile> {
+  const f = await writeFileAtomic(
+    path,
+    magic ? withMagic(magic, content(seed, size - magic.length, entropy)) : content(seed, size, entropy),
+  );
   await chmod(path, 0o644);
   return { digest: f.digest, size: f.size };
+}
+
+async function* withMagic(magic: Buffer, rest: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  yield magic;
+  yield* rest;
 }
 
 async function writeBytes(path: string, bytes: Uint8Array | string): Promise<ExpectedFile> {
@@ -134,7 +148,13 @@ async function writeBytes(path: string, bytes: Uint8Array | string): Promise<Exp
 }
 
 /** A disk image: data at the start (partition table, ESP) and in the middle, holes elsewhere. */
-async function writeSparseRaw(path: string, seed: string, size: number, data: number, entropy: number): Promise<ExpectedFile> {
+async function writeSparseRaw(
+  path: string,
+  seed: string,
+  size: number,
+  data: number,
+  entropy: number,
+): Promise<ExpectedFile> {
   const fh = await open(path, 'w', 0o644);
   try {
     await fh.truncate(size);
@@ -142,9 +162,11 @@ async function writeSparseRaw(path: string, seed: string, size: number, data: nu
     const midAt = Math.floor(size / 2 / 4096) * 4096;
     const mid = Math.max(0, Math.min(size - midAt, data - head));
     let pos = 0;
-    for await (const c of content(`${seed}/head`, head, entropy)) pos += (await fh.write(c, 0, c.length, pos)).bytesWritten;
+    for await (const c of content(`${seed}/head`, head, entropy))
+      pos += (await fh.write(c, 0, c.length, pos)).bytesWritten;
     pos = Math.max(midAt, head);
-    for await (const c of content(`${seed}/mid`, Math.min(mid, size - pos), entropy)) pos += (await fh.write(c, 0, c.length, pos)).bytesWritten;
+    for await (const c of content(`${seed}/mid`, Math.min(mid, size - pos), entropy))
+      pos += (await fh.write(c, 0, c.length, pos)).bytesWritten;
   } finally {
     await fh.close();
   }
@@ -159,21 +181,44 @@ function run(command: string, args: string[], cwd?: string): Promise<void> {
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
-    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${command} ${args.join(' ')} failed (${code}): ${stderr}`))));
+    child.on('close', (code) =>
+      code === 0 ? resolve() : reject(new Error(`${command} ${args.join(' ')} failed (${code}): ${stderr}`)),
+    );
   });
 }
 
 function tarFlags(format: 'gnu' | 'posix'): string[] {
   const flags = ['--sort=name', `--mtime=${MTIME}`, '--owner=0', '--group=0', '--numeric-owner'];
   if (format === 'posix') {
-    flags.push('--format=posix', '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime', '--sparse-version=1.0');
+    flags.push(
+      '--format=posix',
+      '--pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime',
+      '--sparse-version=1.0',
+    );
   } else flags.push('--format=gnu');
   return flags;
 }
 
 /** `tar -c ... | xz` (or gzip -n) into `out`, via bash for the pipe with pipefail. */
-async function tarCompress(cwd: string, members: string[], out: string, compress: string, extra: string[]): Promise<void> {
-  await run('bash', ['-c', `set -o pipefail; tar "$@" | ${compress} > ${JSON.stringify(out)}`, 'tar', ...extra, '-cf', '-', '-C', cwd, '--', ...members]);
+async function tarCompress(
+  cwd: string,
+  members: string[],
+  out: string,
+  compress: string,
+  extra: string[],
+): Promise<void> {
+  await run('bash', [
+    '-c',
+    `set -o pipefail; tar "$@" | ${compress} > ${JSON.stringify(out)}`,
+    'tar',
+    ...extra,
+    '-cf',
+    '-',
+    '-C',
+    cwd,
+    '--',
+    ...members,
+  ]);
 }
 
 export async function generateSampleRelease(options: SampleReleaseOptions): Promise<SampleRelease> {
@@ -199,13 +244,25 @@ export async function generateSampleRelease(options: SampleReleaseOptions): Prom
         join(folder, `${base}.release`),
         `ID=gardenlinux\nNAME="Garden Linux"\nVERSION_ID=${options.version}\nGARDENLINUX_CNAME=${flavor.asset}-${arch}-${options.version}\nGARDENLINUX_VERSION=${options.version}\nGARDENLINUX_COMMIT_ID=${options.commit8}\n`,
       );
-      expected.manifest = await writeBytes(join(folder, `${base}.manifest`), `base-files 13\nsystemd 256\nlinux-image-6.12-${arch} 6.12.1\n`);
-      expected.sbom = await writeBytes(join(folder, `${base}.sbom`), `${JSON.stringify({ bomFormat: 'CycloneDX', specVersion: '1.5', metadata: { component: { name: base } } })}\n`);
+      expected.manifest = await writeBytes(
+        join(folder, `${base}.manifest`),
+        `base-files 13\nsystemd 256\nlinux-image-6.12-${arch} 6.12.1\n`,
+      );
+      expected.sbom = await writeBytes(
+        join(folder, `${base}.sbom`),
+        `${JSON.stringify({ bomFormat: 'CycloneDX', specVersion: '1.5', metadata: { component: { name: base } } })}\n`,
+      );
       await writeBytes(join(folder, `${base}.requirements`), `arch=${arch}\n`);
       await writeBytes(join(folder, `${base}.manifest.log`), `build log of ${base}.manifest\n`);
 
       if (flavor.kind === 'kvm') {
-        expected.raw = await writeSparseRaw(join(folder, `${base}.raw`), `${seed}/raw`, sizes.raw ?? 8 * 1024 * 1024, sizes.rawData ?? 512 * 1024, entropy);
+        expected.raw = await writeSparseRaw(
+          join(folder, `${base}.raw`),
+          `${seed}/raw`,
+          sizes.raw ?? 8 * 1024 * 1024,
+          sizes.rawData ?? 512 * 1024,
+          entropy,
+        );
         await writeBytes(join(folder, `${base}.raw.log`), 'raw build log\n');
       } else {
         // Rootfs tarball: member names without `./`, the stub at its real path, an absolute symlink as in real rootfs trees.
@@ -218,12 +275,31 @@ export async function generateSampleRelease(options: SampleReleaseOptions): Prom
         const stub = options.stubs?.[arch] ?? Buffer.from(`MZ placeholder EFI stub for ${arch}\n`.repeat(64));
         expected.efiStub = await writeBytes(join(efi, stubName), stub);
         // The other arch's stub too, so a wrong pick shows.
-        await writeBytes(join(efi, arch === 'arm64' ? 'linuxx64.efi.stub' : 'linuxaa64.efi.stub'), 'wrong arch stub\n');
-        await writeBytes(join(rootfs, 'usr/lib/os-release'), `ID=gardenlinux\nVERSION_ID=${options.version}\n`);
+        await writeBytes(
+          join(efi, arch === 'arm64' ? 'linuxx64.efi.stub' : 'linuxaa64.efi.stub'),
+          'wrong arch stub\n',
+        );
+        await writeBytes(
+          join(rootfs, 'usr/lib/os-release'),
+          `ID=gardenlinux\nVERSION_ID=${options.version}\n`,
+        );
         await symlink('../usr/lib/os-release', join(rootfs, 'etc/os-release'));
         await symlink('/proc/self/mounts', join(rootfs, 'etc/mtab'));
-        await writeContent(join(rootfs, 'usr/share/gardenlinux/bulk.bin'), `${seed}/rootfs`, sizes.rootfs ?? 64 * 1024, entropy);
-        await run('tar', [...tarFlags('gnu'), '-cf', join(folder, `${base}.tar`), '-C', rootfs, 'etc', 'usr']);
+        await writeContent(
+          join(rootfs, 'usr/share/gardenlinux/bulk.bin'),
+          `${seed}/rootfs`,
+          sizes.rootfs ?? 64 * 1024,
+          entropy,
+        );
+        await run('tar', [
+          ...tarFlags('gnu'),
+          '-cf',
+          join(folder, `${base}.tar`),
+          '-C',
+          rootfs,
+          'etc',
+          'usr',
+        ]);
         await chmod(join(folder, `${base}.tar`), 0o644);
 
         const pxe = join(work, 'pxe');
@@ -231,8 +307,20 @@ export async function generateSampleRelease(options: SampleReleaseOptions): Prom
         expected.kernel = options.kernel?.[arch]
           ? await writeBytes(join(pxe, 'vmlinuz'), options.kernel[arch] as Uint8Array)
           : await writeContent(join(pxe, 'vmlinuz'), `${seed}/kernel`, sizes.kernel ?? 32 * 1024, entropy);
-        expected.initrd = await writeContent(join(pxe, 'initrd'), `${seed}/initrd`, sizes.initrd ?? 48 * 1024, entropy);
-        expected.squashfs = await writeContent(join(pxe, 'root.squashfs'), `${seed}/squashfs`, sizes.squashfs ?? 96 * 1024, entropy);
+        expected.initrd = await writeContent(
+          join(pxe, 'initrd'),
+          `${seed}/initrd`,
+          sizes.initrd ?? 48 * 1024,
+          entropy,
+        );
+        // Starts with the squashfs magic: the boot side refuses a root.squashfs without it.
+        expected.squashfs = await writeContent(
+          join(pxe, 'root.squashfs'),
+          `${seed}/squashfs`,
+          sizes.squashfs ?? 96 * 1024,
+          entropy,
+          Buffer.from('hsqs'),
+        );
         const members = ['initrd', 'root.squashfs', 'vmlinuz'];
         if (options.cmdline !== false) {
           const cmdline = options.cmdline ?? SAMPLE_CMDLINE;
@@ -254,7 +342,18 @@ export async function generateSampleRelease(options: SampleReleaseOptions): Prom
         await tarCompress(folder, files, out, xz, flags);
       }
       const h = await hashFile(out);
-      assets.push({ name, path: out, size: h.size, digest: h.digest, flavor: flavor.asset, kind: flavor.kind, arch, base, companion: false, expected });
+      assets.push({
+        name,
+        path: out,
+        size: h.size,
+        digest: h.digest,
+        flavor: flavor.asset,
+        kind: flavor.kind,
+        arch,
+        base,
+        companion: false,
+        expected,
+      });
 
       if (options.withLogs) {
         const logs = join(work, 'logs');
@@ -263,7 +362,17 @@ export async function generateSampleRelease(options: SampleReleaseOptions): Prom
         const logName = `${base}.logs.tar.xz`;
         await tarCompress(logs, [`${base}.build.log`], join(options.dir, logName), xz, tarFlags('gnu'));
         const lh = await hashFile(join(options.dir, logName));
-        assets.push({ name: logName, path: join(options.dir, logName), size: lh.size, digest: lh.digest, flavor: flavor.asset, kind: flavor.kind, arch, base, companion: true });
+        assets.push({
+          name: logName,
+          path: join(options.dir, logName),
+          size: lh.size,
+          digest: lh.digest,
+          flavor: flavor.asset,
+          kind: flavor.kind,
+          arch,
+          base,
+          companion: true,
+        });
       }
       await rm(work, { recursive: true, force: true });
     }
