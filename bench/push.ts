@@ -35,7 +35,7 @@ async function writeRandomBlob(layout: string, size: number): Promise<Descriptor
   const file = await open(tmp, 'w');
   const hash = createHash('sha256');
   const buffer = Buffer.alloc(4 * MiB);
-  for (let done = 0; done < size; ) {
+  for (let done = 0; done < size;) {
     const n = Math.min(buffer.length, size - done);
     randomFillSync(buffer, 0, n);
     hash.update(buffer.subarray(0, n));
@@ -61,12 +61,18 @@ async function generateLayout(dir: string, layerBytes: number, layers: number): 
   let total = kernel.size;
   const entries: Descriptor[] = [];
   for (const arch of ['amd64', 'arm64']) {
-    const config = await writeBlob(dir, new TextEncoder().encode(JSON.stringify({ commandLine: `console=tty0 arch=${arch}` })));
+    const config = await writeBlob(
+      dir,
+      new TextEncoder().encode(JSON.stringify({ commandLine: `console=tty0 arch=${arch}` })),
+    );
     const layerDescriptors: Descriptor[] = [];
     for (let i = 0; i < layers / 2; i++) {
       const layer = await writeRandomBlob(dir, layerBytes);
       total += layer.size + (i === 0 ? config.size : 0);
-      layerDescriptors.push({ ...layer, mediaType: i === 0 ? IRONCORE_LAYER.squashfs : IRONCORE_LAYER.rootfs });
+      layerDescriptors.push({
+        ...layer,
+        mediaType: i === 0 ? IRONCORE_LAYER.squashfs : IRONCORE_LAYER.rootfs,
+      });
     }
     layerDescriptors.push({ ...kernel, mediaType: IRONCORE_LAYER.kernel });
     const manifest = serializeManifest({
@@ -76,7 +82,12 @@ async function generateLayout(dir: string, layerBytes: number, layers: number): 
       layers: layerDescriptors,
     });
     await writeManifest(dir, manifest);
-    entries.push({ mediaType: OCI_MANIFEST, digest: manifest.digest, size: manifest.size, platform: { architecture: arch, os: 'linux' } });
+    entries.push({
+      mediaType: OCI_MANIFEST,
+      digest: manifest.digest,
+      size: manifest.size,
+      platform: { architecture: arch, os: 'linux' },
+    });
   }
   const index = serializeManifest({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: entries });
   await writeManifest(dir, index);
@@ -85,7 +96,14 @@ async function generateLayout(dir: string, layerBytes: number, layers: number): 
     JSON.stringify({
       schemaVersion: 2,
       mediaType: OCI_INDEX,
-      manifests: [{ mediaType: OCI_INDEX, digest: index.digest, size: index.size, annotations: { 'org.opencontainers.image.ref.name': TAG } }],
+      manifests: [
+        {
+          mediaType: OCI_INDEX,
+          digest: index.digest,
+          size: index.size,
+          annotations: { 'org.opencontainers.image.ref.name': TAG },
+        },
+      ],
     }),
   );
   return total;
@@ -98,13 +116,24 @@ interface LayoutManifest {
   manifests?: Descriptor[];
 }
 
-async function readManifest(layout: string, d: Descriptor): Promise<{ serialized: SerializedManifest; parsed: LayoutManifest }> {
+async function readManifest(
+  layout: string,
+  d: Descriptor,
+): Promise<{ serialized: SerializedManifest; parsed: LayoutManifest }> {
   const bytes = new Uint8Array(await readFile(join(layout, 'blobs', 'sha256', d.digest.slice(7))));
-  return { serialized: { mediaType: d.mediaType, digest: d.digest, size: bytes.length, bytes }, parsed: JSON.parse(Buffer.from(bytes).toString()) as LayoutManifest };
+  return {
+    serialized: { mediaType: d.mediaType, digest: d.digest, size: bytes.length, bytes },
+    parsed: JSON.parse(Buffer.from(bytes).toString()) as LayoutManifest,
+  };
 }
 
 /** The child: walks index.json → index → manifests → blobs and pushes them with our client. */
-async function childPush(layout: string, registry: string, repository: string, concurrency: number): Promise<void> {
+async function childPush(
+  layout: string,
+  registry: string,
+  repository: string,
+  concurrency: number,
+): Promise<void> {
   const logger = consoleLogger({ verbose: false });
   const store = createRegistryStore({ registry, logger, concurrency });
   const repo = store.repository(repository);
@@ -117,7 +146,10 @@ async function childPush(layout: string, registry: string, repository: string, c
   const blobs = new Map<string, Blob>();
   for (const child of children) {
     for (const d of [child.parsed.config!, ...(child.parsed.layers ?? [])]) {
-      blobs.set(d.digest, fileBlob(join(layout, 'blobs', 'sha256', d.digest.slice(7)), d.digest, d.size, d.digest.slice(7, 19)));
+      blobs.set(
+        d.digest,
+        fileBlob(join(layout, 'blobs', 'sha256', d.digest.slice(7)), d.digest, d.size, d.digest.slice(7, 19)),
+      );
     }
   }
   // Largest first, so the long uploads overlap instead of one trailing at the end.
@@ -125,7 +157,9 @@ async function childPush(layout: string, registry: string, repository: string, c
   if (process.env.BENCH_MEMORY) {
     const timer = setInterval(() => {
       const m = process.memoryUsage();
-      process.stderr.write(`rss ${(m.rss / 2 ** 20).toFixed(0)} heap ${(m.heapUsed / 2 ** 20).toFixed(0)} external ${(m.external / 2 ** 20).toFixed(0)} arrayBuffers ${(m.arrayBuffers / 2 ** 20).toFixed(0)} MiB\n`);
+      process.stderr.write(
+        `rss ${(m.rss / 2 ** 20).toFixed(0)} heap ${(m.heapUsed / 2 ** 20).toFixed(0)} external ${(m.external / 2 ** 20).toFixed(0)} arrayBuffers ${(m.arrayBuffers / 2 ** 20).toFixed(0)} MiB\n`,
+      );
     }, 250);
     timer.unref();
   }
@@ -134,7 +168,9 @@ async function childPush(layout: string, registry: string, repository: string, c
   await repo.pushManifest(index.serialized, [TAG]);
   const ms = performance.now() - started;
   await store.close();
-  process.stdout.write(`${JSON.stringify({ ms, maxRssKiB: process.resourceUsage().maxRSS, stats: store.stats })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ ms, maxRssKiB: process.resourceUsage().maxRSS, stats: store.stats })}\n`,
+  );
 }
 
 function run(cmd: string, args: string[], capture = false): Promise<{ ms: number; stdout: string }> {
@@ -145,7 +181,9 @@ function run(cmd: string, args: string[], capture = false): Promise<{ ms: number
     child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
     child.on('error', reject);
     child.on('close', (code) =>
-      code === 0 ? resolve({ ms: performance.now() - started, stdout }) : reject(new Error(`${cmd} exited with ${code}`)),
+      code === 0
+        ? resolve({ ms: performance.now() - started, stdout })
+        : reject(new Error(`${cmd} exited with ${code}`)),
     );
   });
 }
@@ -171,7 +209,9 @@ async function main(): Promise<void> {
   try {
     const t0 = performance.now();
     const total = await generateLayout(layout, Number(values['layer-mib']) * MiB, Number(values.layers));
-    console.log(`layout: ${(total / MiB).toFixed(0)} MiB of blobs in ${((performance.now() - t0) / 1000).toFixed(1)}s at ${layout}`);
+    console.log(
+      `layout: ${(total / MiB).toFixed(0)} MiB of blobs in ${((performance.now() - t0) / 1000).toFixed(1)}s at ${layout}`,
+    );
     const [ours, theirs] = registries as [(typeof registries)[0], (typeof registries)[0]];
 
     // The child runs our code bundled, as the action ships it (dist/ is an esbuild bundle): under tsx the
@@ -190,18 +230,37 @@ async function main(): Promise<void> {
         target: 'node24',
         format: 'esm',
         logLevel: 'warning',
-        banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+        banner: {
+          js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
+        },
       });
       childArgs = [bundle];
     }
-    const child = await run(process.execPath, [...childArgs, 'child', layout, ours.host, 'fresh-repo', values.concurrency!], true);
-    const result = JSON.parse(child.stdout.trim().split('\n').pop() ?? '{}') as { ms: number; maxRssKiB: number; stats: { bytesUploaded: number } };
+    const child = await run(
+      process.execPath,
+      [...childArgs, 'child', layout, ours.host, 'fresh-repo', values.concurrency!],
+      true,
+    );
+    const result = JSON.parse(child.stdout.trim().split('\n').pop() ?? '{}') as {
+      ms: number;
+      maxRssKiB: number;
+      stats: { bytesUploaded: number };
+    };
 
-    const skopeo = await run('skopeo', ['copy', '--quiet', '--all', `oci:${layout}:${TAG}`, `docker://${theirs.host}/fresh-repo:${TAG}`, '--dest-tls-verify=false']);
+    const skopeo = await run('skopeo', [
+      'copy',
+      '--quiet',
+      '--all',
+      `oci:${layout}:${TAG}`,
+      `docker://${theirs.host}/fresh-repo:${TAG}`,
+      '--dest-tls-verify=false',
+    ]);
 
     const oursS = child.ms / 1000;
     const skopeoS = skopeo.ms / 1000;
-    console.log(`ours:   ${oursS.toFixed(2)}s wall (push itself ${(result.ms / 1000).toFixed(2)}s), ${(total / 1e6 / (result.ms / 1000)).toFixed(0)} MB/s, ${result.stats.bytesUploaded} bytes sent`);
+    console.log(
+      `ours:   ${oursS.toFixed(2)}s wall (push itself ${(result.ms / 1000).toFixed(2)}s), ${(total / 1e6 / (result.ms / 1000)).toFixed(0)} MB/s, ${result.stats.bytesUploaded} bytes sent`,
+    );
     console.log(`skopeo: ${skopeoS.toFixed(2)}s wall`);
     console.log(`ratio ours/skopeo: ${(oursS / skopeoS).toFixed(2)} (target <= 0.8)`);
     console.log(`our peak RSS: ${(result.maxRssKiB / 1024).toFixed(0)} MiB (target <= 200 MB)`);

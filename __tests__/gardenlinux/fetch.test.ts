@@ -6,8 +6,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pack as tarPack, type Header as TarHeader } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fetchFlavorArtifacts, findFlavorAsset, resolveRelease, type GardenLinuxRelease } from '../../src/gardenlinux';
-import { startGitHubApiServer, type FakeAsset, type FakeRelease, type GitHubApiServer } from '../../src/sample/github-server';
+import {
+  fetchFlavorArtifacts,
+  findFlavorAsset,
+  resolveRelease,
+  type GardenLinuxRelease,
+} from '../../src/gardenlinux';
+import {
+  startGitHubApiServer,
+  type FakeAsset,
+  type FakeRelease,
+  type GitHubApiServer,
+} from '../../src/sample/github-server';
 import { generateSampleRelease, type SampleAsset, type SampleReleaseOptions } from '../../src/sample/release';
 import { mapLimit } from '../../src/util/concurrency';
 import { PublishError } from '../../src/util/errors';
@@ -19,27 +29,67 @@ let server: GitHubApiServer;
 const generated = new Map<string, SampleAsset[]>(); // version -> assets
 const fast = { attempts: 3, baseDelayMs: 5, maxDelayMs: 20 };
 
-const layouts: { version: string; options: Partial<SampleReleaseOptions> & Pick<SampleReleaseOptions, 'layout' | 'flavors'> }[] = [
+const layouts: {
+  version: string;
+  options: Partial<SampleReleaseOptions> & Pick<SampleReleaseOptions, 'layout' | 'flavors'>;
+}[] = [
   {
     version: '2150.1.0',
-    options: { layout: 'folder', withLogs: true, flavors: [{ asset: 'kvm-gardener_prod', kind: 'kvm' }, { asset: 'baremetal_pxe', kind: 'metal' }] },
+    options: {
+      layout: 'folder',
+      withLogs: true,
+      flavors: [
+        { asset: 'kvm-gardener_prod', kind: 'kvm' },
+        { asset: 'baremetal_pxe', kind: 'metal' },
+      ],
+    },
   },
   {
     // Pre-rename names, two-component version, PXE tarball without `cmdline`.
     version: '1877.24',
-    options: { layout: 'dot-slash', cmdline: false, flavors: [{ asset: 'kvm-gardener_prod', kind: 'kvm' }, { asset: 'metal_pxe', kind: 'metal' }] },
+    options: {
+      layout: 'dot-slash',
+      cmdline: false,
+      flavors: [
+        { asset: 'kvm-gardener_prod', kind: 'kvm' },
+        { asset: 'metal_pxe', kind: 'metal' },
+      ],
+    },
   },
   {
     version: '2150.2.0',
-    options: { layout: 'flat', sparseRaw: true, withLogs: true, flavors: [{ asset: 'kvm-gardener_prod', kind: 'kvm' }, { asset: 'baremetal-capi', kind: 'metal' }] },
+    options: {
+      layout: 'flat',
+      sparseRaw: true,
+      withLogs: true,
+      flavors: [
+        { asset: 'kvm-gardener_prod', kind: 'kvm' },
+        { asset: 'baremetal-capi', kind: 'metal' },
+      ],
+    },
   },
-  { version: '2150.3.0', options: { layout: 'flat', sparseRaw: true, tarFormat: 'posix', flavors: [{ asset: 'kvm-gardener_prod', kind: 'kvm' }] } },
+  {
+    version: '2150.3.0',
+    options: {
+      layout: 'flat',
+      sparseRaw: true,
+      tarFormat: 'posix',
+      flavors: [{ asset: 'kvm-gardener_prod', kind: 'kvm' }],
+    },
+  },
 ];
 
-async function tarXz(entries: { name: string; type?: 'file' | 'symlink' | 'directory'; linkname?: string; data?: Buffer }[]): Promise<Buffer> {
+async function tarXz(
+  entries: { name: string; type?: 'file' | 'symlink' | 'directory'; linkname?: string; data?: Buffer }[],
+): Promise<Buffer> {
   const pack = tarPack();
   for (const e of entries) {
-    const header: Partial<TarHeader> & { name: string } = { name: e.name, type: e.type ?? 'file', size: e.data?.length ?? 0, mtime: new Date(0) };
+    const header: Partial<TarHeader> & { name: string } = {
+      name: e.name,
+      type: e.type ?? 'file',
+      size: e.data?.length ?? 0,
+      mtime: new Date(0),
+    };
     if (e.linkname) header.linkname = e.linkname;
     if (e.data) pack.entry(header, e.data);
     else pack.entry(header);
@@ -50,7 +100,11 @@ async function tarXz(entries: { name: string; type?: 'file' | 'symlink' | 'direc
   return execFileSync('xz', ['-c', '-0'], { input: Buffer.concat(chunks) });
 }
 
-const release = (tag: string, assets: FakeAsset[]): FakeRelease => ({ tag, publishedAt: '2025-05-01T00:00:00Z', assets });
+const release = (tag: string, assets: FakeAsset[]): FakeRelease => ({
+  tag,
+  publishedAt: '2025-05-01T00:00:00Z',
+  assets,
+});
 
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'gl-fetch-'));
@@ -65,7 +119,12 @@ beforeAll(async () => {
       ...l.options,
     });
     generated.set(l.version, r.assets);
-    releases.push(release(l.version, r.assets.map((a) => ({ name: a.name, path: a.path }))));
+    releases.push(
+      release(
+        l.version,
+        r.assets.map((a) => ({ name: a.name, path: a.path })),
+      ),
+    );
   }
 
   // Faults, on good archives: each asset of 2150.9.0 misbehaves in its own way.
@@ -75,7 +134,10 @@ beforeAll(async () => {
     commit8: '99999999',
     arches: ['amd64', 'arm64'],
     layout: 'flat',
-    flavors: [{ asset: 'kvm-gardener_prod', kind: 'kvm' }, { asset: 'baremetal_pxe', kind: 'metal' }],
+    flavors: [
+      { asset: 'kvm-gardener_prod', kind: 'kvm' },
+      { asset: 'baremetal_pxe', kind: 'metal' },
+    ],
   });
   generated.set('2150.9.0', f.assets);
   const fault: Record<string, Partial<FakeAsset>> = {
@@ -84,7 +146,12 @@ beforeAll(async () => {
     'baremetal_pxe-amd64': { dropFirst: 2 },
     'baremetal_pxe-arm64': { dropFirst: 1, noRange: true },
   };
-  releases.push(release('2150.9.0', f.assets.map((a) => ({ name: a.name, path: a.path, ...fault[`${a.flavor}-${a.arch}`] }))));
+  releases.push(
+    release(
+      '2150.9.0',
+      f.assets.map((a) => ({ name: a.name, path: a.path, ...fault[`${a.flavor}-${a.arch}`] })),
+    ),
+  );
 
   // Bad archives.
   const good = (await readFile((f.assets[0] as SampleAsset).path)) as Buffer;
@@ -95,12 +162,24 @@ beforeAll(async () => {
     release('2150.8.0', [
       { name: `${b('corrupt')}.tar.xz`, data: corrupt },
       { name: `${b('notxz')}.tar.xz`, data: Buffer.from('this is not xz at all') },
-      { name: `${b('dotdot')}.tar.xz`, data: await tarXz([{ name: `../${b('dotdot')}.raw`, data: Buffer.from('x') }]) },
-      { name: `${b('abs')}.tar.xz`, data: await tarXz([{ name: `/tmp/${b('abs')}.raw`, data: Buffer.from('x') }]) },
-      { name: `${b('link')}.tar.xz`, data: await tarXz([{ name: `${b('link')}.raw`, type: 'symlink', linkname: '../../../etc/passwd' }]) },
+      {
+        name: `${b('dotdot')}.tar.xz`,
+        data: await tarXz([{ name: `../${b('dotdot')}.raw`, data: Buffer.from('x') }]),
+      },
+      {
+        name: `${b('abs')}.tar.xz`,
+        data: await tarXz([{ name: `/tmp/${b('abs')}.raw`, data: Buffer.from('x') }]),
+      },
+      {
+        name: `${b('link')}.tar.xz`,
+        data: await tarXz([{ name: `${b('link')}.raw`, type: 'symlink', linkname: '../../../etc/passwd' }]),
+      },
       {
         name: `${b('empty')}.tar.xz`,
-        data: await tarXz([{ name: `${b('empty')}.release`, data: Buffer.from('ID=x\n') }, { name: 'README', data: Buffer.from('hi') }]),
+        data: await tarXz([
+          { name: `${b('empty')}.release`, data: Buffer.from('ID=x\n') },
+          { name: 'README', data: Buffer.from('hi') },
+        ]),
       },
       {
         name: `${b('nostub')}.tar.xz`,
@@ -141,12 +220,20 @@ async function expectEmpty(dir: string): Promise<void> {
 
 describe('fetchFlavorArtifacts', () => {
   it('fetches every layout, both arches, in parallel, and the files match what was packed', async () => {
-    const jobs: { version: string; flavor: { asset: string; alternatives?: string[] }; kind: 'kvm' | 'metal'; arch: 'amd64' | 'arm64' }[] = [];
+    const jobs: {
+      version: string;
+      flavor: { asset: string; alternatives?: string[] };
+      kind: 'kvm' | 'metal';
+      arch: 'amd64' | 'arm64';
+    }[] = [];
     for (const l of layouts) {
       for (const fl of l.options.flavors) {
         for (const arch of ['amd64', 'arm64'] as const) {
           // Ask with the new names: the old release must resolve through the alternatives.
-          const flavor = fl.asset === 'metal_pxe' ? { asset: 'baremetal_pxe', alternatives: ['metal_pxe'] } : { asset: fl.asset };
+          const flavor =
+            fl.asset === 'metal_pxe'
+              ? { asset: 'baremetal_pxe', alternatives: ['metal_pxe'] }
+              : { asset: fl.asset };
           jobs.push({ version: l.version, flavor, kind: fl.kind, arch });
         }
       }
@@ -160,7 +247,16 @@ describe('fetchFlavorArtifacts', () => {
       const asset = findFlavorAsset(rel, job.flavor, job.arch);
       expect(asset.name).not.toMatch(/logs/);
       const dir = join(root, 'out', job.version, asset.name);
-      const artifacts = await fetchFlavorArtifacts({ asset, kind: job.kind, arch: job.arch, dir, token, apiUrl: server.apiUrl, logger, retry: fast });
+      const artifacts = await fetchFlavorArtifacts({
+        asset,
+        kind: job.kind,
+        arch: job.arch,
+        dir,
+        token,
+        apiUrl: server.apiUrl,
+        logger,
+        retry: fast,
+      });
       return { job, asset, artifacts };
     });
     expect(results).toHaveLength(14);
@@ -169,16 +265,26 @@ describe('fetchFlavorArtifacts', () => {
       expect(artifacts.base).toBe(sample.base);
       expect(artifacts.archive).toEqual({ digest: sample.digest, size: sample.size });
       const exp = sample.expected ?? {};
-      const keys = job.kind === 'kvm' ? ['raw', 'release', 'manifest', 'sbom'] : ['kernel', 'initrd', 'squashfs', 'efiStub', 'release', 'manifest', 'sbom'];
+      const keys =
+        job.kind === 'kvm'
+          ? ['raw', 'release', 'manifest', 'sbom']
+          : ['kernel', 'initrd', 'squashfs', 'efiStub', 'release', 'manifest', 'sbom'];
       expect(Object.keys(artifacts.files).sort()).toEqual(keys.sort());
       for (const key of keys) {
         const got = artifacts.files[key as keyof typeof artifacts.files];
         const want = exp[key as keyof typeof exp] as { digest: string; size: number };
-        expect({ key, digest: got?.digest, size: got?.size }).toEqual({ key, digest: want.digest, size: want.size });
+        expect({ key, digest: got?.digest, size: got?.size }).toEqual({
+          key,
+          digest: want.digest,
+          size: want.size,
+        });
         expect((await stat(got!.path)).size).toBe(want.size);
       }
       expect(artifacts.cmdline).toBe(exp.cmdline);
-      if (job.kind === 'metal') expect(artifacts.files.efiStub?.path).toMatch(job.arch === 'amd64' ? /linuxx64\.efi\.stub$/ : /linuxaa64\.efi\.stub$/);
+      if (job.kind === 'metal')
+        expect(artifacts.files.efiStub?.path).toMatch(
+          job.arch === 'amd64' ? /linuxx64\.efi\.stub$/ : /linuxaa64\.efi\.stub$/,
+        );
     }
     // The token went to the API host only; the download host got the redirected requests without it.
     const mine = server.requests.slice(before);
@@ -200,9 +306,19 @@ describe('fetchFlavorArtifacts', () => {
     const members = execFileSync('bash', ['-c', `xz -dc "$1" | tar -tvvf -`, '_', sample.path]).toString();
     expect(members).toMatch(/\.raw/);
     // The raw is stored sparse: the tar stream is far smaller than the image.
-    expect(Number(execFileSync('bash', ['-c', `xz -dc "$1" | wc -c`, '_', sample.path]).toString())).toBeLessThan(2 * 1024 * 1024);
+    expect(
+      Number(execFileSync('bash', ['-c', `xz -dc "$1" | wc -c`, '_', sample.path]).toString()),
+    ).toBeLessThan(2 * 1024 * 1024);
     const dir = join(root, 'sparse', version);
-    const a = await fetchFlavorArtifacts({ asset, kind: 'kvm', arch: 'amd64', dir, token, logger: memoryLogger(), retry: fast });
+    const a = await fetchFlavorArtifacts({
+      asset,
+      kind: 'kvm',
+      arch: 'amd64',
+      dir,
+      token,
+      logger: memoryLogger(),
+      retry: fast,
+    });
     const ref = join(root, 'sparse-ref', version);
     execFileSync('mkdir', ['-p', ref]);
     execFileSync('tar', ['-xSf', sample.path, '-C', ref]);
@@ -216,7 +332,15 @@ describe('fetchFlavorArtifacts', () => {
   it('uses the WASM xz fallback when asked', async () => {
     const rel = await releaseOf('2150.1.0');
     const asset = findFlavorAsset(rel, { asset: 'baremetal_pxe' }, 'arm64');
-    const a = await fetchFlavorArtifacts({ asset, kind: 'metal', arch: 'arm64', dir: join(root, 'wasm'), token, logger: memoryLogger(), xz: 'wasm' });
+    const a = await fetchFlavorArtifacts({
+      asset,
+      kind: 'metal',
+      arch: 'arm64',
+      dir: join(root, 'wasm'),
+      token,
+      logger: memoryLogger(),
+      xz: 'wasm',
+    });
     expect(a.files.efiStub?.digest).toBe(expectedFor('2150.1.0', asset.name).expected?.efiStub?.digest);
   });
 
@@ -226,10 +350,20 @@ describe('fetchFlavorArtifacts', () => {
       const asset = findFlavorAsset(rel, { asset: 'baremetal_pxe' }, arch);
       const before = server.requests.length;
       const logger = memoryLogger();
-      const a = await fetchFlavorArtifacts({ asset, kind: 'metal', arch, dir: join(root, 'resume', arch), token, logger, retry: fast });
+      const a = await fetchFlavorArtifacts({
+        asset,
+        kind: 'metal',
+        arch,
+        dir: join(root, 'resume', arch),
+        token,
+        logger,
+        retry: fast,
+      });
       expect(a.archive.digest).toBe(asset.digest);
       expect(logger.lines.some((l) => l.includes('interrupted'))).toBe(true);
-      const ranges = server.requests.slice(before).filter((r) => r.host.startsWith('127.0.0.2:') && r.headers.range);
+      const ranges = server.requests
+        .slice(before)
+        .filter((r) => r.host.startsWith('127.0.0.2:') && r.headers.range);
       expect(ranges.length).toBeGreaterThanOrEqual(1);
     }
   });
@@ -244,7 +378,12 @@ describe('fetchFlavorArtifacts refuses bad input and leaves nothing behind', () 
     ['a member with ../', 'dotdot-amd64-2150.8.0', 'kvm', /refusing member path with '\.\.'/],
     ['an absolute member', 'abs-amd64-2150.8.0', 'kvm', /refusing absolute member path/],
     ['an escaping symlink', 'link-amd64-2150.8.0', 'kvm', /refusing link .* pointing outside/],
-    ['an archive without the .raw', 'empty-amd64-2150.8.0', 'kvm', /archive lacks empty-amd64-2150\.8\.0-88888888\.raw/],
+    [
+      'an archive without the .raw',
+      'empty-amd64-2150.8.0',
+      'kvm',
+      /archive lacks empty-amd64-2150\.8\.0-88888888\.raw/,
+    ],
     ['a broken PXE tarball', 'nostub-amd64-2150.8.0', 'metal', /incorrect header check|lacks/],
   ];
   it.each(cases)('%s', async (_what, prefix, kind, message) => {
@@ -253,7 +392,15 @@ describe('fetchFlavorArtifacts refuses bad input and leaves nothing behind', () 
     const asset = rel.assets.find((a) => a.name.startsWith(`${prefix}-`));
     expect(asset).toBeDefined();
     const dir = join(root, 'bad', prefix, 'out');
-    const error = await fetchFlavorArtifacts({ asset: asset!, kind, arch: 'amd64', dir, token, logger: memoryLogger(), retry: fast }).then(
+    const error = await fetchFlavorArtifacts({
+      asset: asset!,
+      kind,
+      arch: 'amd64',
+      dir,
+      token,
+      logger: memoryLogger(),
+      retry: fast,
+    }).then(
       () => undefined,
       (e: unknown) => e,
     );
@@ -269,7 +416,15 @@ describe('fetchFlavorArtifacts refuses bad input and leaves nothing behind', () 
     const asset = rel.assets.find((a) => a.name.startsWith('bomb-'))!;
     const dir = join(root, 'bad', 'bomb');
     await expect(
-      fetchFlavorArtifacts({ asset, kind: 'kvm', arch: 'amd64', dir, token, logger: memoryLogger(), limits: { maxMembers: 10 } }),
+      fetchFlavorArtifacts({
+        asset,
+        kind: 'kvm',
+        arch: 'amd64',
+        dir,
+        token,
+        logger: memoryLogger(),
+        limits: { maxMembers: 10 },
+      }),
     ).rejects.toThrow(/more than 10 members/);
     await expectEmpty(dir);
   });
@@ -279,7 +434,15 @@ describe('fetchFlavorArtifacts refuses bad input and leaves nothing behind', () 
     const asset = findFlavorAsset(rel, { asset: 'kvm-gardener_prod' }, 'amd64');
     const dir = join(root, 'bad', 'big');
     await expect(
-      fetchFlavorArtifacts({ asset, kind: 'kvm', arch: 'amd64', dir, token, logger: memoryLogger(), limits: { maxFileBytes: 1024 * 1024 } }),
+      fetchFlavorArtifacts({
+        asset,
+        kind: 'kvm',
+        arch: 'amd64',
+        dir,
+        token,
+        logger: memoryLogger(),
+        limits: { maxFileBytes: 1024 * 1024 },
+      }),
     ).rejects.toThrow(/over the limit/);
     await expectEmpty(dir);
   });

@@ -1,9 +1,22 @@
 import { describe, expect, it } from 'vitest';
-import { closestNames, compareVersions, DEFAULT_FLAVOR_ASSETS, findFlavorAsset, isPlainVersion, validateVersion } from '../../src/gardenlinux';
+import {
+  closestNames,
+  compareVersions,
+  DEFAULT_FLAVOR_ASSETS,
+  findFlavorAsset,
+  isPlainVersion,
+  validateVersion,
+} from '../../src/gardenlinux';
 import type { ReleaseAsset } from '../../src/gardenlinux';
 import { PublishError } from '../../src/util/errors';
 
-const asset = (name: string, id = 1): ReleaseAsset => ({ id, name, size: 1, url: `u/${id}`, browserDownloadUrl: `b/${id}` });
+const asset = (name: string, id = 1): ReleaseAsset => ({
+  id,
+  name,
+  size: 1,
+  url: `u/${id}`,
+  browserDownloadUrl: `b/${id}`,
+});
 
 describe('versions', () => {
   it('compares numerically with a missing patch as 0', () => {
@@ -19,9 +32,12 @@ describe('versions', () => {
     expect(isPlainVersion('0.9.1')).toBe(false);
     expect(isPlainVersion('2150.0.0-rc1')).toBe(false);
   });
-  it.each(['1877.23; rm -rf /', '../1877.1', '1877', '1.2.3.4', '$(id)', '2150.0.0/..', ' '])('refuses %j', (v) => {
-    expect(() => validateVersion(v)).toThrow(PublishError);
-  });
+  it.each(['1877.23; rm -rf /', '../1877.1', '1877', '1.2.3.4', '$(id)', '2150.0.0/..', ' '])(
+    'refuses %j',
+    (v) => {
+      expect(() => validateVersion(v)).toThrow(PublishError);
+    },
+  );
 });
 
 describe('findFlavorAsset', () => {
@@ -41,7 +57,10 @@ describe('findFlavorAsset', () => {
     expect(findFlavorAsset(release, { asset: 'kvm-gardener_prod' }, 'arm64').id).toBe(5);
   });
   it('falls back to the pre-2150 metal names', () => {
-    const old = { version: '1877.23', assets: [asset('metal-gardener_prod_pxe-amd64-1877.23-0123abcd.tar.xz', 9)] };
+    const old = {
+      version: '1877.23',
+      assets: [asset('metal-gardener_prod_pxe-amd64-1877.23-0123abcd.tar.xz', 9)],
+    };
     const spec = DEFAULT_FLAVOR_ASSETS.find((f) => f.asset === 'baremetal-gardener_pxe');
     expect(spec).toBeDefined();
     expect(findFlavorAsset(old, spec!, 'amd64').id).toBe(9);
@@ -64,6 +83,12 @@ describe('findFlavorAsset', () => {
     expect(() => findFlavorAsset(release, { asset: 'baremetal.pxe' }, 'amd64')).toThrow(PublishError);
   });
   it('ranks close names by shared prefix', () => {
-    expect(closestNames('metal_pxe-amd64-2150.1.0', release.assets.map((a) => a.name), 2)).toHaveLength(2);
+    expect(
+      closestNames(
+        'metal_pxe-amd64-2150.1.0',
+        release.assets.map((a) => a.name),
+        2,
+      ),
+    ).toHaveLength(2);
   });
 });

@@ -39,7 +39,12 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
-async function waitUntilUp(url: string, child: ChildProcess, output: () => string, timeoutMs = 20_000): Promise<void> {
+async function waitUntilUp(
+  url: string,
+  child: ChildProcess,
+  output: () => string,
+  timeoutMs = 20_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`docker-registry exited (${child.exitCode}): ${output()}`);
@@ -79,7 +84,9 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
   ];
   if (options.htpasswd) {
     const file = join(dir, 'htpasswd');
-    const entry = execFileSync('htpasswd', ['-Bbn', options.htpasswd.username, options.htpasswd.password], { encoding: 'utf8' });
+    const entry = execFileSync('htpasswd', ['-Bbn', options.htpasswd.username, options.htpasswd.password], {
+      encoding: 'utf8',
+    });
     await writeFile(file, entry);
     lines.push('auth:', '  htpasswd:', '    realm: test-registry', `    path: ${file}`);
   } else if (options.token) {

@@ -26,7 +26,10 @@ async function skopeo(args: string[]): Promise<Buffer> {
 }
 
 /** `skopeo inspect --raw`: the manifest bytes exactly as stored, and their digest. */
-export async function skopeoInspectRaw(ref: string, options: { creds?: SkopeoCreds } = {}): Promise<{ bytes: Buffer; digest: string }> {
+export async function skopeoInspectRaw(
+  ref: string,
+  options: { creds?: SkopeoCreds } = {},
+): Promise<{ bytes: Buffer; digest: string }> {
   const args = ['inspect', '--raw', ...tlsArgs(ref, '--tls-verify')];
   if (options.creds) args.push('--creds', `${options.creds.username}:${options.creds.password}`);
   const bytes = await skopeo([...args, ref]);
@@ -42,6 +45,7 @@ export async function skopeoCopy(
   const args = ['copy', '--quiet', ...(options.all === false ? [] : ['--all'])];
   args.push(...tlsArgs(src, '--src-tls-verify'), ...tlsArgs(dst, '--dest-tls-verify'));
   if (options.srcCreds) args.push('--src-creds', `${options.srcCreds.username}:${options.srcCreds.password}`);
-  if (options.destCreds) args.push('--dest-creds', `${options.destCreds.username}:${options.destCreds.password}`);
+  if (options.destCreds)
+    args.push('--dest-creds', `${options.destCreds.username}:${options.destCreds.password}`);
   await skopeo([...args, src, dst]);
 }

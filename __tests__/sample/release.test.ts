@@ -34,7 +34,9 @@ describe('generateSampleRelease', () => {
     const b = await generateSampleRelease(options(join(root, 'b')));
     expect(a.assets.map((x) => [x.name, x.digest])).toEqual(b.assets.map((x) => [x.name, x.digest]));
     expect(a.assets).toHaveLength(8);
-    expect(a.assets.filter((x) => x.companion).map((x) => x.name)).toContain('kvm-gardener_prod-amd64-2150.1.0-0123abcd.logs.tar.xz');
+    expect(a.assets.filter((x) => x.companion).map((x) => x.name)).toContain(
+      'kvm-gardener_prod-amd64-2150.1.0-0123abcd.logs.tar.xz',
+    );
   });
 
   it('lays out members like the real archives', async () => {
@@ -43,10 +45,22 @@ describe('generateSampleRelease', () => {
     const list = execFileSync('tar', ['-tf', metal.path]).toString().split('\n').filter(Boolean);
     expect(list).toContain(`${metal.base}.pxe.tar.gz`);
     expect(list).toContain(`${metal.base}.tar`);
-    const rootfs = execFileSync('bash', ['-c', 'tar -xOf "$1" "$2" | tar -tf -', '_', metal.path, `${metal.base}.tar`]).toString();
+    const rootfs = execFileSync('bash', [
+      '-c',
+      'tar -xOf "$1" "$2" | tar -tf -',
+      '_',
+      metal.path,
+      `${metal.base}.tar`,
+    ]).toString();
     expect(rootfs).toContain('usr/lib/systemd/boot/efi/linuxaa64.efi.stub');
     expect(rootfs).not.toMatch(/^\.\//m);
-    const pxe = execFileSync('bash', ['-c', 'tar -xOf "$1" "$2" | tar -tzf -', '_', metal.path, `${metal.base}.pxe.tar.gz`]).toString();
+    const pxe = execFileSync('bash', [
+      '-c',
+      'tar -xOf "$1" "$2" | tar -tzf -',
+      '_',
+      metal.path,
+      `${metal.base}.pxe.tar.gz`,
+    ]).toString();
     expect(pxe.split('\n').filter(Boolean).sort()).toEqual(['cmdline', 'initrd', 'root.squashfs', 'vmlinuz']);
     expect(metal.expected?.efiStub?.size).toBe('MZ arm64 stub'.length);
   });
@@ -55,14 +69,24 @@ describe('generateSampleRelease', () => {
 describe('startGitHubApiServer', () => {
   it('pages with Link headers and redirects downloads to the other host', async () => {
     const server = await startGitHubApiServer({
-      releases: [{ tag: '2150.1.0', assets: Array.from({ length: 5 }, (_, i) => ({ name: `a${i}`, data: Buffer.from(`asset ${i}`) })) }],
+      releases: [
+        {
+          tag: '2150.1.0',
+          assets: Array.from({ length: 5 }, (_, i) => ({ name: `a${i}`, data: Buffer.from(`asset ${i}`) })),
+        },
+      ],
     });
     try {
-      const list = await fetch(`${server.apiUrl}/repos/gardenlinux/gardenlinux/releases/1000/assets?per_page=2`);
+      const list = await fetch(
+        `${server.apiUrl}/repos/gardenlinux/gardenlinux/releases/1000/assets?per_page=2`,
+      );
       expect(list.headers.get('link')).toContain('rel="next"');
       const page = (await list.json()) as { url: string; digest: string }[];
       expect(page).toHaveLength(2);
-      const redirect = await fetch(page[0]!.url, { headers: { accept: 'application/octet-stream' }, redirect: 'manual' });
+      const redirect = await fetch(page[0]!.url, {
+        headers: { accept: 'application/octet-stream' },
+        redirect: 'manual',
+      });
       expect(redirect.status).toBe(302);
       expect(redirect.headers.get('location')).toContain(server.downloadUrl);
       const ranged = await fetch(redirect.headers.get('location')!, { headers: { range: 'bytes=2-' } });

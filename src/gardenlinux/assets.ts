@@ -10,7 +10,9 @@ export function escapeRegExp(text: string): string {
 }
 
 export function flavorAssetPattern(pattern: string, arch: Arch, version: string): RegExp {
-  return new RegExp(`^${escapeRegExp(pattern)}-${escapeRegExp(arch)}-${escapeRegExp(version)}-[0-9a-f]{8}\\.tar\\.xz$`);
+  return new RegExp(
+    `^${escapeRegExp(pattern)}-${escapeRegExp(arch)}-${escapeRegExp(version)}-[0-9a-f]{8}\\.tar\\.xz$`,
+  );
 }
 
 /** The archive's base name (`<cname>-<arch>-<version>-<commit8>`), which names the members inside. */
@@ -34,7 +36,11 @@ export function findFlavorAsset(
       );
     }
   }
-  const closest = closestNames(`${flavor.asset}-${arch}-${release.version}`, release.assets.map((a) => a.name), 3);
+  const closest = closestNames(
+    `${flavor.asset}-${arch}-${release.version}`,
+    release.assets.map((a) => a.name),
+    3,
+  );
   throw new PublishError(
     `no asset for flavor ${flavor.asset} (${arch}) in release ${release.version}` +
       (patterns.length > 1 ? ` (also tried ${patterns.slice(1).join(', ')})` : ''),

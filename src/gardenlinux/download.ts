@@ -71,7 +71,8 @@ async function open(options: DownloadOptions, offset: number): Promise<{ res: Re
     if (REDIRECTS.has(res.statusCode)) {
       const location = res.headers.location;
       await res.body.dump();
-      if (typeof location !== 'string') throw new PublishError(`${options.label}: redirect without a Location`);
+      if (typeof location !== 'string')
+        throw new PublishError(`${options.label}: redirect without a Location`);
       current = new URL(location, current);
       continue;
     }
@@ -90,7 +91,10 @@ async function failure(res: Response, label: string): Promise<Error> {
   const status = res.statusCode;
   const message = `${label}: HTTP ${status}${text ? `: ${text.replace(/\s+/g, ' ')}` : ''}`;
   if (status >= 500 || status === 429 || status === 408) return new RetryableError(message);
-  return new PublishError(message, status === 401 || status === 403 || status === 404 ? { hint: 'Check the token and the asset URL.' } : {});
+  return new PublishError(
+    message,
+    status === 401 || status === 403 || status === 404 ? { hint: 'Check the token and the asset URL.' } : {},
+  );
 }
 
 /** Yields the asset's bytes in order, exactly once each, across retries. */
@@ -133,12 +137,15 @@ export async function* downloadAsset(options: DownloadOptions): AsyncGenerator<B
           skip = 0;
         }
         offset += c.length;
-        if (size !== undefined && offset > size) throw new PublishError(`${label}: server sent more than the expected ${size} bytes`);
+        if (size !== undefined && offset > size)
+          throw new PublishError(`${label}: server sent more than the expected ${size} bytes`);
         progress.advance(c.length);
         yield c;
       }
       if (skip > 0 || (size !== undefined && offset < size)) {
-        throw new RetryableError(`${label}: connection ended after ${formatBytes(offset)} of ${size === undefined ? '?' : formatBytes(size)}`);
+        throw new RetryableError(
+          `${label}: connection ended after ${formatBytes(offset)} of ${size === undefined ? '?' : formatBytes(size)}`,
+        );
       }
       progress.done();
       return;
@@ -147,7 +154,9 @@ export async function* downloadAsset(options: DownloadOptions): AsyncGenerator<B
       if (error instanceof PublishError) throw error;
       const message = error instanceof Error ? error.message : String(error);
       if (attempt >= attempts) {
-        throw new PublishError(`download of ${label} failed after ${attempt} attempts: ${message}`, { cause: error });
+        throw new PublishError(`download of ${label} failed after ${attempt} attempts: ${message}`, {
+          cause: error,
+        });
       }
       const delay = Math.min(maxDelay, baseDelay * 2 ** (attempt - 1)) * (0.75 + Math.random() * 0.5);
       logger.warning(

@@ -91,7 +91,8 @@ export async function unpackFlavorArchive(options: UnpackArchiveOptions): Promis
     label: name,
     base: assetBaseName({ name }),
     expected: { size, ...(options.expectedDigest ? { digest: options.expectedDigest } : {}) },
-    open: (signal) => createReadStream(options.archive, { highWaterMark: 1024 * 1024, signal }) as AsyncIterable<Buffer>,
+    open: (signal) =>
+      createReadStream(options.archive, { highWaterMark: 1024 * 1024, signal }) as AsyncIterable<Buffer>,
   });
 }
 
@@ -166,7 +167,9 @@ async function unpackFromSource(options: SourceOptions): Promise<FlavorArtifacts
     const code = (error as { code?: unknown } | null)?.code;
     if (typeof code === 'string') {
       // System errors (disk full, permissions) are expected failures, not bugs.
-      throw new PublishError(`${label}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      throw new PublishError(`${label}: ${error instanceof Error ? error.message : String(error)}`, {
+        cause: error,
+      });
     }
     throw error;
   } finally {

@@ -77,7 +77,10 @@ export function createOctokit(options: { apiUrl?: string; token?: string; signal
 
 function splitRepository(repository: string): { owner: string; repo: string } {
   const m = /^([A-Za-z0-9_.-]+)\/([A-Za-z0-9_.-]+)$/.exec(repository);
-  if (!m) throw new PublishError(`invalid repository ${JSON.stringify(repository)}`, { hint: 'Expected owner/name.' });
+  if (!m)
+    throw new PublishError(`invalid repository ${JSON.stringify(repository)}`, {
+      hint: 'Expected owner/name.',
+    });
   return { owner: m[1] as string, repo: m[2] as string };
 }
 
@@ -91,7 +94,9 @@ function apiError(what: string, error: unknown): PublishError {
   const message = error instanceof Error ? error.message : String(error);
   return new PublishError(`${what} failed${status ? ` (HTTP ${status})` : ''}: ${message}`, {
     cause: error,
-    ...(status === 401 || status === 403 ? { hint: 'Check the token and its access to the repository.' } : {}),
+    ...(status === 401 || status === 403
+      ? { hint: 'Check the token and its access to the repository.' }
+      : {}),
   });
 }
 
@@ -99,7 +104,8 @@ export async function resolveRelease(options: ResolveReleaseOptions): Promise<Ga
   const repository = options.repository ?? 'gardenlinux/gardenlinux';
   const { logger, signal } = options;
   // Validate before any request: the version ends up in URLs, file names and tags.
-  const explicit = options.version === undefined || options.version === '' ? undefined : validateVersion(options.version);
+  const explicit =
+    options.version === undefined || options.version === '' ? undefined : validateVersion(options.version);
   const { owner, repo } = splitRepository(repository);
   const octokit = createOctokit(options);
   throwIfAborted(signal);
@@ -118,7 +124,8 @@ export async function resolveRelease(options: ResolveReleaseOptions): Promise<Ga
       throw apiError(`looking up release ${explicit} in ${repository}`, error);
     }
     if (chosen.draft) throw new PublishError(`release ${explicit} in ${repository} is a draft`);
-    if (chosen.prerelease) logger.warning(`release ${explicit} is marked as a prerelease; publishing it as asked`);
+    if (chosen.prerelease)
+      logger.warning(`release ${explicit} is marked as a prerelease; publishing it as asked`);
   } else {
     chosen = await newestStableRelease(octokit, owner, repo, repository, logger);
   }
@@ -137,7 +144,9 @@ export async function resolveRelease(options: ResolveReleaseOptions): Promise<Ga
   const commit = commitOf(version, assets, chosen.target_commitish);
   if (commit) release.commit = commit;
   if (chosen.body) release.body = chosen.body;
-  logger.info(`Garden Linux ${version}${commit ? ` (${commit})` : ''}: ${assets.length} assets, published ${release.publishedAt}`);
+  logger.info(
+    `Garden Linux ${version}${commit ? ` (${commit})` : ''}: ${assets.length} assets, published ${release.publishedAt}`,
+  );
   return release;
 }
 
@@ -150,14 +159,20 @@ async function newestStableRelease(
 ): Promise<ApiRelease> {
   let all: ApiRelease[];
   try {
-    all = (await octokit.paginate(octokit.rest.repos.listReleases, { owner, repo, per_page: 100 })) as ApiRelease[];
+    all = (await octokit.paginate(octokit.rest.repos.listReleases, {
+      owner,
+      repo,
+      per_page: 100,
+    })) as ApiRelease[];
   } catch (error) {
     throw apiError(`listing releases of ${repository}`, error);
   }
   const stable = all.filter((r) => !r.draft && !r.prerelease && isPlainVersion(r.tag_name));
   const skipped = all.length - stable.length;
   if (stable.length === 0) {
-    throw new PublishError(`no stable release found in ${repository} (${all.length} releases, none a plain version)`);
+    throw new PublishError(
+      `no stable release found in ${repository} (${all.length} releases, none a plain version)`,
+    );
   }
   // `releases/latest` is whatever the maintainers flagged, and maintenance releases of an older major
   // keep coming after a newer one: compare versions, keep `latest` only as a hint in the log.
@@ -168,7 +183,9 @@ async function newestStableRelease(
   try {
     const latest = (await octokit.rest.repos.getLatestRelease({ owner, repo })).data as ApiRelease;
     if (latest.tag_name !== newest.tag_name) {
-      logger.info(`note: GitHub's releases/latest points at ${latest.tag_name}; using the higher version ${newest.tag_name}`);
+      logger.info(
+        `note: GitHub's releases/latest points at ${latest.tag_name}; using the higher version ${newest.tag_name}`,
+      );
     }
   } catch (error) {
     logger.debug(`releases/latest unavailable: ${error instanceof Error ? error.message : String(error)}`);
@@ -176,7 +193,13 @@ async function newestStableRelease(
   return newest;
 }
 
-async function listAssets(octokit: Octokit, owner: string, repo: string, id: number, repository: string): Promise<ReleaseAsset[]> {
+async function listAssets(
+  octokit: Octokit,
+  owner: string,
+  repo: string,
+  id: number,
+  repository: string,
+): Promise<ReleaseAsset[]> {
   let raw: ApiAsset[];
   try {
     // A release has well over 100 assets: the list inside the release object is not enough.
@@ -203,7 +226,11 @@ async function listAssets(octokit: Octokit, owner: string, repo: string, id: num
 }
 
 /** The commit most asset names carry (`-<version>-<commit8>.tar.xz`), else the tag's full commitish. */
-function commitOf(version: string, assets: readonly ReleaseAsset[], commitish: string | undefined): string | undefined {
+function commitOf(
+  version: string,
+  assets: readonly ReleaseAsset[],
+  commitish: string | undefined,
+): string | undefined {
   const counts = new Map<string, number>();
   const suffix = `-${version}-`;
   for (const a of assets) {

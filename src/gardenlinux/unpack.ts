@@ -67,7 +67,9 @@ async function* gunzip(source: AsyncIterable<Buffer>, label: string): AsyncGener
     for await (const chunk of gz) yield chunk as Buffer;
   } catch (error) {
     if (error instanceof PublishError) throw error;
-    throw new PublishError(`${label}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    throw new PublishError(`${label}: ${error instanceof Error ? error.message : String(error)}`, {
+      cause: error,
+    });
   } finally {
     input.destroy();
     gz.destroy();
@@ -86,7 +88,10 @@ async function readSmall(body: AsyncIterable<Buffer>, max: number, what: string)
 }
 
 /** Reads the outer archive; returns the files it wrote. Throws (leaving cleanup to the caller) when a required member is missing. */
-export async function unpackFlavorTar(tar: AsyncIterable<Buffer>, options: UnpackOptions): Promise<UnpackResult> {
+export async function unpackFlavorTar(
+  tar: AsyncIterable<Buffer>,
+  options: UnpackOptions,
+): Promise<UnpackResult> {
   const { base, kind, arch, dir, label, signal } = options;
   const files: FlavorFiles = {};
   const result: UnpackResult = { files };
@@ -167,10 +172,23 @@ export async function unpackFlavorTar(tar: AsyncIterable<Buffer>, options: Unpac
   return result;
 }
 
-async function unpackPxe(m: TarMember, options: UnpackOptions, files: FlavorFiles, result: UnpackResult): Promise<void> {
+async function unpackPxe(
+  m: TarMember,
+  options: UnpackOptions,
+  files: FlavorFiles,
+  result: UnpackResult,
+): Promise<void> {
   const label = `${options.label}: ${m.entry.name}`;
-  const names: Record<string, keyof FlavorFiles> = { vmlinuz: 'kernel', initrd: 'initrd', 'root.squashfs': 'squashfs' };
-  for await (const inner of readTar(gunzip(m.body, label), { label, budget: options.budget, strictLinks: true })) {
+  const names: Record<string, keyof FlavorFiles> = {
+    vmlinuz: 'kernel',
+    initrd: 'initrd',
+    'root.squashfs': 'squashfs',
+  };
+  for await (const inner of readTar(gunzip(m.body, label), {
+    label,
+    budget: options.budget,
+    strictLinks: true,
+  })) {
     if (inner.entry.type !== 'file') continue;
     const name = inner.entry.name;
     if (name === 'cmdline') {

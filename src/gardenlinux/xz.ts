@@ -24,7 +24,10 @@ export interface XzOptions {
   engine?: 'auto' | 'system' | 'wasm';
 }
 
-export async function* decompressXz(source: AsyncIterable<Uint8Array>, options: XzOptions): AsyncGenerator<Buffer> {
+export async function* decompressXz(
+  source: AsyncIterable<Uint8Array>,
+  options: XzOptions,
+): AsyncGenerator<Buffer> {
   const engine = options.engine ?? 'auto';
   const system = engine === 'system' || (engine === 'auto' && (await hasSystemXz()));
   if (system) yield* systemXz(source, options.label);
@@ -65,7 +68,9 @@ async function* systemXz(source: AsyncIterable<Uint8Array>, label: string): Asyn
     if (pumpError && !isPipeError(pumpError)) throw pumpError;
     if (spawnError) throw new PublishError(`${label}: cannot run xz: ${spawnError.message}`);
     if (code !== 0) {
-      throw new PublishError(`${label}: xz stream is corrupt: ${stderr.trim().replace(/^xz: \(stdin\): /, '') || `xz exited with ${code}`}`);
+      throw new PublishError(
+        `${label}: xz stream is corrupt: ${stderr.trim().replace(/^xz: \(stdin\): /, '') || `xz exited with ${code}`}`,
+      );
     }
     if (pumpError) throw pumpError;
     finished = true;
@@ -93,7 +98,10 @@ async function* wasmXz(source: AsyncIterable<Uint8Array>, label: string): AsyncG
         if (error instanceof PublishError) throw error;
         const inner = (error as { cause?: unknown } | null)?.cause;
         if (inner instanceof PublishError) throw inner;
-        throw new PublishError(`${label}: xz stream is corrupt: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+        throw new PublishError(
+          `${label}: xz stream is corrupt: ${error instanceof Error ? error.message : String(error)}`,
+          { cause: error },
+        );
       }
       if (r.done) return;
       yield Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);

@@ -48,7 +48,11 @@ describe('clear errors', () => {
         return res.end('\u0000\u0001 this is not json {{{');
       }
       res.writeHead(req.method === 'PUT' ? 400 : 502, { 'content-type': 'text/html' });
-      res.end(req.method === 'HEAD' ? undefined : '<html><body><h1>Bad Gateway</h1>\u0000\u00ff nginx</body></html>');
+      res.end(
+        req.method === 'HEAD'
+          ? undefined
+          : '<html><body><h1>Bad Gateway</h1>\u0000\u00ff nginx</body></html>',
+      );
     });
     await new Promise<void>((resolve) => garbage.listen(0, '127.0.0.1', resolve));
     garbageHost = `127.0.0.1:${(garbage.address() as AddressInfo).port}`;
@@ -63,23 +67,39 @@ describe('clear errors', () => {
     const logger = memoryLogger();
     const store = createRegistryStore({ registry: `127.0.0.1:${port}`, logger, retry: FAST_RETRY });
     const error = await failure(store.repository('foo').pushBlob(blob));
-    expect(error.message).toBe(`checking blob ${blob.digest.slice(0, 19)} in 127.0.0.1:${port}/foo: cannot reach the registry 127.0.0.1:${port}: connection refused (ECONNREFUSED)`);
+    expect(error.message).toBe(
+      `checking blob ${blob.digest.slice(0, 19)} in 127.0.0.1:${port}/foo: cannot reach the registry 127.0.0.1:${port}: connection refused (ECONNREFUSED)`,
+    );
     expect(error.hint).toMatch(/reachable/);
     expect(logger.lines.filter((l) => l.includes('retrying'))).toHaveLength(FAST_RETRY.attempts - 1);
     await store.close();
   });
 
   it('wrong Basic credentials, and none at all', async () => {
-    const wrong = createRegistryStore({ registry: basic.host, credentials: { username: 'dave', password: 'Wr0ng-Pa55word' }, logger: memoryLogger(), retry: FAST_RETRY });
+    const wrong = createRegistryStore({
+      registry: basic.host,
+      credentials: { username: 'dave', password: 'Wr0ng-Pa55word' },
+      logger: memoryLogger(),
+      retry: FAST_RETRY,
+    });
     const error = await failure(wrong.repository('foo').pushManifest(manifest, ['1.0']));
-    expect(error.message).toBe(`pushing manifest ${basic.host}/foo:1.0: the registry ${basic.host} refused the credentials of user "dave" (wrong username or password)`);
+    expect(error.message).toBe(
+      `pushing manifest ${basic.host}/foo:1.0: the registry ${basic.host} refused the credentials of user "dave" (wrong username or password)`,
+    );
     expect(`${error.message} ${error.hint}`).not.toContain('Wr0ng-Pa55word');
     await wrong.close();
 
     const emptyConfig = await mkdtemp(join(tmpdir(), 'docker-config-'));
-    const none = createRegistryStore({ registry: basic.host, dockerConfig: emptyConfig, logger: memoryLogger(), retry: FAST_RETRY });
+    const none = createRegistryStore({
+      registry: basic.host,
+      dockerConfig: emptyConfig,
+      logger: memoryLogger(),
+      retry: FAST_RETRY,
+    });
     const missing = await failure(none.repository('foo').resolveTag('1.0'));
-    expect(missing.message).toBe(`resolving ${basic.host}/foo:1.0: the registry ${basic.host} requires credentials and none were found`);
+    expect(missing.message).toBe(
+      `resolving ${basic.host}/foo:1.0: the registry ${basic.host} requires credentials and none were found`,
+    );
     await none.close();
     await rm(emptyConfig, { recursive: true, force: true });
   });
@@ -88,11 +108,17 @@ describe('clear errors', () => {
     const store = createRegistryStore({ registry: garbageHost, logger: memoryLogger(), retry: FAST_RETRY });
     const repo = store.repository('foo');
     const put = await failure(repo.pushManifest(manifest, ['1.0']));
-    expect(put.message).toBe(`pushing manifest ${garbageHost}/foo:1.0: HTTP 400 Bad Request: Bad Gateway nginx`);
+    expect(put.message).toBe(
+      `pushing manifest ${garbageHost}/foo:1.0: HTTP 400 Bad Request: Bad Gateway nginx`,
+    );
     const head = await failure(repo.pushBlob(blob));
-    expect(head.message).toBe(`checking blob ${blob.digest.slice(0, 19)} in ${garbageHost}/foo: HTTP 502 Bad Gateway`);
+    expect(head.message).toBe(
+      `checking blob ${blob.digest.slice(0, 19)} in ${garbageHost}/foo: HTTP 502 Bad Gateway`,
+    );
     const get = await failure(repo.getManifest('1.0'));
-    expect(get.message).toBe(`reading manifest ${garbageHost}/foo:1.0: the registry sent something that is not JSON`);
+    expect(get.message).toBe(
+      `reading manifest ${garbageHost}/foo:1.0: the registry sent something that is not JSON`,
+    );
     await store.close();
   });
 
@@ -112,10 +138,19 @@ describe('clear errors', () => {
       const tls = createRegistryStore({ registry: host, logger: memoryLogger(), retry: { attempts: 1 } });
       const error = await failure(tls.repository('foo').resolveTag('x'));
       // A TLS handshake against a plain HTTP server fails: proof that https was used.
-      expect(error.message).toMatch(new RegExp(`^resolving ${host.replace(/\./g, '\\.')}/foo:x: TLS with ${host.replace(/\./g, '\\.')} failed \\(ERR_SSL_`));
+      expect(error.message).toMatch(
+        new RegExp(
+          `^resolving ${host.replace(/\./g, '\\.')}/foo:x: TLS with ${host.replace(/\./g, '\\.')} failed \\(ERR_SSL_`,
+        ),
+      );
       expect(error.hint).toMatch(/plain HTTP/);
       await tls.close();
-      const insecure = createRegistryStore({ registry: host, insecure: true, logger: memoryLogger(), retry: { attempts: 1 } });
+      const insecure = createRegistryStore({
+        registry: host,
+        insecure: true,
+        logger: memoryLogger(),
+        retry: { attempts: 1 },
+      });
       expect(await insecure.repository('foo').resolveTag('x')).toBeUndefined();
       await insecure.close();
     } finally {
@@ -126,18 +161,30 @@ describe('clear errors', () => {
 
 describe('pieces', () => {
   it('parses registry error documents and tolerates garbage', () => {
-    expect(describeRegistryAnswer(403, 'Forbidden', '{"errors":[{"code":"DENIED","message":"permission_denied: write_package"}]}')).toBe(
-      'denied: permission_denied: write_package',
+    expect(
+      describeRegistryAnswer(
+        403,
+        'Forbidden',
+        '{"errors":[{"code":"DENIED","message":"permission_denied: write_package"}]}',
+      ),
+    ).toBe('denied: permission_denied: write_package');
+    expect(
+      describeRegistryAnswer(
+        404,
+        'Not Found',
+        '{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":"tag 1.0"}]}',
+      ),
+    ).toBe('manifest_unknown: manifest unknown (tag 1.0)');
+    expect(describeRegistryAnswer(500, 'Internal Server Error', '{"errors": 5')).toBe(
+      'HTTP 500 Internal Server Error: {"errors": 5',
     );
-    expect(describeRegistryAnswer(404, 'Not Found', '{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":"tag 1.0"}]}')).toBe(
-      'manifest_unknown: manifest unknown (tag 1.0)',
-    );
-    expect(describeRegistryAnswer(500, 'Internal Server Error', '{"errors": 5')).toBe('HTTP 500 Internal Server Error: {"errors": 5');
     expect(describeRegistryAnswer(502, '', '')).toBe('HTTP 502');
   });
 
   it('parses Bearer challenges and Retry-After', () => {
-    expect(parseChallenge('Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:a/b:pull"')).toEqual({
+    expect(
+      parseChallenge('Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:a/b:pull"'),
+    ).toEqual({
       scheme: 'bearer',
       params: { realm: 'https://ghcr.io/token', service: 'ghcr.io', scope: 'repository:a/b:pull' },
     });
@@ -150,8 +197,14 @@ describe('pieces', () => {
   it('plans uploads from the one profile table', () => {
     const MiB = 1024 * 1024;
     expect(planUpload(profileFor('ghcr.io'), 500 * MiB)).toEqual({ mode: 'monolithic' });
-    expect(planUpload(profileFor('ghcr.io'), 500 * MiB, 64 * MiB)).toEqual({ mode: 'chunked', chunkSize: 4 * MiB });
-    expect(planUpload(profileFor('123.dkr.ecr.eu-west-1.amazonaws.com'), 50 * MiB, MiB)).toEqual({ mode: 'chunked', chunkSize: 5_000_000 });
+    expect(planUpload(profileFor('ghcr.io'), 500 * MiB, 64 * MiB)).toEqual({
+      mode: 'chunked',
+      chunkSize: 4 * MiB,
+    });
+    expect(planUpload(profileFor('123.dkr.ecr.eu-west-1.amazonaws.com'), 50 * MiB, MiB)).toEqual({
+      mode: 'chunked',
+      chunkSize: 5_000_000,
+    });
     expect(planUpload(profileFor('europe-docker.pkg.dev'), 50 * MiB, MiB)).toEqual({ mode: 'monolithic' });
     expect(planUpload(profileFor('gcr.io'), 50 * MiB, MiB)).toEqual({ mode: 'monolithic' });
     expect(planUpload(profileFor('quay.io'), 21_000_000_000).mode).toBe('chunked');
@@ -171,12 +224,27 @@ describe('pieces', () => {
       process.env.PATH = `${dir}:${oldPath}`;
       await writeFile(join(dir, 'config.json'), JSON.stringify({ credHelpers: { 'ghcr.io': 'fake' } }));
       const logger = memoryLogger();
-      expect(await resolveCredentials('ghcr.io', { dockerConfig: dir, logger })).toEqual({ username: 'bot', password: 'ghp_helperSecret' });
-      await writeFile(join(dir, 'config.json'), JSON.stringify({ credsStore: 'fake', auths: { 'quay.io': {} } }));
-      expect(await resolveCredentials('ghcr.io', { dockerConfig: dir, logger })).toEqual({ username: 'bot', password: 'ghp_helperSecret' });
+      expect(await resolveCredentials('ghcr.io', { dockerConfig: dir, logger })).toEqual({
+        username: 'bot',
+        password: 'ghp_helperSecret',
+      });
+      await writeFile(
+        join(dir, 'config.json'),
+        JSON.stringify({ credsStore: 'fake', auths: { 'quay.io': {} } }),
+      );
+      expect(await resolveCredentials('ghcr.io', { dockerConfig: dir, logger })).toEqual({
+        username: 'bot',
+        password: 'ghp_helperSecret',
+      });
       expect(await resolveCredentials('quay.io', { dockerConfig: dir, logger })).toBeUndefined();
       // Explicit credentials win over the config.
-      expect(await resolveCredentials('ghcr.io', { dockerConfig: dir, logger, credentials: { username: 'u', password: 'p' } })).toEqual({ username: 'u', password: 'p' });
+      expect(
+        await resolveCredentials('ghcr.io', {
+          dockerConfig: dir,
+          logger,
+          credentials: { username: 'u', password: 'p' },
+        }),
+      ).toEqual({ username: 'u', password: 'p' });
       expect(logger.lines.join('\n')).not.toContain('ghp_helperSecret');
     } finally {
       process.env.PATH = oldPath;

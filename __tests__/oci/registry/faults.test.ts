@@ -29,7 +29,13 @@ describe('registry store under injected faults', () => {
 
   const store = (extra: Partial<RegistryStoreOptions> = {}) => {
     const logger = memoryLogger();
-    const s = createRegistryStore({ registry: proxy.host, credentials: creds, logger, retry: FAST_RETRY, ...extra });
+    const s = createRegistryStore({
+      registry: proxy.host,
+      credentials: creds,
+      logger,
+      retry: FAST_RETRY,
+      ...extra,
+    });
     stores.push(s);
     return { store: s, logger };
   };
@@ -37,7 +43,10 @@ describe('registry store under injected faults', () => {
     proxy.requests.filter((r) => r.method === method && pattern.test(r.url)).length;
 
   beforeAll(async () => {
-    [registry, image] = await Promise.all([startRegistry({ htpasswd: creds }), makeTestImage(2 * 1024 * 1024)]);
+    [registry, image] = await Promise.all([
+      startRegistry({ htpasswd: creds }),
+      makeTestImage(2 * 1024 * 1024),
+    ]);
     proxy = await startProxy(registry.host);
   });
   beforeEach(() => {
@@ -57,14 +66,23 @@ describe('registry store under injected faults', () => {
     proxy.hook = (req) => {
       const once = (key: string) => !failed.has(key) && failed.add(key) !== undefined;
       if (req.method === 'POST' && req.url.includes('/blobs/uploads/') && once('post'))
-        return { kind: 'respond', status: 403, body: '{"errors":[{"code":"DENIED","message":"You have exceeded a secondary rate limit"}]}' };
+        return {
+          kind: 'respond',
+          status: 403,
+          body: '{"errors":[{"code":"DENIED","message":"You have exceeded a secondary rate limit"}]}',
+        };
       // A HEAD has no body to say why; a 403 carrying Retry-After is a throttle too.
       if (req.method === 'HEAD' && req.url.includes('/blobs/') && once('head'))
         return { kind: 'respond', status: 403, headers: { 'retry-after': '0' } };
       if (req.method === 'PUT' && req.url.includes('/blobs/uploads/') && once('put'))
         return { kind: 'respond', status: 503, body: 'upstream overloaded' };
       if (req.method === 'PUT' && req.url.includes('/manifests/') && once('manifest'))
-        return { kind: 'respond', status: 429, headers: { 'retry-after': '1' }, body: '{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}' };
+        return {
+          kind: 'respond',
+          status: 429,
+          headers: { 'retry-after': '1' },
+          body: '{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}',
+        };
       return undefined;
     };
     const arch = image.arches[0]!;
@@ -74,7 +92,9 @@ describe('registry store under injected faults', () => {
     expect(performance.now() - started).toBeGreaterThanOrEqual(950);
     expect(failed.size).toBe(4);
     expect(s.stats.blobsUploaded).toBe(arch.blobs.length);
-    expect((await skopeoInspectRaw(`docker://${registry.host}/retries:r1`, { creds })).digest).toBe(arch.manifest.digest);
+    expect((await skopeoInspectRaw(`docker://${registry.host}/retries:r1`, { creds })).digest).toBe(
+      arch.manifest.digest,
+    );
     const log = logger.lines.join('\n');
     expect(log).toMatch(/secondary rate limit.*retrying/);
     expect(log).toMatch(/HTTP 503 Service Unavailable: upstream overloaded; retrying/);
@@ -108,7 +128,11 @@ describe('registry store under injected faults', () => {
     proxy.hook = (req) => {
       if (req.method === 'PUT' && req.url.includes('/blobs/uploads/') && !lost) {
         lost = true;
-        return { kind: 'respond', status: 404, body: '{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN","message":"blob upload unknown to registry"}]}' };
+        return {
+          kind: 'respond',
+          status: 404,
+          body: '{"errors":[{"code":"BLOB_UPLOAD_UNKNOWN","message":"blob upload unknown to registry"}]}',
+        };
       }
       return undefined;
     };
@@ -124,7 +148,12 @@ describe('registry store under injected faults', () => {
     proxy.hook = (req) => {
       if (req.method !== 'PATCH') return undefined;
       patches++;
-      if (patches === 2) return { kind: 'respond', status: 416, body: '{"errors":[{"code":"BLOB_UPLOAD_INVALID","message":"range invalid"}]}' };
+      if (patches === 2)
+        return {
+          kind: 'respond',
+          status: 416,
+          body: '{"errors":[{"code":"BLOB_UPLOAD_INVALID","message":"range invalid"}]}',
+        };
       if (patches === 4) return { kind: 'drop' };
       // This chunk lands but its answer is lost: the upload state we hold is stale, so the upload restarts.
       if (patches === 6) return { kind: 'forward-then-drop' };
@@ -159,7 +188,11 @@ describe('registry store under injected faults', () => {
       await repo.pushBlob(blob);
       proxy.hook = (req) =>
         req.method === 'GET' && req.url.includes(`/blobs/${blob.digest}`)
-          ? { kind: 'respond', status: 307, headers: { location: `http://127.0.0.2:${cdnPort}/cdn/blob?sig=abc` } }
+          ? {
+              kind: 'respond',
+              status: 307,
+              headers: { location: `http://127.0.0.2:${cdnPort}/cdn/blob?sig=abc` },
+            }
           : undefined;
       const bytes = await repo.readBlob(blob.digest);
       expect(Buffer.compare(Buffer.from(bytes), content)).toBe(0);
@@ -176,24 +209,40 @@ describe('registry store under injected faults', () => {
     const { store: s } = store();
     proxy.hook = (req) =>
       req.method === 'PUT' && req.url.includes('/manifests/')
-        ? { kind: 'respond', status: 403, body: '{"errors":[{"code":"DENIED","message":"permission_denied: write_package"}]}' }
+        ? {
+            kind: 'respond',
+            status: 403,
+            body: '{"errors":[{"code":"DENIED","message":"permission_denied: write_package"}]}',
+          }
         : undefined;
     const arch = image.arches[0]!;
-    const error = await s.repository('foo').pushManifest(arch.manifest, ['1.0']).catch((e: unknown) => e);
+    const error = await s
+      .repository('foo')
+      .pushManifest(arch.manifest, ['1.0'])
+      .catch((e: unknown) => e);
     expect(isPublishError(error)).toBe(true);
-    expect((error as Error).message).toBe(`pushing manifest ${proxy.host}/foo:1.0: denied: permission_denied: write_package`);
+    expect((error as Error).message).toBe(
+      `pushing manifest ${proxy.host}/foo:1.0: denied: permission_denied: write_package`,
+    );
     expect((error as { hint?: string }).hint).toMatch(/credentials/);
     expect(count('PUT', /\/manifests\//)).toBe(1); // a plain 403 is not retried
   });
 
   it('bounds concurrent blob pushes across all repositories of a store', async () => {
     const { store: s } = store({ concurrency: 2 });
-    const blobs = await Promise.all([0, 1, 2, 3, 4, 5].map((i) => writeRandomBlob(image.dir, `par-${i}`, 1024 * 1024 + i)));
+    const blobs = await Promise.all(
+      [0, 1, 2, 3, 4, 5].map((i) => writeRandomBlob(image.dir, `par-${i}`, 1024 * 1024 + i)),
+    );
     await Promise.all(blobs.map((b, i) => s.repository(i % 2 ? 'par/a' : 'par/b').pushBlob(b)));
     expect(s.stats.blobsUploaded).toBe(6);
-    const uploads = maxOverlap(proxy.requests, (r) => r.method === 'PUT' && r.url.includes('/blobs/uploads/'));
+    const uploads = maxOverlap(
+      proxy.requests,
+      (r) => r.method === 'PUT' && r.url.includes('/blobs/uploads/'),
+    );
     expect(uploads).toBeLessThanOrEqual(2);
-    expect(maxOverlap(proxy.requests, (r) => r.method === 'HEAD' && !!r.headers.authorization)).toBeLessThanOrEqual(2);
+    expect(
+      maxOverlap(proxy.requests, (r) => r.method === 'HEAD' && !!r.headers.authorization),
+    ).toBeLessThanOrEqual(2);
   });
 
   it('streams a blob from disk: a large file is never read whole into memory (sanity check of sizes)', async () => {

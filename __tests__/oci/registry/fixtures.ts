@@ -41,7 +41,9 @@ export async function makeTestImage(layerSize = 3 * 1024 * 1024): Promise<TestIm
   const arches: TestImage['arches'] = [];
   for (const arch of ['amd64', 'arm64']) {
     const config = bytesBlob(
-      new TextEncoder().encode(JSON.stringify({ commandLine: `console=${arch === 'amd64' ? 'ttyS0' : 'ttyAMA0'} gl.live=1` })),
+      new TextEncoder().encode(
+        JSON.stringify({ commandLine: `console=${arch === 'amd64' ? 'ttyS0' : 'ttyAMA0'} gl.live=1` }),
+      ),
       `config-${arch}`,
     );
     const squashfs = await writeRandomBlob(dir, `root-${arch}.squashfs`, layerSize + 1234);
@@ -72,7 +74,13 @@ export async function makeTestImage(layerSize = 3 * 1024 * 1024): Promise<TestIm
       platform: { architecture: a.arch, os: 'linux' },
     })),
   });
-  return { dir, blobs: [...all.values()], arches, index, cleanup: () => rm(dir, { recursive: true, force: true }) };
+  return {
+    dir,
+    blobs: [...all.values()],
+    arches,
+    index,
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
 }
 
 export const FAST_RETRY = { attempts: 4, baseDelayMs: 5, maxDelayMs: 40 };

@@ -27,7 +27,11 @@ async function pushImage(repo: Repository, image: TestImage, tag: string): Promi
   await repo.pushManifest(image.index, [tag, `${tag}-latest`]);
 }
 
-async function verifyWithSkopeo(ref: string, image: TestImage, creds?: { username: string; password: string }): Promise<void> {
+async function verifyWithSkopeo(
+  ref: string,
+  image: TestImage,
+  creds?: { username: string; password: string },
+): Promise<void> {
   const index = await skopeoInspectRaw(`docker://${ref}`, creds ? { creds } : {});
   expect(index.digest).toBe(image.index.digest);
   expect(Buffer.compare(index.bytes, Buffer.from(image.index.bytes))).toBe(0);
@@ -55,7 +59,11 @@ describe('registry store against a real registry', () => {
   const creds = { username: 'alice', password: 's3cret-Pa55word' };
 
   beforeAll(async () => {
-    [anon, basic, image] = await Promise.all([startRegistry(), startRegistry({ htpasswd: creds }), makeTestImage()]);
+    [anon, basic, image] = await Promise.all([
+      startRegistry(),
+      startRegistry({ htpasswd: creds }),
+      makeTestImage(),
+    ]);
   });
   afterAll(async () => {
     await Promise.all([anon?.stop(), basic?.stop(), image?.cleanup()]);
@@ -83,7 +91,9 @@ describe('registry store against a real registry', () => {
       expect(fetched?.mediaType).toBe('application/vnd.oci.image.index.v1+json');
       expect(await repo.getManifest('missing')).toBeUndefined();
       const config = image.arches[0]!.blobs[0]!;
-      expect(JSON.parse(Buffer.from(await repo.readBlob(config.digest)).toString()).commandLine).toContain('ttyS0');
+      expect(JSON.parse(Buffer.from(await repo.readBlob(config.digest)).toString()).commandLine).toContain(
+        'ttyS0',
+      );
       await expect(repo.readBlob(`sha256:${'0'.repeat(64)}`)).rejects.toThrow(/does not exist/);
 
       // Second push of the same image: every blob exists, no bytes are sent.
@@ -97,7 +107,9 @@ describe('registry store against a real registry', () => {
       // A mount into another repository moves no bytes either.
       const other = store.repository('ironcore/gardenlinux/gardener');
       const before = store.stats.bytesUploaded;
-      const results = await Promise.all(image.blobs.map((b) => other.pushBlob(b, { mountFrom: 'ironcore/gardenlinux' })));
+      const results = await Promise.all(
+        image.blobs.map((b) => other.pushBlob(b, { mountFrom: 'ironcore/gardenlinux' })),
+      );
       expect(results.every((r) => r === 'mounted')).toBe(true);
       expect(store.stats.blobsMounted).toBe(image.blobs.length);
       expect(store.stats.bytesUploaded).toBe(before);
@@ -109,7 +121,12 @@ describe('registry store against a real registry', () => {
 
   it('pushes with htpasswd Basic auth and never logs the password', async () => {
     const logger = memoryLogger();
-    const store = createRegistryStore({ registry: basic.host, credentials: creds, logger, retry: FAST_RETRY });
+    const store = createRegistryStore({
+      registry: basic.host,
+      credentials: creds,
+      logger,
+      retry: FAST_RETRY,
+    });
     try {
       await pushImage(store.repository('gardenlinux'), image, '2150.0.0');
       await verifyWithSkopeo(`${basic.host}/gardenlinux:2150.0.0`, image, creds);
@@ -121,7 +138,12 @@ describe('registry store against a real registry', () => {
 
   it('uploads in chunks when asked (small chunk size) and the result is the same blob', async () => {
     const logger = memoryLogger();
-    const store = createRegistryStore({ registry: anon.host, logger, retry: FAST_RETRY, chunkSize: 1024 * 1024 });
+    const store = createRegistryStore({
+      registry: anon.host,
+      logger,
+      retry: FAST_RETRY,
+      chunkSize: 1024 * 1024,
+    });
     try {
       const repo = store.repository('chunked');
       await pushImage(repo, image, 'c1');
@@ -137,8 +159,16 @@ describe('registry store against a real registry', () => {
     const dir = await mk(join(tmpdir(), 'docker-config-'));
     try {
       const auth = Buffer.from(`${creds.username}:${creds.password}`).toString('base64');
-      await writeFile(join(dir, 'config.json'), JSON.stringify({ auths: { [`http://${basic.host}`]: { auth } } }));
-      const store: Store = createRegistryStore({ registry: basic.host, dockerConfig: dir, logger: memoryLogger(), retry: FAST_RETRY });
+      await writeFile(
+        join(dir, 'config.json'),
+        JSON.stringify({ auths: { [`http://${basic.host}`]: { auth } } }),
+      );
+      const store: Store = createRegistryStore({
+        registry: basic.host,
+        dockerConfig: dir,
+        logger: memoryLogger(),
+        retry: FAST_RETRY,
+      });
       expect(await store.repository('gardenlinux').resolveTag('2150.0.0')).toBe(image.index.digest);
       await store.close();
     } finally {

@@ -37,25 +37,61 @@ describe('Bearer token flow against a real token-auth registry', () => {
   let image: TestImage;
   const requests: TokenRequest[] = [];
   /** How the token service answers: field name and expires_in (undefined: left out). */
-  const mode: { field: 'token' | 'access_token'; expiresIn: number | undefined } = { field: 'token', expiresIn: undefined };
+  const mode: { field: 'token' | 'access_token'; expiresIn: number | undefined } = {
+    field: 'token',
+    expiresIn: undefined,
+  };
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'token-auth-'));
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1', '-subj', '/CN=test-token-issuer'], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+        '-days',
+        '1',
+        '-subj',
+        '/CN=test-token-issuer',
+      ],
+      { stdio: 'ignore' },
+    );
     const key = await readFile(join(dir, 'key.pem'), 'utf8');
     const certDer = (await readFile(join(dir, 'cert.pem'), 'utf8')).replace(/-----[^-]+-----|\s/g, '');
 
     const sign = (access: { type: string; name: string; actions: string[] }[], expiresIn: number): string => {
       const now = Math.floor(Date.now() / 1000);
       const header = b64url(JSON.stringify({ alg: 'RS256', typ: 'JWT', x5c: [certDer] }));
-      const claims = b64url(JSON.stringify({ iss: ISSUER, sub: creds.username, aud: SERVICE, exp: now + expiresIn, nbf: now - 5, iat: now, jti: String(Math.random()), access }));
+      const claims = b64url(
+        JSON.stringify({
+          iss: ISSUER,
+          sub: creds.username,
+          aud: SERVICE,
+          exp: now + expiresIn,
+          nbf: now - 5,
+          iat: now,
+          jti: String(Math.random()),
+          access,
+        }),
+      );
       const signature = createSign('RSA-SHA256').update(`${header}.${claims}`).sign(key);
       return `${header}.${claims}.${b64url(signature)}`;
     };
 
     server = createServer((req, res) => {
       const url = new URL(req.url ?? '/', 'http://x');
-      const request: TokenRequest = { service: url.searchParams.get('service'), scopes: url.searchParams.getAll('scope'), authorization: req.headers.authorization };
+      const request: TokenRequest = {
+        service: url.searchParams.get('service'),
+        scopes: url.searchParams.getAll('scope'),
+        authorization: req.headers.authorization,
+      };
       requests.push(request);
       const expected = `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`;
       if (request.authorization !== expected) {
@@ -69,12 +105,19 @@ describe('Bearer token flow against a real token-auth registry', () => {
       });
       const token = sign(access, mode.expiresIn ?? 60);
       res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ [mode.field]: token, ...(mode.expiresIn !== undefined ? { expires_in: mode.expiresIn } : {}) }));
+      res.end(
+        JSON.stringify({
+          [mode.field]: token,
+          ...(mode.expiresIn !== undefined ? { expires_in: mode.expiresIn } : {}),
+        }),
+      );
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const realm = `http://127.0.0.1:${(server.address() as AddressInfo).port}/token`;
     [registry, image] = await Promise.all([
-      startRegistry({ token: { realm, service: SERVICE, issuer: ISSUER, rootCertBundle: join(dir, 'cert.pem') } }),
+      startRegistry({
+        token: { realm, service: SERVICE, issuer: ISSUER, rootCertBundle: join(dir, 'cert.pem') },
+      }),
       makeTestImage(1024 * 1024),
     ]);
   });
@@ -91,7 +134,12 @@ describe('Bearer token flow against a real token-auth registry', () => {
 
   it('gets one token per scope set (with service, scope and Basic credentials) and pushes an image skopeo reads', async () => {
     const logger = memoryLogger();
-    const store = createRegistryStore({ registry: registry.host, credentials: creds, logger, retry: FAST_RETRY });
+    const store = createRegistryStore({
+      registry: registry.host,
+      credentials: creds,
+      logger,
+      retry: FAST_RETRY,
+    });
     try {
       const repo = store.repository('tok/gardenlinux');
       await Promise.all(image.blobs.map((b) => repo.pushBlob(b)));
@@ -110,7 +158,13 @@ describe('Bearer token flow against a real token-auth registry', () => {
       // A mount asks for a new scope set: pull on the source too.
       const other = store.repository('tok/other');
       expect(await other.pushBlob(image.blobs[1]!, { mountFrom: 'tok/gardenlinux' })).toBe('mounted');
-      expect(requests.some((r) => r.scopes.includes('repository:tok/gardenlinux:pull') && r.scopes.includes('repository:tok/other:pull,push'))).toBe(true);
+      expect(
+        requests.some(
+          (r) =>
+            r.scopes.includes('repository:tok/gardenlinux:pull') &&
+            r.scopes.includes('repository:tok/other:pull,push'),
+        ),
+      ).toBe(true);
       expect(logger.lines.join('\n')).not.toContain(creds.password);
 
       const read = await skopeoInspectRaw(`docker://${registry.host}/tok/gardenlinux:1.0`, { creds });
@@ -123,7 +177,12 @@ describe('Bearer token flow against a real token-auth registry', () => {
   it('takes access_token, renews a token about to expire, and renews before an upload that would outlive it', async () => {
     mode.field = 'access_token';
     mode.expiresIn = 15; // the client renews 10 s before expiry
-    const store = createRegistryStore({ registry: registry.host, credentials: creds, logger: memoryLogger(), retry: FAST_RETRY });
+    const store = createRegistryStore({
+      registry: registry.host,
+      credentials: creds,
+      logger: memoryLogger(),
+      retry: FAST_RETRY,
+    });
     try {
       const repo = store.repository('tok/renew');
       await repo.pushBlob(image.blobs[0]!);
@@ -145,12 +204,22 @@ describe('Bearer token flow against a real token-auth registry', () => {
   });
 
   it('reports refused credentials clearly, without the password', async () => {
-    const store = createRegistryStore({ registry: registry.host, credentials: { ...creds, password: 'wrong-Pa55' }, logger: memoryLogger(), retry: FAST_RETRY });
+    const store = createRegistryStore({
+      registry: registry.host,
+      credentials: { ...creds, password: 'wrong-Pa55' },
+      logger: memoryLogger(),
+      retry: FAST_RETRY,
+    });
     try {
-      const error = await store.repository('tok/denied').pushBlob(image.blobs[0]!).catch((e: unknown) => e);
+      const error = await store
+        .repository('tok/denied')
+        .pushBlob(image.blobs[0]!)
+        .catch((e: unknown) => e);
       expect(isPublishError(error)).toBe(true);
       const message = (error as Error).message;
-      expect(message).toMatch(/^checking blob sha256:[0-9a-f]{12} in 127\.0\.0\.1:\d+\/tok\/denied: the token service 127\.0\.0\.1:\d+ refused the credentials of user "carol" \(HTTP 401\)$/);
+      expect(message).toMatch(
+        /^checking blob sha256:[0-9a-f]{12} in 127\.0\.0\.1:\d+\/tok\/denied: the token service 127\.0\.0\.1:\d+ refused the credentials of user "carol" \(HTTP 401\)$/,
+      );
       expect(message).not.toContain('wrong-Pa55');
     } finally {
       await store.close();

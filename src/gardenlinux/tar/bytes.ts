@@ -28,7 +28,9 @@ export class ByteReader {
         break;
       }
       if (r.value.length === 0) continue;
-      const b = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
+      const b = Buffer.isBuffer(r.value)
+        ? r.value
+        : Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
       this.chunks.push(b);
       this.buffered += b.length;
     }
@@ -65,7 +67,9 @@ export class ByteReader {
   async readExact(n: number): Promise<Buffer | undefined> {
     if (!(await this.fill(n))) {
       if (this.buffered === 0) return undefined;
-      throw new TruncatedError(`${this.label}: unexpected end of archive (wanted ${n} bytes, got ${this.buffered})`);
+      throw new TruncatedError(
+        `${this.label}: unexpected end of archive (wanted ${n} bytes, got ${this.buffered})`,
+      );
     }
     return this.take(n);
   }
@@ -75,7 +79,9 @@ export class ByteReader {
     let left = n;
     while (left > 0) {
       if (this.buffered === 0 && !(await this.fill(1))) {
-        throw new TruncatedError(`${this.label}: unexpected end of archive (${left} bytes of a member missing)`);
+        throw new TruncatedError(
+          `${this.label}: unexpected end of archive (${left} bytes of a member missing)`,
+        );
       }
       const first = this.chunks[0] as Buffer;
       const out = this.take(Math.min(first.length, left));

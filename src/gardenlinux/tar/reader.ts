@@ -55,13 +55,19 @@ export class Budget {
     this.members++;
     this.bytes += entry.size;
     if (this.members > this.limits.maxMembers) {
-      throw new PublishError(`${label}: more than ${this.limits.maxMembers} members, refusing (archive bomb?)`);
+      throw new PublishError(
+        `${label}: more than ${this.limits.maxMembers} members, refusing (archive bomb?)`,
+      );
     }
     if (entry.size > this.limits.maxFileBytes) {
-      throw new PublishError(`${label}: member ${entry.name} claims ${entry.size} bytes, over the limit of ${this.limits.maxFileBytes}`);
+      throw new PublishError(
+        `${label}: member ${entry.name} claims ${entry.size} bytes, over the limit of ${this.limits.maxFileBytes}`,
+      );
     }
     if (this.bytes > this.limits.maxBytes) {
-      throw new PublishError(`${label}: members add up to more than ${this.limits.maxBytes} bytes, refusing (archive bomb?)`);
+      throw new PublishError(
+        `${label}: members add up to more than ${this.limits.maxBytes} bytes, refusing (archive bomb?)`,
+      );
     }
   }
 }
@@ -92,7 +98,9 @@ function checkLinkTarget(entry: TarEntry, label: string): void {
   }
   const resolved = posix.normalize(posix.join(posix.dirname(entry.name || '.'), target));
   if (target.startsWith('/') || resolved === '..' || resolved.startsWith('../')) {
-    throw new UnsafeMemberError(`${label}: refusing link ${entry.name} -> ${target} pointing outside the archive`);
+    throw new UnsafeMemberError(
+      `${label}: refusing link ${entry.name} -> ${target} pointing outside the archive`,
+    );
   }
 }
 
@@ -111,9 +119,13 @@ function parseNumber(buf: Buffer, start: number, end: number, label: string): nu
     if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new PublishError(`${label}: number field too large`);
     return Number(v);
   }
-  const text = field.toString('latin1').replace(/[\0 ]+$/g, '').replace(/^[\0 ]+/, '');
+  const text = field
+    .toString('latin1')
+    .replace(/[\0 ]+$/g, '')
+    .replace(/^[\0 ]+/, '');
   if (text === '') return 0;
-  if (!/^[0-7]+$/.test(text)) throw new PublishError(`${label}: corrupt tar header (bad number ${JSON.stringify(text)})`);
+  if (!/^[0-7]+$/.test(text))
+    throw new PublishError(`${label}: corrupt tar header (bad number ${JSON.stringify(text)})`);
   return Number.parseInt(text, 8);
 }
 
@@ -142,7 +154,8 @@ function parsePax(data: Buffer, label: string): [string, string][] {
     const space = data.indexOf(0x20, pos);
     if (space < 0) throw new PublishError(`${label}: corrupt PAX header`);
     const len = Number.parseInt(data.toString('latin1', pos, space), 10);
-    if (!Number.isFinite(len) || len <= 0 || pos + len > data.length) throw new PublishError(`${label}: corrupt PAX header`);
+    if (!Number.isFinite(len) || len <= 0 || pos + len > data.length)
+      throw new PublishError(`${label}: corrupt PAX header`);
     const record = data.toString('utf8', space + 1, pos + len - 1);
     const eq = record.indexOf('=');
     if (eq > 0) out.push([record.slice(0, eq), record.slice(eq + 1)]);
@@ -172,7 +185,8 @@ function typeOf(flag: string): EntryType {
 function pairsToSegments(numbers: number[], label: string): SparseSegment[] {
   if (numbers.length % 2 !== 0) throw new PublishError(`${label}: corrupt sparse map`);
   const out: SparseSegment[] = [];
-  for (let i = 0; i < numbers.length; i += 2) out.push({ offset: numbers[i] as number, size: numbers[i + 1] as number });
+  for (let i = 0; i < numbers.length; i += 2)
+    out.push({ offset: numbers[i] as number, size: numbers[i + 1] as number });
   return out;
 }
 
@@ -211,7 +225,10 @@ export interface TarMember {
  * asking for the next member; what it leaves is skipped. Ends after the end-of-archive marker
  * (and drains any padding behind it, so an upstream decompressor can finish and report errors).
  */
-export async function* readTar(source: AsyncIterable<Uint8Array>, options: ReadTarOptions): AsyncGenerator<TarMember> {
+export async function* readTar(
+  source: AsyncIterable<Uint8Array>,
+  options: ReadTarOptions,
+): AsyncGenerator<TarMember> {
   const { label, budget } = options;
   const reader = ByteReader.from(source, label);
   let longName: string | undefined;
@@ -226,9 +243,12 @@ export async function* readTar(source: AsyncIterable<Uint8Array>, options: ReadT
         return;
       }
       if (!checksumOk(block, label)) {
-        throw new PublishError(`${label}: corrupt tar header at byte ${reader.position - BLOCK} (checksum mismatch)`, {
-          hint: 'The archive is damaged, or a member was longer than its header said.',
-        });
+        throw new PublishError(
+          `${label}: corrupt tar header at byte ${reader.position - BLOCK} (checksum mismatch)`,
+          {
+            hint: 'The archive is damaged, or a member was longer than its header said.',
+          },
+        );
       }
       const typeflag = String.fromCharCode(block[156] as number);
       const headerSize = parseNumber(block, 124, 136, label);
@@ -236,7 +256,8 @@ export async function* readTar(source: AsyncIterable<Uint8Array>, options: ReadT
 
       // Meta members describe the next member.
       if (typeflag === 'L' || typeflag === 'K' || typeflag === 'x' || typeflag === 'g') {
-        if (headerSize > 1024 * 1024) throw new PublishError(`${label}: oversized ${typeflag} header (${headerSize} bytes)`);
+        if (headerSize > 1024 * 1024)
+          throw new PublishError(`${label}: oversized ${typeflag} header (${headerSize} bytes)`);
         const data = headerSize ? ((await reader.readExact(padded)) as Buffer) : Buffer.alloc(0);
         if (data.length < padded) throw new PublishError(`${label}: unexpected end of archive in a header`);
         const body = data.subarray(0, headerSize);
@@ -286,9 +307,16 @@ export async function* readTar(source: AsyncIterable<Uint8Array>, options: ReadT
         }
         sparse = pairsToSegments(numbers, label);
         size = parseNumber(block, 483, 495, label);
-      } else if (paxMap.has('GNU.sparse.major') || paxMap.has('GNU.sparse.map') || paxMap.has('GNU.sparse.offset')) {
+      } else if (
+        paxMap.has('GNU.sparse.major') ||
+        paxMap.has('GNU.sparse.map') ||
+        paxMap.has('GNU.sparse.offset')
+      ) {
         const major = paxMap.get('GNU.sparse.major');
-        size = Number.parseInt((paxMap.get('GNU.sparse.realsize') ?? paxMap.get('GNU.sparse.size') ?? '0') as string, 10);
+        size = Number.parseInt(
+          (paxMap.get('GNU.sparse.realsize') ?? paxMap.get('GNU.sparse.size') ?? '0') as string,
+          10,
+        );
         if (paxMap.has('GNU.sparse.name')) rawName = paxMap.get('GNU.sparse.name') as string;
         if (major === '1') {
           // PAX sparse 1.0: the map is a list of decimal lines at the start of the data, padded to a block.
@@ -313,11 +341,16 @@ export async function* readTar(source: AsyncIterable<Uint8Array>, options: ReadT
           sparse = pairsToSegments(numbers.slice(1), label);
           storedSize -= consumedForMap;
         } else if (paxMap.has('GNU.sparse.map')) {
-          const map = (paxMap.get('GNU.sparse.map') as string).split(',').filter(Boolean).map((n) => Number.parseInt(n, 10));
+          const map = (paxMap.get('GNU.sparse.map') as string)
+            .split(',')
+            .filter(Boolean)
+            .map((n) => Number.parseInt(n, 10));
           sparse = pairsToSegments(map, label);
         } else {
           const numbers: number[] = [];
-          for (const [k, v] of pax) if (k === 'GNU.sparse.offset' || k === 'GNU.sparse.numbytes') numbers.push(Number.parseInt(v, 10));
+          for (const [k, v] of pax)
+            if (k === 'GNU.sparse.offset' || k === 'GNU.sparse.numbytes')
+              numbers.push(Number.parseInt(v, 10));
           sparse = pairsToSegments(numbers, label);
         }
       }

@@ -62,7 +62,11 @@ const RENEW_MARGIN_MS = 10_000;
 
 export interface TokenFetch {
   /** GETs `url` with optional headers; returns status, status text and body text. Throws on network errors. */
-  (url: string, headers: Record<string, string>, operation: string): Promise<{ status: number; statusText: string; body: string }>;
+  (
+    url: string,
+    headers: Record<string, string>,
+    operation: string,
+  ): Promise<{ status: number; statusText: string; body: string }>;
 }
 
 export class Authenticator {
@@ -116,7 +120,12 @@ export class Authenticator {
    * Learns from a 401. Returns normally when a retry with new credentials makes sense; throws a
    * PublishError when it cannot (no credentials, or the ones sent were refused).
    */
-  async onUnauthorized(wwwAuthenticate: string | undefined, scopes: readonly string[], operation: string, sentAuth: boolean): Promise<void> {
+  async onUnauthorized(
+    wwwAuthenticate: string | undefined,
+    scopes: readonly string[],
+    operation: string,
+    sentAuth: boolean,
+  ): Promise<void> {
     const challenge = parseChallenge(wwwAuthenticate);
     const creds = await this.getCredentials();
     if (challenge?.scheme === 'bearer' && challenge.params.realm) {
@@ -138,19 +147,27 @@ export class Authenticator {
     }
     if (challenge?.scheme === 'basic' || (!challenge && creds)) {
       if (!creds) {
-        throw new PublishError(`${operation}: the registry ${this.registry} requires credentials and none were found`, {
-          hint: `log in to ${this.registry} (docker login) or pass a username and password`,
-        });
+        throw new PublishError(
+          `${operation}: the registry ${this.registry} requires credentials and none were found`,
+          {
+            hint: `log in to ${this.registry} (docker login) or pass a username and password`,
+          },
+        );
       }
       if (this.scheme === 'basic' && sentAuth) {
-        throw new PublishError(`${operation}: the registry ${this.registry} refused the credentials of user "${creds.username}" (wrong username or password)`, {
-          hint: `check the username and password for ${this.registry}`,
-        });
+        throw new PublishError(
+          `${operation}: the registry ${this.registry} refused the credentials of user "${creds.username}" (wrong username or password)`,
+          {
+            hint: `check the username and password for ${this.registry}`,
+          },
+        );
       }
       this.scheme = 'basic';
       return;
     }
-    throw new PublishError(`${operation}: the registry ${this.registry} answered 401 without a usable authentication challenge`);
+    throw new PublishError(
+      `${operation}: the registry ${this.registry} answered 401 without a usable authentication challenge`,
+    );
   }
 
   private readonly extraScopes = new Map<string, string[]>();
@@ -187,8 +204,13 @@ export class Authenticator {
       throw new PublishError(`the registry named an invalid token realm "${realm}"`);
     }
     // Credentials must not travel in clear text to a non-loopback host.
-    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && (isLoopbackHost(url.host) || this.insecure))) {
-      throw new PublishError(`the token realm ${url.origin} is not https; refusing to send credentials there`);
+    if (
+      url.protocol !== 'https:' &&
+      !(url.protocol === 'http:' && (isLoopbackHost(url.host) || this.insecure))
+    ) {
+      throw new PublishError(
+        `the token realm ${url.origin} is not https; refusing to send credentials there`,
+      );
     }
     if (this.service) url.searchParams.set('service', this.service);
     for (const scope of scopes) url.searchParams.append('scope', scope);
@@ -204,11 +226,18 @@ export class Authenticator {
         creds
           ? `the token service ${url.host} refused the credentials of user "${creds.username}" (HTTP ${answer.status})`
           : `the token service ${url.host} refused anonymous access (HTTP ${answer.status})`,
-        { hint: this.registry === 'ghcr.io' ? 'grant the workflow "permissions: packages: write" and check the token' : `check the credentials for ${this.registry}` },
+        {
+          hint:
+            this.registry === 'ghcr.io'
+              ? 'grant the workflow "permissions: packages: write" and check the token'
+              : `check the credentials for ${this.registry}`,
+        },
       );
     }
     if (answer.status !== 200) {
-      throw new PublishError(`the token service ${url.host} answered HTTP ${answer.status} ${answer.statusText}`);
+      throw new PublishError(
+        `the token service ${url.host} answered HTTP ${answer.status} ${answer.statusText}`,
+      );
     }
     let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
     try {

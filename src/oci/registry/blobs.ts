@@ -37,7 +37,12 @@ function shortDigest(digest: string): string {
   return digest.slice(0, 'sha256:'.length + 12);
 }
 
-export async function blobExists(ctx: BlobContext, digest: string, scopes: readonly string[], signal?: AbortSignal): Promise<boolean> {
+export async function blobExists(
+  ctx: BlobContext,
+  digest: string,
+  scopes: readonly string[],
+  signal?: AbortSignal,
+): Promise<boolean> {
   const res = await ctx.client.send({
     method: 'HEAD',
     url: `/v2/${ctx.repo}/blobs/${digest}`,
@@ -110,7 +115,9 @@ class UploadSession {
   /** POST to start an upload, or to mount from `mountFrom`: returns 'mounted' or the upload Location. */
   private async start(mountFrom: string | undefined): Promise<{ mounted: true } | { location: string }> {
     const { client, repo } = this.ctx;
-    const query = mountFrom ? `?mount=${encodeURIComponent(this.blob.digest)}&from=${encodeURIComponent(mountFrom)}` : '';
+    const query = mountFrom
+      ? `?mount=${encodeURIComponent(this.blob.digest)}&from=${encodeURIComponent(mountFrom)}`
+      : '';
     const res = await client.sendOnce({
       method: 'POST',
       url: `/v2/${repo}/blobs/uploads/${query}`,
@@ -128,7 +135,9 @@ class UploadSession {
   }
 
   /** A mount is only a hint: when it is refused (no pull right on the source, say) we upload instead. */
-  private async startOrMount(mountFrom: string | undefined): Promise<{ mounted: true } | { location: string }> {
+  private async startOrMount(
+    mountFrom: string | undefined,
+  ): Promise<{ mounted: true } | { location: string }> {
     if (!mountFrom) return this.start(undefined);
     try {
       return await this.start(mountFrom);
@@ -163,7 +172,9 @@ class UploadSession {
           ...this.signalOption(),
           // The failed attempt may have landed after all (a dropped answer to a complete PUT).
           beforeRetry: async () =>
-            (await blobExists(this.ctx, this.blob.digest, [pushScope(this.ctx.repo)], this.signal).catch(() => false))
+            (await blobExists(this.ctx, this.blob.digest, [pushScope(this.ctx.repo)], this.signal).catch(
+              () => false,
+            ))
               ? { done: 'uploaded' as const }
               : undefined,
         },
@@ -249,7 +260,8 @@ class UploadSession {
         } catch (statusError) {
           // distribution keeps upload state in the Location's query; after a chunk that landed but whose
           // answer was lost, that state is stale and the registry refuses to say more: start over.
-          if (statusError instanceof TransientError || !(statusError instanceof PublishError)) throw statusError;
+          if (statusError instanceof TransientError || !(statusError instanceof PublishError))
+            throw statusError;
           throw new TransientError(statusError);
         }
         location = state.location;

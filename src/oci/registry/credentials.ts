@@ -41,7 +41,9 @@ function decodeAuth(auth: string, registry: string): Credentials {
   const text = Buffer.from(auth, 'base64').toString('utf8');
   const colon = text.indexOf(':');
   if (colon <= 0) {
-    throw new PublishError(`the docker config entry for ${registry} has an "auth" value that is not base64 user:password`);
+    throw new PublishError(
+      `the docker config entry for ${registry} has an "auth" value that is not base64 user:password`,
+    );
   }
   return { username: text.slice(0, colon), password: text.slice(colon + 1) };
 }
@@ -63,14 +65,22 @@ export function runCredentialHelper(helper: string, registry: string): Promise<C
       if (code !== 0) {
         if (/credentials not found/i.test(stdout + stderr)) return resolve(undefined);
         // The output of a failing helper is not shown: it might echo a secret.
-        return reject(new PublishError(`the docker credential helper ${program} failed (exit code ${code}) for ${registry}`));
+        return reject(
+          new PublishError(
+            `the docker credential helper ${program} failed (exit code ${code}) for ${registry}`,
+          ),
+        );
       }
       try {
         const parsed = JSON.parse(stdout) as { Username?: string; Secret?: string };
         if (!parsed.Secret) return resolve(undefined);
         resolve({ username: parsed.Username ?? '', password: parsed.Secret });
       } catch {
-        reject(new PublishError(`the docker credential helper ${program} printed something that is not JSON for ${registry}`));
+        reject(
+          new PublishError(
+            `the docker credential helper ${program} printed something that is not JSON for ${registry}`,
+          ),
+        );
       }
     });
     child.stdin.end(registry);

@@ -30,13 +30,18 @@ export function parseRegistryErrors(body: string): RegistryErrorEntry[] {
 function describeEntry(entry: RegistryErrorEntry): string {
   let text = entry.code.toLowerCase();
   if (entry.message && entry.message.toLowerCase() !== text) text += `: ${entry.message}`;
-  if (typeof entry.detail === 'string' && entry.detail && !text.includes(entry.detail)) text += ` (${entry.detail})`;
+  if (typeof entry.detail === 'string' && entry.detail && !text.includes(entry.detail))
+    text += ` (${entry.detail})`;
   return text;
 }
 
 /** Printable start of a body that is not a registry error document, so "garbage" is still shown briefly. */
 function snippet(body: string): string {
-  const text = body.replace(/<[^>]*>/g, ' ').replace(/[^\x20-\x7e]+/g, ' ').replace(/\s+/g, ' ').trim();
+  const text = body
+    .replace(/<[^>]*>/g, ' ')
+    .replace(/[^\x20-\x7e]+/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
   return text.length > 120 ? `${text.slice(0, 117)}...` : text;
 }
 
@@ -61,7 +66,8 @@ const GHCR_HINT =
 export function hintFor(registry: string, status: number, hasCredentials: boolean): string | undefined {
   if (status !== 401 && status !== 403) return undefined;
   if (registry === 'ghcr.io') return GHCR_HINT;
-  if (!hasCredentials) return `the registry wants credentials: log in to ${registry} (docker login) or pass a username and password`;
+  if (!hasCredentials)
+    return `the registry wants credentials: log in to ${registry} (docker login) or pass a username and password`;
   return `check the credentials for ${registry} and that they may push to this repository`;
 }
 
@@ -74,5 +80,8 @@ export function registryError(
   hasCredentials: boolean,
 ): PublishError {
   const hint = hintFor(registry, status, hasCredentials);
-  return new PublishError(`${operation}: ${describeRegistryAnswer(status, statusText, body)}`, hint ? { hint } : {});
+  return new PublishError(
+    `${operation}: ${describeRegistryAnswer(status, statusText, body)}`,
+    hint ? { hint } : {},
+  );
 }

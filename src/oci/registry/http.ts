@@ -70,7 +70,8 @@ const NETWORK_CODES: Record<string, string> = {
 
 function flattenHeaders(headers: Dispatcher.ResponseData['headers']): Record<string, string | undefined> {
   const out: Record<string, string | undefined> = {};
-  for (const [key, value] of Object.entries(headers)) out[key.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value;
+  for (const [key, value] of Object.entries(headers))
+    out[key.toLowerCase()] = Array.isArray(value) ? value.join(', ') : value;
   return out;
 }
 
@@ -89,7 +90,11 @@ export async function readText(body: Dispatcher.ResponseData['body'], limit = 64
   return Buffer.concat(chunks).toString('utf8').slice(0, limit);
 }
 
-export async function readBytes(body: Dispatcher.ResponseData['body'], limit: number, what: string): Promise<Uint8Array> {
+export async function readBytes(
+  body: Dispatcher.ResponseData['body'],
+  limit: number,
+  what: string,
+): Promise<Uint8Array> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of body as AsyncIterable<Buffer>) {
@@ -107,7 +112,8 @@ export async function discard(body: Dispatcher.ResponseData['body']): Promise<vo
   await body.dump({ limit: 256 * 1024 }).catch(() => undefined);
 }
 
-const TLS_CODE = /^(ERR_SSL_|ERR_TLS_|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH|ERR_TLS_CERT)/;
+const TLS_CODE =
+  /^(ERR_SSL_|ERR_TLS_|CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|HOSTNAME_MISMATCH|ERR_TLS_CERT)/;
 
 function tlsCode(error: unknown): string | undefined {
   for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
@@ -187,7 +193,8 @@ export class RegistryClient {
     try {
       return await request(url, { method, headers, body: body ?? null, dispatcher: this.agent, signal });
     } catch (error) {
-      if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new PublishError(`${operation}: aborted`);
+      if (signal?.aborted)
+        throw signal.reason instanceof Error ? signal.reason : new PublishError(`${operation}: aborted`);
       if (body && typeof body === 'object' && 'destroy' in body) body.destroy();
       const tls = tlsCode(error);
       if (tls) {
@@ -200,7 +207,9 @@ export class RegistryClient {
         });
       }
       const code = networkCode(error);
-      const what = code ? `${NETWORK_CODES[code] ?? code} (${code})` : this.redact((error as Error).message ?? String(error));
+      const what = code
+        ? `${NETWORK_CODES[code] ?? code} (${code})`
+        : this.redact((error as Error).message ?? String(error));
       throw new TransientError(
         new PublishError(`${operation}: cannot reach the registry ${new URL(url).host}: ${what}`, {
           cause: error,
@@ -217,7 +226,9 @@ export class RegistryClient {
         const body = await readText(res.body);
         if (isRetryableStatus(res.statusCode, body)) {
           throw new TransientError(
-            new PublishError(`${operation}: the token service answered ${describeRegistryAnswer(res.statusCode, res.statusText, body)}`),
+            new PublishError(
+              `${operation}: the token service answered ${describeRegistryAnswer(res.statusCode, res.statusText, body)}`,
+            ),
             parseRetryAfter(flattenHeaders(res.headers)['retry-after']),
           );
         }
@@ -236,7 +247,7 @@ export class RegistryClient {
     let url = this.resolve(options.url);
     const registryHost = new URL(this.baseUrl).host;
     let authRetried = false;
-    for (let hops = 0; ; ) {
+    for (let hops = 0; ;) {
       const headers: Record<string, string> = { ...options.headers };
       const sameHost = new URL(url).host === registryHost;
       // Never send the registry's credentials to another host (blob downloads redirect to a CDN).
@@ -247,17 +258,24 @@ export class RegistryClient {
       if (res.statusCode === 401 && sameHost && !authRetried) {
         await discard(res.body);
         authRetried = true;
-        await this.auth.onUnauthorized(resHeaders['www-authenticate'], options.scopes, options.operation, authorization !== undefined);
+        await this.auth.onUnauthorized(
+          resHeaders['www-authenticate'],
+          options.scopes,
+          options.operation,
+          authorization !== undefined,
+        );
         continue;
       }
       if (res.statusCode === 401 && sameHost && authorization !== undefined) {
         // Refused again with credentials: for Basic this throws "refused the credentials"; for a token it
         // forgets the token, and the registry's own message (insufficient scope, say) is reported below.
         const answer = res.body;
-        await this.auth.onUnauthorized(resHeaders['www-authenticate'], options.scopes, options.operation, true).catch(async (error: unknown) => {
-          await discard(answer);
-          throw error;
-        });
+        await this.auth
+          .onUnauthorized(resHeaders['www-authenticate'], options.scopes, options.operation, true)
+          .catch(async (error: unknown) => {
+            await discard(answer);
+            throw error;
+          });
       }
       if (options.followRedirects && REDIRECTS.has(res.statusCode) && resHeaders.location) {
         await discard(res.body);
@@ -295,11 +313,16 @@ export class RegistryClient {
   ): Promise<PublishError | TransientError> {
     const text = await readText(body);
     const hasCreds = await this.auth.hasCredentials();
-    const hint = status === 401 && !hasCreds
-      ? `the registry wants credentials: log in to ${this.registry} (docker login) or pass a username and password`
-      : hintFor(this.registry, status, hasCreds);
-    const error = new PublishError(this.redact(`${operation}: ${describeRegistryAnswer(status, statusText, text)}`), hint ? { hint } : {});
-    if (isRetryableStatus(status, text, headers['retry-after'])) return new TransientError(error, parseRetryAfter(headers['retry-after']));
+    const hint =
+      status === 401 && !hasCreds
+        ? `the registry wants credentials: log in to ${this.registry} (docker login) or pass a username and password`
+        : hintFor(this.registry, status, hasCreds);
+    const error = new PublishError(
+      this.redact(`${operation}: ${describeRegistryAnswer(status, statusText, text)}`),
+      hint ? { hint } : {},
+    );
+    if (isRetryableStatus(status, text, headers['retry-after']))
+      return new TransientError(error, parseRetryAfter(headers['retry-after']));
     Object.assign(error, { status, registryBody: text });
     return error;
   }

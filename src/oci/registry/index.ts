@@ -80,10 +80,15 @@ export function createRegistryStore(options: RegistryStoreOptions): RegistryStor
     return {
       location: ctx.location,
       hasBlob: (digest: string, signal?: AbortSignal) => blobExists(ctx, digest, [pullScope(repo)], signal),
-      pushBlob(blob: Blob, pushOptions?: { mountFrom?: string; signal?: AbortSignal }): Promise<BlobPushResult> {
+      pushBlob(
+        blob: Blob,
+        pushOptions?: { mountFrom?: string; signal?: AbortSignal },
+      ): Promise<BlobPushResult> {
         const running = inFlight.get(blob.digest);
         if (running) return running;
-        const push = uploads.run(() => pushBlob(ctx, blob, pushOptions)).finally(() => inFlight.delete(blob.digest));
+        const push = uploads
+          .run(() => pushBlob(ctx, blob, pushOptions))
+          .finally(() => inFlight.delete(blob.digest));
         inFlight.set(blob.digest, push);
         return push;
       },

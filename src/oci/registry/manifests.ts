@@ -69,14 +69,22 @@ export async function pushManifest(
     await discard(res.body);
     const stored = res.headers['docker-content-digest'];
     if (stored && stored !== manifest.digest) {
-      throw new PublishError(`${operation}: the registry stored it as ${stored}, not ${manifest.digest} (it rewrote the manifest)`);
+      throw new PublishError(
+        `${operation}: the registry stored it as ${stored}, not ${manifest.digest} (it rewrote the manifest)`,
+      );
     }
   }
   ctx.stats.manifestsPushed++;
-  ctx.logger.debug(`pushed ${manifest.mediaType} ${manifest.digest} to ${ctx.location} as ${targets.join(', ')}`);
+  ctx.logger.debug(
+    `pushed ${manifest.mediaType} ${manifest.digest} to ${ctx.location} as ${targets.join(', ')}`,
+  );
 }
 
-export async function getManifest(ctx: ManifestContext, tagOrDigest: string, signal?: AbortSignal): Promise<FetchedManifest | undefined> {
+export async function getManifest(
+  ctx: ManifestContext,
+  tagOrDigest: string,
+  signal?: AbortSignal,
+): Promise<FetchedManifest | undefined> {
   const operation = `reading manifest ${ref(ctx, tagOrDigest)}`;
   const res = await ctx.client.send({
     method: 'GET',
@@ -108,7 +116,11 @@ export async function getManifest(ctx: ManifestContext, tagOrDigest: string, sig
   return { mediaType, digest, bytes };
 }
 
-export async function resolveTag(ctx: ManifestContext, tag: string, signal?: AbortSignal): Promise<string | undefined> {
+export async function resolveTag(
+  ctx: ManifestContext,
+  tag: string,
+  signal?: AbortSignal,
+): Promise<string | undefined> {
   const res = await ctx.client.send({
     method: 'HEAD',
     url: `/v2/${ctx.repo}/manifests/${tag}`,
@@ -128,7 +140,12 @@ export async function resolveTag(ctx: ManifestContext, tag: string, signal?: Abo
 }
 
 /** A small blob (a config), read into memory and checked against its digest. */
-export async function readBlob(ctx: ManifestContext, digest: string, signal?: AbortSignal, limit = 16 * 1024 * 1024): Promise<Uint8Array> {
+export async function readBlob(
+  ctx: ManifestContext,
+  digest: string,
+  signal?: AbortSignal,
+  limit = 16 * 1024 * 1024,
+): Promise<Uint8Array> {
   const operation = `reading blob ${digest} from ${ctx.location}`;
   const res = await ctx.client.send({
     method: 'GET',
@@ -146,6 +163,7 @@ export async function readBlob(ctx: ManifestContext, digest: string, signal?: Ab
   }
   const bytes = await readBytes(res.body, limit, operation);
   const actual = sha256Digest(bytes);
-  if (actual !== digest) throw new PublishError(`${operation}: the registry sent bytes whose digest is ${actual}`);
+  if (actual !== digest)
+    throw new PublishError(`${operation}: the registry sent bytes whose digest is ${actual}`);
   return bytes;
 }

@@ -34,16 +34,26 @@ const PROFILES: readonly ProfileRow[] = [
     profile: { name: 'ECR', chunkedUploads: true, minChunkSize: 5_000_000, defaultChunkSize: 64 * MiB },
   },
   {
-    matches: (h) => h === 'gcr.io' || h.endsWith('.gcr.io') || h.endsWith('-docker.pkg.dev') || h.endsWith('.pkg.dev'),
+    matches: (h) =>
+      h === 'gcr.io' || h.endsWith('.gcr.io') || h.endsWith('-docker.pkg.dev') || h.endsWith('.pkg.dev'),
     profile: { name: 'Google Artifact Registry', chunkedUploads: false, defaultChunkSize: 64 * MiB },
   },
   {
     matches: (h) => h === 'quay.io' || h.endsWith('.quay.io'),
-    profile: { name: 'Quay', chunkedUploads: true, maxMonolithicSize: 20_000_000_000, defaultChunkSize: 1024 * MiB },
+    profile: {
+      name: 'Quay',
+      chunkedUploads: true,
+      maxMonolithicSize: 20_000_000_000,
+      defaultChunkSize: 1024 * MiB,
+    },
   },
 ];
 
-const DEFAULT_PROFILE: RegistryProfile = { name: 'generic', chunkedUploads: true, defaultChunkSize: 64 * MiB };
+const DEFAULT_PROFILE: RegistryProfile = {
+  name: 'generic',
+  chunkedUploads: true,
+  defaultChunkSize: 64 * MiB,
+};
 
 /** The profile of a registry `host[:port]`. */
 export function profileFor(registry: string): RegistryProfile {

@@ -82,7 +82,9 @@ export async function withRetry<T>(
       if (attempt >= options.retry.attempts) throw error.final;
       // Retry-After is honoured even above maxDelayMs (the registry knows best), but capped at 5 minutes.
       const delay =
-        error.retryAfterMs !== undefined ? Math.min(error.retryAfterMs, 300_000) : backoffDelay(options.retry, attempt);
+        error.retryAfterMs !== undefined
+          ? Math.min(error.retryAfterMs, 300_000)
+          : backoffDelay(options.retry, attempt);
       options.logger.warning(
         `${error.final.message}; retrying in ${(delay / 1000).toFixed(1)}s (attempt ${attempt + 1} of ${options.retry.attempts})`,
       );
