@@ -286,8 +286,13 @@ export async function startGitHubApiServer(options: GitHubApiServerOptions): Pro
         for await (const c of body) {
           if (!res.write(c)) {
             await new Promise<void>((r) => {
-              res.once('drain', r);
-              res.once('close', r);
+              const done = (): void => {
+                res.off('drain', done);
+                res.off('close', done);
+                r();
+              };
+              res.on('drain', done);
+              res.on('close', done);
             });
           }
           if (res.destroyed) return;

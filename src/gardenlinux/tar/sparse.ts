@@ -8,8 +8,6 @@ import { temporaryPathFor, type HashedFile } from '../../util/files';
 import type { SparseSegment } from './reader';
 
 const ZEROS = Buffer.alloc(1024 * 1024);
-/** Zero runs shorter than this are written: tiny holes do not pay for the extra syscalls. */
-const HOLE_GRANULE = 256 * 1024;
 
 function isAllZero(buf: Buffer): boolean {
   // Compare against a zero buffer in one memcmp instead of a byte loop.
@@ -35,37 +33,27 @@ export async function writeSparseFileAtomic(path: string, body: AsyncIterable<Bu
   const hash = createHash('sha256');
   const fh = await open(temp, 'wx');
   let logical = 0; // bytes hashed so far (the position in the logical file)
-  const hashZeros = (upTo: number): void => {
+  // A hole of gigabytes takes a second or more to hash: yield to the event loop every few MiB so
+  // the other downloads and decompressors running beside this one keep flowing meanwhile.
+  const hashZeros = async (upTo: number): Promise<void> => {
+    let sinceYield = 0;
     while (logical < upTo) {
       const n = Math.min(ZEROS.length, upTo - logical);
       hash.update(ZEROS.subarray(0, n));
       logical += n;
+      sinceYield += n;
+      if (sinceYield >= 16 * 1024 * 1024) {
+        sinceYield = 0;
+        await new Promise<void>((resolve) => setImmediate(resolve));
+      }
     }
   };
   try {
     const segments = options.segments ?? [{ offset: 0, size: options.size }];
     let segIndex = 0;
     let segLeft = segments[0]?.size ?? 0;
-    let pending: Buffer[] = [];
-    let pendingBytes = 0;
-    // Collects data into granules so zero detection sees aligned, reasonably big pieces.
-    const flush = async (force: boolean): Promise<void> => {
-      while (pendingBytes >= HOLE_GRANULE || (force && pendingBytes > 0)) {
-        const n = Math.min(HOLE_GRANULE, pendingBytes);
-        const joined = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending);
-        const piece = joined.subarray(0, n);
-        const rest = joined.subarray(n);
-        pending = rest.length ? [rest] : [];
-        pendingBytes -= n;
-        const at = logical;
-        hash.update(piece);
-        logical += n;
-        if (!isAllZero(piece)) {
-          let written = 0;
-          while (written < n) written += (await fh.write(piece, written, n - written, at + written)).bytesWritten;
-        }
-      }
-    };
+    // Each piece is written where it belongs unless it is all zeros: then it stays a hole. Pieces are
+    // the decompressor's chunks (64 KiB), so no copying to build bigger granules.
     for await (const chunk of body) {
       if (options.signal?.aborted) throw options.signal.reason;
       let c = chunk;
@@ -76,23 +64,22 @@ export async function writeSparseFileAtomic(path: string, body: AsyncIterable<Bu
           segLeft = (segments[segIndex] as SparseSegment).size;
         }
         const seg = segments[segIndex] as SparseSegment;
-        const segStart = seg.offset + (seg.size - segLeft);
-        if (pendingBytes === 0 && logical < segStart) hashZeros(segStart);
-        else if (logical + pendingBytes < segStart) {
-          await flush(true);
-          hashZeros(segStart);
-        }
+        const at = seg.offset + (seg.size - segLeft);
+        if (logical < at) await hashZeros(at);
         const take = Math.min(segLeft, c.length);
-        pending.push(c.subarray(0, take));
-        pendingBytes += take;
+        const piece = c.subarray(0, take);
+        hash.update(piece);
+        logical += take;
+        if (!isAllZero(piece)) {
+          let written = 0;
+          while (written < take) written += (await fh.write(piece, written, take - written, at + written)).bytesWritten;
+        }
         segLeft -= take;
         c = c.subarray(take);
         options.onData?.(take);
-        await flush(false);
       }
     }
-    await flush(true);
-    hashZeros(options.size);
+    await hashZeros(options.size);
     await fh.truncate(options.size);
     await fh.close();
     await rename(temp, path);
