@@ -20,6 +20,20 @@ export function assetBaseName(asset: Pick<ReleaseAsset, 'name'>): string {
   return asset.name.replace(/\.tar\.xz$/, '');
 }
 
+/**
+ * GitHub's asset digest must be one we can check (sha256): any other is refused when the asset is
+ * chosen, before anything is downloaded or pushed, instead of publishing an unverified download.
+ */
+function checkDigest(asset: ReleaseAsset): ReleaseAsset {
+  if (asset.digest !== undefined && !/^sha256:[0-9a-f]{64}$/.test(asset.digest)) {
+    const shown = asset.digest.length > 80 ? `${asset.digest.slice(0, 80)}...` : asset.digest;
+    throw new PublishError(
+      `asset ${asset.name}: GitHub gives its digest as ${JSON.stringify(shown)}, not sha256:<64 hex>; refusing to publish a download that cannot be verified`,
+    );
+  }
+  return asset;
+}
+
 export function findFlavorAsset(
   release: Pick<GardenLinuxRelease, 'version' | 'assets'>,
   flavor: { asset: string; alternatives?: readonly string[] },
@@ -29,7 +43,7 @@ export function findFlavorAsset(
   for (const pattern of patterns) {
     const re = flavorAssetPattern(pattern, arch, release.version);
     const matches = release.assets.filter((a) => re.test(a.name));
-    if (matches.length === 1) return matches[0] as ReleaseAsset;
+    if (matches.length === 1) return checkDigest(matches[0] as ReleaseAsset);
     if (matches.length > 1) {
       throw new PublishError(
         `asset ${pattern}-${arch} is ambiguous in release ${release.version}: ${matches.map((a) => a.name).join(', ')}`,

@@ -1,6 +1,7 @@
 // Release resolution through the GitHub REST API (Octokit). `apiUrl` defaults to GITHUB_API_URL so
 // the action works on GitHub Enterprise Server too; the token is optional (public repositories).
 import { Octokit } from '@octokit/rest';
+import { retryingFetch, type ApiRetryOptions } from './api-fetch';
 import { PublishError, throwIfAborted } from '../util/errors';
 import type { Logger } from '../util/logger';
 import { compareVersions, isPlainVersion, validateVersion } from './versions';
@@ -36,7 +37,12 @@ export interface ResolveReleaseOptions {
   version?: string;
   logger: Logger;
   signal?: AbortSignal;
+  /** Retries of transient API failures (small values are for tests). */
+  retry?: Partial<ApiRetryOptions>;
 }
+
+/** Pages followed at most: 100 per page, so 20,000 releases or assets; a `next` link that never ends is refused. */
+const MAX_PAGES = 200;
 
 type ApiRelease = {
   id: number;
@@ -64,12 +70,24 @@ export function defaultApiUrl(): string {
   return process.env.GITHUB_API_URL ?? 'https://api.github.com';
 }
 
-export function createOctokit(options: { apiUrl?: string; token?: string; signal?: AbortSignal }): Octokit {
+export function createOctokit(options: {
+  apiUrl?: string;
+  token?: string;
+  signal?: AbortSignal;
+  logger?: Logger;
+  retry?: Partial<ApiRetryOptions>;
+}): Octokit {
+  const fetch = options.logger
+    ? retryingFetch(options.logger, {
+        ...(options.retry ? { retry: options.retry } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+      })
+    : undefined;
   return new Octokit({
     ...(options.token ? { auth: options.token } : {}),
     baseUrl: (options.apiUrl ?? defaultApiUrl()).replace(/\/+$/, ''),
     userAgent: 'ironcore-gardenlinux-publisher',
-    request: options.signal ? { signal: options.signal } : {},
+    request: { ...(options.signal ? { signal: options.signal } : {}), ...(fetch ? { fetch } : {}) },
     // Octokit logs 404s as warnings by default; a missing release is reported by us instead.
     log: { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} },
   });
@@ -90,6 +108,12 @@ function statusOf(error: unknown): number | undefined {
 }
 
 function apiError(what: string, error: unknown): PublishError {
+  if (error instanceof PublishError)
+    return new PublishError(`${what} failed: ${error.message}`, { cause: error });
+  // Our fetch gave up on a network failure; Octokit reports that as a 500 of its own making.
+  const cause = (error as { cause?: unknown } | null)?.cause;
+  if (cause instanceof PublishError)
+    return new PublishError(`${what} failed: ${cause.message}`, { cause: error });
   const status = statusOf(error);
   const message = error instanceof Error ? error.message : String(error);
   return new PublishError(`${what} failed${status ? ` (HTTP ${status})` : ''}: ${message}`, {
@@ -107,7 +131,13 @@ export async function resolveRelease(options: ResolveReleaseOptions): Promise<Ga
   const explicit =
     options.version === undefined || options.version === '' ? undefined : validateVersion(options.version);
   const { owner, repo } = splitRepository(repository);
-  const octokit = createOctokit(options);
+  const octokit = createOctokit({
+    ...(options.apiUrl ? { apiUrl: options.apiUrl } : {}),
+    ...(options.token ? { token: options.token } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+    ...(options.retry ? { retry: options.retry } : {}),
+    logger,
+  });
   throwIfAborted(signal);
 
   let chosen: ApiRelease;
@@ -122,6 +152,12 @@ export async function resolveRelease(options: ResolveReleaseOptions): Promise<Ga
         });
       }
       throw apiError(`looking up release ${explicit} in ${repository}`, error);
+    }
+    checkRelease(chosen, `release ${explicit} in ${repository}`);
+    if (chosen.tag_name !== explicit) {
+      throw new PublishError(
+        `the GitHub API answered release ${printableJson(chosen.tag_name)} when asked for ${explicit} in ${repository}`,
+      );
     }
     if (chosen.draft) throw new PublishError(`release ${explicit} in ${repository} is a draft`);
     if (chosen.prerelease)
@@ -159,14 +195,15 @@ async function newestStableRelease(
 ): Promise<ApiRelease> {
   let all: ApiRelease[];
   try {
-    all = (await octokit.paginate(octokit.rest.repos.listReleases, {
+    all = await paginate<ApiRelease>(octokit, octokit.rest.repos.listReleases, {
       owner,
       repo,
       per_page: 100,
-    })) as ApiRelease[];
+    });
   } catch (error) {
     throw apiError(`listing releases of ${repository}`, error);
   }
+  for (const r of all) checkRelease(r, `a release listed in ${repository}`);
   const stable = all.filter((r) => !r.draft && !r.prerelease && isPlainVersion(r.tag_name));
   const skipped = all.length - stable.length;
   if (stable.length === 0) {
@@ -203,16 +240,27 @@ async function listAssets(
   let raw: ApiAsset[];
   try {
     // A release has well over 100 assets: the list inside the release object is not enough.
-    raw = (await octokit.paginate(octokit.rest.repos.listReleaseAssets, {
+    raw = await paginate<ApiAsset>(octokit, octokit.rest.repos.listReleaseAssets, {
       owner,
       repo,
       release_id: id,
       per_page: 100,
-    })) as ApiAsset[];
+    });
   } catch (error) {
     throw apiError(`listing assets of release ${id} in ${repository}`, error);
   }
   return raw.map((a) => {
+    if (
+      !a ||
+      typeof a.id !== 'number' ||
+      typeof a.name !== 'string' ||
+      typeof a.size !== 'number' ||
+      typeof a.url !== 'string'
+    ) {
+      throw new PublishError(
+        `the GitHub API listed an asset of release ${id} in ${repository} without id, name, size or url: ${printableJson(a)}`,
+      );
+    }
     const asset: ReleaseAsset = {
       id: a.id,
       name: a.name,
@@ -220,9 +268,63 @@ async function listAssets(
       url: a.url,
       browserDownloadUrl: a.browser_download_url,
     };
-    if (a.digest && /^sha256:[0-9a-f]{64}$/.test(a.digest)) asset.digest = a.digest;
+    // Kept as given: an algorithm we cannot check is refused when the asset is chosen (findFlavorAsset),
+    // rather than silently publishing an unverified download.
+    if (typeof a.digest === 'string' && a.digest !== '') asset.digest = a.digest;
     return asset;
   });
+}
+
+/** Octokit's paginate, bounded: a `next` link that repeats or never ends is an error, not a hang. */
+async function paginate<T>(
+  octokit: Octokit,
+  route: Parameters<Octokit['paginate']['iterator']>[0],
+  params: Record<string, unknown>,
+): Promise<T[]> {
+  const items: T[] = [];
+  const seen = new Set<string>();
+  let pages = 0;
+  for await (const page of octokit.paginate.iterator(route as never, params as never) as AsyncIterable<{
+    data: unknown;
+    url: string;
+  }>) {
+    if (++pages > MAX_PAGES) {
+      throw new PublishError(
+        `the GitHub API kept paging past ${MAX_PAGES} pages; refusing to follow it further`,
+      );
+    }
+    if (seen.has(page.url)) {
+      throw new PublishError(`the GitHub API's pagination loops (page ${new URL(page.url).search} again)`);
+    }
+    seen.add(page.url);
+    if (!Array.isArray(page.data))
+      throw new PublishError('the GitHub API answered a list request with no list');
+    items.push(...(page.data as T[]));
+  }
+  return items;
+}
+
+/** The fields we rely on, with their types: a release JSON missing one is refused with one clear error. */
+function checkRelease(r: ApiRelease, what: string): void {
+  const bad: string[] = [];
+  if (!r || typeof r !== 'object')
+    throw new PublishError(`${what}: the GitHub API answered ${printableJson(r)}`);
+  if (typeof r.id !== 'number') bad.push('id');
+  if (typeof r.tag_name !== 'string') bad.push('tag_name');
+  if (typeof r.html_url !== 'string') bad.push('html_url');
+  for (const field of ['published_at', 'created_at', 'name', 'body', 'target_commitish'] as const) {
+    if (r[field] !== undefined && r[field] !== null && typeof r[field] !== 'string') bad.push(field);
+  }
+  if (bad.length > 0) {
+    throw new PublishError(
+      `${what}: the GitHub API's answer lacks or mistypes ${bad.join(', ')}: ${printableJson(r)}`,
+    );
+  }
+}
+
+function printableJson(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 200 ? `${text.slice(0, 200)}...` : text;
 }
 
 /** The commit most asset names carry (`-<version>-<commit8>.tar.xz`), else the tag's full commitish. */

@@ -1,0 +1,104 @@
+// The fetch Octokit uses for the releases API: GitHub answers bursts with 429 or a 403 "secondary
+// rate limit", and has bad minutes (502/503); a weekly unattended job must ride those out instead of
+// failing on the first one. Only idempotent requests (GET/HEAD) are retried, with backoff and jitter;
+// Retry-After wins (capped). Redirects are left to Octokit's fetch, which keeps them on the API host.
+import { PublishError } from '../util/errors';
+import type { Logger } from '../util/logger';
+
+export interface ApiRetryOptions {
+  /** Tries in total, the first included. */
+  attempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+export const DEFAULT_API_RETRY: ApiRetryOptions = { attempts: 5, baseDelayMs: 1000, maxDelayMs: 30_000 };
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason as Error);
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal?.reason as Error);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+function retryAfterMs(value: string | null): number | undefined {
+  if (!value) return undefined;
+  if (/^[0-9]+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}
+
+/** Why an answer is worth another try, or undefined. */
+async function transientReason(res: Response): Promise<string | undefined> {
+  if (res.status >= 500 || res.status === 429 || res.status === 408) return `HTTP ${res.status}`;
+  if (res.status !== 403) return undefined;
+  if (res.headers.get('retry-after') !== null) return 'HTTP 403 with Retry-After (rate limited)';
+  if (res.headers.get('x-ratelimit-remaining') === '0') return 'HTTP 403, API rate limit exhausted';
+  const text = await res
+    .clone()
+    .text()
+    .catch(() => '');
+  return /secondary rate limit/i.test(text) ? 'HTTP 403 secondary rate limit' : undefined;
+}
+
+/** A `fetch` for Octokit that retries transient failures of GET requests. */
+export function retryingFetch(
+  logger: Logger,
+  options: { retry?: Partial<ApiRetryOptions>; signal?: AbortSignal } = {},
+): typeof fetch {
+  const retry = { ...DEFAULT_API_RETRY, ...options.retry };
+  return async (input, init) => {
+    const method = (init?.method ?? 'GET').toUpperCase();
+    const url = new URL(input instanceof Request ? input.url : String(input));
+    // Path only: the query may carry a signature, and nothing here needs more.
+    const what = `GitHub API ${method} ${url.pathname}`;
+    for (let attempt = 1; ; attempt++) {
+      let reason: string;
+      let wait: number | undefined;
+      try {
+        const res = await fetch(input, init);
+        const transient = method === 'GET' || method === 'HEAD' ? await transientReason(res) : undefined;
+        if (!transient || attempt >= retry.attempts) return res;
+        reason = transient;
+        wait = retryAfterMs(res.headers.get('retry-after'));
+        await res.body?.cancel().catch(() => undefined);
+      } catch (error) {
+        const signal = init?.signal ?? options.signal;
+        if (signal?.aborted) throw error;
+        // Only a network failure (it has a code: ECONNRESET, UND_ERR_SOCKET...) may heal; a redirect
+        // loop or a redirect to a non-HTTP URL does not.
+        const code = (error as { cause?: { code?: unknown } } | null)?.cause?.code;
+        const network = typeof code === 'string' && !/REDIRECT/i.test(code);
+        if (!network || attempt >= retry.attempts || (method !== 'GET' && method !== 'HEAD')) {
+          throw new PublishError(
+            `${what} failed after ${attempt} attempt${attempt === 1 ? '' : 's'}: ${networkMessage(error)}`,
+            { cause: error },
+          );
+        }
+        reason = networkMessage(error);
+      }
+      const ceiling = Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (attempt - 1));
+      const delay = Math.min(wait ?? Math.round(ceiling / 2 + (Math.random() * ceiling) / 2), 120_000);
+      logger.warning(
+        `${what}: ${reason}; retrying in ${(delay / 1000).toFixed(1)}s (attempt ${attempt + 1} of ${retry.attempts})`,
+      );
+      await sleep(delay, init?.signal ?? options.signal);
+    }
+  };
+}
+
+/** `fetch failed` says nothing: name the cause (ECONNRESET, a timeout...), never a header or token. */
+function networkMessage(error: unknown): string {
+  const cause = (error as { cause?: { code?: unknown; message?: unknown } } | null)?.cause;
+  if (cause && typeof cause.code === 'string') return `connection failed (${cause.code})`;
+  if (cause && typeof cause.message === 'string') return `connection failed (${cause.message})`;
+  return error instanceof Error ? error.message : String(error);
+}
