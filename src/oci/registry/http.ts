@@ -286,7 +286,14 @@ export class RegistryClient {
       if (options.expect.includes(res.statusCode)) {
         return { status: res.statusCode, headers: resHeaders, url, body: res.body };
       }
-      throw await this.failure(res.statusCode, res.statusText, resHeaders, res.body, options.operation);
+      throw await this.failure(
+        res.statusCode,
+        res.statusText,
+        resHeaders,
+        res.body,
+        options.operation,
+        options.method,
+      );
     }
   }
 
@@ -310,6 +317,7 @@ export class RegistryClient {
     headers: Record<string, string | undefined>,
     body: Dispatcher.ResponseData['body'],
     operation: string,
+    method?: Method,
   ): Promise<PublishError | TransientError> {
     const text = await readText(body);
     const hasCreds = await this.auth.hasCredentials();
@@ -321,7 +329,10 @@ export class RegistryClient {
       this.redact(`${operation}: ${describeRegistryAnswer(status, statusText, text)}`),
       hint ? { hint } : {},
     );
-    if (isRetryableStatus(status, text, headers['retry-after']))
+    // A HEAD answer has no body, so ghcr's "secondary rate limit" 403 looks like a refusal there: retry
+    // it (a real permission error stays one, and is reported once the tries run out).
+    const bareHead403 = method === 'HEAD' && status === 403;
+    if (isRetryableStatus(status, text, headers['retry-after']) || bareHead403)
       return new TransientError(error, parseRetryAfter(headers['retry-after']));
     Object.assign(error, { status, registryBody: text });
     return error;
