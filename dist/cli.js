@@ -4522,7 +4522,7 @@ var require_request = __commonJS({
         return this.#paused;
       }
     };
-    var Request = class {
+    var Request2 = class {
       constructor(origin, {
         path,
         method,
@@ -4908,7 +4908,7 @@ var require_request = __commonJS({
       }
       return isFormData(body);
     }
-    module.exports = Request;
+    module.exports = Request2;
   }
 });
 
@@ -12028,7 +12028,7 @@ var require_client = __commonJS({
     var util = require_util();
     var { ClientStats } = require_stats();
     var { channels } = require_diagnostics();
-    var Request = require_request();
+    var Request2 = require_request();
     var DispatcherBase = require_dispatcher_base();
     var {
       InvalidArgumentError,
@@ -12344,7 +12344,7 @@ var require_client = __commonJS({
         this.once("connect", cb);
       }
       [kDispatch](opts, handler2) {
-        const request4 = new Request(this[kUrl].origin, opts, handler2);
+        const request4 = new Request2(this[kUrl].origin, opts, handler2);
         this[kQueue].push(request4);
         if (this[kResuming]) {
         } else if (util.bodyLength(request4.body) == null && util.isIterable(request4.body)) {
@@ -12509,10 +12509,10 @@ var require_client = __commonJS({
         });
       }
       if (err.code === "ERR_TLS_CERT_ALTNAME_INVALID") {
-        const running = client[kQueue].splice(client[kRunningIdx], client[kRunning]);
+        const running2 = client[kQueue].splice(client[kRunningIdx], client[kRunning]);
         client[kPendingIdx] = client[kRunningIdx];
-        for (let i = 0; i < running.length; i++) {
-          util.errorRequest(client, running[i], err);
+        for (let i = 0; i < running2.length; i++) {
+          util.errorRequest(client, running2[i], err);
         }
         while (client[kPending] > 0 && client[kQueue][client[kPendingIdx]].servername === client[kServerName]) {
           const request4 = client[kQueue].splice(client[kPendingIdx], 1)[0];
@@ -12839,8 +12839,8 @@ var require_pool_base = __commonJS({
       }
       get [kRunning]() {
         let ret = 0;
-        for (const { [kRunning]: running } of this[kClients]) {
-          ret += running;
+        for (const { [kRunning]: running2 } of this[kClients]) {
+          ret += running2;
         }
         return ret;
       }
@@ -25025,7 +25025,7 @@ var require_request2 = __commonJS({
     var getRequestState;
     var setRequestState;
     var removeRequestAbortListener;
-    var Request = class {
+    var Request2 = class {
       /** @type {AbortSignal} */
       #signal;
       /** @type {import('../../dispatcher/dispatcher')} */
@@ -25471,7 +25471,7 @@ var require_request2 = __commonJS({
         };
       }
     };
-    mixinBody(Request, getRequestState, webidl.is.Request);
+    mixinBody(Request2, getRequestState, webidl.is.Request);
     function makeRequest(init) {
       return {
         method: init.method ?? "GET",
@@ -25525,7 +25525,7 @@ var require_request2 = __commonJS({
       return newRequest;
     }
     function fromInnerRequest(innerRequest, dispatcher, signal, guard) {
-      const request4 = new Request(kConstruct);
+      const request4 = new Request2(kConstruct);
       setRequestState(request4, innerRequest);
       setRequestDispatcher(request4, dispatcher);
       setRequestSignal(request4, signal);
@@ -25535,7 +25535,7 @@ var require_request2 = __commonJS({
       setHeadersGuard(headers, guard);
       return request4;
     }
-    Object.defineProperties(Request.prototype, {
+    Object.defineProperties(Request2.prototype, {
       method: kEnumerableProperty,
       url: kEnumerableProperty,
       headers: kEnumerableProperty,
@@ -25658,7 +25658,7 @@ var require_request2 = __commonJS({
       }
     ]);
     module.exports = {
-      Request,
+      Request: Request2,
       makeRequest,
       fromInnerRequest,
       cloneRequest,
@@ -25820,7 +25820,7 @@ var require_fetch = __commonJS({
       getResponseState
     } = require_response();
     var { HeadersList } = require_headers();
-    var { Request, cloneRequest, getRequestDispatcher, getRequestState, removeRequestAbortListener } = require_request2();
+    var { Request: Request2, cloneRequest, getRequestDispatcher, getRequestState, removeRequestAbortListener } = require_request2();
     var zlib = __require("node:zlib");
     var {
       makePolicyContainer,
@@ -25936,12 +25936,12 @@ var require_fetch = __commonJS({
     function handleFetchDone(response) {
       finalizeAndReportTiming(response, "fetch");
     }
-    function fetch(input, init = void 0) {
+    function fetch2(input, init = void 0) {
       webidl.argumentLengthCheck(arguments, 1, "globalThis.fetch");
       let p = Promise.withResolvers();
       let requestObject;
       try {
-        requestObject = new Request(input, init);
+        requestObject = new Request2(input, init);
       } catch (e) {
         p.reject(e);
         return p.promise;
@@ -26957,7 +26957,7 @@ var require_fetch = __commonJS({
       }
     }
     module.exports = {
-      fetch,
+      fetch: fetch2,
       Fetch,
       fetching,
       finalizeAndReportTiming
@@ -27005,7 +27005,7 @@ var require_cache3 = __commonJS({
     var { kEnumerableProperty, isDisturbed } = require_util();
     var { webidl } = require_webidl();
     var { cloneResponse, fromInnerResponse, getResponseState } = require_response();
-    var { Request, fromInnerRequest, getRequestState } = require_request2();
+    var { Request: Request2, fromInnerRequest, getRequestState } = require_request2();
     var { fetching } = require_fetch();
     var { urlIsHttpHttpsScheme, readAllBytes } = require_util2();
     var Cache = class {
@@ -27077,7 +27077,7 @@ var require_cache3 = __commonJS({
         }
         const fetchControllers = [];
         for (const request4 of requests) {
-          const r = getRequestState(new Request(request4));
+          const r = getRequestState(new Request2(request4));
           if (!urlIsHttpHttpsScheme(r.url)) {
             throw webidl.errors.exception({
               header: prefix,
@@ -27167,7 +27167,7 @@ var require_cache3 = __commonJS({
         if (webidl.is.Request(request4)) {
           innerRequest = getRequestState(request4);
         } else {
-          innerRequest = getRequestState(new Request(request4));
+          innerRequest = getRequestState(new Request2(request4));
         }
         if (!urlIsHttpHttpsScheme(innerRequest.url) || innerRequest.method !== "GET") {
           throw webidl.errors.exception({
@@ -27252,7 +27252,7 @@ var require_cache3 = __commonJS({
           }
         } else {
           assert(typeof request4 === "string");
-          r = getRequestState(new Request(request4));
+          r = getRequestState(new Request2(request4));
         }
         const operations = [];
         const operation = {
@@ -27297,7 +27297,7 @@ var require_cache3 = __commonJS({
               return [];
             }
           } else if (typeof request4 === "string") {
-            r = getRequestState(new Request(request4));
+            r = getRequestState(new Request2(request4));
           }
         }
         const promise = Promise.withResolvers();
@@ -27470,7 +27470,7 @@ var require_cache3 = __commonJS({
               return [];
             }
           } else if (typeof request4 === "string") {
-            r = getRequestState(new Request(request4));
+            r = getRequestState(new Request2(request4));
           }
         }
         const responses = [];
@@ -31316,7 +31316,7 @@ var require_undici = __commonJS({
       err.stack = stack ? `${stack}
 ${captureLines}` : capture.stack;
     }
-    module.exports.fetch = function fetch(init, options = void 0) {
+    module.exports.fetch = function fetch2(init, options = void 0) {
       return fetchImpl(init, options).catch((err) => {
         if (currentFilename) {
           appendFetchStackTrace(err, currentFilename);
@@ -39541,7 +39541,8 @@ function parseRegistryErrors(body) {
 function describeEntry(entry) {
   let text = entry.code.toLowerCase();
   if (entry.message && entry.message.toLowerCase() !== text) text += `: ${entry.message}`;
-  if (typeof entry.detail === "string" && entry.detail && !text.includes(entry.detail)) text += ` (${entry.detail})`;
+  if (typeof entry.detail === "string" && entry.detail && !text.includes(entry.detail))
+    text += ` (${entry.detail})`;
   return text;
 }
 function snippet(body) {
@@ -39562,7 +39563,8 @@ var GHCR_HINT = 'grant the workflow "permissions: packages: write" and check the
 function hintFor(registry, status, hasCredentials) {
   if (status !== 401 && status !== 403) return void 0;
   if (registry === "ghcr.io") return GHCR_HINT;
-  if (!hasCredentials) return `the registry wants credentials: log in to ${registry} (docker login) or pass a username and password`;
+  if (!hasCredentials)
+    return `the registry wants credentials: log in to ${registry} (docker login) or pass a username and password`;
   return `check the credentials for ${registry} and that they may push to this repository`;
 }
 
@@ -39676,19 +39678,27 @@ var Authenticator = class {
     }
     if (challenge?.scheme === "basic" || !challenge && creds) {
       if (!creds) {
-        throw new PublishError(`${operation}: the registry ${this.registry} requires credentials and none were found`, {
-          hint: `log in to ${this.registry} (docker login) or pass a username and password`
-        });
+        throw new PublishError(
+          `${operation}: the registry ${this.registry} requires credentials and none were found`,
+          {
+            hint: `log in to ${this.registry} (docker login) or pass a username and password`
+          }
+        );
       }
       if (this.scheme === "basic" && sentAuth) {
-        throw new PublishError(`${operation}: the registry ${this.registry} refused the credentials of user "${creds.username}" (wrong username or password)`, {
-          hint: `check the username and password for ${this.registry}`
-        });
+        throw new PublishError(
+          `${operation}: the registry ${this.registry} refused the credentials of user "${creds.username}" (wrong username or password)`,
+          {
+            hint: `check the username and password for ${this.registry}`
+          }
+        );
       }
       this.scheme = "basic";
       return;
     }
-    throw new PublishError(`${operation}: the registry ${this.registry} answered 401 without a usable authentication challenge`);
+    throw new PublishError(
+      `${operation}: the registry ${this.registry} answered 401 without a usable authentication challenge`
+    );
   }
   extraScopes = /* @__PURE__ */ new Map();
   async token(scopes, minValidityMs) {
@@ -39720,7 +39730,9 @@ var Authenticator = class {
       throw new PublishError(`the registry named an invalid token realm "${realm}"`);
     }
     if (url.protocol !== "https:" && !(url.protocol === "http:" && (isLoopbackHost(url.host) || this.insecure))) {
-      throw new PublishError(`the token realm ${url.origin} is not https; refusing to send credentials there`);
+      throw new PublishError(
+        `the token realm ${url.origin} is not https; refusing to send credentials there`
+      );
     }
     if (this.service) url.searchParams.set("service", this.service);
     for (const scope of scopes) url.searchParams.append("scope", scope);
@@ -39734,11 +39746,15 @@ var Authenticator = class {
     if (answer.status === 401 || answer.status === 403) {
       throw new PublishError(
         creds ? `the token service ${url.host} refused the credentials of user "${creds.username}" (HTTP ${answer.status})` : `the token service ${url.host} refused anonymous access (HTTP ${answer.status})`,
-        { hint: this.registry === "ghcr.io" ? 'grant the workflow "permissions: packages: write" and check the token' : `check the credentials for ${this.registry}` }
+        {
+          hint: this.registry === "ghcr.io" ? 'grant the workflow "permissions: packages: write" and check the token' : `check the credentials for ${this.registry}`
+        }
       );
     }
     if (answer.status !== 200) {
-      throw new PublishError(`the token service ${url.host} answered HTTP ${answer.status} ${answer.statusText}`);
+      throw new PublishError(
+        `the token service ${url.host} answered HTTP ${answer.status} ${answer.statusText}`
+      );
     }
     let parsed;
     try {
@@ -39768,10 +39784,10 @@ var Authenticator = class {
 // src/oci/registry/retry.ts
 var DEFAULT_RETRY = { attempts: 5, baseDelayMs: 500, maxDelayMs: 3e4 };
 var TransientError = class extends Error {
-  constructor(final, retryAfterMs) {
+  constructor(final, retryAfterMs2) {
     super(final.message);
     this.final = final;
-    this.retryAfterMs = retryAfterMs;
+    this.retryAfterMs = retryAfterMs2;
   }
   final;
   retryAfterMs;
@@ -39844,7 +39860,8 @@ var NETWORK_CODES = {
 };
 function flattenHeaders(headers) {
   const out = {};
-  for (const [key2, value] of Object.entries(headers)) out[key2.toLowerCase()] = Array.isArray(value) ? value.join(", ") : value;
+  for (const [key2, value] of Object.entries(headers))
+    out[key2.toLowerCase()] = Array.isArray(value) ? value.join(", ") : value;
   return out;
 }
 async function readText(body, limit = 64 * 1024) {
@@ -39938,7 +39955,8 @@ var RegistryClient = class {
     try {
       return await (0, import_undici.request)(url, { method, headers, body: body ?? null, dispatcher: this.agent, signal });
     } catch (error) {
-      if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new PublishError(`${operation}: aborted`);
+      if (signal?.aborted)
+        throw signal.reason instanceof Error ? signal.reason : new PublishError(`${operation}: aborted`);
       if (body && typeof body === "object" && "destroy" in body) body.destroy();
       const tls = tlsCode(error);
       if (tls) {
@@ -39964,7 +39982,9 @@ var RegistryClient = class {
         const body = await readText(res.body);
         if (isRetryableStatus(res.statusCode, body)) {
           throw new TransientError(
-            new PublishError(`${operation}: the token service answered ${describeRegistryAnswer(res.statusCode, res.statusText, body)}`),
+            new PublishError(
+              `${operation}: the token service answered ${describeRegistryAnswer(res.statusCode, res.statusText, body)}`
+            ),
             parseRetryAfter(flattenHeaders(res.headers)["retry-after"])
           );
         }
@@ -39992,7 +40012,12 @@ var RegistryClient = class {
       if (res.statusCode === 401 && sameHost && !authRetried) {
         await discard(res.body);
         authRetried = true;
-        await this.auth.onUnauthorized(resHeaders["www-authenticate"], options.scopes, options.operation, authorization !== void 0);
+        await this.auth.onUnauthorized(
+          resHeaders["www-authenticate"],
+          options.scopes,
+          options.operation,
+          authorization !== void 0
+        );
         continue;
       }
       if (res.statusCode === 401 && sameHost && authorization !== void 0) {
@@ -40011,7 +40036,14 @@ var RegistryClient = class {
       if (options.expect.includes(res.statusCode)) {
         return { status: res.statusCode, headers: resHeaders, url, body: res.body };
       }
-      throw await this.failure(res.statusCode, res.statusText, resHeaders, res.body, options.operation);
+      throw await this.failure(
+        res.statusCode,
+        res.statusText,
+        resHeaders,
+        res.body,
+        options.operation,
+        options.method
+      );
     }
   }
   /** The Authorization header; token failures are reported as failures of the operation that needed it. */
@@ -40027,12 +40059,17 @@ var RegistryClient = class {
     }
   }
   /** Builds the error for an unexpected answer: transient for statuses worth retrying. */
-  async failure(status, statusText, headers, body, operation) {
+  async failure(status, statusText, headers, body, operation, method) {
     const text = await readText(body);
     const hasCreds = await this.auth.hasCredentials();
     const hint = status === 401 && !hasCreds ? `the registry wants credentials: log in to ${this.registry} (docker login) or pass a username and password` : hintFor(this.registry, status, hasCreds);
-    const error = new PublishError(this.redact(`${operation}: ${describeRegistryAnswer(status, statusText, text)}`), hint ? { hint } : {});
-    if (isRetryableStatus(status, text, headers["retry-after"])) return new TransientError(error, parseRetryAfter(headers["retry-after"]));
+    const error = new PublishError(
+      this.redact(`${operation}: ${describeRegistryAnswer(status, statusText, text)}`),
+      hint ? { hint } : {}
+    );
+    const bareHead403 = method === "HEAD" && status === 403;
+    if (isRetryableStatus(status, text, headers["retry-after"]) || bareHead403)
+      return new TransientError(error, parseRetryAfter(headers["retry-after"]));
     Object.assign(error, { status, registryBody: text });
     return error;
   }
@@ -40073,10 +40110,19 @@ var PROFILES = [
   },
   {
     matches: (h) => h === "quay.io" || h.endsWith(".quay.io"),
-    profile: { name: "Quay", chunkedUploads: true, maxMonolithicSize: 2e10, defaultChunkSize: 1024 * MiB }
+    profile: {
+      name: "Quay",
+      chunkedUploads: true,
+      maxMonolithicSize: 2e10,
+      defaultChunkSize: 1024 * MiB
+    }
   }
 ];
-var DEFAULT_PROFILE = { name: "generic", chunkedUploads: true, defaultChunkSize: 64 * MiB };
+var DEFAULT_PROFILE = {
+  name: "generic",
+  chunkedUploads: true,
+  defaultChunkSize: 64 * MiB
+};
 function profileFor(registry) {
   const host = registry.replace(/:[0-9]+$/, "").toLowerCase();
   return PROFILES.find((row) => row.matches(host))?.profile ?? DEFAULT_PROFILE;
@@ -40212,7 +40258,9 @@ var UploadSession = class {
           what: this.op,
           ...this.signalOption(),
           // The failed attempt may have landed after all (a dropped answer to a complete PUT).
-          beforeRetry: async () => await blobExists(this.ctx, this.blob.digest, [pushScope(this.ctx.repo)], this.signal).catch(() => false) ? { done: "uploaded" } : void 0
+          beforeRetry: async () => await blobExists(this.ctx, this.blob.digest, [pushScope(this.ctx.repo)], this.signal).catch(
+            () => false
+          ) ? { done: "uploaded" } : void 0
         }
       );
     } finally {
@@ -40288,7 +40336,8 @@ var UploadSession = class {
         try {
           state = await this.offsetOf(location);
         } catch (statusError) {
-          if (statusError instanceof TransientError || !(statusError instanceof PublishError)) throw statusError;
+          if (statusError instanceof TransientError || !(statusError instanceof PublishError))
+            throw statusError;
           throw new TransientError(statusError);
         }
         location = state.location;
@@ -40341,7 +40390,9 @@ function decodeAuth(auth2, registry) {
   const text = Buffer.from(auth2, "base64").toString("utf8");
   const colon = text.indexOf(":");
   if (colon <= 0) {
-    throw new PublishError(`the docker config entry for ${registry} has an "auth" value that is not base64 user:password`);
+    throw new PublishError(
+      `the docker config entry for ${registry} has an "auth" value that is not base64 user:password`
+    );
   }
   return { username: text.slice(0, colon), password: text.slice(colon + 1) };
 }
@@ -40360,14 +40411,22 @@ function runCredentialHelper(helper, registry) {
     child.on("close", (code) => {
       if (code !== 0) {
         if (/credentials not found/i.test(stdout + stderr)) return resolve(void 0);
-        return reject(new PublishError(`the docker credential helper ${program} failed (exit code ${code}) for ${registry}`));
+        return reject(
+          new PublishError(
+            `the docker credential helper ${program} failed (exit code ${code}) for ${registry}`
+          )
+        );
       }
       try {
         const parsed = JSON.parse(stdout);
         if (!parsed.Secret) return resolve(void 0);
         resolve({ username: parsed.Username ?? "", password: parsed.Secret });
       } catch {
-        reject(new PublishError(`the docker credential helper ${program} printed something that is not JSON for ${registry}`));
+        reject(
+          new PublishError(
+            `the docker credential helper ${program} printed something that is not JSON for ${registry}`
+          )
+        );
       }
     });
     child.stdin.end(registry);
@@ -40438,11 +40497,15 @@ async function pushManifest(ctx, manifest, tags, signal) {
     await discard(res.body);
     const stored = res.headers["docker-content-digest"];
     if (stored && stored !== manifest.digest) {
-      throw new PublishError(`${operation}: the registry stored it as ${stored}, not ${manifest.digest} (it rewrote the manifest)`);
+      throw new PublishError(
+        `${operation}: the registry stored it as ${stored}, not ${manifest.digest} (it rewrote the manifest)`
+      );
     }
   }
   ctx.stats.manifestsPushed++;
-  ctx.logger.debug(`pushed ${manifest.mediaType} ${manifest.digest} to ${ctx.location} as ${targets.join(", ")}`);
+  ctx.logger.debug(
+    `pushed ${manifest.mediaType} ${manifest.digest} to ${ctx.location} as ${targets.join(", ")}`
+  );
 }
 async function getManifest(ctx, tagOrDigest, signal) {
   const operation = `reading manifest ${ref(ctx, tagOrDigest)}`;
@@ -40509,7 +40572,8 @@ async function readBlob(ctx, digest, signal, limit = 16 * 1024 * 1024) {
   }
   const bytes = await readBytes(res.body, limit, operation);
   const actual = sha256Digest(bytes);
-  if (actual !== digest) throw new PublishError(`${operation}: the registry sent bytes whose digest is ${actual}`);
+  if (actual !== digest)
+    throw new PublishError(`${operation}: the registry sent bytes whose digest is ${actual}`);
   return bytes;
 }
 
@@ -40548,8 +40612,8 @@ function createRegistryStore(options) {
       location: ctx.location,
       hasBlob: (digest, signal) => blobExists(ctx, digest, [pullScope(repo)], signal),
       pushBlob(blob, pushOptions) {
-        const running = inFlight.get(blob.digest);
-        if (running) return running;
+        const running2 = inFlight.get(blob.digest);
+        if (running2) return running2;
         const push = uploads.run(() => pushBlob(ctx, blob, pushOptions)).finally(() => inFlight.delete(blob.digest));
         inFlight.set(blob.digest, push);
         return push;
@@ -41842,8 +41906,8 @@ function isPlainObject2(value) {
 }
 var noop = () => "";
 async function fetchWrapper(requestOptions) {
-  const fetch = requestOptions.request?.fetch || globalThis.fetch;
-  if (!fetch) {
+  const fetch2 = requestOptions.request?.fetch || globalThis.fetch;
+  if (!fetch2) {
     throw new Error(
       "fetch is not set. Please pass a fetch implementation as new Octokit({ request: { fetch }}). Learn more at https://github.com/octokit/octokit.js/#fetch-missing"
     );
@@ -41859,7 +41923,7 @@ async function fetchWrapper(requestOptions) {
   );
   let fetchResponse;
   try {
-    fetchResponse = await fetch(requestOptions.url, {
+    fetchResponse = await fetch2(requestOptions.url, {
       method: requestOptions.method,
       body,
       redirect: requestOptions.request?.redirect,
@@ -44887,6 +44951,81 @@ var Octokit2 = Octokit.plugin(requestLog, legacyRestEndpointMethods, paginateRes
   }
 );
 
+// src/gardenlinux/api-fetch.ts
+var DEFAULT_API_RETRY = { attempts: 5, baseDelayMs: 1e3, maxDelayMs: 3e4 };
+function sleep2(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+function retryAfterMs(value) {
+  if (!value) return void 0;
+  if (/^[0-9]+$/.test(value.trim())) return Number(value.trim()) * 1e3;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? void 0 : Math.max(0, date - Date.now());
+}
+async function transientReason(res) {
+  if (res.status >= 500 || res.status === 429 || res.status === 408) return `HTTP ${res.status}`;
+  if (res.status !== 403) return void 0;
+  if (res.headers.get("retry-after") !== null) return "HTTP 403 with Retry-After (rate limited)";
+  if (res.headers.get("x-ratelimit-remaining") === "0") return "HTTP 403, API rate limit exhausted";
+  const text = await res.clone().text().catch(() => "");
+  return /secondary rate limit/i.test(text) ? "HTTP 403 secondary rate limit" : void 0;
+}
+function retryingFetch(logger, options = {}) {
+  const retry = { ...DEFAULT_API_RETRY, ...options.retry };
+  return async (input, init) => {
+    const method = (init?.method ?? "GET").toUpperCase();
+    const url = new URL(input instanceof Request ? input.url : String(input));
+    const what = `GitHub API ${method} ${url.pathname}`;
+    for (let attempt = 1; ; attempt++) {
+      let reason;
+      let wait;
+      try {
+        const res = await fetch(input, init);
+        const transient = method === "GET" || method === "HEAD" ? await transientReason(res) : void 0;
+        if (!transient || attempt >= retry.attempts) return res;
+        reason = transient;
+        wait = retryAfterMs(res.headers.get("retry-after"));
+        await res.body?.cancel().catch(() => void 0);
+      } catch (error) {
+        const signal = init?.signal ?? options.signal;
+        if (signal?.aborted) throw error;
+        const code = error?.cause?.code;
+        const network = typeof code === "string" && !/REDIRECT/i.test(code);
+        if (!network || attempt >= retry.attempts || method !== "GET" && method !== "HEAD") {
+          throw new PublishError(
+            `${what} failed after ${attempt} attempt${attempt === 1 ? "" : "s"}: ${networkMessage(error)}`,
+            { cause: error }
+          );
+        }
+        reason = networkMessage(error);
+      }
+      const ceiling = Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (attempt - 1));
+      const delay = Math.min(wait ?? Math.round(ceiling / 2 + Math.random() * ceiling / 2), 12e4);
+      logger.warning(
+        `${what}: ${reason}; retrying in ${(delay / 1e3).toFixed(1)}s (attempt ${attempt + 1} of ${retry.attempts})`
+      );
+      await sleep2(delay, init?.signal ?? options.signal);
+    }
+  };
+}
+function networkMessage(error) {
+  const cause = error?.cause;
+  if (cause && typeof cause.code === "string") return `connection failed (${cause.code})`;
+  if (cause && typeof cause.message === "string") return `connection failed (${cause.message})`;
+  return error instanceof Error ? error.message : String(error);
+}
+
 // src/gardenlinux/versions.ts
 var PLAIN_VERSION = /^\d{3,}\.\d+(\.\d+)?$/;
 var EXPLICIT_VERSION = /^\d+\.\d+(\.\d+)?$/;
@@ -44919,15 +45058,20 @@ function validateVersion(input) {
 }
 
 // src/gardenlinux/release.ts
+var MAX_PAGES = 200;
 function defaultApiUrl() {
   return process.env.GITHUB_API_URL ?? "https://api.github.com";
 }
 function createOctokit(options) {
+  const fetch2 = options.logger ? retryingFetch(options.logger, {
+    ...options.retry ? { retry: options.retry } : {},
+    ...options.signal ? { signal: options.signal } : {}
+  }) : void 0;
   return new Octokit2({
     ...options.token ? { auth: options.token } : {},
     baseUrl: (options.apiUrl ?? defaultApiUrl()).replace(/\/+$/, ""),
     userAgent: "ironcore-gardenlinux-publisher",
-    request: options.signal ? { signal: options.signal } : {},
+    request: { ...options.signal ? { signal: options.signal } : {}, ...fetch2 ? { fetch: fetch2 } : {} },
     // Octokit logs 404s as warnings by default; a missing release is reported by us instead.
     log: { debug: () => {
     }, info: () => {
@@ -44938,7 +45082,10 @@ function createOctokit(options) {
 }
 function splitRepository(repository) {
   const m = /^([A-Za-z0-9_.-]+)\/([A-Za-z0-9_.-]+)$/.exec(repository);
-  if (!m) throw new PublishError(`invalid repository ${JSON.stringify(repository)}`, { hint: "Expected owner/name." });
+  if (!m)
+    throw new PublishError(`invalid repository ${JSON.stringify(repository)}`, {
+      hint: "Expected owner/name."
+    });
   return { owner: m[1], repo: m[2] };
 }
 function statusOf2(error) {
@@ -44946,6 +45093,11 @@ function statusOf2(error) {
   return typeof status === "number" ? status : void 0;
 }
 function apiError(what, error) {
+  if (error instanceof PublishError)
+    return new PublishError(`${what} failed: ${error.message}`, { cause: error });
+  const cause = error?.cause;
+  if (cause instanceof PublishError)
+    return new PublishError(`${what} failed: ${cause.message}`, { cause: error });
   const status = statusOf2(error);
   const message = error instanceof Error ? error.message : String(error);
   return new PublishError(`${what} failed${status ? ` (HTTP ${status})` : ""}: ${message}`, {
@@ -44958,7 +45110,13 @@ async function resolveRelease(options) {
   const { logger, signal } = options;
   const explicit = options.version === void 0 || options.version === "" ? void 0 : validateVersion(options.version);
   const { owner, repo } = splitRepository(repository);
-  const octokit = createOctokit(options);
+  const octokit = createOctokit({
+    ...options.apiUrl ? { apiUrl: options.apiUrl } : {},
+    ...options.token ? { token: options.token } : {},
+    ...options.signal ? { signal: options.signal } : {},
+    ...options.retry ? { retry: options.retry } : {},
+    logger
+  });
   throwIfAborted(signal);
   let chosen;
   if (explicit) {
@@ -44973,8 +45131,15 @@ async function resolveRelease(options) {
       }
       throw apiError(`looking up release ${explicit} in ${repository}`, error);
     }
+    checkRelease(chosen, `release ${explicit} in ${repository}`);
+    if (chosen.tag_name !== explicit) {
+      throw new PublishError(
+        `the GitHub API answered release ${printableJson(chosen.tag_name)} when asked for ${explicit} in ${repository}`
+      );
+    }
     if (chosen.draft) throw new PublishError(`release ${explicit} in ${repository} is a draft`);
-    if (chosen.prerelease) logger.warning(`release ${explicit} is marked as a prerelease; publishing it as asked`);
+    if (chosen.prerelease)
+      logger.warning(`release ${explicit} is marked as a prerelease; publishing it as asked`);
   } else {
     chosen = await newestStableRelease(octokit, owner, repo, repository, logger);
   }
@@ -44992,20 +45157,29 @@ async function resolveRelease(options) {
   const commit = commitOf(version, assets, chosen.target_commitish);
   if (commit) release.commit = commit;
   if (chosen.body) release.body = chosen.body;
-  logger.info(`Garden Linux ${version}${commit ? ` (${commit})` : ""}: ${assets.length} assets, published ${release.publishedAt}`);
+  logger.info(
+    `Garden Linux ${version}${commit ? ` (${commit})` : ""}: ${assets.length} assets, published ${release.publishedAt}`
+  );
   return release;
 }
 async function newestStableRelease(octokit, owner, repo, repository, logger) {
   let all;
   try {
-    all = await octokit.paginate(octokit.rest.repos.listReleases, { owner, repo, per_page: 100 });
+    all = await paginate2(octokit, octokit.rest.repos.listReleases, {
+      owner,
+      repo,
+      per_page: 100
+    });
   } catch (error) {
     throw apiError(`listing releases of ${repository}`, error);
   }
+  for (const r of all) checkRelease(r, `a release listed in ${repository}`);
   const stable = all.filter((r) => !r.draft && !r.prerelease && isPlainVersion(r.tag_name));
   const skipped = all.length - stable.length;
   if (stable.length === 0) {
-    throw new PublishError(`no stable release found in ${repository} (${all.length} releases, none a plain version)`);
+    throw new PublishError(
+      `no stable release found in ${repository} (${all.length} releases, none a plain version)`
+    );
   }
   const newest = stable.reduce((best, r) => compareVersions(r.tag_name, best.tag_name) > 0 ? r : best);
   logger.info(
@@ -45014,7 +45188,9 @@ async function newestStableRelease(octokit, owner, repo, repository, logger) {
   try {
     const latest = (await octokit.rest.repos.getLatestRelease({ owner, repo })).data;
     if (latest.tag_name !== newest.tag_name) {
-      logger.info(`note: GitHub's releases/latest points at ${latest.tag_name}; using the higher version ${newest.tag_name}`);
+      logger.info(
+        `note: GitHub's releases/latest points at ${latest.tag_name}; using the higher version ${newest.tag_name}`
+      );
     }
   } catch (error) {
     logger.debug(`releases/latest unavailable: ${error instanceof Error ? error.message : String(error)}`);
@@ -45024,7 +45200,7 @@ async function newestStableRelease(octokit, owner, repo, repository, logger) {
 async function listAssets(octokit, owner, repo, id, repository) {
   let raw;
   try {
-    raw = await octokit.paginate(octokit.rest.repos.listReleaseAssets, {
+    raw = await paginate2(octokit, octokit.rest.repos.listReleaseAssets, {
       owner,
       repo,
       release_id: id,
@@ -45034,6 +45210,11 @@ async function listAssets(octokit, owner, repo, id, repository) {
     throw apiError(`listing assets of release ${id} in ${repository}`, error);
   }
   return raw.map((a) => {
+    if (!a || typeof a.id !== "number" || typeof a.name !== "string" || typeof a.size !== "number" || typeof a.url !== "string") {
+      throw new PublishError(
+        `the GitHub API listed an asset of release ${id} in ${repository} without id, name, size or url: ${printableJson(a)}`
+      );
+    }
     const asset = {
       id: a.id,
       name: a.name,
@@ -45041,9 +45222,49 @@ async function listAssets(octokit, owner, repo, id, repository) {
       url: a.url,
       browserDownloadUrl: a.browser_download_url
     };
-    if (a.digest && /^sha256:[0-9a-f]{64}$/.test(a.digest)) asset.digest = a.digest;
+    if (typeof a.digest === "string" && a.digest !== "") asset.digest = a.digest;
     return asset;
   });
+}
+async function paginate2(octokit, route, params) {
+  const items = [];
+  const seen = /* @__PURE__ */ new Set();
+  let pages = 0;
+  for await (const page of octokit.paginate.iterator(route, params)) {
+    if (++pages > MAX_PAGES) {
+      throw new PublishError(
+        `the GitHub API kept paging past ${MAX_PAGES} pages; refusing to follow it further`
+      );
+    }
+    if (seen.has(page.url)) {
+      throw new PublishError(`the GitHub API's pagination loops (page ${new URL(page.url).search} again)`);
+    }
+    seen.add(page.url);
+    if (!Array.isArray(page.data))
+      throw new PublishError("the GitHub API answered a list request with no list");
+    items.push(...page.data);
+  }
+  return items;
+}
+function checkRelease(r, what) {
+  const bad = [];
+  if (!r || typeof r !== "object")
+    throw new PublishError(`${what}: the GitHub API answered ${printableJson(r)}`);
+  if (typeof r.id !== "number") bad.push("id");
+  if (typeof r.tag_name !== "string") bad.push("tag_name");
+  if (typeof r.html_url !== "string") bad.push("html_url");
+  for (const field of ["published_at", "created_at", "name", "body", "target_commitish"]) {
+    if (r[field] !== void 0 && r[field] !== null && typeof r[field] !== "string") bad.push(field);
+  }
+  if (bad.length > 0) {
+    throw new PublishError(
+      `${what}: the GitHub API's answer lacks or mistypes ${bad.join(", ")}: ${printableJson(r)}`
+    );
+  }
+}
+function printableJson(value) {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 200 ? `${text.slice(0, 200)}...` : text;
 }
 function commitOf(version, assets, commitish) {
   const counts = /* @__PURE__ */ new Map();
@@ -45066,24 +45287,39 @@ function escapeRegExp(text) {
   return text.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&");
 }
 function flavorAssetPattern(pattern, arch, version) {
-  return new RegExp(`^${escapeRegExp(pattern)}-${escapeRegExp(arch)}-${escapeRegExp(version)}-[0-9a-f]{8}\\.tar\\.xz$`);
+  return new RegExp(
+    `^${escapeRegExp(pattern)}-${escapeRegExp(arch)}-${escapeRegExp(version)}-[0-9a-f]{8}\\.tar\\.xz$`
+  );
 }
 function assetBaseName(asset) {
   return asset.name.replace(/\.tar\.xz$/, "");
+}
+function checkDigest(asset) {
+  if (asset.digest !== void 0 && !/^sha256:[0-9a-f]{64}$/.test(asset.digest)) {
+    const shown = asset.digest.length > 80 ? `${asset.digest.slice(0, 80)}...` : asset.digest;
+    throw new PublishError(
+      `asset ${asset.name}: GitHub gives its digest as ${JSON.stringify(shown)}, not sha256:<64 hex>; refusing to publish a download that cannot be verified`
+    );
+  }
+  return asset;
 }
 function findFlavorAsset(release, flavor, arch) {
   const patterns = [flavor.asset, ...flavor.alternatives ?? []];
   for (const pattern of patterns) {
     const re = flavorAssetPattern(pattern, arch, release.version);
     const matches = release.assets.filter((a) => re.test(a.name));
-    if (matches.length === 1) return matches[0];
+    if (matches.length === 1) return checkDigest(matches[0]);
     if (matches.length > 1) {
       throw new PublishError(
         `asset ${pattern}-${arch} is ambiguous in release ${release.version}: ${matches.map((a) => a.name).join(", ")}`
       );
     }
   }
-  const closest = closestNames(`${flavor.asset}-${arch}-${release.version}`, release.assets.map((a) => a.name), 3);
+  const closest = closestNames(
+    `${flavor.asset}-${arch}-${release.version}`,
+    release.assets.map((a) => a.name),
+    3
+  );
   throw new PublishError(
     `no asset for flavor ${flavor.asset} (${arch}) in release ${release.version}` + (patterns.length > 1 ? ` (also tried ${patterns.slice(1).join(", ")})` : ""),
     {
@@ -45130,7 +45366,7 @@ var import_undici2 = __toESM(require_undici(), 1);
 var REDIRECTS2 = /* @__PURE__ */ new Set([301, 302, 303, 307, 308]);
 var RetryableError = class extends Error {
 };
-function sleep2(ms, signal) {
+function sleep3(ms, signal) {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const onAbort = () => {
@@ -45164,7 +45400,8 @@ async function open(options, offset) {
     if (REDIRECTS2.has(res.statusCode)) {
       const location = res.headers.location;
       await res.body.dump();
-      if (typeof location !== "string") throw new PublishError(`${options.label}: redirect without a Location`);
+      if (typeof location !== "string")
+        throw new PublishError(`${options.label}: redirect without a Location`);
       current = new URL(location, current);
       continue;
     }
@@ -45181,7 +45418,10 @@ async function failure(res, label) {
   const status = res.statusCode;
   const message = `${label}: HTTP ${status}${text ? `: ${text.replace(/\s+/g, " ")}` : ""}`;
   if (status >= 500 || status === 429 || status === 408) return new RetryableError(message);
-  return new PublishError(message, status === 401 || status === 403 || status === 404 ? { hint: "Check the token and the asset URL." } : {});
+  return new PublishError(
+    message,
+    status === 401 || status === 403 || status === 404 ? { hint: "Check the token and the asset URL." } : {}
+  );
 }
 async function* downloadAsset(options) {
   const { logger, signal, label } = options;
@@ -45221,12 +45461,15 @@ async function* downloadAsset(options) {
           skip = 0;
         }
         offset += c.length;
-        if (size !== void 0 && offset > size) throw new PublishError(`${label}: server sent more than the expected ${size} bytes`);
+        if (size !== void 0 && offset > size)
+          throw new PublishError(`${label}: server sent more than the expected ${size} bytes`);
         progress.advance(c.length);
         yield c;
       }
       if (skip > 0 || size !== void 0 && offset < size) {
-        throw new RetryableError(`${label}: connection ended after ${formatBytes(offset)} of ${size === void 0 ? "?" : formatBytes(size)}`);
+        throw new RetryableError(
+          `${label}: connection ended after ${formatBytes(offset)} of ${size === void 0 ? "?" : formatBytes(size)}`
+        );
       }
       progress.done();
       return;
@@ -45235,13 +45478,15 @@ async function* downloadAsset(options) {
       if (error instanceof PublishError) throw error;
       const message = error instanceof Error ? error.message : String(error);
       if (attempt >= attempts) {
-        throw new PublishError(`download of ${label} failed after ${attempt} attempts: ${message}`, { cause: error });
+        throw new PublishError(`download of ${label} failed after ${attempt} attempts: ${message}`, {
+          cause: error
+        });
       }
       const delay = Math.min(maxDelay, baseDelay * 2 ** (attempt - 1)) * (0.75 + Math.random() * 0.5);
       logger.warning(
         `download of ${label} interrupted at ${formatBytes(offset)} (${message}); retry ${attempt}/${attempts - 1} in ${(delay / 1e3).toFixed(1)}s` + (offset > 0 ? ", resuming with Range" : "")
       );
-      await sleep2(delay, signal);
+      await sleep3(delay, signal);
     }
   }
 }
@@ -45310,7 +45555,9 @@ var ByteReader = class _ByteReader {
   async readExact(n) {
     if (!await this.fill(n)) {
       if (this.buffered === 0) return void 0;
-      throw new TruncatedError(`${this.label}: unexpected end of archive (wanted ${n} bytes, got ${this.buffered})`);
+      throw new TruncatedError(
+        `${this.label}: unexpected end of archive (wanted ${n} bytes, got ${this.buffered})`
+      );
     }
     return this.take(n);
   }
@@ -45319,7 +45566,9 @@ var ByteReader = class _ByteReader {
     let left = n;
     while (left > 0) {
       if (this.buffered === 0 && !await this.fill(1)) {
-        throw new TruncatedError(`${this.label}: unexpected end of archive (${left} bytes of a member missing)`);
+        throw new TruncatedError(
+          `${this.label}: unexpected end of archive (${left} bytes of a member missing)`
+        );
       }
       const first = this.chunks[0];
       const out = this.take(Math.min(first.length, left));
@@ -45367,13 +45616,19 @@ var Budget = class {
     this.members++;
     this.bytes += entry.size;
     if (this.members > this.limits.maxMembers) {
-      throw new PublishError(`${label}: more than ${this.limits.maxMembers} members, refusing (archive bomb?)`);
+      throw new PublishError(
+        `${label}: more than ${this.limits.maxMembers} members, refusing (archive bomb?)`
+      );
     }
     if (entry.size > this.limits.maxFileBytes) {
-      throw new PublishError(`${label}: member ${entry.name} claims ${entry.size} bytes, over the limit of ${this.limits.maxFileBytes}`);
+      throw new PublishError(
+        `${label}: member ${entry.name} claims ${entry.size} bytes, over the limit of ${this.limits.maxFileBytes}`
+      );
     }
     if (this.bytes > this.limits.maxBytes) {
-      throw new PublishError(`${label}: members add up to more than ${this.limits.maxBytes} bytes, refusing (archive bomb?)`);
+      throw new PublishError(
+        `${label}: members add up to more than ${this.limits.maxBytes} bytes, refusing (archive bomb?)`
+      );
     }
   }
 };
@@ -45397,7 +45652,9 @@ function checkLinkTarget(entry, label) {
   }
   const resolved = posix.normalize(posix.join(posix.dirname(entry.name || "."), target));
   if (target.startsWith("/") || resolved === ".." || resolved.startsWith("../")) {
-    throw new UnsafeMemberError(`${label}: refusing link ${entry.name} -> ${target} pointing outside the archive`);
+    throw new UnsafeMemberError(
+      `${label}: refusing link ${entry.name} -> ${target} pointing outside the archive`
+    );
   }
 }
 function cString(buf, start, end) {
@@ -45415,7 +45672,8 @@ function parseNumber(buf, start, end, label) {
   }
   const text = field.toString("latin1").replace(/[\0 ]+$/g, "").replace(/^[\0 ]+/, "");
   if (text === "") return 0;
-  if (!/^[0-7]+$/.test(text)) throw new PublishError(`${label}: corrupt tar header (bad number ${JSON.stringify(text)})`);
+  if (!/^[0-7]+$/.test(text))
+    throw new PublishError(`${label}: corrupt tar header (bad number ${JSON.stringify(text)})`);
   return Number.parseInt(text, 8);
 }
 function checksumOk(block, label) {
@@ -45441,7 +45699,8 @@ function parsePax(data, label) {
     const space = data.indexOf(32, pos);
     if (space < 0) throw new PublishError(`${label}: corrupt PAX header`);
     const len = Number.parseInt(data.toString("latin1", pos, space), 10);
-    if (!Number.isFinite(len) || len <= 0 || pos + len > data.length) throw new PublishError(`${label}: corrupt PAX header`);
+    if (!Number.isFinite(len) || len <= 0 || pos + len > data.length)
+      throw new PublishError(`${label}: corrupt PAX header`);
     const record2 = data.toString("utf8", space + 1, pos + len - 1);
     const eq = record2.indexOf("=");
     if (eq > 0) out.push([record2.slice(0, eq), record2.slice(eq + 1)]);
@@ -45469,7 +45728,8 @@ function typeOf(flag) {
 function pairsToSegments(numbers, label) {
   if (numbers.length % 2 !== 0) throw new PublishError(`${label}: corrupt sparse map`);
   const out = [];
-  for (let i = 0; i < numbers.length; i += 2) out.push({ offset: numbers[i], size: numbers[i + 1] });
+  for (let i = 0; i < numbers.length; i += 2)
+    out.push({ offset: numbers[i], size: numbers[i + 1] });
   return out;
 }
 function validateSparse(entry, label) {
@@ -45502,15 +45762,19 @@ async function* readTar(source, options) {
         return;
       }
       if (!checksumOk(block, label)) {
-        throw new PublishError(`${label}: corrupt tar header at byte ${reader.position - BLOCK} (checksum mismatch)`, {
-          hint: "The archive is damaged, or a member was longer than its header said."
-        });
+        throw new PublishError(
+          `${label}: corrupt tar header at byte ${reader.position - BLOCK} (checksum mismatch)`,
+          {
+            hint: "The archive is damaged, or a member was longer than its header said."
+          }
+        );
       }
       const typeflag = String.fromCharCode(block[156]);
       const headerSize = parseNumber(block, 124, 136, label);
       const padded = Math.ceil(headerSize / BLOCK) * BLOCK;
       if (typeflag === "L" || typeflag === "K" || typeflag === "x" || typeflag === "g") {
-        if (headerSize > 1024 * 1024) throw new PublishError(`${label}: oversized ${typeflag} header (${headerSize} bytes)`);
+        if (headerSize > 1024 * 1024)
+          throw new PublishError(`${label}: oversized ${typeflag} header (${headerSize} bytes)`);
         const data = headerSize ? await reader.readExact(padded) : Buffer.alloc(0);
         if (data.length < padded) throw new PublishError(`${label}: unexpected end of archive in a header`);
         const body2 = data.subarray(0, headerSize);
@@ -45559,7 +45823,10 @@ async function* readTar(source, options) {
         size = parseNumber(block, 483, 495, label);
       } else if (paxMap.has("GNU.sparse.major") || paxMap.has("GNU.sparse.map") || paxMap.has("GNU.sparse.offset")) {
         const major = paxMap.get("GNU.sparse.major");
-        size = Number.parseInt(paxMap.get("GNU.sparse.realsize") ?? paxMap.get("GNU.sparse.size") ?? "0", 10);
+        size = Number.parseInt(
+          paxMap.get("GNU.sparse.realsize") ?? paxMap.get("GNU.sparse.size") ?? "0",
+          10
+        );
         if (paxMap.has("GNU.sparse.name")) rawName = paxMap.get("GNU.sparse.name");
         if (major === "1") {
           const numbers = [];
@@ -45587,7 +45854,9 @@ async function* readTar(source, options) {
           sparse = pairsToSegments(map, label);
         } else {
           const numbers = [];
-          for (const [k, v] of pax) if (k === "GNU.sparse.offset" || k === "GNU.sparse.numbytes") numbers.push(Number.parseInt(v, 10));
+          for (const [k, v] of pax)
+            if (k === "GNU.sparse.offset" || k === "GNU.sparse.numbytes")
+              numbers.push(Number.parseInt(v, 10));
           sparse = pairsToSegments(numbers, label);
         }
       }
@@ -45637,7 +45906,6 @@ import { createGunzip } from "node:zlib";
 import { createHash as createHash3 } from "node:crypto";
 import { open as open2, rename as rename3, rm as rm3 } from "node:fs/promises";
 var ZEROS = Buffer.alloc(1024 * 1024);
-var HOLE_GRANULE = 256 * 1024;
 function isAllZero(buf) {
   for (let off = 0; off < buf.length; off += ZEROS.length) {
     const n = Math.min(ZEROS.length, buf.length - off);
@@ -45650,36 +45918,23 @@ async function writeSparseFileAtomic(path, body, options) {
   const hash = createHash3("sha256");
   const fh = await open2(temp, "wx");
   let logical = 0;
-  const hashZeros = (upTo) => {
+  const hashZeros = async (upTo) => {
+    let sinceYield = 0;
     while (logical < upTo) {
       const n = Math.min(ZEROS.length, upTo - logical);
       hash.update(ZEROS.subarray(0, n));
       logical += n;
+      sinceYield += n;
+      if (sinceYield >= 16 * 1024 * 1024) {
+        sinceYield = 0;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
     }
   };
   try {
     const segments = options.segments ?? [{ offset: 0, size: options.size }];
     let segIndex = 0;
     let segLeft = segments[0]?.size ?? 0;
-    let pending = [];
-    let pendingBytes = 0;
-    const flush = async (force) => {
-      while (pendingBytes >= HOLE_GRANULE || force && pendingBytes > 0) {
-        const n = Math.min(HOLE_GRANULE, pendingBytes);
-        const joined = pending.length === 1 ? pending[0] : Buffer.concat(pending);
-        const piece = joined.subarray(0, n);
-        const rest = joined.subarray(n);
-        pending = rest.length ? [rest] : [];
-        pendingBytes -= n;
-        const at = logical;
-        hash.update(piece);
-        logical += n;
-        if (!isAllZero(piece)) {
-          let written = 0;
-          while (written < n) written += (await fh.write(piece, written, n - written, at + written)).bytesWritten;
-        }
-      }
-    };
     for await (const chunk of body) {
       if (options.signal?.aborted) throw options.signal.reason;
       let c = chunk;
@@ -45690,23 +45945,22 @@ async function writeSparseFileAtomic(path, body, options) {
           segLeft = segments[segIndex].size;
         }
         const seg = segments[segIndex];
-        const segStart = seg.offset + (seg.size - segLeft);
-        if (pendingBytes === 0 && logical < segStart) hashZeros(segStart);
-        else if (logical + pendingBytes < segStart) {
-          await flush(true);
-          hashZeros(segStart);
-        }
+        const at = seg.offset + (seg.size - segLeft);
+        if (logical < at) await hashZeros(at);
         const take = Math.min(segLeft, c.length);
-        pending.push(c.subarray(0, take));
-        pendingBytes += take;
+        const piece = c.subarray(0, take);
+        hash.update(piece);
+        logical += take;
+        if (!isAllZero(piece)) {
+          let written = 0;
+          while (written < take) written += (await fh.write(piece, written, take - written, at + written)).bytesWritten;
+        }
         segLeft -= take;
         c = c.subarray(take);
         options.onData?.(take);
-        await flush(false);
       }
     }
-    await flush(true);
-    hashZeros(options.size);
+    await hashZeros(options.size);
     await fh.truncate(options.size);
     await fh.close();
     await rename3(temp, path);
@@ -45736,7 +45990,9 @@ async function* gunzip(source, label) {
     for await (const chunk of gz) yield chunk;
   } catch (error) {
     if (error instanceof PublishError) throw error;
-    throw new PublishError(`${label}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    throw new PublishError(`${label}: ${error instanceof Error ? error.message : String(error)}`, {
+      cause: error
+    });
   } finally {
     input.destroy();
     gz.destroy();
@@ -45830,8 +46086,16 @@ async function unpackFlavorTar(tar, options) {
 }
 async function unpackPxe(m, options, files, result) {
   const label = `${options.label}: ${m.entry.name}`;
-  const names = { vmlinuz: "kernel", initrd: "initrd", "root.squashfs": "squashfs" };
-  for await (const inner of readTar(gunzip(m.body, label), { label, budget: options.budget, strictLinks: true })) {
+  const names = {
+    vmlinuz: "kernel",
+    initrd: "initrd",
+    "root.squashfs": "squashfs"
+  };
+  for await (const inner of readTar(gunzip(m.body, label), {
+    label,
+    budget: options.budget,
+    strictLinks: true
+  })) {
     if (inner.entry.type !== "file") continue;
     const name = inner.entry.name;
     if (name === "cmdline") {
@@ -45868,6 +46132,7 @@ async function removeWritten(dir, written) {
 
 // src/gardenlinux/xz.ts
 import { spawn as spawn2 } from "node:child_process";
+import { availableParallelism } from "node:os";
 import { Readable as Readable4 } from "node:stream";
 import { pipeline as pipeline2 } from "node:stream/promises";
 var xzAvailable;
@@ -45889,8 +46154,14 @@ function isPipeError(error) {
   const code = error?.code;
   return code === "EPIPE" || code === "ERR_STREAM_DESTROYED" || code === "ERR_STREAM_PREMATURE_CLOSE";
 }
+var running = 0;
+function xzThreads() {
+  return Math.max(1, Math.floor(availableParallelism() / (running + 1)));
+}
 async function* systemXz(source, label) {
-  const child = spawn2("xz", ["-dc", "-T0"], { stdio: ["pipe", "pipe", "pipe"] });
+  const child = spawn2("xz", ["-dc", `-T${xzThreads()}`], { stdio: ["pipe", "pipe", "pipe"] });
+  running++;
+  child.once("close", () => running--);
   let stderr = "";
   child.stderr.on("data", (d) => {
     if (stderr.length < 4096) stderr += d.toString();
@@ -45916,7 +46187,9 @@ async function* systemXz(source, label) {
     if (pumpError && !isPipeError(pumpError)) throw pumpError;
     if (spawnError) throw new PublishError(`${label}: cannot run xz: ${spawnError.message}`);
     if (code !== 0) {
-      throw new PublishError(`${label}: xz stream is corrupt: ${stderr.trim().replace(/^xz: \(stdin\): /, "") || `xz exited with ${code}`}`);
+      throw new PublishError(
+        `${label}: xz stream is corrupt: ${stderr.trim().replace(/^xz: \(stdin\): /, "") || `xz exited with ${code}`}`
+      );
     }
     if (pumpError) throw pumpError;
     finished = true;
@@ -45943,7 +46216,10 @@ async function* wasmXz(source, label) {
         if (error instanceof PublishError) throw error;
         const inner = error?.cause;
         if (inner instanceof PublishError) throw inner;
-        throw new PublishError(`${label}: xz stream is corrupt: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+        throw new PublishError(
+          `${label}: xz stream is corrupt: ${error instanceof Error ? error.message : String(error)}`,
+          { cause: error }
+        );
       }
       if (r.done) return;
       yield Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
@@ -46045,7 +46321,9 @@ async function unpackFromSource(options) {
     if (options.signal?.aborted) throw error;
     const code = error?.code;
     if (typeof code === "string") {
-      throw new PublishError(`${label}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+      throw new PublishError(`${label}: ${error instanceof Error ? error.message : String(error)}`, {
+        cause: error
+      });
     }
     throw error;
   } finally {
@@ -46465,7 +46743,7 @@ function roundUp(value, alignment) {
 
 // src/boot/xz.ts
 import { spawn as spawn3 } from "node:child_process";
-import { availableParallelism } from "node:os";
+import { availableParallelism as availableParallelism2 } from "node:os";
 import { Readable as Readable5 } from "node:stream";
 import { pipeline as pipeline3 } from "node:stream/promises";
 var XZ_DEFAULT_BLOCK_SIZE = 8 * 1024 * 1024;
@@ -46473,7 +46751,7 @@ function xzArguments(options = {}) {
   const preset = options.preset ?? 0;
   if (!Number.isInteger(preset) || preset < 0 || preset > 9)
     throw new PublishError(`xz preset must be 0-9, got ${preset}`);
-  const threads = options.threads ?? Math.max(2, availableParallelism());
+  const threads = options.threads ?? Math.max(2, availableParallelism2());
   if (!Number.isInteger(threads) || threads < 2) {
     throw new PublishError(
       `xz threads must be 2 or more (multi-threaded mode keeps the output deterministic), got ${threads}`
@@ -47859,7 +48137,7 @@ async function startGitHubApiServer(options) {
       assets: (byRelease.get(r) ?? []).slice(0, 100).map(assetJson)
     };
   };
-  const paginate2 = (res, url, items) => {
+  const paginate3 = (res, url, items) => {
     const perPage = Math.min(100, Math.max(1, Number(url.searchParams.get("per_page") ?? 30) || 30));
     const page = Math.max(1, Number(url.searchParams.get("page") ?? 1) || 1);
     const last = Math.max(1, Math.ceil(items.length / perPage));
@@ -47888,7 +48166,7 @@ async function startGitHubApiServer(options) {
     if (req.method !== "GET" || !url.pathname.startsWith(prefix)) return json(res, 404, { message: "Not Found" });
     const rest = url.pathname.slice(prefix.length);
     let m;
-    if (rest === "" || rest === "/") return paginate2(res, url, visible.map(releaseJson));
+    if (rest === "" || rest === "/") return paginate3(res, url, visible.map(releaseJson));
     if (rest === "/latest") {
       const stable = options.releases.filter((r) => !r.draft && !r.prerelease);
       const latest = options.latestTag ? stable.find((r) => r.tag === options.latestTag) : [...stable].sort((a, b) => (b.publishedAt ?? DEFAULT_TIME).localeCompare(a.publishedAt ?? DEFAULT_TIME))[0];
@@ -47901,7 +48179,7 @@ async function startGitHubApiServer(options) {
     }
     if (m = /^\/(\d+)\/assets$/.exec(rest)) {
       const r = options.releases.find((x) => releaseIds.get(x) === Number(m?.[1]));
-      return r ? paginate2(res, url, (byRelease.get(r) ?? []).map(assetJson)) : json(res, 404, { message: "Not Found" });
+      return r ? paginate3(res, url, (byRelease.get(r) ?? []).map(assetJson)) : json(res, 404, { message: "Not Found" });
     }
     if (m = /^\/assets\/(\d+)$/.exec(rest)) {
       const s = assets.get(Number(m[1]));

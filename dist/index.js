@@ -1676,7 +1676,7 @@ var require_request = __commonJS({
     var { headerNameLowerCasedRecord } = require_constants();
     var invalidPathRegex = /[^\u0021-\u00ff]/;
     var kHandler = /* @__PURE__ */ Symbol("handler");
-    var Request = class {
+    var Request2 = class {
       constructor(origin, {
         path,
         method,
@@ -2041,7 +2041,7 @@ var require_request = __commonJS({
         request4.headers.push(key2, val);
       }
     }
-    module.exports = Request;
+    module.exports = Request2;
   }
 });
 
@@ -7625,7 +7625,7 @@ var require_client = __commonJS({
     var http = __require("node:http");
     var util = require_util();
     var { channels } = require_diagnostics();
-    var Request = require_request();
+    var Request2 = require_request();
     var DispatcherBase = require_dispatcher_base();
     var {
       InvalidArgumentError,
@@ -7868,7 +7868,7 @@ var require_client = __commonJS({
       }
       [kDispatch](opts, handler2) {
         const origin = opts.origin || this[kUrl].origin;
-        const request4 = new Request(origin, opts, handler2);
+        const request4 = new Request2(origin, opts, handler2);
         this[kQueue].push(request4);
         if (this[kResuming]) {
         } else if (util.bodyLength(request4.body) == null && util.isIterable(request4.body)) {
@@ -8283,8 +8283,8 @@ var require_pool_base = __commonJS({
       }
       get [kRunning]() {
         let ret = 0;
-        for (const { [kRunning]: running } of this[kClients]) {
-          ret += running;
+        for (const { [kRunning]: running2 } of this[kClients]) {
+          ret += running2;
         }
         return ret;
       }
@@ -12871,7 +12871,7 @@ var require_request2 = __commonJS({
       }
     }
     var patchMethodWarning = false;
-    var Request = class _Request {
+    var Request2 = class _Request {
       // https://fetch.spec.whatwg.org/#dom-request
       constructor(input, init = {}) {
         webidl.util.markAsUncloneable(this);
@@ -13318,7 +13318,7 @@ var require_request2 = __commonJS({
         return `Request ${nodeUtil.formatWithOptions(options, properties)}`;
       }
     };
-    mixinBody(Request);
+    mixinBody(Request2);
     function makeRequest(init) {
       return {
         method: init.method ?? "GET",
@@ -13369,7 +13369,7 @@ var require_request2 = __commonJS({
       return newRequest;
     }
     function fromInnerRequest(innerRequest, signal, guard) {
-      const request4 = new Request(kConstruct);
+      const request4 = new Request2(kConstruct);
       request4[kState] = innerRequest;
       request4[kSignal] = signal;
       request4[kHeaders] = new Headers2(kConstruct);
@@ -13377,7 +13377,7 @@ var require_request2 = __commonJS({
       setHeadersGuard(request4[kHeaders], guard);
       return request4;
     }
-    Object.defineProperties(Request.prototype, {
+    Object.defineProperties(Request2.prototype, {
       method: kEnumerableProperty,
       url: kEnumerableProperty,
       headers: kEnumerableProperty,
@@ -13404,13 +13404,13 @@ var require_request2 = __commonJS({
       }
     });
     webidl.converters.Request = webidl.interfaceConverter(
-      Request
+      Request2
     );
     webidl.converters.RequestInfo = function(V, prefix, argument) {
       if (typeof V === "string") {
         return webidl.converters.USVString(V, prefix, argument);
       }
-      if (V instanceof Request) {
+      if (V instanceof Request2) {
         return webidl.converters.Request(V, prefix, argument);
       }
       return webidl.converters.USVString(V, prefix, argument);
@@ -13501,7 +13501,7 @@ var require_request2 = __commonJS({
         converter: webidl.converters.any
       }
     ]);
-    module.exports = { Request, makeRequest, fromInnerRequest, cloneRequest };
+    module.exports = { Request: Request2, makeRequest, fromInnerRequest, cloneRequest };
   }
 });
 
@@ -13517,7 +13517,7 @@ var require_fetch = __commonJS({
       fromInnerResponse
     } = require_response();
     var { HeadersList } = require_headers();
-    var { Request, cloneRequest } = require_request2();
+    var { Request: Request2, cloneRequest } = require_request2();
     var zlib = __require("node:zlib");
     var {
       bytesMatch,
@@ -13607,12 +13607,12 @@ var require_fetch = __commonJS({
     function handleFetchDone(response) {
       finalizeAndReportTiming(response, "fetch");
     }
-    function fetch(input, init = void 0) {
+    function fetch2(input, init = void 0) {
       webidl.argumentLengthCheck(arguments, 1, "globalThis.fetch");
       let p = createDeferredPromise();
       let requestObject;
       try {
-        requestObject = new Request(input, init);
+        requestObject = new Request2(input, init);
       } catch (e) {
         p.reject(e);
         return p.promise;
@@ -14562,7 +14562,7 @@ var require_fetch = __commonJS({
       }
     }
     module.exports = {
-      fetch,
+      fetch: fetch2,
       Fetch,
       fetching,
       finalizeAndReportTiming
@@ -15432,7 +15432,7 @@ var require_cache = __commonJS({
     var { kEnumerableProperty, isDisturbed } = require_util();
     var { webidl } = require_webidl();
     var { Response, cloneResponse, fromInnerResponse } = require_response();
-    var { Request, fromInnerRequest } = require_request2();
+    var { Request: Request2, fromInnerRequest } = require_request2();
     var { kState } = require_symbols2();
     var { fetching } = require_fetch();
     var { urlIsHttpHttpsScheme, createDeferredPromise, readAllBytes } = require_util2();
@@ -15506,7 +15506,7 @@ var require_cache = __commonJS({
         }
         const fetchControllers = [];
         for (const request4 of requests) {
-          const r = new Request(request4)[kState];
+          const r = new Request2(request4)[kState];
           if (!urlIsHttpHttpsScheme(r.url)) {
             throw webidl.errors.exception({
               header: prefix,
@@ -15590,10 +15590,10 @@ var require_cache = __commonJS({
         request4 = webidl.converters.RequestInfo(request4, prefix, "request");
         response = webidl.converters.Response(response, prefix, "response");
         let innerRequest = null;
-        if (request4 instanceof Request) {
+        if (request4 instanceof Request2) {
           innerRequest = request4[kState];
         } else {
-          innerRequest = new Request(request4)[kState];
+          innerRequest = new Request2(request4)[kState];
         }
         if (!urlIsHttpHttpsScheme(innerRequest.url) || innerRequest.method !== "GET") {
           throw webidl.errors.exception({
@@ -15671,14 +15671,14 @@ var require_cache = __commonJS({
         request4 = webidl.converters.RequestInfo(request4, prefix, "request");
         options = webidl.converters.CacheQueryOptions(options, prefix, "options");
         let r = null;
-        if (request4 instanceof Request) {
+        if (request4 instanceof Request2) {
           r = request4[kState];
           if (r.method !== "GET" && !options.ignoreMethod) {
             return false;
           }
         } else {
           assert(typeof request4 === "string");
-          r = new Request(request4)[kState];
+          r = new Request2(request4)[kState];
         }
         const operations = [];
         const operation = {
@@ -15717,13 +15717,13 @@ var require_cache = __commonJS({
         options = webidl.converters.CacheQueryOptions(options, prefix, "options");
         let r = null;
         if (request4 !== void 0) {
-          if (request4 instanceof Request) {
+          if (request4 instanceof Request2) {
             r = request4[kState];
             if (r.method !== "GET" && !options.ignoreMethod) {
               return [];
             }
           } else if (typeof request4 === "string") {
-            r = new Request(request4)[kState];
+            r = new Request2(request4)[kState];
           }
         }
         const promise = createDeferredPromise();
@@ -15889,13 +15889,13 @@ var require_cache = __commonJS({
       #internalMatchAll(request4, options, maxResponses = Infinity) {
         let r = null;
         if (request4 !== void 0) {
-          if (request4 instanceof Request) {
+          if (request4 instanceof Request2) {
             r = request4[kState];
             if (r.method !== "GET" && !options.ignoreMethod) {
               return [];
             }
           } else if (typeof request4 === "string") {
-            r = new Request(request4)[kState];
+            r = new Request2(request4)[kState];
           }
         }
         const responses = [];
@@ -19100,7 +19100,7 @@ var require_undici = __commonJS({
     module.exports.setGlobalDispatcher = setGlobalDispatcher;
     module.exports.getGlobalDispatcher = getGlobalDispatcher;
     var fetchImpl = require_fetch().fetch;
-    module.exports.fetch = async function fetch(init, options = void 0) {
+    module.exports.fetch = async function fetch2(init, options = void 0) {
       try {
         return await fetchImpl(init, options);
       } catch (err) {
@@ -30965,7 +30965,7 @@ var require_request3 = __commonJS({
         return this.#paused;
       }
     };
-    var Request = class {
+    var Request2 = class {
       constructor(origin, {
         path,
         method,
@@ -31351,7 +31351,7 @@ var require_request3 = __commonJS({
       }
       return isFormData(body);
     }
-    module.exports = Request;
+    module.exports = Request2;
   }
 });
 
@@ -38471,7 +38471,7 @@ var require_client2 = __commonJS({
     var util = require_util9();
     var { ClientStats } = require_stats();
     var { channels } = require_diagnostics2();
-    var Request = require_request3();
+    var Request2 = require_request3();
     var DispatcherBase = require_dispatcher_base2();
     var {
       InvalidArgumentError,
@@ -38787,7 +38787,7 @@ var require_client2 = __commonJS({
         this.once("connect", cb);
       }
       [kDispatch](opts, handler2) {
-        const request4 = new Request(this[kUrl].origin, opts, handler2);
+        const request4 = new Request2(this[kUrl].origin, opts, handler2);
         this[kQueue].push(request4);
         if (this[kResuming]) {
         } else if (util.bodyLength(request4.body) == null && util.isIterable(request4.body)) {
@@ -38952,10 +38952,10 @@ var require_client2 = __commonJS({
         });
       }
       if (err.code === "ERR_TLS_CERT_ALTNAME_INVALID") {
-        const running = client[kQueue].splice(client[kRunningIdx], client[kRunning]);
+        const running2 = client[kQueue].splice(client[kRunningIdx], client[kRunning]);
         client[kPendingIdx] = client[kRunningIdx];
-        for (let i = 0; i < running.length; i++) {
-          util.errorRequest(client, running[i], err);
+        for (let i = 0; i < running2.length; i++) {
+          util.errorRequest(client, running2[i], err);
         }
         while (client[kPending] > 0 && client[kQueue][client[kPendingIdx]].servername === client[kServerName]) {
           const request4 = client[kQueue].splice(client[kPendingIdx], 1)[0];
@@ -39282,8 +39282,8 @@ var require_pool_base2 = __commonJS({
       }
       get [kRunning]() {
         let ret = 0;
-        for (const { [kRunning]: running } of this[kClients]) {
-          ret += running;
+        for (const { [kRunning]: running2 } of this[kClients]) {
+          ret += running2;
         }
         return ret;
       }
@@ -51468,7 +51468,7 @@ var require_request4 = __commonJS({
     var getRequestState;
     var setRequestState;
     var removeRequestAbortListener;
-    var Request = class {
+    var Request2 = class {
       /** @type {AbortSignal} */
       #signal;
       /** @type {import('../../dispatcher/dispatcher')} */
@@ -51914,7 +51914,7 @@ var require_request4 = __commonJS({
         };
       }
     };
-    mixinBody(Request, getRequestState, webidl.is.Request);
+    mixinBody(Request2, getRequestState, webidl.is.Request);
     function makeRequest(init) {
       return {
         method: init.method ?? "GET",
@@ -51968,7 +51968,7 @@ var require_request4 = __commonJS({
       return newRequest;
     }
     function fromInnerRequest(innerRequest, dispatcher, signal, guard) {
-      const request4 = new Request(kConstruct);
+      const request4 = new Request2(kConstruct);
       setRequestState(request4, innerRequest);
       setRequestDispatcher(request4, dispatcher);
       setRequestSignal(request4, signal);
@@ -51978,7 +51978,7 @@ var require_request4 = __commonJS({
       setHeadersGuard(headers, guard);
       return request4;
     }
-    Object.defineProperties(Request.prototype, {
+    Object.defineProperties(Request2.prototype, {
       method: kEnumerableProperty,
       url: kEnumerableProperty,
       headers: kEnumerableProperty,
@@ -52101,7 +52101,7 @@ var require_request4 = __commonJS({
       }
     ]);
     module.exports = {
-      Request,
+      Request: Request2,
       makeRequest,
       fromInnerRequest,
       cloneRequest,
@@ -52263,7 +52263,7 @@ var require_fetch2 = __commonJS({
       getResponseState
     } = require_response2();
     var { HeadersList } = require_headers2();
-    var { Request, cloneRequest, getRequestDispatcher, getRequestState, removeRequestAbortListener } = require_request4();
+    var { Request: Request2, cloneRequest, getRequestDispatcher, getRequestState, removeRequestAbortListener } = require_request4();
     var zlib = __require("node:zlib");
     var {
       makePolicyContainer,
@@ -52379,12 +52379,12 @@ var require_fetch2 = __commonJS({
     function handleFetchDone(response) {
       finalizeAndReportTiming(response, "fetch");
     }
-    function fetch(input, init = void 0) {
+    function fetch2(input, init = void 0) {
       webidl.argumentLengthCheck(arguments, 1, "globalThis.fetch");
       let p = Promise.withResolvers();
       let requestObject;
       try {
-        requestObject = new Request(input, init);
+        requestObject = new Request2(input, init);
       } catch (e) {
         p.reject(e);
         return p.promise;
@@ -53400,7 +53400,7 @@ var require_fetch2 = __commonJS({
       }
     }
     module.exports = {
-      fetch,
+      fetch: fetch2,
       Fetch,
       fetching,
       finalizeAndReportTiming
@@ -53448,7 +53448,7 @@ var require_cache4 = __commonJS({
     var { kEnumerableProperty, isDisturbed } = require_util9();
     var { webidl } = require_webidl2();
     var { cloneResponse, fromInnerResponse, getResponseState } = require_response2();
-    var { Request, fromInnerRequest, getRequestState } = require_request4();
+    var { Request: Request2, fromInnerRequest, getRequestState } = require_request4();
     var { fetching } = require_fetch2();
     var { urlIsHttpHttpsScheme, readAllBytes } = require_util10();
     var Cache = class {
@@ -53520,7 +53520,7 @@ var require_cache4 = __commonJS({
         }
         const fetchControllers = [];
         for (const request4 of requests) {
-          const r = getRequestState(new Request(request4));
+          const r = getRequestState(new Request2(request4));
           if (!urlIsHttpHttpsScheme(r.url)) {
             throw webidl.errors.exception({
               header: prefix,
@@ -53610,7 +53610,7 @@ var require_cache4 = __commonJS({
         if (webidl.is.Request(request4)) {
           innerRequest = getRequestState(request4);
         } else {
-          innerRequest = getRequestState(new Request(request4));
+          innerRequest = getRequestState(new Request2(request4));
         }
         if (!urlIsHttpHttpsScheme(innerRequest.url) || innerRequest.method !== "GET") {
           throw webidl.errors.exception({
@@ -53695,7 +53695,7 @@ var require_cache4 = __commonJS({
           }
         } else {
           assert(typeof request4 === "string");
-          r = getRequestState(new Request(request4));
+          r = getRequestState(new Request2(request4));
         }
         const operations = [];
         const operation = {
@@ -53740,7 +53740,7 @@ var require_cache4 = __commonJS({
               return [];
             }
           } else if (typeof request4 === "string") {
-            r = getRequestState(new Request(request4));
+            r = getRequestState(new Request2(request4));
           }
         }
         const promise = Promise.withResolvers();
@@ -53913,7 +53913,7 @@ var require_cache4 = __commonJS({
               return [];
             }
           } else if (typeof request4 === "string") {
-            r = getRequestState(new Request(request4));
+            r = getRequestState(new Request2(request4));
           }
         }
         const responses = [];
@@ -57759,7 +57759,7 @@ var require_undici2 = __commonJS({
       err.stack = stack ? `${stack}
 ${captureLines}` : capture.stack;
     }
-    module.exports.fetch = function fetch(init, options = void 0) {
+    module.exports.fetch = function fetch2(init, options = void 0) {
       return fetchImpl(init, options).catch((err) => {
         if (currentFilename) {
           appendFetchStackTrace(err, currentFilename);
@@ -61614,8 +61614,8 @@ function isPlainObject2(value) {
 }
 var noop = () => "";
 async function fetchWrapper(requestOptions) {
-  const fetch = requestOptions.request?.fetch || globalThis.fetch;
-  if (!fetch) {
+  const fetch2 = requestOptions.request?.fetch || globalThis.fetch;
+  if (!fetch2) {
     throw new Error(
       "fetch is not set. Please pass a fetch implementation as new Octokit({ request: { fetch }}). Learn more at https://github.com/octokit/octokit.js/#fetch-missing"
     );
@@ -61631,7 +61631,7 @@ async function fetchWrapper(requestOptions) {
   );
   let fetchResponse;
   try {
-    fetchResponse = await fetch(requestOptions.url, {
+    fetchResponse = await fetch2(requestOptions.url, {
       method: requestOptions.method,
       body,
       redirect: requestOptions.request?.redirect,
@@ -64659,6 +64659,81 @@ var Octokit2 = Octokit.plugin(requestLog, legacyRestEndpointMethods, paginateRes
   }
 );
 
+// src/gardenlinux/api-fetch.ts
+var DEFAULT_API_RETRY = { attempts: 5, baseDelayMs: 1e3, maxDelayMs: 3e4 };
+function sleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+function retryAfterMs(value) {
+  if (!value) return void 0;
+  if (/^[0-9]+$/.test(value.trim())) return Number(value.trim()) * 1e3;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? void 0 : Math.max(0, date - Date.now());
+}
+async function transientReason(res) {
+  if (res.status >= 500 || res.status === 429 || res.status === 408) return `HTTP ${res.status}`;
+  if (res.status !== 403) return void 0;
+  if (res.headers.get("retry-after") !== null) return "HTTP 403 with Retry-After (rate limited)";
+  if (res.headers.get("x-ratelimit-remaining") === "0") return "HTTP 403, API rate limit exhausted";
+  const text = await res.clone().text().catch(() => "");
+  return /secondary rate limit/i.test(text) ? "HTTP 403 secondary rate limit" : void 0;
+}
+function retryingFetch(logger2, options = {}) {
+  const retry = { ...DEFAULT_API_RETRY, ...options.retry };
+  return async (input, init) => {
+    const method = (init?.method ?? "GET").toUpperCase();
+    const url = new URL(input instanceof Request ? input.url : String(input));
+    const what = `GitHub API ${method} ${url.pathname}`;
+    for (let attempt = 1; ; attempt++) {
+      let reason;
+      let wait;
+      try {
+        const res = await fetch(input, init);
+        const transient = method === "GET" || method === "HEAD" ? await transientReason(res) : void 0;
+        if (!transient || attempt >= retry.attempts) return res;
+        reason = transient;
+        wait = retryAfterMs(res.headers.get("retry-after"));
+        await res.body?.cancel().catch(() => void 0);
+      } catch (error2) {
+        const signal = init?.signal ?? options.signal;
+        if (signal?.aborted) throw error2;
+        const code = error2?.cause?.code;
+        const network = typeof code === "string" && !/REDIRECT/i.test(code);
+        if (!network || attempt >= retry.attempts || method !== "GET" && method !== "HEAD") {
+          throw new PublishError(
+            `${what} failed after ${attempt} attempt${attempt === 1 ? "" : "s"}: ${networkMessage(error2)}`,
+            { cause: error2 }
+          );
+        }
+        reason = networkMessage(error2);
+      }
+      const ceiling = Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (attempt - 1));
+      const delay = Math.min(wait ?? Math.round(ceiling / 2 + Math.random() * ceiling / 2), 12e4);
+      logger2.warning(
+        `${what}: ${reason}; retrying in ${(delay / 1e3).toFixed(1)}s (attempt ${attempt + 1} of ${retry.attempts})`
+      );
+      await sleep(delay, init?.signal ?? options.signal);
+    }
+  };
+}
+function networkMessage(error2) {
+  const cause = error2?.cause;
+  if (cause && typeof cause.code === "string") return `connection failed (${cause.code})`;
+  if (cause && typeof cause.message === "string") return `connection failed (${cause.message})`;
+  return error2 instanceof Error ? error2.message : String(error2);
+}
+
 // src/gardenlinux/versions.ts
 var PLAIN_VERSION = /^\d{3,}\.\d+(\.\d+)?$/;
 var EXPLICIT_VERSION = /^\d+\.\d+(\.\d+)?$/;
@@ -64691,15 +64766,20 @@ function validateVersion(input) {
 }
 
 // src/gardenlinux/release.ts
+var MAX_PAGES = 200;
 function defaultApiUrl() {
   return process.env.GITHUB_API_URL ?? "https://api.github.com";
 }
 function createOctokit(options) {
+  const fetch2 = options.logger ? retryingFetch(options.logger, {
+    ...options.retry ? { retry: options.retry } : {},
+    ...options.signal ? { signal: options.signal } : {}
+  }) : void 0;
   return new Octokit2({
     ...options.token ? { auth: options.token } : {},
     baseUrl: (options.apiUrl ?? defaultApiUrl()).replace(/\/+$/, ""),
     userAgent: "ironcore-gardenlinux-publisher",
-    request: options.signal ? { signal: options.signal } : {},
+    request: { ...options.signal ? { signal: options.signal } : {}, ...fetch2 ? { fetch: fetch2 } : {} },
     // Octokit logs 404s as warnings by default; a missing release is reported by us instead.
     log: { debug: () => {
     }, info: () => {
@@ -64710,7 +64790,10 @@ function createOctokit(options) {
 }
 function splitRepository(repository) {
   const m = /^([A-Za-z0-9_.-]+)\/([A-Za-z0-9_.-]+)$/.exec(repository);
-  if (!m) throw new PublishError(`invalid repository ${JSON.stringify(repository)}`, { hint: "Expected owner/name." });
+  if (!m)
+    throw new PublishError(`invalid repository ${JSON.stringify(repository)}`, {
+      hint: "Expected owner/name."
+    });
   return { owner: m[1], repo: m[2] };
 }
 function statusOf(error2) {
@@ -64718,6 +64801,11 @@ function statusOf(error2) {
   return typeof status === "number" ? status : void 0;
 }
 function apiError(what, error2) {
+  if (error2 instanceof PublishError)
+    return new PublishError(`${what} failed: ${error2.message}`, { cause: error2 });
+  const cause = error2?.cause;
+  if (cause instanceof PublishError)
+    return new PublishError(`${what} failed: ${cause.message}`, { cause: error2 });
   const status = statusOf(error2);
   const message = error2 instanceof Error ? error2.message : String(error2);
   return new PublishError(`${what} failed${status ? ` (HTTP ${status})` : ""}: ${message}`, {
@@ -64730,7 +64818,13 @@ async function resolveRelease(options) {
   const { logger: logger2, signal } = options;
   const explicit = options.version === void 0 || options.version === "" ? void 0 : validateVersion(options.version);
   const { owner, repo } = splitRepository(repository);
-  const octokit = createOctokit(options);
+  const octokit = createOctokit({
+    ...options.apiUrl ? { apiUrl: options.apiUrl } : {},
+    ...options.token ? { token: options.token } : {},
+    ...options.signal ? { signal: options.signal } : {},
+    ...options.retry ? { retry: options.retry } : {},
+    logger: logger2
+  });
   throwIfAborted(signal);
   let chosen;
   if (explicit) {
@@ -64745,8 +64839,15 @@ async function resolveRelease(options) {
       }
       throw apiError(`looking up release ${explicit} in ${repository}`, error2);
     }
+    checkRelease(chosen, `release ${explicit} in ${repository}`);
+    if (chosen.tag_name !== explicit) {
+      throw new PublishError(
+        `the GitHub API answered release ${printableJson(chosen.tag_name)} when asked for ${explicit} in ${repository}`
+      );
+    }
     if (chosen.draft) throw new PublishError(`release ${explicit} in ${repository} is a draft`);
-    if (chosen.prerelease) logger2.warning(`release ${explicit} is marked as a prerelease; publishing it as asked`);
+    if (chosen.prerelease)
+      logger2.warning(`release ${explicit} is marked as a prerelease; publishing it as asked`);
   } else {
     chosen = await newestStableRelease(octokit, owner, repo, repository, logger2);
   }
@@ -64764,20 +64865,29 @@ async function resolveRelease(options) {
   const commit = commitOf(version, assets, chosen.target_commitish);
   if (commit) release.commit = commit;
   if (chosen.body) release.body = chosen.body;
-  logger2.info(`Garden Linux ${version}${commit ? ` (${commit})` : ""}: ${assets.length} assets, published ${release.publishedAt}`);
+  logger2.info(
+    `Garden Linux ${version}${commit ? ` (${commit})` : ""}: ${assets.length} assets, published ${release.publishedAt}`
+  );
   return release;
 }
 async function newestStableRelease(octokit, owner, repo, repository, logger2) {
   let all;
   try {
-    all = await octokit.paginate(octokit.rest.repos.listReleases, { owner, repo, per_page: 100 });
+    all = await paginate2(octokit, octokit.rest.repos.listReleases, {
+      owner,
+      repo,
+      per_page: 100
+    });
   } catch (error2) {
     throw apiError(`listing releases of ${repository}`, error2);
   }
+  for (const r of all) checkRelease(r, `a release listed in ${repository}`);
   const stable = all.filter((r) => !r.draft && !r.prerelease && isPlainVersion(r.tag_name));
   const skipped = all.length - stable.length;
   if (stable.length === 0) {
-    throw new PublishError(`no stable release found in ${repository} (${all.length} releases, none a plain version)`);
+    throw new PublishError(
+      `no stable release found in ${repository} (${all.length} releases, none a plain version)`
+    );
   }
   const newest = stable.reduce((best, r) => compareVersions(r.tag_name, best.tag_name) > 0 ? r : best);
   logger2.info(
@@ -64786,7 +64896,9 @@ async function newestStableRelease(octokit, owner, repo, repository, logger2) {
   try {
     const latest = (await octokit.rest.repos.getLatestRelease({ owner, repo })).data;
     if (latest.tag_name !== newest.tag_name) {
-      logger2.info(`note: GitHub's releases/latest points at ${latest.tag_name}; using the higher version ${newest.tag_name}`);
+      logger2.info(
+        `note: GitHub's releases/latest points at ${latest.tag_name}; using the higher version ${newest.tag_name}`
+      );
     }
   } catch (error2) {
     logger2.debug(`releases/latest unavailable: ${error2 instanceof Error ? error2.message : String(error2)}`);
@@ -64796,7 +64908,7 @@ async function newestStableRelease(octokit, owner, repo, repository, logger2) {
 async function listAssets(octokit, owner, repo, id, repository) {
   let raw;
   try {
-    raw = await octokit.paginate(octokit.rest.repos.listReleaseAssets, {
+    raw = await paginate2(octokit, octokit.rest.repos.listReleaseAssets, {
       owner,
       repo,
       release_id: id,
@@ -64806,6 +64918,11 @@ async function listAssets(octokit, owner, repo, id, repository) {
     throw apiError(`listing assets of release ${id} in ${repository}`, error2);
   }
   return raw.map((a) => {
+    if (!a || typeof a.id !== "number" || typeof a.name !== "string" || typeof a.size !== "number" || typeof a.url !== "string") {
+      throw new PublishError(
+        `the GitHub API listed an asset of release ${id} in ${repository} without id, name, size or url: ${printableJson(a)}`
+      );
+    }
     const asset = {
       id: a.id,
       name: a.name,
@@ -64813,9 +64930,49 @@ async function listAssets(octokit, owner, repo, id, repository) {
       url: a.url,
       browserDownloadUrl: a.browser_download_url
     };
-    if (a.digest && /^sha256:[0-9a-f]{64}$/.test(a.digest)) asset.digest = a.digest;
+    if (typeof a.digest === "string" && a.digest !== "") asset.digest = a.digest;
     return asset;
   });
+}
+async function paginate2(octokit, route, params) {
+  const items = [];
+  const seen = /* @__PURE__ */ new Set();
+  let pages = 0;
+  for await (const page of octokit.paginate.iterator(route, params)) {
+    if (++pages > MAX_PAGES) {
+      throw new PublishError(
+        `the GitHub API kept paging past ${MAX_PAGES} pages; refusing to follow it further`
+      );
+    }
+    if (seen.has(page.url)) {
+      throw new PublishError(`the GitHub API's pagination loops (page ${new URL(page.url).search} again)`);
+    }
+    seen.add(page.url);
+    if (!Array.isArray(page.data))
+      throw new PublishError("the GitHub API answered a list request with no list");
+    items.push(...page.data);
+  }
+  return items;
+}
+function checkRelease(r, what) {
+  const bad = [];
+  if (!r || typeof r !== "object")
+    throw new PublishError(`${what}: the GitHub API answered ${printableJson(r)}`);
+  if (typeof r.id !== "number") bad.push("id");
+  if (typeof r.tag_name !== "string") bad.push("tag_name");
+  if (typeof r.html_url !== "string") bad.push("html_url");
+  for (const field of ["published_at", "created_at", "name", "body", "target_commitish"]) {
+    if (r[field] !== void 0 && r[field] !== null && typeof r[field] !== "string") bad.push(field);
+  }
+  if (bad.length > 0) {
+    throw new PublishError(
+      `${what}: the GitHub API's answer lacks or mistypes ${bad.join(", ")}: ${printableJson(r)}`
+    );
+  }
+}
+function printableJson(value) {
+  const text = JSON.stringify(value) ?? String(value);
+  return text.length > 200 ? `${text.slice(0, 200)}...` : text;
 }
 function commitOf(version, assets, commitish) {
   const counts = /* @__PURE__ */ new Map();
@@ -64838,24 +64995,39 @@ function escapeRegExp(text) {
   return text.replace(/[.*+?^${}()|[\]\\/-]/g, "\\$&");
 }
 function flavorAssetPattern(pattern, arch2, version) {
-  return new RegExp(`^${escapeRegExp(pattern)}-${escapeRegExp(arch2)}-${escapeRegExp(version)}-[0-9a-f]{8}\\.tar\\.xz$`);
+  return new RegExp(
+    `^${escapeRegExp(pattern)}-${escapeRegExp(arch2)}-${escapeRegExp(version)}-[0-9a-f]{8}\\.tar\\.xz$`
+  );
 }
 function assetBaseName(asset) {
   return asset.name.replace(/\.tar\.xz$/, "");
+}
+function checkDigest(asset) {
+  if (asset.digest !== void 0 && !/^sha256:[0-9a-f]{64}$/.test(asset.digest)) {
+    const shown = asset.digest.length > 80 ? `${asset.digest.slice(0, 80)}...` : asset.digest;
+    throw new PublishError(
+      `asset ${asset.name}: GitHub gives its digest as ${JSON.stringify(shown)}, not sha256:<64 hex>; refusing to publish a download that cannot be verified`
+    );
+  }
+  return asset;
 }
 function findFlavorAsset(release, flavor, arch2) {
   const patterns = [flavor.asset, ...flavor.alternatives ?? []];
   for (const pattern of patterns) {
     const re = flavorAssetPattern(pattern, arch2, release.version);
     const matches = release.assets.filter((a) => re.test(a.name));
-    if (matches.length === 1) return matches[0];
+    if (matches.length === 1) return checkDigest(matches[0]);
     if (matches.length > 1) {
       throw new PublishError(
         `asset ${pattern}-${arch2} is ambiguous in release ${release.version}: ${matches.map((a) => a.name).join(", ")}`
       );
     }
   }
-  const closest = closestNames(`${flavor.asset}-${arch2}-${release.version}`, release.assets.map((a) => a.name), 3);
+  const closest = closestNames(
+    `${flavor.asset}-${arch2}-${release.version}`,
+    release.assets.map((a) => a.name),
+    3
+  );
   throw new PublishError(
     `no asset for flavor ${flavor.asset} (${arch2}) in release ${release.version}` + (patterns.length > 1 ? ` (also tried ${patterns.slice(1).join(", ")})` : ""),
     {
@@ -64900,7 +65072,7 @@ var import_undici2 = __toESM(require_undici2(), 1);
 var REDIRECTS = /* @__PURE__ */ new Set([301, 302, 303, 307, 308]);
 var RetryableError = class extends Error {
 };
-function sleep(ms, signal) {
+function sleep2(ms, signal) {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const onAbort = () => {
@@ -64934,7 +65106,8 @@ async function open3(options, offset) {
     if (REDIRECTS.has(res.statusCode)) {
       const location = res.headers.location;
       await res.body.dump();
-      if (typeof location !== "string") throw new PublishError(`${options.label}: redirect without a Location`);
+      if (typeof location !== "string")
+        throw new PublishError(`${options.label}: redirect without a Location`);
       current = new URL(location, current);
       continue;
     }
@@ -64951,7 +65124,10 @@ async function failure(res, label) {
   const status = res.statusCode;
   const message = `${label}: HTTP ${status}${text ? `: ${text.replace(/\s+/g, " ")}` : ""}`;
   if (status >= 500 || status === 429 || status === 408) return new RetryableError(message);
-  return new PublishError(message, status === 401 || status === 403 || status === 404 ? { hint: "Check the token and the asset URL." } : {});
+  return new PublishError(
+    message,
+    status === 401 || status === 403 || status === 404 ? { hint: "Check the token and the asset URL." } : {}
+  );
 }
 async function* downloadAsset(options) {
   const { logger: logger2, signal, label } = options;
@@ -64991,12 +65167,15 @@ async function* downloadAsset(options) {
           skip = 0;
         }
         offset += c.length;
-        if (size !== void 0 && offset > size) throw new PublishError(`${label}: server sent more than the expected ${size} bytes`);
+        if (size !== void 0 && offset > size)
+          throw new PublishError(`${label}: server sent more than the expected ${size} bytes`);
         progress.advance(c.length);
         yield c;
       }
       if (skip > 0 || size !== void 0 && offset < size) {
-        throw new RetryableError(`${label}: connection ended after ${formatBytes(offset)} of ${size === void 0 ? "?" : formatBytes(size)}`);
+        throw new RetryableError(
+          `${label}: connection ended after ${formatBytes(offset)} of ${size === void 0 ? "?" : formatBytes(size)}`
+        );
       }
       progress.done();
       return;
@@ -65005,13 +65184,15 @@ async function* downloadAsset(options) {
       if (error2 instanceof PublishError) throw error2;
       const message = error2 instanceof Error ? error2.message : String(error2);
       if (attempt >= attempts) {
-        throw new PublishError(`download of ${label} failed after ${attempt} attempts: ${message}`, { cause: error2 });
+        throw new PublishError(`download of ${label} failed after ${attempt} attempts: ${message}`, {
+          cause: error2
+        });
       }
       const delay = Math.min(maxDelay, baseDelay * 2 ** (attempt - 1)) * (0.75 + Math.random() * 0.5);
       logger2.warning(
         `download of ${label} interrupted at ${formatBytes(offset)} (${message}); retry ${attempt}/${attempts - 1} in ${(delay / 1e3).toFixed(1)}s` + (offset > 0 ? ", resuming with Range" : "")
       );
-      await sleep(delay, signal);
+      await sleep2(delay, signal);
     }
   }
 }
@@ -65080,7 +65261,9 @@ var ByteReader = class _ByteReader {
   async readExact(n) {
     if (!await this.fill(n)) {
       if (this.buffered === 0) return void 0;
-      throw new TruncatedError(`${this.label}: unexpected end of archive (wanted ${n} bytes, got ${this.buffered})`);
+      throw new TruncatedError(
+        `${this.label}: unexpected end of archive (wanted ${n} bytes, got ${this.buffered})`
+      );
     }
     return this.take(n);
   }
@@ -65089,7 +65272,9 @@ var ByteReader = class _ByteReader {
     let left = n;
     while (left > 0) {
       if (this.buffered === 0 && !await this.fill(1)) {
-        throw new TruncatedError(`${this.label}: unexpected end of archive (${left} bytes of a member missing)`);
+        throw new TruncatedError(
+          `${this.label}: unexpected end of archive (${left} bytes of a member missing)`
+        );
       }
       const first = this.chunks[0];
       const out = this.take(Math.min(first.length, left));
@@ -65137,13 +65322,19 @@ var Budget = class {
     this.members++;
     this.bytes += entry.size;
     if (this.members > this.limits.maxMembers) {
-      throw new PublishError(`${label}: more than ${this.limits.maxMembers} members, refusing (archive bomb?)`);
+      throw new PublishError(
+        `${label}: more than ${this.limits.maxMembers} members, refusing (archive bomb?)`
+      );
     }
     if (entry.size > this.limits.maxFileBytes) {
-      throw new PublishError(`${label}: member ${entry.name} claims ${entry.size} bytes, over the limit of ${this.limits.maxFileBytes}`);
+      throw new PublishError(
+        `${label}: member ${entry.name} claims ${entry.size} bytes, over the limit of ${this.limits.maxFileBytes}`
+      );
     }
     if (this.bytes > this.limits.maxBytes) {
-      throw new PublishError(`${label}: members add up to more than ${this.limits.maxBytes} bytes, refusing (archive bomb?)`);
+      throw new PublishError(
+        `${label}: members add up to more than ${this.limits.maxBytes} bytes, refusing (archive bomb?)`
+      );
     }
   }
 };
@@ -65167,7 +65358,9 @@ function checkLinkTarget(entry, label) {
   }
   const resolved = posix.normalize(posix.join(posix.dirname(entry.name || "."), target));
   if (target.startsWith("/") || resolved === ".." || resolved.startsWith("../")) {
-    throw new UnsafeMemberError(`${label}: refusing link ${entry.name} -> ${target} pointing outside the archive`);
+    throw new UnsafeMemberError(
+      `${label}: refusing link ${entry.name} -> ${target} pointing outside the archive`
+    );
   }
 }
 function cString(buf, start, end) {
@@ -65185,7 +65378,8 @@ function parseNumber(buf, start, end, label) {
   }
   const text = field.toString("latin1").replace(/[\0 ]+$/g, "").replace(/^[\0 ]+/, "");
   if (text === "") return 0;
-  if (!/^[0-7]+$/.test(text)) throw new PublishError(`${label}: corrupt tar header (bad number ${JSON.stringify(text)})`);
+  if (!/^[0-7]+$/.test(text))
+    throw new PublishError(`${label}: corrupt tar header (bad number ${JSON.stringify(text)})`);
   return Number.parseInt(text, 8);
 }
 function checksumOk(block, label) {
@@ -65211,7 +65405,8 @@ function parsePax(data, label) {
     const space = data.indexOf(32, pos);
     if (space < 0) throw new PublishError(`${label}: corrupt PAX header`);
     const len = Number.parseInt(data.toString("latin1", pos, space), 10);
-    if (!Number.isFinite(len) || len <= 0 || pos + len > data.length) throw new PublishError(`${label}: corrupt PAX header`);
+    if (!Number.isFinite(len) || len <= 0 || pos + len > data.length)
+      throw new PublishError(`${label}: corrupt PAX header`);
     const record = data.toString("utf8", space + 1, pos + len - 1);
     const eq = record.indexOf("=");
     if (eq > 0) out.push([record.slice(0, eq), record.slice(eq + 1)]);
@@ -65239,7 +65434,8 @@ function typeOf(flag) {
 function pairsToSegments(numbers, label) {
   if (numbers.length % 2 !== 0) throw new PublishError(`${label}: corrupt sparse map`);
   const out = [];
-  for (let i = 0; i < numbers.length; i += 2) out.push({ offset: numbers[i], size: numbers[i + 1] });
+  for (let i = 0; i < numbers.length; i += 2)
+    out.push({ offset: numbers[i], size: numbers[i + 1] });
   return out;
 }
 function validateSparse(entry, label) {
@@ -65272,15 +65468,19 @@ async function* readTar(source, options) {
         return;
       }
       if (!checksumOk(block, label)) {
-        throw new PublishError(`${label}: corrupt tar header at byte ${reader.position - BLOCK} (checksum mismatch)`, {
-          hint: "The archive is damaged, or a member was longer than its header said."
-        });
+        throw new PublishError(
+          `${label}: corrupt tar header at byte ${reader.position - BLOCK} (checksum mismatch)`,
+          {
+            hint: "The archive is damaged, or a member was longer than its header said."
+          }
+        );
       }
       const typeflag = String.fromCharCode(block[156]);
       const headerSize = parseNumber(block, 124, 136, label);
       const padded = Math.ceil(headerSize / BLOCK) * BLOCK;
       if (typeflag === "L" || typeflag === "K" || typeflag === "x" || typeflag === "g") {
-        if (headerSize > 1024 * 1024) throw new PublishError(`${label}: oversized ${typeflag} header (${headerSize} bytes)`);
+        if (headerSize > 1024 * 1024)
+          throw new PublishError(`${label}: oversized ${typeflag} header (${headerSize} bytes)`);
         const data = headerSize ? await reader.readExact(padded) : Buffer.alloc(0);
         if (data.length < padded) throw new PublishError(`${label}: unexpected end of archive in a header`);
         const body2 = data.subarray(0, headerSize);
@@ -65329,7 +65529,10 @@ async function* readTar(source, options) {
         size = parseNumber(block, 483, 495, label);
       } else if (paxMap.has("GNU.sparse.major") || paxMap.has("GNU.sparse.map") || paxMap.has("GNU.sparse.offset")) {
         const major = paxMap.get("GNU.sparse.major");
-        size = Number.parseInt(paxMap.get("GNU.sparse.realsize") ?? paxMap.get("GNU.sparse.size") ?? "0", 10);
+        size = Number.parseInt(
+          paxMap.get("GNU.sparse.realsize") ?? paxMap.get("GNU.sparse.size") ?? "0",
+          10
+        );
         if (paxMap.has("GNU.sparse.name")) rawName = paxMap.get("GNU.sparse.name");
         if (major === "1") {
           const numbers = [];
@@ -65357,7 +65560,9 @@ async function* readTar(source, options) {
           sparse = pairsToSegments(map, label);
         } else {
           const numbers = [];
-          for (const [k, v] of pax) if (k === "GNU.sparse.offset" || k === "GNU.sparse.numbytes") numbers.push(Number.parseInt(v, 10));
+          for (const [k, v] of pax)
+            if (k === "GNU.sparse.offset" || k === "GNU.sparse.numbytes")
+              numbers.push(Number.parseInt(v, 10));
           sparse = pairsToSegments(numbers, label);
         }
       }
@@ -65407,7 +65612,6 @@ import { createGunzip as createGunzip2 } from "node:zlib";
 import { createHash as createHash5 } from "node:crypto";
 import { open as open4, rename as rename4, rm as rm5 } from "node:fs/promises";
 var ZEROS = Buffer.alloc(1024 * 1024);
-var HOLE_GRANULE = 256 * 1024;
 function isAllZero(buf) {
   for (let off = 0; off < buf.length; off += ZEROS.length) {
     const n = Math.min(ZEROS.length, buf.length - off);
@@ -65420,36 +65624,23 @@ async function writeSparseFileAtomic(path, body, options) {
   const hash = createHash5("sha256");
   const fh = await open4(temp, "wx");
   let logical = 0;
-  const hashZeros = (upTo) => {
+  const hashZeros = async (upTo) => {
+    let sinceYield = 0;
     while (logical < upTo) {
       const n = Math.min(ZEROS.length, upTo - logical);
       hash.update(ZEROS.subarray(0, n));
       logical += n;
+      sinceYield += n;
+      if (sinceYield >= 16 * 1024 * 1024) {
+        sinceYield = 0;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
     }
   };
   try {
     const segments = options.segments ?? [{ offset: 0, size: options.size }];
     let segIndex = 0;
     let segLeft = segments[0]?.size ?? 0;
-    let pending = [];
-    let pendingBytes = 0;
-    const flush = async (force) => {
-      while (pendingBytes >= HOLE_GRANULE || force && pendingBytes > 0) {
-        const n = Math.min(HOLE_GRANULE, pendingBytes);
-        const joined = pending.length === 1 ? pending[0] : Buffer.concat(pending);
-        const piece = joined.subarray(0, n);
-        const rest = joined.subarray(n);
-        pending = rest.length ? [rest] : [];
-        pendingBytes -= n;
-        const at = logical;
-        hash.update(piece);
-        logical += n;
-        if (!isAllZero(piece)) {
-          let written = 0;
-          while (written < n) written += (await fh.write(piece, written, n - written, at + written)).bytesWritten;
-        }
-      }
-    };
     for await (const chunk of body) {
       if (options.signal?.aborted) throw options.signal.reason;
       let c = chunk;
@@ -65460,23 +65651,22 @@ async function writeSparseFileAtomic(path, body, options) {
           segLeft = segments[segIndex].size;
         }
         const seg = segments[segIndex];
-        const segStart = seg.offset + (seg.size - segLeft);
-        if (pendingBytes === 0 && logical < segStart) hashZeros(segStart);
-        else if (logical + pendingBytes < segStart) {
-          await flush(true);
-          hashZeros(segStart);
-        }
+        const at = seg.offset + (seg.size - segLeft);
+        if (logical < at) await hashZeros(at);
         const take = Math.min(segLeft, c.length);
-        pending.push(c.subarray(0, take));
-        pendingBytes += take;
+        const piece = c.subarray(0, take);
+        hash.update(piece);
+        logical += take;
+        if (!isAllZero(piece)) {
+          let written = 0;
+          while (written < take) written += (await fh.write(piece, written, take - written, at + written)).bytesWritten;
+        }
         segLeft -= take;
         c = c.subarray(take);
         options.onData?.(take);
-        await flush(false);
       }
     }
-    await flush(true);
-    hashZeros(options.size);
+    await hashZeros(options.size);
     await fh.truncate(options.size);
     await fh.close();
     await rename4(temp, path);
@@ -65506,7 +65696,9 @@ async function* gunzip(source, label) {
     for await (const chunk of gz) yield chunk;
   } catch (error2) {
     if (error2 instanceof PublishError) throw error2;
-    throw new PublishError(`${label}: ${error2 instanceof Error ? error2.message : String(error2)}`, { cause: error2 });
+    throw new PublishError(`${label}: ${error2 instanceof Error ? error2.message : String(error2)}`, {
+      cause: error2
+    });
   } finally {
     input.destroy();
     gz.destroy();
@@ -65600,8 +65792,16 @@ async function unpackFlavorTar(tar, options) {
 }
 async function unpackPxe(m, options, files, result) {
   const label = `${options.label}: ${m.entry.name}`;
-  const names = { vmlinuz: "kernel", initrd: "initrd", "root.squashfs": "squashfs" };
-  for await (const inner of readTar(gunzip(m.body, label), { label, budget: options.budget, strictLinks: true })) {
+  const names = {
+    vmlinuz: "kernel",
+    initrd: "initrd",
+    "root.squashfs": "squashfs"
+  };
+  for await (const inner of readTar(gunzip(m.body, label), {
+    label,
+    budget: options.budget,
+    strictLinks: true
+  })) {
     if (inner.entry.type !== "file") continue;
     const name = inner.entry.name;
     if (name === "cmdline") {
@@ -65638,6 +65838,7 @@ async function removeWritten(dir, written) {
 
 // src/gardenlinux/xz.ts
 import { spawn as spawn3 } from "node:child_process";
+import { availableParallelism as availableParallelism2 } from "node:os";
 import { Readable as Readable4 } from "node:stream";
 import { pipeline as pipeline3 } from "node:stream/promises";
 var xzAvailable;
@@ -65659,8 +65860,14 @@ function isPipeError(error2) {
   const code = error2?.code;
   return code === "EPIPE" || code === "ERR_STREAM_DESTROYED" || code === "ERR_STREAM_PREMATURE_CLOSE";
 }
+var running = 0;
+function xzThreads() {
+  return Math.max(1, Math.floor(availableParallelism2() / (running + 1)));
+}
 async function* systemXz(source, label) {
-  const child = spawn3("xz", ["-dc", "-T0"], { stdio: ["pipe", "pipe", "pipe"] });
+  const child = spawn3("xz", ["-dc", `-T${xzThreads()}`], { stdio: ["pipe", "pipe", "pipe"] });
+  running++;
+  child.once("close", () => running--);
   let stderr = "";
   child.stderr.on("data", (d) => {
     if (stderr.length < 4096) stderr += d.toString();
@@ -65686,7 +65893,9 @@ async function* systemXz(source, label) {
     if (pumpError && !isPipeError(pumpError)) throw pumpError;
     if (spawnError) throw new PublishError(`${label}: cannot run xz: ${spawnError.message}`);
     if (code !== 0) {
-      throw new PublishError(`${label}: xz stream is corrupt: ${stderr.trim().replace(/^xz: \(stdin\): /, "") || `xz exited with ${code}`}`);
+      throw new PublishError(
+        `${label}: xz stream is corrupt: ${stderr.trim().replace(/^xz: \(stdin\): /, "") || `xz exited with ${code}`}`
+      );
     }
     if (pumpError) throw pumpError;
     finished = true;
@@ -65713,7 +65922,10 @@ async function* wasmXz(source, label) {
         if (error2 instanceof PublishError) throw error2;
         const inner = error2?.cause;
         if (inner instanceof PublishError) throw inner;
-        throw new PublishError(`${label}: xz stream is corrupt: ${error2 instanceof Error ? error2.message : String(error2)}`, { cause: error2 });
+        throw new PublishError(
+          `${label}: xz stream is corrupt: ${error2 instanceof Error ? error2.message : String(error2)}`,
+          { cause: error2 }
+        );
       }
       if (r.done) return;
       yield Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
@@ -65799,7 +66011,9 @@ async function unpackFromSource(options) {
     if (options.signal?.aborted) throw error2;
     const code = error2?.code;
     if (typeof code === "string") {
-      throw new PublishError(`${label}: ${error2 instanceof Error ? error2.message : String(error2)}`, { cause: error2 });
+      throw new PublishError(`${label}: ${error2 instanceof Error ? error2.message : String(error2)}`, {
+        cause: error2
+      });
     }
     throw error2;
   } finally {
@@ -66047,7 +66261,8 @@ function parseRegistryErrors(body) {
 function describeEntry(entry) {
   let text = entry.code.toLowerCase();
   if (entry.message && entry.message.toLowerCase() !== text) text += `: ${entry.message}`;
-  if (typeof entry.detail === "string" && entry.detail && !text.includes(entry.detail)) text += ` (${entry.detail})`;
+  if (typeof entry.detail === "string" && entry.detail && !text.includes(entry.detail))
+    text += ` (${entry.detail})`;
   return text;
 }
 function snippet(body) {
@@ -66068,7 +66283,8 @@ var GHCR_HINT = 'grant the workflow "permissions: packages: write" and check the
 function hintFor(registry, status, hasCredentials) {
   if (status !== 401 && status !== 403) return void 0;
   if (registry === "ghcr.io") return GHCR_HINT;
-  if (!hasCredentials) return `the registry wants credentials: log in to ${registry} (docker login) or pass a username and password`;
+  if (!hasCredentials)
+    return `the registry wants credentials: log in to ${registry} (docker login) or pass a username and password`;
   return `check the credentials for ${registry} and that they may push to this repository`;
 }
 
@@ -66182,19 +66398,27 @@ var Authenticator = class {
     }
     if (challenge?.scheme === "basic" || !challenge && creds) {
       if (!creds) {
-        throw new PublishError(`${operation}: the registry ${this.registry} requires credentials and none were found`, {
-          hint: `log in to ${this.registry} (docker login) or pass a username and password`
-        });
+        throw new PublishError(
+          `${operation}: the registry ${this.registry} requires credentials and none were found`,
+          {
+            hint: `log in to ${this.registry} (docker login) or pass a username and password`
+          }
+        );
       }
       if (this.scheme === "basic" && sentAuth) {
-        throw new PublishError(`${operation}: the registry ${this.registry} refused the credentials of user "${creds.username}" (wrong username or password)`, {
-          hint: `check the username and password for ${this.registry}`
-        });
+        throw new PublishError(
+          `${operation}: the registry ${this.registry} refused the credentials of user "${creds.username}" (wrong username or password)`,
+          {
+            hint: `check the username and password for ${this.registry}`
+          }
+        );
       }
       this.scheme = "basic";
       return;
     }
-    throw new PublishError(`${operation}: the registry ${this.registry} answered 401 without a usable authentication challenge`);
+    throw new PublishError(
+      `${operation}: the registry ${this.registry} answered 401 without a usable authentication challenge`
+    );
   }
   extraScopes = /* @__PURE__ */ new Map();
   async token(scopes, minValidityMs) {
@@ -66226,7 +66450,9 @@ var Authenticator = class {
       throw new PublishError(`the registry named an invalid token realm "${realm}"`);
     }
     if (url.protocol !== "https:" && !(url.protocol === "http:" && (isLoopbackHost(url.host) || this.insecure))) {
-      throw new PublishError(`the token realm ${url.origin} is not https; refusing to send credentials there`);
+      throw new PublishError(
+        `the token realm ${url.origin} is not https; refusing to send credentials there`
+      );
     }
     if (this.service) url.searchParams.set("service", this.service);
     for (const scope of scopes) url.searchParams.append("scope", scope);
@@ -66240,11 +66466,15 @@ var Authenticator = class {
     if (answer.status === 401 || answer.status === 403) {
       throw new PublishError(
         creds ? `the token service ${url.host} refused the credentials of user "${creds.username}" (HTTP ${answer.status})` : `the token service ${url.host} refused anonymous access (HTTP ${answer.status})`,
-        { hint: this.registry === "ghcr.io" ? 'grant the workflow "permissions: packages: write" and check the token' : `check the credentials for ${this.registry}` }
+        {
+          hint: this.registry === "ghcr.io" ? 'grant the workflow "permissions: packages: write" and check the token' : `check the credentials for ${this.registry}`
+        }
       );
     }
     if (answer.status !== 200) {
-      throw new PublishError(`the token service ${url.host} answered HTTP ${answer.status} ${answer.statusText}`);
+      throw new PublishError(
+        `the token service ${url.host} answered HTTP ${answer.status} ${answer.statusText}`
+      );
     }
     let parsed;
     try {
@@ -66274,10 +66504,10 @@ var Authenticator = class {
 // src/oci/registry/retry.ts
 var DEFAULT_RETRY = { attempts: 5, baseDelayMs: 500, maxDelayMs: 3e4 };
 var TransientError = class extends Error {
-  constructor(final, retryAfterMs) {
+  constructor(final, retryAfterMs2) {
     super(final.message);
     this.final = final;
-    this.retryAfterMs = retryAfterMs;
+    this.retryAfterMs = retryAfterMs2;
   }
   final;
   retryAfterMs;
@@ -66297,7 +66527,7 @@ function backoffDelay(options, attempt) {
   const ceiling = Math.min(options.maxDelayMs, options.baseDelayMs * 2 ** (attempt - 1));
   return Math.round(ceiling / 2 + Math.random() * ceiling / 2);
 }
-function sleep2(ms, signal) {
+function sleep3(ms, signal) {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const timer = setTimeout(() => {
@@ -66322,7 +66552,7 @@ async function withRetry(fn, options) {
       options.logger.warning(
         `${error2.final.message}; retrying in ${(delay / 1e3).toFixed(1)}s (attempt ${attempt + 1} of ${options.retry.attempts})`
       );
-      await sleep2(delay, options.signal);
+      await sleep3(delay, options.signal);
       if (options.beforeRetry) {
         const outcome = await options.beforeRetry(error2);
         if (outcome) return outcome.done;
@@ -66350,7 +66580,8 @@ var NETWORK_CODES = {
 };
 function flattenHeaders(headers) {
   const out = {};
-  for (const [key2, value] of Object.entries(headers)) out[key2.toLowerCase()] = Array.isArray(value) ? value.join(", ") : value;
+  for (const [key2, value] of Object.entries(headers))
+    out[key2.toLowerCase()] = Array.isArray(value) ? value.join(", ") : value;
   return out;
 }
 async function readText(body, limit = 64 * 1024) {
@@ -66444,7 +66675,8 @@ var RegistryClient = class {
     try {
       return await (0, import_undici3.request)(url, { method, headers, body: body ?? null, dispatcher: this.agent, signal });
     } catch (error2) {
-      if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new PublishError(`${operation}: aborted`);
+      if (signal?.aborted)
+        throw signal.reason instanceof Error ? signal.reason : new PublishError(`${operation}: aborted`);
       if (body && typeof body === "object" && "destroy" in body) body.destroy();
       const tls = tlsCode(error2);
       if (tls) {
@@ -66470,7 +66702,9 @@ var RegistryClient = class {
         const body = await readText(res.body);
         if (isRetryableStatus(res.statusCode, body)) {
           throw new TransientError(
-            new PublishError(`${operation}: the token service answered ${describeRegistryAnswer(res.statusCode, res.statusText, body)}`),
+            new PublishError(
+              `${operation}: the token service answered ${describeRegistryAnswer(res.statusCode, res.statusText, body)}`
+            ),
             parseRetryAfter(flattenHeaders(res.headers)["retry-after"])
           );
         }
@@ -66498,7 +66732,12 @@ var RegistryClient = class {
       if (res.statusCode === 401 && sameHost && !authRetried) {
         await discard(res.body);
         authRetried = true;
-        await this.auth.onUnauthorized(resHeaders["www-authenticate"], options.scopes, options.operation, authorization !== void 0);
+        await this.auth.onUnauthorized(
+          resHeaders["www-authenticate"],
+          options.scopes,
+          options.operation,
+          authorization !== void 0
+        );
         continue;
       }
       if (res.statusCode === 401 && sameHost && authorization !== void 0) {
@@ -66517,7 +66756,14 @@ var RegistryClient = class {
       if (options.expect.includes(res.statusCode)) {
         return { status: res.statusCode, headers: resHeaders, url, body: res.body };
       }
-      throw await this.failure(res.statusCode, res.statusText, resHeaders, res.body, options.operation);
+      throw await this.failure(
+        res.statusCode,
+        res.statusText,
+        resHeaders,
+        res.body,
+        options.operation,
+        options.method
+      );
     }
   }
   /** The Authorization header; token failures are reported as failures of the operation that needed it. */
@@ -66533,12 +66779,17 @@ var RegistryClient = class {
     }
   }
   /** Builds the error for an unexpected answer: transient for statuses worth retrying. */
-  async failure(status, statusText, headers, body, operation) {
+  async failure(status, statusText, headers, body, operation, method) {
     const text = await readText(body);
     const hasCreds = await this.auth.hasCredentials();
     const hint = status === 401 && !hasCreds ? `the registry wants credentials: log in to ${this.registry} (docker login) or pass a username and password` : hintFor(this.registry, status, hasCreds);
-    const error2 = new PublishError(this.redact(`${operation}: ${describeRegistryAnswer(status, statusText, text)}`), hint ? { hint } : {});
-    if (isRetryableStatus(status, text, headers["retry-after"])) return new TransientError(error2, parseRetryAfter(headers["retry-after"]));
+    const error2 = new PublishError(
+      this.redact(`${operation}: ${describeRegistryAnswer(status, statusText, text)}`),
+      hint ? { hint } : {}
+    );
+    const bareHead403 = method === "HEAD" && status === 403;
+    if (isRetryableStatus(status, text, headers["retry-after"]) || bareHead403)
+      return new TransientError(error2, parseRetryAfter(headers["retry-after"]));
     Object.assign(error2, { status, registryBody: text });
     return error2;
   }
@@ -66579,10 +66830,19 @@ var PROFILES = [
   },
   {
     matches: (h) => h === "quay.io" || h.endsWith(".quay.io"),
-    profile: { name: "Quay", chunkedUploads: true, maxMonolithicSize: 2e10, defaultChunkSize: 1024 * MiB }
+    profile: {
+      name: "Quay",
+      chunkedUploads: true,
+      maxMonolithicSize: 2e10,
+      defaultChunkSize: 1024 * MiB
+    }
   }
 ];
-var DEFAULT_PROFILE = { name: "generic", chunkedUploads: true, defaultChunkSize: 64 * MiB };
+var DEFAULT_PROFILE = {
+  name: "generic",
+  chunkedUploads: true,
+  defaultChunkSize: 64 * MiB
+};
 function profileFor(registry) {
   const host = registry.replace(/:[0-9]+$/, "").toLowerCase();
   return PROFILES.find((row) => row.matches(host))?.profile ?? DEFAULT_PROFILE;
@@ -66718,7 +66978,9 @@ var UploadSession = class {
           what: this.op,
           ...this.signalOption(),
           // The failed attempt may have landed after all (a dropped answer to a complete PUT).
-          beforeRetry: async () => await blobExists(this.ctx, this.blob.digest, [pushScope(this.ctx.repo)], this.signal).catch(() => false) ? { done: "uploaded" } : void 0
+          beforeRetry: async () => await blobExists(this.ctx, this.blob.digest, [pushScope(this.ctx.repo)], this.signal).catch(
+            () => false
+          ) ? { done: "uploaded" } : void 0
         }
       );
     } finally {
@@ -66794,7 +67056,8 @@ var UploadSession = class {
         try {
           state = await this.offsetOf(location);
         } catch (statusError) {
-          if (statusError instanceof TransientError || !(statusError instanceof PublishError)) throw statusError;
+          if (statusError instanceof TransientError || !(statusError instanceof PublishError))
+            throw statusError;
           throw new TransientError(statusError);
         }
         location = state.location;
@@ -66847,7 +67110,9 @@ function decodeAuth(auth2, registry) {
   const text = Buffer.from(auth2, "base64").toString("utf8");
   const colon = text.indexOf(":");
   if (colon <= 0) {
-    throw new PublishError(`the docker config entry for ${registry} has an "auth" value that is not base64 user:password`);
+    throw new PublishError(
+      `the docker config entry for ${registry} has an "auth" value that is not base64 user:password`
+    );
   }
   return { username: text.slice(0, colon), password: text.slice(colon + 1) };
 }
@@ -66866,14 +67131,22 @@ function runCredentialHelper(helper, registry) {
     child.on("close", (code) => {
       if (code !== 0) {
         if (/credentials not found/i.test(stdout + stderr)) return resolve(void 0);
-        return reject(new PublishError(`the docker credential helper ${program} failed (exit code ${code}) for ${registry}`));
+        return reject(
+          new PublishError(
+            `the docker credential helper ${program} failed (exit code ${code}) for ${registry}`
+          )
+        );
       }
       try {
         const parsed = JSON.parse(stdout);
         if (!parsed.Secret) return resolve(void 0);
         resolve({ username: parsed.Username ?? "", password: parsed.Secret });
       } catch {
-        reject(new PublishError(`the docker credential helper ${program} printed something that is not JSON for ${registry}`));
+        reject(
+          new PublishError(
+            `the docker credential helper ${program} printed something that is not JSON for ${registry}`
+          )
+        );
       }
     });
     child.stdin.end(registry);
@@ -66944,11 +67217,15 @@ async function pushManifest(ctx, manifest, tags, signal) {
     await discard(res.body);
     const stored = res.headers["docker-content-digest"];
     if (stored && stored !== manifest.digest) {
-      throw new PublishError(`${operation}: the registry stored it as ${stored}, not ${manifest.digest} (it rewrote the manifest)`);
+      throw new PublishError(
+        `${operation}: the registry stored it as ${stored}, not ${manifest.digest} (it rewrote the manifest)`
+      );
     }
   }
   ctx.stats.manifestsPushed++;
-  ctx.logger.debug(`pushed ${manifest.mediaType} ${manifest.digest} to ${ctx.location} as ${targets.join(", ")}`);
+  ctx.logger.debug(
+    `pushed ${manifest.mediaType} ${manifest.digest} to ${ctx.location} as ${targets.join(", ")}`
+  );
 }
 async function getManifest(ctx, tagOrDigest, signal) {
   const operation = `reading manifest ${ref(ctx, tagOrDigest)}`;
@@ -67015,7 +67292,8 @@ async function readBlob(ctx, digest, signal, limit = 16 * 1024 * 1024) {
   }
   const bytes = await readBytes(res.body, limit, operation);
   const actual = sha256Digest(bytes);
-  if (actual !== digest) throw new PublishError(`${operation}: the registry sent bytes whose digest is ${actual}`);
+  if (actual !== digest)
+    throw new PublishError(`${operation}: the registry sent bytes whose digest is ${actual}`);
   return bytes;
 }
 
@@ -67054,8 +67332,8 @@ function createRegistryStore(options) {
       location: ctx.location,
       hasBlob: (digest, signal) => blobExists(ctx, digest, [pullScope(repo)], signal),
       pushBlob(blob, pushOptions) {
-        const running = inFlight.get(blob.digest);
-        if (running) return running;
+        const running2 = inFlight.get(blob.digest);
+        if (running2) return running2;
         const push = uploads.run(() => pushBlob(ctx, blob, pushOptions)).finally(() => inFlight.delete(blob.digest));
         inFlight.set(blob.digest, push);
         return push;
