@@ -1,7 +1,7 @@
 // Runs the bundled action as GitHub's runner does: `node dist/index.js` with INPUT_* variables (the
 // defaults of action.yml filled in, as the runner fills them), GITHUB_OUTPUT and GITHUB_STEP_SUMMARY
 // files, and reads back the outputs and the summary.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -52,7 +52,13 @@ function parseOutputs(text: string): Record<string, string> {
 
 export async function runAction(
   inputs: Record<string, string>,
-  options: { env?: Record<string, string>; context?: ActionContext; timeoutMs?: number } = {},
+  options: {
+    env?: Record<string, string>;
+    context?: ActionContext;
+    timeoutMs?: number;
+    /** Sees the child process (to kill it mid-run). */
+    onSpawn?: (child: ChildProcess) => void;
+  } = {},
 ): Promise<ActionRun> {
   const dir = await mkdtemp(join(tmpdir(), 'action-run-'));
   try {
@@ -75,6 +81,7 @@ export async function runAction(
       cwd: dir,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    options.onSpawn?.(child);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
