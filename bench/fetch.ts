@@ -49,11 +49,31 @@ async function generate(): Promise<SampleRelease> {
   return release;
 }
 
-function runOurs(apiUrl: string, out: string): Promise<{ seconds: number; bytes: number; maxRssKiB: number; cpuSeconds: number; childCpuSeconds: number; wall: number }> {
+/**
+ * The worker is bundled with esbuild and run by plain node, as the action ships (dist/ is a bundle):
+ * running it through tsx would add tsx's own ~50 MB to the RSS we measure.
+ */
+async function bundleWorker(): Promise<string> {
+  const { build } = await import('esbuild');
+  const outfile = join(import.meta.dirname, '..', 'node_modules', '.cache', 'ironcore-bench', 'fetch-worker.mjs');
+  await build({
+    entryPoints: [join(import.meta.dirname, 'lib/fetch-worker.ts')],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node24',
+    packages: 'external',
+    logLevel: 'warning',
+  });
+  return outfile;
+}
+
+function runOurs(worker: string, apiUrl: string, out: string): Promise<{ seconds: number; bytes: number; maxRssKiB: number; cpuSeconds: number; childCpuSeconds: number; wall: number }> {
   const jobs = flavors.flatMap((f) => arches.map((arch) => ({ asset: f.asset, kind: f.kind, arch })));
   const t = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...(process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : []), '--import', 'tsx', join(import.meta.dirname, 'lib/fetch-worker.ts'), apiUrl, token, version, out, JSON.stringify(jobs), String(limit)], {
+    const child = spawn(process.execPath, [...(process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : []), worker, apiUrl, token, version, out, JSON.stringify(jobs), String(limit)], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let stdout = '';
@@ -106,7 +126,10 @@ try {
   await mkdir(refDir, { recursive: true });
 
   console.log(`(a) ours: fetch + verify + unpack, ${limit} in parallel ...`);
-  const ours = await runOurs(server.apiUrl, oursDir);
+  const serverCpu0 = process.cpuUsage();
+  const ours = await runOurs(await bundleWorker(), server.apiUrl, oursDir);
+  const serverCpu = process.cpuUsage(serverCpu0);
+  console.log(`fake GitHub server (this process) CPU during (a): ${((serverCpu.user + serverCpu.system) / 1e6).toFixed(1)} s`);
   await rm(oursDir, { recursive: true, force: true });
   if (process.env.BENCH_FETCH_ONLY === 'ours') {
     console.log(`ours: ${ours.seconds.toFixed(2)} s, node CPU ${ours.cpuSeconds.toFixed(1)} s, xz CPU ${ours.childCpuSeconds.toFixed(1)} s, peak RSS ${(ours.maxRssKiB / 1024).toFixed(0)} MiB`);

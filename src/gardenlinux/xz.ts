@@ -1,7 +1,8 @@
-// xz decompression as a stream: the system `xz -dc -T0` when it is on PATH (several times faster
+// xz decompression as a stream: the system `xz -dc -T<n>` when it is on PATH (several times faster
 // than WASM, and multi-threaded for multi-block archives), else the xz-decompress WASM fallback
 // for runners without an xz binary.
 import { spawn } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { PublishError } from '../util/errors';
@@ -39,8 +40,22 @@ function isPipeError(error: unknown): boolean {
   return code === 'EPIPE' || code === 'ERR_STREAM_DESTROYED' || code === 'ERR_STREAM_PREMATURE_CLOSE';
 }
 
+/** xz processes running in this process right now (fetches run side by side). */
+let running = 0;
+
+/**
+ * Threads for the next xz: a lone fetch gets every core (multi-block archives decode in parallel),
+ * fetches running side by side share them, since xz's threading costs some extra CPU per byte and
+ * the parallel fetches already keep the cores busy.
+ */
+function xzThreads(): number {
+  return Math.max(1, Math.floor(availableParallelism() / (running + 1)));
+}
+
 async function* systemXz(source: AsyncIterable<Uint8Array>, label: string): AsyncGenerator<Buffer> {
-  const child = spawn('xz', ['-dc', '-T0'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn('xz', ['-dc', `-T${xzThreads()}`], { stdio: ['pipe', 'pipe', 'pipe'] });
+  running++;
+  child.once('close', () => running--);
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => {
     if (stderr.length < 4096) stderr += d.toString();
