@@ -73,7 +73,14 @@ async function open(options: DownloadOptions, offset: number): Promise<{ res: Re
       await res.body.dump();
       if (typeof location !== 'string')
         throw new PublishError(`${options.label}: redirect without a Location`);
-      current = new URL(location, current);
+      const next = new URL(location, current);
+      // Only HTTP(S): a redirect to file:, ftp: or data: is hostile, and retrying it will not help.
+      if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+        throw new PublishError(
+          `${options.label}: the download redirects to a ${next.protocol} URL, which is not HTTP; refusing it`,
+        );
+      }
+      current = next;
       continue;
     }
     return { res, url: current.href };

@@ -39,11 +39,22 @@ export function validateTag(tag: string): string {
   return tag;
 }
 
+/**
+ * A registry input as it may be shown in an error: credentials (`user:pass@`) replaced, control
+ * characters escaped, and cut short, so a mistaken input never echoes a password or forges log lines.
+ */
+function shownHost(host: string): string {
+  const at = host.lastIndexOf('@');
+  const safe = at >= 0 ? `<credentials removed>@${host.slice(at + 1)}` : host;
+  const escaped = JSON.stringify(safe).slice(1, -1);
+  return escaped.length > 100 ? `${escaped.slice(0, 100)}...` : escaped;
+}
+
 /** Validates a registry host (`host[:port]`): no scheme, path, credentials or spaces. */
 export function validateRegistryHost(host: string): string {
   if (!/^[A-Za-z0-9.-]+(?::[0-9]{1,5})?$/.test(host) && !/^\[[0-9a-fA-F:]+\](?::[0-9]{1,5})?$/.test(host)) {
     throw new PublishError(
-      `invalid registry "${host}": give a host name with an optional port (e.g. ghcr.io or 127.0.0.1:5000), without scheme, path or credentials`,
+      `invalid registry "${shownHost(host)}": give a host name with an optional port (e.g. ghcr.io or 127.0.0.1:5000), without scheme, path or credentials`,
     );
   }
   return host.toLowerCase();
