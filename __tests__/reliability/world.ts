@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startGitHubApiServer, type GitHubApiServer } from '../../src/sample/github-server';
+import { startGitHubApiServer, type FakeRelease, type GitHubApiServer } from '../../src/sample/github-server';
 import { createSamplePeStub } from '../../src/sample/pe-stub';
 import { generateSampleRelease } from '../../src/sample/release';
 import { runAction, type ActionRun } from '../helpers/action';
@@ -61,7 +61,7 @@ export interface World {
   stop(): Promise<void>;
 }
 
-export async function startWorld(): Promise<World> {
+export async function startWorld(extraReleases: FakeRelease[] = []): Promise<World> {
   const work = await mkdtemp(join(tmpdir(), 'reliability-'));
   const release = await generateSampleRelease({
     dir: join(work, 'assets'),
@@ -86,6 +86,7 @@ export async function startWorld(): Promise<World> {
           publishedAt: '2026-02-01T08:00:00Z',
           assets: release.assets.map((a) => ({ name: a.name, path: a.path })),
         },
+        ...extraReleases,
       ],
       token: GITHUB_TOKEN,
     }),
@@ -122,6 +123,7 @@ export interface PublishOptions {
   inputs?: Record<string, string>;
   onSpawn?: (child: ChildProcess) => void;
   timeoutMs?: number;
+  env?: Record<string, string>;
 }
 
 /** Runs the bundled action against the proxies, publishing into `<namespace>`. */
@@ -144,7 +146,7 @@ export function publishThroughProxies(
       ...options.inputs,
     },
     {
-      env: { GITHUB_API_URL: world.apiUrl },
+      env: { GITHUB_API_URL: world.apiUrl, ...options.env },
       context: { token: GITHUB_TOKEN },
       timeoutMs: options.timeoutMs ?? 90_000,
       ...(options.onSpawn ? { onSpawn: options.onSpawn } : {}),
