@@ -1,0 +1,379 @@
+// End-to-end benchmark (docs/BENCHMARKS.md): a generated release shaped like a real one (the four default
+// flavors x amd64/arm64, real kernels and EFI stubs, a sparse 4 GiB .raw) served by the loopback GitHub API,
+// published to a real docker-registry on loopback, timed three ways in the same run:
+//   1. the action as users run it (bundled dist/index.js, INPUT_* variables), then the same run again (a no-op);
+//   2. the reference shell workflow (bench/reference-shell.sh: curl, tar -xf, cpio | xz, ukify, skopeo);
+//   3. the bound: `xz -dc` of every asset to /dev/null, one after another.
+// Each repetition uses fresh registries; the table shows medians.
+//   npm run bench                      full size, 3 repetitions
+//   BENCH_QUICK=1 npm run bench        small release, for a quick check of the harness
+// Knobs: BENCH_RUNS, BENCH_DIR (cache of the generated release), BENCH_RAW_GIB, BENCH_RAW_DATA_MIB,
+// BENCH_SQUASHFS_MIB, BENCH_ROOTFS_MIB, BENCH_ONLY=action|shell|bound (comma-separated),
+// BENCH_PROF=DIR (node --cpu-prof of the action into DIR), BENCH_INPUTS='{"concurrency":"4"}' (extra inputs).
+import { spawn } from 'node:child_process';
+import { existsSync, openSync, closeSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { DEFAULT_FLAVORS } from '../src/pipeline/flavors';
+import { startGitHubApiServer } from '../src/sample/github-server';
+import { generateSampleRelease, type SampleRelease } from '../src/sample/release';
+import { startRegistry } from '../__tests__/helpers/registry';
+
+const ROOT = resolve(import.meta.dirname, '..');
+const MiB = 1024 * 1024;
+const GiB = 1024 * MiB;
+const quick = process.env.BENCH_QUICK === '1';
+const num = (name: string, fallback: number): number =>
+  process.env[name] ? Number(process.env[name]) : fallback;
+const runs = num('BENCH_RUNS', quick ? 1 : 3);
+const only = new Set((process.env.BENCH_ONLY ?? 'action,shell,bound').split(','));
+const version = '2150.1.0';
+const token = 'ghs_benchtoken';
+const tools = process.env.IRONCORE_TOOLS_DIR;
+if (!tools)
+  throw new Error('run `eval "$(bash .ci/setup)"` first: the bench needs real kernels, stubs and ukify');
+
+// Relative sizes of a real release (DOMAIN.md section 2): rootfs tarball and squashfs of hundreds of MB,
+// an initrd of tens, a multi-GB .raw that is mostly holes. entropy 0.7: most content does not compress.
+const sizes = {
+  rootfs: num('BENCH_ROOTFS_MIB', quick ? 24 : 200) * MiB,
+  initrd: (quick ? 8 : 40) * MiB,
+  squashfs: num('BENCH_SQUASHFS_MIB', quick ? 32 : 200) * MiB,
+  raw: num('BENCH_RAW_GIB', quick ? 0.5 : 4) * GiB,
+  rawData: num('BENCH_RAW_DATA_MIB', quick ? 64 : 600) * MiB,
+  entropy: 0.7,
+};
+const flavors = DEFAULT_FLAVORS.map((f) => ({ asset: f.asset, kind: f.variant }));
+const arches = ['amd64', 'arm64'] as const;
+const base = process.env.BENCH_DIR ?? join(tmpdir(), 'ironcore-bench-pipeline');
+const key = JSON.stringify({ version, flavors, sizes, layout: 'flat', v: 1 });
+const genDir = join(base, `release-${Buffer.from(key).toString('base64url').slice(-24)}`);
+
+async function release(): Promise<SampleRelease> {
+  const marker = join(genDir, 'release.json');
+  if (existsSync(marker)) {
+    const cached = JSON.parse(await readFile(marker, 'utf8')) as { key: string; release: SampleRelease };
+    if (cached.key === key) return cached.release;
+  }
+  await rm(genDir, { recursive: true, force: true });
+  const started = performance.now();
+  console.log(`generating the release in ${genDir} (once; cached by its parameters) ...`);
+  const [kernelAmd, kernelArm, stubAmd, stubArm] = await Promise.all(
+    [
+      'kernels/vmlinuz-amd64',
+      'kernels/vmlinuz-arm64',
+      'stubs/linuxx64.efi.stub',
+      'stubs/linuxaa64.efi.stub',
+    ].map((p) => readFile(join(tools!, p))),
+  );
+  const generated = await generateSampleRelease({
+    dir: genDir,
+    version,
+    commit8: 'b3bc4f1a',
+    flavors,
+    arches,
+    // Flat members with the .raw as a GNU sparse member, as upstream ships it.
+    layout: 'flat',
+    sparseRaw: true,
+    sizes,
+    withLogs: true,
+    kernel: { amd64: kernelAmd!, arm64: kernelArm! },
+    stubs: { amd64: stubAmd!, arm64: stubArm! },
+  });
+  console.log(`generated in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  await writeFile(marker, JSON.stringify({ key, release: generated }));
+  return generated;
+}
+
+interface Timed {
+  seconds: number;
+  code: number;
+  stdout: string;
+  /** stdout lines with the seconds since start at which they arrived (phases of the action). */
+  lines: { t: number; line: string }[];
+}
+
+function run(
+  command: string,
+  args: string[],
+  options: { env?: NodeJS.ProcessEnv; stdout?: 'pipe' | number; cwd?: string } = {},
+): Promise<Timed> {
+  const started = performance.now();
+  return new Promise((resolveRun, reject) => {
+    const child = spawn(command, args, {
+      env: options.env ?? process.env,
+      cwd: options.cwd ?? ROOT,
+      stdio: ['ignore', options.stdout ?? 'pipe', 'pipe'],
+    });
+    const lines: Timed['lines'] = [];
+    let stdout = '';
+    let stderr = '';
+    let partial = '';
+    child.stdout?.on('data', (d: Buffer) => {
+      const t = (performance.now() - started) / 1000;
+      stdout += d.toString();
+      const parts = (partial + d.toString()).split('\n');
+      partial = parts.pop() ?? '';
+      for (const line of parts) lines.push({ t, line });
+    });
+    child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-8000)));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const seconds = (performance.now() - started) / 1000;
+      if (code !== 0) {
+        reject(
+          new Error(`${command} ${args.join(' ')} exited with ${code}: ${stderr}\n${stdout.slice(-4000)}`),
+        );
+      } else resolveRun({ seconds, code: code ?? 0, stdout, lines });
+    });
+  });
+}
+
+async function actionInputs(): Promise<Record<string, string>> {
+  const spec = parseYaml(await readFile(join(ROOT, 'action.yml'), 'utf8')) as {
+    inputs: Record<string, { default?: string }>;
+  };
+  const inputs: Record<string, string> = {};
+  for (const [name, input] of Object.entries(spec.inputs)) {
+    inputs[name] = String(input.default ?? '')
+      .replace('${{ github.token }}', token)
+      .replace('${{ github.repository_owner }}', 'bench');
+  }
+  return inputs;
+}
+
+interface ActionResult {
+  seconds: number;
+  maxRssKiB: number;
+  fileBytesRead: number;
+  diskReadBytes: number;
+  cpuSeconds: number;
+  bytesUploaded: number;
+  digests: Record<string, string>;
+  published: boolean;
+  lines: Timed['lines'];
+}
+
+/** The action as GitHub runs it: `node dist/index.js` with INPUT_* and the output/summary files. */
+async function runAction(
+  apiUrl: string,
+  registry: string,
+  namespace: string,
+  work: string,
+  prof?: string,
+): Promise<ActionResult> {
+  await mkdir(work, { recursive: true });
+  const outputFile = join(work, 'output');
+  const summaryFile = join(work, 'summary');
+  const probeFile = join(work, 'probe.json');
+  await writeFile(outputFile, '');
+  await writeFile(summaryFile, '');
+  const inputs = {
+    ...(await actionInputs()),
+    version,
+    registry,
+    namespace,
+    ...(JSON.parse(process.env.BENCH_INPUTS ?? '{}') as Record<string, string>),
+  };
+  const env: NodeJS.ProcessEnv = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    GITHUB_API_URL: apiUrl,
+    GITHUB_OUTPUT: outputFile,
+    GITHUB_STEP_SUMMARY: summaryFile,
+    RUNNER_TEMP: work,
+    BENCH_PROBE_OUT: probeFile,
+  };
+  for (const [name, value] of Object.entries(inputs)) env[`INPUT_${name.toUpperCase()}`] = value;
+  const profArgs = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [];
+  const timed = await run(
+    process.execPath,
+    [...profArgs, '--import', join(ROOT, 'bench/lib/probe.mjs'), join(ROOT, 'dist/index.js')],
+    { env, cwd: work },
+  );
+  const failed = timed.lines.find((l) => l.line.startsWith('::error::'));
+  if (failed) throw new Error(`the action failed: ${failed.line}`);
+  const probe = JSON.parse(await readFile(probeFile, 'utf8')) as {
+    maxRssKiB: number;
+    fileBytesRead: number;
+    io: { read_bytes: number };
+    cpu: number;
+  };
+  const summary = await readFile(summaryFile, 'utf8');
+  const output = await readFile(outputFile, 'utf8');
+  const digests = /digests<<(.+)\n([^\n]*)\n\1/.exec(output)?.[2] ?? '{}';
+  const published = /published<<(.+)\ntrue\n\1/.test(output);
+  return {
+    seconds: timed.seconds,
+    maxRssKiB: probe.maxRssKiB,
+    fileBytesRead: probe.fileBytesRead,
+    diskReadBytes: probe.io.read_bytes,
+    cpuSeconds: probe.cpu / 1e6,
+    bytesUploaded: Number(/Blob bytes uploaded: (\d+)/.exec(summary)?.[1] ?? 0),
+    digests: JSON.parse(digests) as Record<string, string>,
+    published,
+    lines: timed.lines,
+  };
+}
+
+async function bound(assets: SampleRelease['assets']): Promise<number> {
+  const devNull = openSync('/dev/null', 'w');
+  try {
+    let seconds = 0;
+    for (const a of assets) seconds += (await run('xz', ['-dc', a.path], { stdout: devNull })).seconds;
+    return seconds;
+  } finally {
+    closeSync(devNull);
+  }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+const fmtMiB = (n: number): string => `${(n / MiB).toFixed(0)} MiB`;
+
+/** The action's log reduced to its phases: group starts, fetch/UKI/push lines, with their arrival times. */
+function phases(lines: Timed['lines']): string {
+  const keep =
+    /^::group::|: (raw|kernel|initrd|squashfs|efiStub|release|manifest|sbom|cmdline)(, |\s)|UKI built|@sha256|sha256:[0-9a-f]{64} \(/;
+  return lines
+    .filter((l) => keep.test(l.line))
+    .map((l) => `${l.t.toFixed(1).padStart(6)} s  ${l.line.replace(/^::group::/, '== ').slice(0, 150)}`)
+    .join('\n');
+}
+
+const generated = await release();
+const archives = generated.assets.filter((a) => !a.companion);
+const compressed = archives.reduce((n, a) => n + a.size, 0);
+const server = await startGitHubApiServer({
+  releases: [
+    {
+      tag: version,
+      publishedAt: '2026-01-15T10:00:00Z',
+      assets: generated.assets.map((a) => ({ name: a.name, path: a.path })),
+    },
+  ],
+  token,
+});
+
+const results: {
+  action: ActionResult[];
+  rerun: ActionResult[];
+  shell: number[];
+  bound: number[];
+} = { action: [], rerun: [], shell: [], bound: [] };
+const work = join(base, 'work');
+try {
+  console.log(
+    `machine: ${cpus().length} x ${cpus()[0]?.model}, ${(totalmem() / GiB).toFixed(0)} GiB; load ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  );
+  console.log(
+    `release: ${archives.length} archives, ${fmtMiB(compressed)} compressed; per arch: rootfs ${fmtMiB(sizes.rootfs)}, squashfs ${fmtMiB(sizes.squashfs)}, initrd ${fmtMiB(sizes.initrd)}, real kernel; .raw ${(sizes.raw / GiB).toFixed(1)} GiB with ${fmtMiB(sizes.rawData)} of data`,
+  );
+  for (let i = 1; i <= runs; i++) {
+    await rm(work, { recursive: true, force: true });
+    if (only.has('bound')) {
+      const b = await bound(archives);
+      results.bound.push(b);
+      console.log(`run ${i}: bound (xz -dc of every asset) ${b.toFixed(1)} s`);
+    }
+    if (only.has('action')) {
+      const registry = await startRegistry();
+      try {
+        const ns = `bench-${i}`;
+        const prof = process.env.BENCH_PROF && i === 1 ? resolve(process.env.BENCH_PROF) : undefined;
+        const a = await runAction(server.apiUrl, registry.host, ns, join(work, `action-${i}`), prof);
+        results.action.push(a);
+        await writeFile(
+          join(base, `action-run-${i}.log`),
+          a.lines.map((l) => `${l.t.toFixed(2)} ${l.line}`).join('\n'),
+        );
+        console.log(
+          `run ${i}: action ${a.seconds.toFixed(1)} s, peak RSS ${(a.maxRssKiB / 1024).toFixed(0)} MiB, ` +
+            `${fmtMiB(a.fileBytesRead)} read from files, ${fmtMiB(a.diskReadBytes)} from disk, ${fmtMiB(a.bytesUploaded)} sent, node CPU ${a.cpuSeconds.toFixed(1)} s`,
+        );
+        if (i === 1) console.log(phases(a.lines));
+        const again = await runAction(server.apiUrl, registry.host, ns, join(work, `rerun-${i}`));
+        results.rerun.push(again);
+        console.log(
+          `run ${i}: re-run ${again.seconds.toFixed(2)} s, published=${again.published}, ${again.bytesUploaded} blob bytes sent`,
+        );
+        const normalize = (d: Record<string, string>): string =>
+          JSON.stringify(
+            Object.fromEntries(Object.entries(d).map(([k, v]) => [k.replace(/\/bench-\d+\//, '/NS/'), v])),
+          );
+        if (normalize(again.digests) !== normalize(a.digests))
+          throw new Error('the re-run names other digests than the run');
+        if (i > 1 && normalize(a.digests) !== normalize(results.action[0]!.digests))
+          throw new Error(`run ${i} gave other digests than run 1: not deterministic`);
+      } finally {
+        await registry.stop();
+      }
+    }
+    if (only.has('shell')) {
+      const registry = await startRegistry();
+      try {
+        const shellWork = join(work, `shell-${i}`);
+        const s = await run('bash', [
+          join(ROOT, 'bench/reference-shell.sh'),
+          server.apiUrl,
+          token,
+          version,
+          registry.host,
+          `bench-${i}`,
+          shellWork,
+        ]);
+        results.shell.push(s.seconds);
+        console.log(`run ${i}: reference shell ${s.seconds.toFixed(1)} s`);
+        await rm(shellWork, { recursive: true, force: true });
+      } finally {
+        await registry.stop();
+      }
+    }
+  }
+} finally {
+  await server.stop();
+  await rm(work, { recursive: true, force: true });
+}
+
+const a = median(results.action.map((r) => r.seconds));
+const s = median(results.shell);
+const b = median(results.bound);
+const row = (name: string, value: string, target = ''): string =>
+  `| ${name.padEnd(34)} | ${value.padEnd(22)} | ${target.padEnd(16)} |`;
+const lines = [
+  row('metric', `median of ${runs}`, 'target'),
+  `|${'-'.repeat(36)}|${'-'.repeat(24)}|${'-'.repeat(18)}|`,
+];
+if (results.action.length) lines.push(row('action (s)', a.toFixed(1)));
+if (results.shell.length) lines.push(row('reference shell (s)', s.toFixed(1)));
+if (results.bound.length) lines.push(row('bound: xz -dc of every asset (s)', b.toFixed(1)));
+if (results.action.length && results.shell.length)
+  lines.push(row('action / shell', (a / s).toFixed(2), '<= 0.5'));
+if (results.action.length && results.bound.length)
+  lines.push(row('action / bound', (a / b).toFixed(2), '<= 2.0'));
+if (results.action.length) {
+  const m = (f: (r: ActionResult) => number): number => median(results.action.map(f));
+  lines.push(
+    row('peak RSS (node)', `${(m((r) => r.maxRssKiB) / 1024).toFixed(0)} MiB`, '<= 256 MB'),
+    row('bytes read from files (node)', fmtMiB(m((r) => r.fileBytesRead))),
+    row('bytes read from disk (node)', fmtMiB(m((r) => r.diskReadBytes))),
+    row('blob bytes sent to the registry', fmtMiB(m((r) => r.bytesUploaded))),
+    row('node CPU (s)', m((r) => r.cpuSeconds).toFixed(1)),
+    row('re-run (s)', median(results.rerun.map((r) => r.seconds)).toFixed(2), '< 3'),
+    row('re-run blob bytes sent', String(Math.max(...results.rerun.map((r) => r.bytesUploaded))), '0'),
+  );
+}
+console.log(`\n${lines.join('\n')}`);
+console.log(
+  `load at the end: ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ')}`,
+);
