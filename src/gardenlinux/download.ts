@@ -5,6 +5,7 @@
 // start and the bytes already delivered are skipped, so consumers see every byte exactly once.
 import { request } from 'undici';
 import { PublishError } from '../util/errors';
+import { redactError } from './release';
 import type { Logger } from '../util/logger';
 import { formatBytes, startProgress } from '../util/progress';
 
@@ -158,12 +159,16 @@ export async function* downloadAsset(options: DownloadOptions): AsyncGenerator<B
       return;
     } catch (error) {
       if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new PublishError('aborted');
-      if (error instanceof PublishError) throw error;
+      // A server may echo the token back in its error; it never reaches a message.
+      if (error instanceof PublishError) throw redactError(error, options.token);
       const message = error instanceof Error ? error.message : String(error);
       if (attempt >= attempts) {
-        throw new PublishError(`download of ${label} failed after ${attempt} attempts: ${message}`, {
-          cause: error,
-        });
+        throw redactError(
+          new PublishError(`download of ${label} failed after ${attempt} attempts: ${message}`, {
+            cause: error,
+          }),
+          options.token,
+        );
       }
       const delay = Math.min(maxDelay, baseDelay * 2 ** (attempt - 1)) * (0.75 + Math.random() * 0.5);
       logger.warning(

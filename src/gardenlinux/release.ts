@@ -124,7 +124,27 @@ function apiError(what: string, error: unknown): PublishError {
   });
 }
 
+/** Resolves the release; errors never carry the token, even when a server echoes it back. */
 export async function resolveRelease(options: ResolveReleaseOptions): Promise<GardenLinuxRelease> {
+  try {
+    return await resolveReleaseUnredacted(options);
+  } catch (error) {
+    throw redactError(error, options.token);
+  }
+}
+
+/** A PublishError with every occurrence of `secret` in its message and hint replaced. */
+export function redactError(error: unknown, secret: string | undefined): unknown {
+  if (!secret || !(error instanceof PublishError)) return error;
+  const clean = (text: string): string => text.split(secret).join('***');
+  if (!error.message.includes(secret) && !error.hint?.includes(secret)) return error;
+  return new PublishError(clean(error.message), {
+    cause: error,
+    ...(error.hint ? { hint: clean(error.hint) } : {}),
+  });
+}
+
+async function resolveReleaseUnredacted(options: ResolveReleaseOptions): Promise<GardenLinuxRelease> {
   const repository = options.repository ?? 'gardenlinux/gardenlinux';
   const { logger, signal } = options;
   // Validate before any request: the version ends up in URLs, file names and tags.
