@@ -4,6 +4,7 @@ export {
   buildUki,
   cmdlineLimitOf,
   verifyUki,
+  verifyAndHashUki,
   DEFAULT_CMDLINE_LIMIT,
   type BuildUkiOptions,
   type BuiltUki,
@@ -24,4 +25,5 @@ export {
 } from './pe';
 export { kernelVersionOf } from './uname';
 export { xzArguments, type XzOptions } from './xz';
+export { xzStore, type XzStoreOptions } from './xz-store';
 export { findOnPath, installUkify, UKIFY_INSTALL_HINT } from './uki-ukify';

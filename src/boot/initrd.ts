@@ -1,7 +1,7 @@
 // `initrd-uki`: the release's initrd followed by an xz-compressed newc cpio archive holding `root.squashfs`.
 // The kernel unpacks concatenated initramfs archives in order, so the squashfs lands at /root.squashfs, where
 // Garden Linux's live boot module looks for it (DOMAIN.md 1.4): the UKI boots without fetching a root image.
-// Everything is streamed: the squashfs (hundreds of MB) goes file -> cpio framing -> xz -> hashing writer.
+// Everything is streamed: the squashfs (hundreds of MB) goes file -> cpio framing -> xz framing -> hashing writer.
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { PublishError, throwIfAborted } from '../util/errors';
@@ -9,6 +9,7 @@ import { writeFileAtomic, type HashedFile } from '../util/files';
 import { NEWC_MAX_FILE_SIZE, newcDataPadding, newcHeader, newcTrailer } from './cpio';
 import { openForReading } from './pe';
 import { xzCompress, type XzOptions } from './xz';
+import { xzStore } from './xz-store';
 
 export interface EmbeddedInitrdOptions {
   /** The release's initrd, copied unchanged as the prefix. */
@@ -17,7 +18,13 @@ export interface EmbeddedInitrdOptions {
   squashfs: string;
   output: string;
   signal?: AbortSignal;
-  /** xz tuning; the defaults are chosen for speed and determinism (see XzOptions). */
+  /**
+   * How the appended cpio is put into its .xz stream. `store` (default): stored LZMA2 chunks (xz-store.ts), because
+   * the squashfs inside is compressed already and liblzma would spend seconds per hundred MB to gain next to
+   * nothing; `compress`: the `xz` binary with `xz` below.
+   */
+  compression?: 'store' | 'compress';
+  /** Block size (both modes) and the `xz` binary's tuning (compress); chosen for speed and determinism. */
   xz?: Omit<XzOptions, 'signal'>;
 }
 
@@ -41,7 +48,11 @@ export async function buildEmbeddedInitrd(options: EmbeddedInitrdOptions): Promi
 
   async function* output(): AsyncGenerator<Buffer> {
     yield* readExactly(options.initrd, initrdSize, 'initrd', signal);
-    yield* xzCompress(cpioOfSquashfs(), { ...options.xz, ...(signal ? { signal } : {}) });
+    if ((options.compression ?? 'store') === 'store') {
+      yield* xzStore(cpioOfSquashfs(), options.xz?.blockSize ? { blockSize: options.xz.blockSize } : {});
+    } else {
+      yield* xzCompress(cpioOfSquashfs(), { ...options.xz, ...(signal ? { signal } : {}) });
+    }
   }
 
   async function* cpioOfSquashfs(): AsyncGenerator<Buffer> {

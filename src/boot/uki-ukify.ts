@@ -3,7 +3,7 @@
 // would read a command line starting with "@" as a path; a file is copied verbatim.
 import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
-import { access, rename, rm, writeFile } from 'node:fs/promises';
+import { access, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { PublishError } from '../util/errors';
 import type { Logger } from '../util/logger';
@@ -94,6 +94,8 @@ export interface UkifyRunOptions {
   output: string;
   logger: Logger;
   signal?: AbortSignal;
+  /** false: leave `digest` empty; the caller hashes the output in its own read-back. */
+  hashOutput?: boolean;
 }
 
 export async function runUkify(options: UkifyRunOptions): Promise<HashedFile> {
@@ -137,7 +139,9 @@ export async function runUkify(options: UkifyRunOptions): Promise<HashedFile> {
         `ukify build failed (${result.code === null ? `signal ${result.signal}` : `exit ${result.code}`}): ${message}`,
       );
     }
-    const written = await hashFile(temp);
+    // The caller may hash the UKI itself while it reads it back anyway (verifyAndHashUki).
+    const written =
+      options.hashOutput === false ? { digest: '', size: (await stat(temp)).size } : await hashFile(temp);
     await rename(temp, options.output);
     return { ...written, path: options.output };
   } finally {

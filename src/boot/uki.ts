@@ -46,6 +46,11 @@ export interface BuildUkiOptions {
   signal?: AbortSignal;
   /** builder "ukify" and ukify missing: try `apt-get install systemd-ukify` (root or passwordless sudo only). */
   installUkify?: boolean;
+  /**
+   * `sha256:<hex>` of inputs the caller hashed already while writing them (the pipeline's hashing writers): the
+   * check of ukify's output then compares against these instead of reading the files again.
+   */
+  inputDigests?: { initrd?: string; kernel?: string };
 }
 
 export type BuiltUki = HashedFile & { builder: 'ukify' | 'native' };
@@ -89,11 +94,14 @@ export async function buildUki(options: BuildUkiOptions): Promise<BuiltUki> {
       logger,
       ...(options.osRelease !== undefined ? { osRelease: options.osRelease } : {}),
       ...(signal ? { signal } : {}),
+      // Hashed below, in the same read as the verification: the UKI is read back once, not twice.
+      hashOutput: false,
     });
     // ukify chooses .uname and .sbat itself; the sections we hand it must come out unchanged.
-    expected = await expectedUserSections(options, signal);
+    expected = await expectedUserSections(options, inputs, signal);
+    built = await verifyAndHashUki(built.path, inputs.stubHeaders.machine, expected, signal);
   }
-  await verifyUki(built.path, inputs.stubHeaders.machine, expected, signal);
+  if (builder === 'native') await verifyUki(built.path, inputs.stubHeaders.machine, expected, signal);
   logger.info(`UKI ${built.path}: ${built.size} bytes, ${built.digest}`);
   return { ...built, builder };
 }
@@ -222,14 +230,28 @@ async function ensureUkify(options: BuildUkiOptions): Promise<string> {
 }
 
 /** The sections whose content comes from the caller; ukify must store them unchanged. */
-async function expectedUserSections(options: BuildUkiOptions, signal?: AbortSignal): Promise<AddedSection[]> {
+async function expectedUserSections(
+  options: BuildUkiOptions,
+  inputs: CheckedInputs,
+  signal?: AbortSignal,
+): Promise<AddedSection[]> {
+  const known = (digest: string | undefined, size: number): { size: number; sha256: string } | undefined =>
+    digest?.startsWith('sha256:') ? { size, sha256: digest.slice('sha256:'.length) } : undefined;
   const sections: AddedSection[] = [];
   if (options.osRelease !== undefined)
     sections.push({ name: '.osrel', ...(await digestOfFile(options.osRelease, signal)) });
   if (options.cmdline !== '')
     sections.push({ name: '.cmdline', ...digestOf(Buffer.from(options.cmdline, 'utf8')) });
-  sections.push({ name: '.initrd', ...(await digestOfFile(options.initrd, signal)) });
-  sections.push({ name: '.linux', ...(await digestOfFile(options.kernel, signal)) });
+  sections.push({
+    name: '.initrd',
+    ...(known(options.inputDigests?.initrd, inputs.initrdSize) ??
+      (await digestOfFile(options.initrd, signal))),
+  });
+  sections.push({
+    name: '.linux',
+    ...(known(options.inputDigests?.kernel, inputs.kernelSize) ??
+      (await digestOfFile(options.kernel, signal))),
+  });
   return sections;
 }
 
@@ -301,19 +323,77 @@ export async function verifyUki(
   }
   const fileLength = (await stat(path)).size;
   for (const want of expected) {
-    const section = headers.sections.find((s) => s.name === want.name);
-    if (!section) throw new PublishError(`the UKI ${path} has no ${want.name} section`);
-    if (
-      section.virtualSize !== want.size ||
-      section.sizeOfRawData < want.size ||
-      section.pointerToRawData + want.size > fileLength
-    ) {
-      throw new PublishError(
-        `the UKI's ${want.name} section holds ${section.virtualSize} bytes, expected ${want.size}`,
-      );
-    }
+    const section = sectionFor(headers, want, fileLength, path);
     const got = await digestOfFile(path, signal, section.pointerToRawData, want.size);
     if (got.sha256 !== want.sha256)
       throw new PublishError(`the UKI's ${want.name} section differs from its input`);
   }
+}
+
+function sectionFor(
+  headers: PeHeaders,
+  want: AddedSection,
+  fileLength: number,
+  path: string,
+): PeHeaders['sections'][number] {
+  const section = headers.sections.find((s) => s.name === want.name);
+  if (!section) throw new PublishError(`the UKI ${path} has no ${want.name} section`);
+  if (
+    section.virtualSize !== want.size ||
+    section.sizeOfRawData < want.size ||
+    section.pointerToRawData + want.size > fileLength
+  ) {
+    throw new PublishError(
+      `the UKI's ${want.name} section holds ${section.virtualSize} bytes, expected ${want.size}`,
+    );
+  }
+  return section;
+}
+
+/**
+ * verifyUki and the UKI's own sha256 in one sequential read: each chunk feeds the file's hash and the hash of
+ * every expected section it overlaps (for ukify's output, which arrives unhashed).
+ */
+export async function verifyAndHashUki(
+  path: string,
+  machine: number,
+  expected: AddedSection[],
+  signal?: AbortSignal,
+): Promise<HashedFile> {
+  const headers = await tryReadPeHeaders(path, 'UKI');
+  if (!headers)
+    throw new PublishError(`the UKI ${path} is not a PE image: the builder wrote something broken`);
+  if (headers.machine !== machine) {
+    throw new PublishError(
+      `the UKI ${path} is for ${describeMachine(headers.machine)}, expected ${describeMachine(machine)}`,
+    );
+  }
+  const fileLength = (await stat(path)).size;
+  const ranges = expected.map((want) => {
+    const section = sectionFor(headers, want, fileLength, path);
+    return {
+      want,
+      start: section.pointerToRawData,
+      end: section.pointerToRawData + want.size,
+      hash: createHash('sha256'),
+    };
+  });
+  const whole = createHash('sha256');
+  let position = 0;
+  const stream = createReadStream(path, { highWaterMark: 1024 * 1024, ...(signal ? { signal } : {}) });
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    whole.update(chunk);
+    const end = position + chunk.length;
+    for (const r of ranges) {
+      if (r.end <= position || r.start >= end) continue;
+      r.hash.update(chunk.subarray(Math.max(r.start, position) - position, Math.min(r.end, end) - position));
+    }
+    position = end;
+  }
+  if (position !== fileLength) throw new PublishError(`the UKI ${path} changed while it was verified`);
+  for (const r of ranges) {
+    if (r.hash.digest('hex') !== r.want.sha256)
+      throw new PublishError(`the UKI's ${r.want.name} section differs from its input`);
+  }
+  return { path, digest: `sha256:${whole.digest('hex')}`, size: position };
 }

@@ -455,6 +455,8 @@ async function buildMetalUki(
     logger: options.logger,
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.installUkify ? { installUkify: true } : {}),
+    // Both were hashed while written: ukify's output is checked against these without reading them again.
+    inputDigests: { initrd: initrdUki.digest, kernel: files.kernel.digest },
   });
   options.logger.info(`${artifacts.base}: UKI built with ${uki.builder} (${formatBytes(uki.size)})`);
   return uki;

@@ -1,0 +1,142 @@
+// An .xz stream whose LZMA2 chunks are all "uncompressed" chunks: a valid xz file (xz -d, the kernel's
+// initramfs unpacker and every other LZMA2 decoder read it) written at memcpy speed.
+// Why: the payload of initrd-uki is root.squashfs, whose blocks are compressed already. liblzma gains
+// almost nothing on it (see xz.ts) but still runs its match finder and range coder over every byte, at
+// 10-20 MB/s per core: for six metal images of a few hundred MB that was most of the pipeline's CPU time
+// (docs/BENCHMARKS.md). Stored chunks cost one copy and a CRC32.
+// Format: https://tukaani.org/xz/xz-file-format.txt (stream header, blocks, index, footer) and LZMA2's chunk
+// control bytes (0x01: uncompressed chunk with dictionary reset, 0x02: uncompressed chunk, 0x00: end).
+import { crc32 } from 'node:zlib';
+import { XZ_DEFAULT_BLOCK_SIZE } from './xz';
+
+/** LZMA2 caps an uncompressed chunk at 64 KiB. */
+const CHUNK = 64 * 1024;
+/** Stream flags: check type CRC32 (0x01), what the kernel's XZ decoder checks. */
+const STREAM_FLAGS = Buffer.from([0x00, 0x01]);
+const MAGIC = Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]);
+/**
+ * LZMA2 dictionary-size property 12 = 256 KiB (what `xz -0` declares). Stored chunks never reference the
+ * dictionary, so this only bounds what a decoder allocates.
+ */
+const DICT_PROP = 12;
+
+function u32le(value: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(value >>> 0);
+  return b;
+}
+
+/** xz's variable-length integer (7 bits per byte, little-endian, high bit = more). */
+function varint(value: number): Buffer {
+  const bytes: number[] = [];
+  let v = value;
+  while (v >= 0x80) {
+    bytes.push((v % 0x80) | 0x80);
+    v = Math.floor(v / 0x80);
+  }
+  bytes.push(v);
+  return Buffer.from(bytes);
+}
+
+function pad4(length: number): Buffer {
+  return Buffer.alloc((4 - (length % 4)) % 4);
+}
+
+/** Block header: size, flags (one filter, no optional sizes), LZMA2 filter flags, padding, CRC32. */
+function blockHeader(): Buffer {
+  const body = Buffer.from([0x00, 0x00, 0x21, 0x01, DICT_PROP]);
+  const padded = Buffer.concat([body, pad4(body.length)]);
+  padded[0] = (padded.length + 4) / 4 - 1;
+  return Buffer.concat([padded, u32le(crc32(padded))]);
+}
+
+function streamHeader(): Buffer {
+  return Buffer.concat([MAGIC, STREAM_FLAGS, u32le(crc32(STREAM_FLAGS))]);
+}
+
+function indexAndFooter(records: { unpadded: number; uncompressed: number }[]): Buffer {
+  const parts = [Buffer.from([0x00]), varint(records.length)];
+  for (const r of records) parts.push(varint(r.unpadded), varint(r.uncompressed));
+  const body = Buffer.concat(parts);
+  const index = Buffer.concat([body, pad4(body.length)]);
+  const withCrc = Buffer.concat([index, u32le(crc32(index))]);
+  const backward = Buffer.concat([u32le(withCrc.length / 4 - 1), STREAM_FLAGS]);
+  return Buffer.concat([withCrc, u32le(crc32(backward)), backward, Buffer.from('YZ', 'latin1')]);
+}
+
+export interface XzStoreOptions {
+  /** Uncompressed bytes per xz block, as `xz --block-size` (default 8 MiB, the same layout xz.ts uses). */
+  blockSize?: number;
+}
+
+/**
+ * Frames `input` as an .xz stream (CRC32 check) of stored LZMA2 chunks. Deterministic: the bytes depend only
+ * on the input and the block size. Each yielded buffer covers one input chunk, so memory stays at a chunk or two.
+ */
+export async function* xzStore(
+  input: AsyncIterable<Uint8Array>,
+  options: XzStoreOptions = {},
+): AsyncGenerator<Buffer> {
+  const blockSize = options.blockSize ?? XZ_DEFAULT_BLOCK_SIZE;
+  if (!Number.isInteger(blockSize) || blockSize < 1) throw new RangeError(`xz block size ${blockSize}`);
+  const header = blockHeader();
+  const records: { unpadded: number; uncompressed: number }[] = [];
+  let inBlock = 0; // uncompressed bytes in the open block
+  let compressed = 0; // LZMA2 bytes of the open block
+  let check = 0; // CRC32 of the open block's uncompressed bytes
+  let pending = Buffer.alloc(0); // input not yet framed (less than a chunk)
+
+  yield streamHeader();
+
+  // Frames `data` (at most what fits the open block) into chunks; opens a block first when none is open.
+  const frame = (data: Buffer, out: Buffer[]): void => {
+    if (inBlock === 0) out.push(header);
+    for (let at = 0; at < data.length; at += CHUNK) {
+      const piece = data.subarray(at, Math.min(at + CHUNK, data.length));
+      const control = Buffer.from([
+        inBlock === 0 && at === 0 ? 0x01 : 0x02,
+        (piece.length - 1) >> 8,
+        (piece.length - 1) & 0xff,
+      ]);
+      out.push(control, piece);
+      compressed += control.length + piece.length;
+    }
+    inBlock += data.length;
+    check = crc32(data, check);
+  };
+  const closeBlock = (out: Buffer[]): void => {
+    compressed += 1;
+    out.push(Buffer.from([0x00]));
+    const unpadded = header.length + compressed + 4;
+    out.push(pad4(header.length + compressed), u32le(check));
+    records.push({ unpadded, uncompressed: inBlock });
+    inBlock = 0;
+    compressed = 0;
+    check = 0;
+  };
+  // Frames whole 64 KiB chunks of `pending` (everything, at the end), closing blocks at blockSize, so the chunk
+  // layout depends on the input bytes only, never on how the input happened to be split.
+  const drain = (final: boolean): Buffer | undefined => {
+    const out: Buffer[] = [];
+    while (true) {
+      const room = blockSize - inBlock;
+      let take = Math.min(room, pending.length);
+      if (!final && take < room) take -= take % CHUNK;
+      if (take <= 0) break;
+      frame(pending.subarray(0, take), out);
+      pending = pending.subarray(take);
+      if (inBlock === blockSize) closeBlock(out);
+    }
+    if (final && inBlock > 0) closeBlock(out);
+    return out.length ? Buffer.concat(out) : undefined;
+  };
+
+  for await (const chunk of input) {
+    pending = pending.length ? Buffer.concat([pending, chunk]) : Buffer.from(chunk);
+    const out = drain(false);
+    if (out) yield out;
+  }
+  const last = drain(true);
+  if (last) yield last;
+  yield indexAndFooter(records);
+}
