@@ -59439,10 +59439,111 @@ async function* xzCompress(input, options = {}) {
   }
 }
 
+// src/boot/xz-store.ts
+import { crc32 } from "node:zlib";
+var CHUNK = 64 * 1024;
+var STREAM_FLAGS = Buffer.from([0, 1]);
+var MAGIC2 = Buffer.from([253, 55, 122, 88, 90, 0]);
+var DICT_PROP = 12;
+function u32le(value) {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(value >>> 0);
+  return b;
+}
+function varint(value) {
+  const bytes = [];
+  let v = value;
+  while (v >= 128) {
+    bytes.push(v % 128 | 128);
+    v = Math.floor(v / 128);
+  }
+  bytes.push(v);
+  return Buffer.from(bytes);
+}
+function pad42(length) {
+  return Buffer.alloc((4 - length % 4) % 4);
+}
+function blockHeader() {
+  const body = Buffer.from([0, 0, 33, 1, DICT_PROP]);
+  const padded = Buffer.concat([body, pad42(body.length)]);
+  padded[0] = (padded.length + 4) / 4 - 1;
+  return Buffer.concat([padded, u32le(crc32(padded))]);
+}
+function streamHeader() {
+  return Buffer.concat([MAGIC2, STREAM_FLAGS, u32le(crc32(STREAM_FLAGS))]);
+}
+function indexAndFooter(records) {
+  const parts = [Buffer.from([0]), varint(records.length)];
+  for (const r of records) parts.push(varint(r.unpadded), varint(r.uncompressed));
+  const body = Buffer.concat(parts);
+  const index = Buffer.concat([body, pad42(body.length)]);
+  const withCrc = Buffer.concat([index, u32le(crc32(index))]);
+  const backward = Buffer.concat([u32le(withCrc.length / 4 - 1), STREAM_FLAGS]);
+  return Buffer.concat([withCrc, u32le(crc32(backward)), backward, Buffer.from("YZ", "latin1")]);
+}
+async function* xzStore(input, options = {}) {
+  const blockSize = options.blockSize ?? XZ_DEFAULT_BLOCK_SIZE;
+  if (!Number.isInteger(blockSize) || blockSize < 1) throw new RangeError(`xz block size ${blockSize}`);
+  const header = blockHeader();
+  const records = [];
+  let inBlock = 0;
+  let compressed = 0;
+  let check = 0;
+  let pending = Buffer.alloc(0);
+  yield streamHeader();
+  const frame = (data, out) => {
+    if (inBlock === 0) out.push(header);
+    for (let at = 0; at < data.length; at += CHUNK) {
+      const piece = data.subarray(at, Math.min(at + CHUNK, data.length));
+      const control = Buffer.from([
+        inBlock === 0 && at === 0 ? 1 : 2,
+        piece.length - 1 >> 8,
+        piece.length - 1 & 255
+      ]);
+      out.push(control, piece);
+      compressed += control.length + piece.length;
+    }
+    inBlock += data.length;
+    check = crc32(data, check);
+  };
+  const closeBlock = (out) => {
+    compressed += 1;
+    out.push(Buffer.from([0]));
+    const unpadded = header.length + compressed + 4;
+    out.push(pad42(header.length + compressed), u32le(check));
+    records.push({ unpadded, uncompressed: inBlock });
+    inBlock = 0;
+    compressed = 0;
+    check = 0;
+  };
+  const drain = (final) => {
+    const out = [];
+    while (true) {
+      const room = blockSize - inBlock;
+      let take = Math.min(room, pending.length);
+      if (!final && take < room) take -= take % CHUNK;
+      if (take <= 0) break;
+      frame(pending.subarray(0, take), out);
+      pending = pending.subarray(take);
+      if (inBlock === blockSize) closeBlock(out);
+    }
+    if (final && inBlock > 0) closeBlock(out);
+    return out.length ? Buffer.concat(out) : void 0;
+  };
+  for await (const chunk of input) {
+    pending = pending.length ? Buffer.concat([pending, chunk]) : Buffer.from(chunk);
+    const out = drain(false);
+    if (out) yield out;
+  }
+  const last = drain(true);
+  if (last) yield last;
+  yield indexAndFooter(records);
+}
+
 // src/boot/initrd.ts
 var EMBEDDED_SQUASHFS_NAME = "root.squashfs";
 var SQUASHFS_MODE = 33188;
-var CHUNK = 1024 * 1024;
+var CHUNK2 = 1024 * 1024;
 async function buildEmbeddedInitrd(options) {
   const { signal } = options;
   throwIfAborted(signal);
@@ -59456,7 +59557,11 @@ async function buildEmbeddedInitrd(options) {
   await checkSquashfsMagic(options.squashfs);
   async function* output() {
     yield* readExactly(options.initrd, initrdSize, "initrd", signal);
-    yield* xzCompress(cpioOfSquashfs(), { ...options.xz, ...signal ? { signal } : {} });
+    if ((options.compression ?? "store") === "store") {
+      yield* xzStore(cpioOfSquashfs(), options.xz?.blockSize ? { blockSize: options.xz.blockSize } : {});
+    } else {
+      yield* xzCompress(cpioOfSquashfs(), { ...options.xz, ...signal ? { signal } : {} });
+    }
   }
   async function* cpioOfSquashfs() {
     const header = newcHeader({ name: EMBEDDED_SQUASHFS_NAME, mode: SQUASHFS_MODE, size: squashfsSize });
@@ -59496,7 +59601,7 @@ async function checkSquashfsMagic(path) {
 }
 async function* readExactly(path, size, what, signal) {
   let seen = 0;
-  for await (const chunk of createReadStream3(path, { highWaterMark: CHUNK, ...signal ? { signal } : {} })) {
+  for await (const chunk of createReadStream3(path, { highWaterMark: CHUNK2, ...signal ? { signal } : {} })) {
     const buffer = chunk;
     seen += buffer.length;
     if (seen > size) break;
@@ -59512,7 +59617,7 @@ async function* readExactly(path, size, what, signal) {
 // src/boot/uki.ts
 import { createHash as createHash4 } from "node:crypto";
 import { createReadStream as createReadStream5 } from "node:fs";
-import { readFile as readFile2, stat as stat3 } from "node:fs/promises";
+import { readFile as readFile2, stat as stat4 } from "node:fs/promises";
 
 // src/boot/sbat.ts
 var SBAT_HEADER = "sbat,1,SBAT Version,sbat,1,https://github.com/rhboot/shim/blob/main/SBAT.md";
@@ -59857,7 +59962,7 @@ function writeSectionHeader(data, section, fresh) {
 // src/boot/uki-ukify.ts
 import { spawn as spawn2 } from "node:child_process";
 import { constants as constants3 } from "node:fs";
-import { access as access2, rename as rename3, rm as rm3, writeFile as writeFile2 } from "node:fs/promises";
+import { access as access2, rename as rename3, rm as rm3, stat as stat3, writeFile as writeFile2 } from "node:fs/promises";
 import { delimiter, join as join2 } from "node:path";
 var UKIFY_INSTALL_HINT = 'install it: on GitHub\'s Ubuntu 24.04 runners `sudo apt-get install -y systemd-ukify` (it also needs python3-pefile and, for arm64 kernels, readelf from binutils); or use builder "native", which needs nothing outside Node';
 async function findOnPath(name, path = process.env.PATH ?? "") {
@@ -59949,7 +60054,7 @@ async function runUkify(options) {
         `ukify build failed (${result.code === null ? `signal ${result.signal}` : `exit ${result.code}`}): ${message}`
       );
     }
-    const written = await hashFile(temp);
+    const written = options.hashOutput === false ? { digest: "", size: (await stat3(temp)).size } : await hashFile(temp);
     await rename3(temp, options.output);
     return { ...written, path: options.output };
   } finally {
@@ -59990,17 +60095,20 @@ async function buildUki(options) {
       output: options.output,
       logger: logger2,
       ...options.osRelease !== void 0 ? { osRelease: options.osRelease } : {},
-      ...signal ? { signal } : {}
+      ...signal ? { signal } : {},
+      // Hashed below, in the same read as the verification: the UKI is read back once, not twice.
+      hashOutput: false
     });
-    expected = await expectedUserSections(options, signal);
+    expected = await expectedUserSections(options, inputs, signal);
+    built = await verifyAndHashUki(built.path, inputs.stubHeaders.machine, expected, signal);
   }
-  await verifyUki(built.path, inputs.stubHeaders.machine, expected, signal);
+  if (builder === "native") await verifyUki(built.path, inputs.stubHeaders.machine, expected, signal);
   logger2.info(`UKI ${built.path}: ${built.size} bytes, ${built.digest}`);
   return { ...built, builder };
 }
 async function fileSize(path, what) {
   try {
-    const info2 = await stat3(path);
+    const info2 = await stat4(path);
     if (!info2.isFile()) throw new PublishError(`${what} ${path} is not a regular file`);
     return info2.size;
   } catch (error2) {
@@ -60104,14 +60212,21 @@ async function ensureUkify(options) {
     hint: UKIFY_INSTALL_HINT
   });
 }
-async function expectedUserSections(options, signal) {
+async function expectedUserSections(options, inputs, signal) {
+  const known = (digest, size) => digest?.startsWith("sha256:") ? { size, sha256: digest.slice("sha256:".length) } : void 0;
   const sections = [];
   if (options.osRelease !== void 0)
     sections.push({ name: ".osrel", ...await digestOfFile(options.osRelease, signal) });
   if (options.cmdline !== "")
     sections.push({ name: ".cmdline", ...digestOf(Buffer.from(options.cmdline, "utf8")) });
-  sections.push({ name: ".initrd", ...await digestOfFile(options.initrd, signal) });
-  sections.push({ name: ".linux", ...await digestOfFile(options.kernel, signal) });
+  sections.push({
+    name: ".initrd",
+    ...known(options.inputDigests?.initrd, inputs.initrdSize) ?? await digestOfFile(options.initrd, signal)
+  });
+  sections.push({
+    name: ".linux",
+    ...known(options.inputDigests?.kernel, inputs.kernelSize) ?? await digestOfFile(options.kernel, signal)
+  });
   return sections;
 }
 async function nativeSections(options, inputs) {
@@ -60158,19 +60273,61 @@ async function verifyUki(path, machine, expected, signal) {
       `the UKI ${path} is for ${describeMachine(headers.machine)}, expected ${describeMachine(machine)}`
     );
   }
-  const fileLength = (await stat3(path)).size;
+  const fileLength = (await stat4(path)).size;
   for (const want of expected) {
-    const section = headers.sections.find((s) => s.name === want.name);
-    if (!section) throw new PublishError(`the UKI ${path} has no ${want.name} section`);
-    if (section.virtualSize !== want.size || section.sizeOfRawData < want.size || section.pointerToRawData + want.size > fileLength) {
-      throw new PublishError(
-        `the UKI's ${want.name} section holds ${section.virtualSize} bytes, expected ${want.size}`
-      );
-    }
+    const section = sectionFor(headers, want, fileLength, path);
     const got = await digestOfFile(path, signal, section.pointerToRawData, want.size);
     if (got.sha256 !== want.sha256)
       throw new PublishError(`the UKI's ${want.name} section differs from its input`);
   }
+}
+function sectionFor(headers, want, fileLength, path) {
+  const section = headers.sections.find((s) => s.name === want.name);
+  if (!section) throw new PublishError(`the UKI ${path} has no ${want.name} section`);
+  if (section.virtualSize !== want.size || section.sizeOfRawData < want.size || section.pointerToRawData + want.size > fileLength) {
+    throw new PublishError(
+      `the UKI's ${want.name} section holds ${section.virtualSize} bytes, expected ${want.size}`
+    );
+  }
+  return section;
+}
+async function verifyAndHashUki(path, machine, expected, signal) {
+  const headers = await tryReadPeHeaders(path, "UKI");
+  if (!headers)
+    throw new PublishError(`the UKI ${path} is not a PE image: the builder wrote something broken`);
+  if (headers.machine !== machine) {
+    throw new PublishError(
+      `the UKI ${path} is for ${describeMachine(headers.machine)}, expected ${describeMachine(machine)}`
+    );
+  }
+  const fileLength = (await stat4(path)).size;
+  const ranges = expected.map((want) => {
+    const section = sectionFor(headers, want, fileLength, path);
+    return {
+      want,
+      start: section.pointerToRawData,
+      end: section.pointerToRawData + want.size,
+      hash: createHash4("sha256")
+    };
+  });
+  const whole = createHash4("sha256");
+  let position = 0;
+  const stream = createReadStream5(path, { highWaterMark: 1024 * 1024, ...signal ? { signal } : {} });
+  for await (const chunk of stream) {
+    whole.update(chunk);
+    const end = position + chunk.length;
+    for (const r of ranges) {
+      if (r.end <= position || r.start >= end) continue;
+      r.hash.update(chunk.subarray(Math.max(r.start, position) - position, Math.min(r.end, end) - position));
+    }
+    position = end;
+  }
+  if (position !== fileLength) throw new PublishError(`the UKI ${path} changed while it was verified`);
+  for (const r of ranges) {
+    if (r.hash.digest("hex") !== r.want.sha256)
+      throw new PublishError(`the UKI's ${r.want.name} section differs from its input`);
+  }
+  return { path, digest: `sha256:${whole.digest("hex")}`, size: position };
 }
 
 // src/util/concurrency.ts
@@ -60597,7 +60754,9 @@ async function buildMetalUki(artifacts, arch2, dir, options) {
     output: join3(dir, "uki.efi"),
     logger: options.logger,
     ...options.signal ? { signal: options.signal } : {},
-    ...options.installUkify ? { installUkify: true } : {}
+    ...options.installUkify ? { installUkify: true } : {},
+    // Both were hashed while written: ukify's output is checked against these without reading them again.
+    inputDigests: { initrd: initrdUki.digest, kernel: files.kernel.digest }
   });
   options.logger.info(`${artifacts.base}: UKI built with ${uki.builder} (${formatBytes(uki.size)})`);
   return uki;
@@ -65087,7 +65246,7 @@ function levenshtein(a, b) {
 
 // src/gardenlinux/fetch.ts
 import { createHash as createHash6 } from "node:crypto";
-import { mkdir as mkdir3, stat as stat4 } from "node:fs/promises";
+import { mkdir as mkdir3, stat as stat5 } from "node:fs/promises";
 
 // src/gardenlinux/download.ts
 var import_undici2 = __toESM(require_undici2(), 1);
@@ -65720,7 +65879,7 @@ function efiStubPath(arch2) {
 var MAX_CMDLINE = 64 * 1024;
 async function* gunzip(source, label) {
   const input = Readable3.from(source, { objectMode: false });
-  const gz = createGunzip2();
+  const gz = createGunzip2({ chunkSize: 256 * 1024 });
   input.on("error", (e) => gz.destroy(e));
   input.pipe(gz);
   try {
@@ -66053,7 +66212,7 @@ async function unpackFromSource(options) {
 }
 
 // src/oci/layout/store.ts
-import { link, mkdir as mkdir4, readFile as readFile3, rename as rename5, stat as stat5, writeFile as writeFile3, copyFile as copyFile2, rm as rm7 } from "node:fs/promises";
+import { link, mkdir as mkdir4, readFile as readFile3, rename as rename5, stat as stat6, writeFile as writeFile3, copyFile as copyFile2, rm as rm7 } from "node:fs/promises";
 import { join as join5 } from "node:path";
 
 // src/oci/store.ts
@@ -66244,7 +66403,7 @@ async function exists2(path) {
 }
 async function sizeOf2(path) {
   try {
-    return (await stat5(path)).size;
+    return (await stat6(path)).size;
   } catch {
     return void 0;
   }
