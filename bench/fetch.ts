@@ -43,7 +43,17 @@ async function generate(): Promise<SampleRelease> {
   await rm(genDir, { recursive: true, force: true });
   const t = performance.now();
   console.log(`generating the sample release in ${genDir} ...`);
-  const release = await generateSampleRelease({ dir: genDir, version, commit8: 'b3bc4f1a', flavors, arches, layout: 'flat', sparseRaw: true, sizes, withLogs: true });
+  const release = await generateSampleRelease({
+    dir: genDir,
+    version,
+    commit8: 'b3bc4f1a',
+    flavors,
+    arches,
+    layout: 'flat',
+    sparseRaw: true,
+    sizes,
+    withLogs: true,
+  });
   console.log(`generated in ${((performance.now() - t) / 1000).toFixed(1)}s`);
   await writeFile(marker, JSON.stringify({ key, release }));
   return release;
@@ -55,7 +65,14 @@ async function generate(): Promise<SampleRelease> {
  */
 async function bundleWorker(): Promise<string> {
   const { build } = await import('esbuild');
-  const outfile = join(import.meta.dirname, '..', 'node_modules', '.cache', 'ironcore-bench', 'fetch-worker.mjs');
+  const outfile = join(
+    import.meta.dirname,
+    '..',
+    'node_modules',
+    '.cache',
+    'ironcore-bench',
+    'fetch-worker.mjs',
+  );
   await build({
     entryPoints: [join(import.meta.dirname, 'lib/fetch-worker.ts')],
     outfile,
@@ -69,19 +86,46 @@ async function bundleWorker(): Promise<string> {
   return outfile;
 }
 
-function runOurs(worker: string, apiUrl: string, out: string): Promise<{ seconds: number; bytes: number; maxRssKiB: number; cpuSeconds: number; childCpuSeconds: number; wall: number }> {
+function runOurs(
+  worker: string,
+  apiUrl: string,
+  out: string,
+): Promise<{
+  seconds: number;
+  bytes: number;
+  maxRssKiB: number;
+  cpuSeconds: number;
+  childCpuSeconds: number;
+  wall: number;
+}> {
   const jobs = flavors.flatMap((f) => arches.map((arch) => ({ asset: f.asset, kind: f.kind, arch })));
   const t = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...(process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : []), worker, apiUrl, token, version, out, JSON.stringify(jobs), String(limit)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = spawn(
+      process.execPath,
+      [
+        ...(process.env.BENCH_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROF}`] : []),
+        worker,
+        apiUrl,
+        token,
+        version,
+        out,
+        JSON.stringify(jobs),
+        String(limit),
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     let stdout = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.on('error', reject);
     child.on('close', (code) => {
       if (code !== 0) return reject(new Error(`fetch worker exited with ${code}`));
-      resolve({ ...JSON.parse(stdout.trim().split('\n').pop() as string), wall: (performance.now() - t) / 1000 });
+      resolve({
+        ...JSON.parse(stdout.trim().split('\n').pop() as string),
+        wall: (performance.now() - t) / 1000,
+      });
     });
   });
 }
@@ -89,7 +133,11 @@ function runOurs(worker: string, apiUrl: string, out: string): Promise<{ seconds
 // Asynchronous child processes: the fake server lives in this process and must keep serving.
 const run = promisify(execFile);
 
-async function runReference(release: SampleRelease, browserUrls: Map<string, string>, out: string): Promise<number> {
+async function runReference(
+  release: SampleRelease,
+  browserUrls: Map<string, string>,
+  out: string,
+): Promise<number> {
   const t = performance.now();
   for (const a of release.assets.filter((x) => !x.companion)) {
     const dir = join(out, a.base);
@@ -118,12 +166,19 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 const release = await generate();
 const archives = release.assets.filter((a) => !a.companion);
 const total = archives.reduce((n, a) => n + a.size, 0);
-console.log(`release: ${archives.length} archives, ${(total / MiB).toFixed(0)} MiB compressed (+ ${release.assets.length - archives.length} logs companions)`);
+console.log(
+  `release: ${archives.length} archives, ${(total / MiB).toFixed(0)} MiB compressed (+ ${release.assets.length - archives.length} logs companions)`,
+);
 if (total < 1024 * MiB) console.log('warning: less than 1 GiB of assets');
 
-const server = await startGitHubApiServer({ releases: [{ tag: version, assets: release.assets.map((a) => ({ name: a.name, path: a.path })) }], token });
+const server = await startGitHubApiServer({
+  releases: [{ tag: version, assets: release.assets.map((a) => ({ name: a.name, path: a.path })) }],
+  token,
+});
 try {
-  const res = await fetch(`${server.apiUrl}/repos/gardenlinux/gardenlinux/releases/tags/${version}`, { headers: { authorization: `Bearer ${token}` } });
+  const res = await fetch(`${server.apiUrl}/repos/gardenlinux/gardenlinux/releases/tags/${version}`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
   const json = (await res.json()) as { assets: { name: string; browser_download_url: string }[] };
   const browserUrls = new Map(json.assets.map((a) => [a.name, a.browser_download_url]));
 
@@ -163,14 +218,22 @@ try {
   const oursCpu = median(oursRuns.map((r) => r.cpuSeconds + r.childCpuSeconds));
   const rss = Math.max(...oursRuns.map((r) => r.maxRssKiB)) / 1024;
   console.log('');
-  console.log(`assets:            ${(total / MiB).toFixed(0)} MiB compressed in ${archives.length} archives, ${rounds} round(s), medians`);
-  console.log(`ours:              ${oursSeconds.toFixed(2)} s (${(total / MiB / oursSeconds).toFixed(0)} MiB/s), CPU ${oursCpu.toFixed(1)} s (node + xz)`);
+  console.log(
+    `assets:            ${(total / MiB).toFixed(0)} MiB compressed in ${archives.length} archives, ${rounds} round(s), medians`,
+  );
+  console.log(
+    `ours:              ${oursSeconds.toFixed(2)} s (${(total / MiB / oursSeconds).toFixed(0)} MiB/s), CPU ${oursCpu.toFixed(1)} s (node + xz)`,
+  );
   if (refRuns.length) {
     const refSeconds = median(refRuns.map((r) => r.seconds));
-    console.log(`reference:         ${refSeconds.toFixed(2)} s (${(total / MiB / refSeconds).toFixed(0)} MiB/s), CPU ${median(refRuns.map((r) => r.cpu)).toFixed(1)} s`);
+    console.log(
+      `reference:         ${refSeconds.toFixed(2)} s (${(total / MiB / refSeconds).toFixed(0)} MiB/s), CPU ${median(refRuns.map((r) => r.cpu)).toFixed(1)} s`,
+    );
     console.log(`ratio ours/ref:    ${(oursSeconds / refSeconds).toFixed(2)} (target <= 0.7)`);
   }
-  console.log(`ours peak RSS:     ${rss.toFixed(0)} MiB, highest of the rounds (target <= 200 MB; node process, xz children excluded)`);
+  console.log(
+    `ours peak RSS:     ${rss.toFixed(0)} MiB, highest of the rounds (target <= 200 MB; node process, xz children excluded)`,
+  );
 } finally {
   await server.stop();
 }

@@ -49,7 +49,13 @@ async function expectFailure(archive: Buffer, message: RegExp): Promise<void> {
   const file = join(root, `${base}.tar.xz`);
   await writeFile(file, execFileSync('xz', ['-c', '-0'], { input: archive }));
   const dir = join(root, 'out-bad');
-  const error = await unpackFlavorArchive({ archive: file, kind: 'kvm', arch: 'amd64', dir, logger: memoryLogger() }).then(
+  const error = await unpackFlavorArchive({
+    archive: file,
+    kind: 'kvm',
+    arch: 'amd64',
+    dir,
+    logger: memoryLogger(),
+  }).then(
     () => undefined,
     (e: unknown) => e,
   );
@@ -60,10 +66,22 @@ async function expectFailure(archive: Buffer, message: RegExp): Promise<void> {
 
 describe('unpackFlavorArchive', () => {
   it('unpacks an asset file on disk and reports its digest', async () => {
-    const a = await unpackFlavorArchive({ archive: kvm.path, kind: 'kvm', arch: 'amd64', dir: join(root, 'out-kvm'), logger: memoryLogger() });
+    const a = await unpackFlavorArchive({
+      archive: kvm.path,
+      kind: 'kvm',
+      arch: 'amd64',
+      dir: join(root, 'out-kvm'),
+      logger: memoryLogger(),
+    });
     expect(a.archive.digest).toBe(kvm.digest);
     expect(a.files.raw?.digest).toBe(kvm.expected?.raw?.digest);
-    const m = await unpackFlavorArchive({ archive: metal.path, kind: 'metal', arch: 'amd64', dir: join(root, 'out-metal'), logger: memoryLogger() });
+    const m = await unpackFlavorArchive({
+      archive: metal.path,
+      kind: 'metal',
+      arch: 'amd64',
+      dir: join(root, 'out-metal'),
+      logger: memoryLogger(),
+    });
     expect(m.files.efiStub?.digest).toBe(metal.expected?.efiStub?.digest);
     expect(m.cmdline).toBe(metal.expected?.cmdline);
   });
@@ -71,7 +89,14 @@ describe('unpackFlavorArchive', () => {
   it('checks an expected digest and keeps nothing on a mismatch', async () => {
     const dir = join(root, 'out-digest');
     await expect(
-      unpackFlavorArchive({ archive: kvm.path, kind: 'kvm', arch: 'amd64', dir, logger: memoryLogger(), expectedDigest: `sha256:${'1'.repeat(64)}` }),
+      unpackFlavorArchive({
+        archive: kvm.path,
+        kind: 'kvm',
+        arch: 'amd64',
+        dir,
+        logger: memoryLogger(),
+        expectedDigest: `sha256:${'1'.repeat(64)}`,
+      }),
     ).rejects.toThrow(/digest mismatch/);
     expect(await readdir(dir).catch(() => [])).toEqual([]);
   });
@@ -81,7 +106,14 @@ describe('unpackFlavorArchive', () => {
     controller.abort(new PublishError('cancelled'));
     const dir = join(root, 'out-abort');
     await expect(
-      unpackFlavorArchive({ archive: kvm.path, kind: 'kvm', arch: 'amd64', dir, logger: memoryLogger(), signal: controller.signal }),
+      unpackFlavorArchive({
+        archive: kvm.path,
+        kind: 'kvm',
+        arch: 'amd64',
+        dir,
+        logger: memoryLogger(),
+        signal: controller.signal,
+      }),
     ).rejects.toThrow();
     expect(await readdir(dir).catch(() => [])).toEqual([]);
   });
@@ -107,7 +139,13 @@ describe('unpackFlavorArchive', () => {
 
   it('refuses a missing file clearly', async () => {
     await expect(
-      unpackFlavorArchive({ archive: join(root, 'nope-amd64-1.1-00000000.tar.xz'), kind: 'kvm', arch: 'amd64', dir: join(root, 'x'), logger: memoryLogger() }),
+      unpackFlavorArchive({
+        archive: join(root, 'nope-amd64-1.1-00000000.tar.xz'),
+        kind: 'kvm',
+        arch: 'amd64',
+        dir: join(root, 'x'),
+        logger: memoryLogger(),
+      }),
     ).rejects.toThrow(/no such file/);
   });
 });

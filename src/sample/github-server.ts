@@ -86,21 +86,36 @@ async function listen(server: Server, host: string): Promise<number> {
 
 async function describeAsset(asset: FakeAsset): Promise<{ size: number; digest: string }> {
   const hash = createHash('sha256');
-  if (asset.data) return { size: asset.data.length, digest: `sha256:${hash.update(asset.data).digest('hex')}` };
+  if (asset.data)
+    return { size: asset.data.length, digest: `sha256:${hash.update(asset.data).digest('hex')}` };
   if (!asset.path) throw new Error(`fake asset ${asset.name} has neither path nor data`);
   const { size } = await stat(asset.path);
   for await (const c of createReadStream(asset.path)) hash.update(c as Buffer);
   return { size, digest: `sha256:${hash.digest('hex')}` };
 }
 
-function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+function json(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    ...headers,
+  });
   res.end(text);
 }
 
 function record(list: RecordedRequest[], req: IncomingMessage): void {
-  list.push({ method: req.method ?? 'GET', path: req.url ?? '/', host: req.headers.host ?? '', headers: { ...req.headers } });
+  list.push({
+    method: req.method ?? 'GET',
+    path: req.url ?? '/',
+    host: req.headers.host ?? '',
+    headers: { ...req.headers },
+  });
 }
 
 export async function startGitHubApiServer(options: GitHubApiServerOptions): Promise<GitHubApiServer> {
@@ -182,7 +197,12 @@ export async function startGitHubApiServer(options: GitHubApiServerOptions): Pro
     const links: string[] = [];
     if (page < last) links.push(link(page + 1, 'next'), link(last, 'last'));
     if (page > 1) links.push(link(1, 'first'), link(page - 1, 'prev'));
-    json(res, 200, items.slice((page - 1) * perPage, page * perPage), links.length ? { link: links.join(', ') } : {});
+    json(
+      res,
+      200,
+      items.slice((page - 1) * perPage, page * perPage),
+      links.length ? { link: links.join(', ') } : {},
+    );
   };
   const visible = options.releases.filter((r) => !r.draft || options.token !== undefined);
 
@@ -192,11 +212,15 @@ export async function startGitHubApiServer(options: GitHubApiServerOptions): Pro
     if (options.token !== undefined) {
       const auth = req.headers.authorization ?? '';
       if (auth !== `Bearer ${options.token}` && auth !== `token ${options.token}`) {
-        return json(res, 401, { message: 'Bad credentials', documentation_url: 'https://docs.github.com/rest' });
+        return json(res, 401, {
+          message: 'Bad credentials',
+          documentation_url: 'https://docs.github.com/rest',
+        });
       }
     }
     const prefix = `/repos/${repository}/releases`;
-    if (req.method !== 'GET' || !url.pathname.startsWith(prefix)) return json(res, 404, { message: 'Not Found' });
+    if (req.method !== 'GET' || !url.pathname.startsWith(prefix))
+      return json(res, 404, { message: 'Not Found' });
     const rest = url.pathname.slice(prefix.length);
     let m: RegExpExecArray | null;
     if (rest === '' || rest === '/') return paginate(res, url, visible.map(releaseJson));
@@ -204,7 +228,9 @@ export async function startGitHubApiServer(options: GitHubApiServerOptions): Pro
       const stable = options.releases.filter((r) => !r.draft && !r.prerelease);
       const latest = options.latestTag
         ? stable.find((r) => r.tag === options.latestTag)
-        : [...stable].sort((a, b) => (b.publishedAt ?? DEFAULT_TIME).localeCompare(a.publishedAt ?? DEFAULT_TIME))[0];
+        : [...stable].sort((a, b) =>
+            (b.publishedAt ?? DEFAULT_TIME).localeCompare(a.publishedAt ?? DEFAULT_TIME),
+          )[0];
       return latest ? json(res, 200, releaseJson(latest)) : json(res, 404, { message: 'Not Found' });
     }
     if ((m = /^\/tags\/(.+)$/.exec(rest))) {
@@ -214,14 +240,19 @@ export async function startGitHubApiServer(options: GitHubApiServerOptions): Pro
     }
     if ((m = /^\/(\d+)\/assets$/.exec(rest))) {
       const r = options.releases.find((x) => releaseIds.get(x) === Number(m?.[1]));
-      return r ? paginate(res, url, (byRelease.get(r) ?? []).map(assetJson)) : json(res, 404, { message: 'Not Found' });
+      return r
+        ? paginate(res, url, (byRelease.get(r) ?? []).map(assetJson))
+        : json(res, 404, { message: 'Not Found' });
     }
     if ((m = /^\/assets\/(\d+)$/.exec(rest))) {
       const s = assets.get(Number(m[1]));
       if (!s) return json(res, 404, { message: 'Not Found' });
-      if (!(req.headers.accept ?? '').includes('application/octet-stream')) return json(res, 200, assetJson(s));
+      if (!(req.headers.accept ?? '').includes('application/octet-stream'))
+        return json(res, 200, assetJson(s));
       // Signed, short-lived URL on another host, as GitHub does.
-      res.writeHead(302, { location: `${downloadUrl}/dl/${s.id}/${encodeURIComponent(s.asset.name)}?sig=${randomSig()}` });
+      res.writeHead(302, {
+        location: `${downloadUrl}/dl/${s.id}/${encodeURIComponent(s.asset.name)}?sig=${randomSig()}`,
+      });
       return res.end();
     }
     if ((m = /^\/(\d+)$/.exec(rest))) {
@@ -242,7 +273,9 @@ export async function startGitHubApiServer(options: GitHubApiServerOptions): Pro
     }
     // The objects host refuses a second auth mechanism, so a leaked token shows as a failure too.
     if (req.headers.authorization) {
-      res.writeHead(400, { 'content-type': 'application/xml' }).end('<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed</Message></Error>');
+      res
+        .writeHead(400, { 'content-type': 'application/xml' })
+        .end('<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed</Message></Error>');
       return;
     }
     if (s.asset.status) {
@@ -311,7 +344,12 @@ export async function startGitHubApiServer(options: GitHubApiServerOptions): Pro
       server.close(() => resolve());
       server.closeAllConnections();
     });
-  return { apiUrl, downloadUrl, requests, stop: async () => void (await Promise.all([close(api), close(dl)])) };
+  return {
+    apiUrl,
+    downloadUrl,
+    requests,
+    stop: async () => void (await Promise.all([close(api), close(dl)])),
+  };
 }
 
 function randomSig(): string {

@@ -28,7 +28,11 @@ export interface SparseWriteOptions {
 }
 
 /** Streams `body` into `path` atomically (temp + rename), keeping holes; returns the digest of the logical content. */
-export async function writeSparseFileAtomic(path: string, body: AsyncIterable<Buffer>, options: SparseWriteOptions): Promise<HashedFile> {
+export async function writeSparseFileAtomic(
+  path: string,
+  body: AsyncIterable<Buffer>,
+  options: SparseWriteOptions,
+): Promise<HashedFile> {
   const temp = temporaryPathFor(path);
   const hash = createHash('sha256');
   const fh = await open(temp, 'wx');
@@ -60,7 +64,8 @@ export async function writeSparseFileAtomic(path: string, body: AsyncIterable<Bu
       while (c.length > 0) {
         while (segLeft === 0) {
           segIndex++;
-          if (segIndex >= segments.length) throw new PublishError(`${path}: more data than the sparse map describes`);
+          if (segIndex >= segments.length)
+            throw new PublishError(`${path}: more data than the sparse map describes`);
           segLeft = (segments[segIndex] as SparseSegment).size;
         }
         const seg = segments[segIndex] as SparseSegment;
@@ -72,7 +77,8 @@ export async function writeSparseFileAtomic(path: string, body: AsyncIterable<Bu
         logical += take;
         if (!isAllZero(piece)) {
           let written = 0;
-          while (written < take) written += (await fh.write(piece, written, take - written, at + written)).bytesWritten;
+          while (written < take)
+            written += (await fh.write(piece, written, take - written, at + written)).bytesWritten;
         }
         segLeft -= take;
         c = c.subarray(take);
