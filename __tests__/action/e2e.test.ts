@@ -155,7 +155,11 @@ describe('the action, end to end', () => {
     ],
     ['an architecture other than amd64/arm64', { architectures: 'amd64,s390x' }, /"s390x" is not supported/],
     ['an empty flavor list', { flavors: '[]' }, /the list is empty/],
-    ['a version with shell characters', { version: '2150.1.0;rm -rf /' }, /is not a Garden Linux version/],
+    [
+      'a version with shell characters',
+      { version: '2150.1.0;rm -rf /' },
+      /invalid Garden Linux version "2150\.1\.0;rm -rf \/"/,
+    ],
   ])('rejects %s with one clear error before anything is pushed', async (_name, inputs, message) => {
     const before = await world.catalog();
     const run = await runAction(publishInputs({ namespace: 'bad-input', ...inputs }), { env: env() });

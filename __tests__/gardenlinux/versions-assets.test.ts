@@ -2,12 +2,12 @@ import { describe, expect, it } from 'vitest';
 import {
   closestNames,
   compareVersions,
-  DEFAULT_FLAVOR_ASSETS,
   findFlavorAsset,
   isPlainVersion,
   validateVersion,
 } from '../../src/gardenlinux';
 import type { ReleaseAsset } from '../../src/gardenlinux';
+import { DEFAULT_FLAVORS } from '../../src/pipeline/flavors';
 import { PublishError } from '../../src/util/errors';
 
 const asset = (name: string, id = 1): ReleaseAsset => ({
@@ -61,7 +61,7 @@ describe('findFlavorAsset', () => {
       version: '1877.23',
       assets: [asset('metal-gardener_prod_pxe-amd64-1877.23-0123abcd.tar.xz', 9)],
     };
-    const spec = DEFAULT_FLAVOR_ASSETS.find((f) => f.asset === 'baremetal-gardener_pxe');
+    const spec = DEFAULT_FLAVORS.find((f) => f.asset === 'baremetal-gardener_pxe');
     expect(spec).toBeDefined();
     expect(findFlavorAsset(old, spec!, 'amd64').id).toBe(9);
   });

@@ -7,7 +7,7 @@ export {
   type ResolveReleaseOptions,
 } from './release';
 export { findFlavorAsset, flavorAssetPattern, assetBaseName, closestNames } from './assets';
-export { DEFAULT_FLAVOR_ASSETS, ARCHES, type Arch, type FlavorKind, type FlavorAssetSpec } from './flavors';
+export { ARCHES, type Arch, type FlavorKind } from './flavors';
 export { compareVersions, parseVersion, validateVersion, isPlainVersion, PLAIN_VERSION } from './versions';
 export {
   fetchFlavorArtifacts,

@@ -2,7 +2,7 @@
 // or disk work), turned into stores and a source, then handed to `publish`.
 import { resolve as resolvePath } from 'node:path';
 import type { UkiBuilderChoice } from '../boot';
-import { resolveRelease } from '../gardenlinux';
+import { resolveRelease, validateVersion } from '../gardenlinux';
 import type { Architecture } from '../oci/ironcore';
 import { createLayoutStore } from '../oci/layout/store';
 import { validateRegistryHost, validateRepositoryName, validateTag } from '../oci/reference';
@@ -46,15 +46,9 @@ export interface RunSettings {
   workDir?: string;
 }
 
-const VERSION = /^[0-9]{1,6}(\.[0-9]{1,6}){1,2}$/;
-
 /** Checks everything that can be checked without the network, and returns the flavors to publish. */
 export function validateSettings(settings: RunSettings): Flavor[] {
-  if (settings.version !== '' && !VERSION.test(settings.version)) {
-    throw new PublishError(
-      `version "${printable(settings.version)}" is not a Garden Linux version: give two or three dot-separated numbers (e.g. 1877.3 or 2150.1.0), or leave it empty for the newest stable release`,
-    );
-  }
+  if (settings.version !== '') validateVersion(settings.version);
   if (!/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/.test(settings.sourceRepository)) {
     throw new PublishError(`source-repository "${printable(settings.sourceRepository)}" must be owner/name`);
   }
