@@ -39790,10 +39790,10 @@ var Authenticator = class {
 // src/oci/registry/retry.ts
 var DEFAULT_RETRY = { attempts: 5, baseDelayMs: 500, maxDelayMs: 3e4 };
 var TransientError = class extends Error {
-  constructor(final, retryAfterMs2) {
+  constructor(final, retryAfterMs3) {
     super(final.message);
     this.final = final;
-    this.retryAfterMs = retryAfterMs2;
+    this.retryAfterMs = retryAfterMs3;
   }
   final;
   retryAfterMs;
@@ -45387,7 +45387,19 @@ import { basename as basename2 } from "node:path";
 var import_undici2 = __toESM(require_undici(), 1);
 var REDIRECTS2 = /* @__PURE__ */ new Set([301, 302, 303, 307, 308]);
 var RetryableError = class extends Error {
+  constructor(message, retryAfterMs3) {
+    super(message);
+    this.retryAfterMs = retryAfterMs3;
+  }
+  retryAfterMs;
 };
+function retryAfterMs2(value) {
+  const text = Array.isArray(value) ? value[0] : value;
+  if (!text) return void 0;
+  if (/^[0-9]+$/.test(text.trim())) return Number(text.trim()) * 1e3;
+  const date = Date.parse(text);
+  return Number.isNaN(date) ? void 0 : Math.max(0, date - Date.now());
+}
 function sleep3(ms, signal) {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
@@ -45445,7 +45457,10 @@ async function failure(res, label) {
   }
   const status = res.statusCode;
   const message = `${label}: HTTP ${status}${text ? `: ${text.replace(/\s+/g, " ")}` : ""}`;
-  if (status >= 500 || status === 429 || status === 408) return new RetryableError(message);
+  const throttled = status === 403 && (res.headers["retry-after"] !== void 0 || /secondary rate limit/i.test(text));
+  if (status >= 500 || status === 429 || status === 408 || throttled) {
+    return new RetryableError(message, retryAfterMs2(res.headers["retry-after"]));
+  }
   return new PublishError(
     message,
     status === 401 || status === 403 || status === 404 ? { hint: "Check the token and the asset URL." } : {}
@@ -45513,7 +45528,8 @@ async function* downloadAsset(options) {
           options.token
         );
       }
-      const delay = Math.min(maxDelay, baseDelay * 2 ** (attempt - 1)) * (0.75 + Math.random() * 0.5);
+      const backoff = Math.min(maxDelay, baseDelay * 2 ** (attempt - 1)) * (0.75 + Math.random() * 0.5);
+      const delay = Math.max(backoff, error instanceof RetryableError ? error.retryAfterMs ?? 0 : 0);
       logger.warning(
         `download of ${label} interrupted at ${formatBytes(offset)} (${message}); retry ${attempt}/${attempts - 1} in ${(delay / 1e3).toFixed(1)}s` + (offset > 0 ? ", resuming with Range" : "")
       );
@@ -48290,7 +48306,8 @@ async function startGitHubApiServer(options) {
         asset,
         size: d.size,
         digest: asset.digest === void 0 ? d.digest : asset.digest,
-        downloads: 0
+        downloads: 0,
+        throttled: 0
       };
       assets.set(state.id, state);
       list.push(state);
@@ -48420,6 +48437,13 @@ async function startGitHubApiServer(options) {
     }
     if (s.asset.status) {
       res.writeHead(s.asset.status).end("fault");
+      return;
+    }
+    if (s.asset.throttleFirst !== void 0 && s.throttled < s.asset.throttleFirst) {
+      s.throttled++;
+      json(res, 403, {
+        message: "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
+      });
       return;
     }
     s.downloads++;

@@ -65252,7 +65252,19 @@ import { mkdir as mkdir3, stat as stat5 } from "node:fs/promises";
 var import_undici2 = __toESM(require_undici2(), 1);
 var REDIRECTS = /* @__PURE__ */ new Set([301, 302, 303, 307, 308]);
 var RetryableError = class extends Error {
+  constructor(message, retryAfterMs3) {
+    super(message);
+    this.retryAfterMs = retryAfterMs3;
+  }
+  retryAfterMs;
 };
+function retryAfterMs2(value) {
+  const text = Array.isArray(value) ? value[0] : value;
+  if (!text) return void 0;
+  if (/^[0-9]+$/.test(text.trim())) return Number(text.trim()) * 1e3;
+  const date = Date.parse(text);
+  return Number.isNaN(date) ? void 0 : Math.max(0, date - Date.now());
+}
 function sleep2(ms, signal) {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
@@ -65310,7 +65322,10 @@ async function failure(res, label) {
   }
   const status = res.statusCode;
   const message = `${label}: HTTP ${status}${text ? `: ${text.replace(/\s+/g, " ")}` : ""}`;
-  if (status >= 500 || status === 429 || status === 408) return new RetryableError(message);
+  const throttled = status === 403 && (res.headers["retry-after"] !== void 0 || /secondary rate limit/i.test(text));
+  if (status >= 500 || status === 429 || status === 408 || throttled) {
+    return new RetryableError(message, retryAfterMs2(res.headers["retry-after"]));
+  }
   return new PublishError(
     message,
     status === 401 || status === 403 || status === 404 ? { hint: "Check the token and the asset URL." } : {}
@@ -65378,7 +65393,8 @@ async function* downloadAsset(options) {
           options.token
         );
       }
-      const delay = Math.min(maxDelay, baseDelay * 2 ** (attempt - 1)) * (0.75 + Math.random() * 0.5);
+      const backoff = Math.min(maxDelay, baseDelay * 2 ** (attempt - 1)) * (0.75 + Math.random() * 0.5);
+      const delay = Math.max(backoff, error2 instanceof RetryableError ? error2.retryAfterMs ?? 0 : 0);
       logger2.warning(
         `download of ${label} interrupted at ${formatBytes(offset)} (${message}); retry ${attempt}/${attempts - 1} in ${(delay / 1e3).toFixed(1)}s` + (offset > 0 ? ", resuming with Range" : "")
       );
@@ -66696,10 +66712,10 @@ var Authenticator = class {
 // src/oci/registry/retry.ts
 var DEFAULT_RETRY = { attempts: 5, baseDelayMs: 500, maxDelayMs: 3e4 };
 var TransientError = class extends Error {
-  constructor(final, retryAfterMs2) {
+  constructor(final, retryAfterMs3) {
     super(final.message);
     this.final = final;
-    this.retryAfterMs = retryAfterMs2;
+    this.retryAfterMs = retryAfterMs3;
   }
   final;
   retryAfterMs;

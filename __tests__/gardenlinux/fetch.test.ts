@@ -143,7 +143,7 @@ beforeAll(async () => {
   const fault: Record<string, Partial<FakeAsset>> = {
     'kvm-gardener_prod-amd64': { digest: `sha256:${'0'.repeat(64)}` },
     'kvm-gardener_prod-arm64': { truncateAt: 5000 },
-    'baremetal_pxe-amd64': { dropFirst: 2 },
+    'baremetal_pxe-amd64': { dropFirst: 2, throttleFirst: 1 },
     'baremetal_pxe-arm64': { dropFirst: 1, noRange: true },
   };
   releases.push(
@@ -344,7 +344,7 @@ describe('fetchFlavorArtifacts', () => {
     expect(a.files.efiStub?.digest).toBe(expectedFor('2150.1.0', asset.name).expected?.efiStub?.digest);
   });
 
-  it('resumes a broken download with Range, and restarts where the server ignores Range', async () => {
+  it('waits out a 403 secondary rate limit on the download host, then resumes broken downloads with Range', async () => {
     const rel = await releaseOf('2150.9.0');
     for (const arch of ['amd64', 'arm64'] as const) {
       const asset = findFlavorAsset(rel, { asset: 'baremetal_pxe' }, arch);
@@ -357,10 +357,16 @@ describe('fetchFlavorArtifacts', () => {
         dir: join(root, 'resume', arch),
         token,
         logger,
-        retry: fast,
+        retry: { ...fast, attempts: 4 },
       });
       expect(a.archive.digest).toBe(asset.digest);
       expect(logger.lines.some((l) => l.includes('interrupted'))).toBe(true);
+      if (arch === 'amd64')
+        expect(
+          logger.lines.some((l) =>
+            l.includes('HTTP 403: {"message":"You have exceeded a secondary rate limit'),
+          ),
+        ).toBe(true);
       const ranges = server.requests
         .slice(before)
         .filter((r) => r.host.startsWith('127.0.0.2:') && r.headers.range);

@@ -32,7 +32,23 @@ export interface DownloadOptions {
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
-class RetryableError extends Error {}
+class RetryableError extends Error {
+  constructor(
+    message: string,
+    /** The server's Retry-After, when it gave one: the next try waits at least that long. */
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+  }
+}
+
+function retryAfterMs(value: string | string[] | undefined): number | undefined {
+  const text = Array.isArray(value) ? value[0] : value;
+  if (!text) return undefined;
+  if (/^[0-9]+$/.test(text.trim())) return Number(text.trim()) * 1000;
+  const date = Date.parse(text);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}
 
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -98,7 +114,13 @@ async function failure(res: Response, label: string): Promise<Error> {
   }
   const status = res.statusCode;
   const message = `${label}: HTTP ${status}${text ? `: ${text.replace(/\s+/g, ' ')}` : ''}`;
-  if (status >= 500 || status === 429 || status === 408) return new RetryableError(message);
+  // GitHub throttles bursts of asset downloads like API calls: 429, or a 403 that says
+  // "secondary rate limit" or carries Retry-After. Those pass; other 403s (no access) do not.
+  const throttled =
+    status === 403 && (res.headers['retry-after'] !== undefined || /secondary rate limit/i.test(text));
+  if (status >= 500 || status === 429 || status === 408 || throttled) {
+    return new RetryableError(message, retryAfterMs(res.headers['retry-after']));
+  }
   return new PublishError(
     message,
     status === 401 || status === 403 || status === 404 ? { hint: 'Check the token and the asset URL.' } : {},
@@ -170,7 +192,8 @@ export async function* downloadAsset(options: DownloadOptions): AsyncGenerator<B
           options.token,
         );
       }
-      const delay = Math.min(maxDelay, baseDelay * 2 ** (attempt - 1)) * (0.75 + Math.random() * 0.5);
+      const backoff = Math.min(maxDelay, baseDelay * 2 ** (attempt - 1)) * (0.75 + Math.random() * 0.5);
+      const delay = Math.max(backoff, error instanceof RetryableError ? (error.retryAfterMs ?? 0) : 0);
       logger.warning(
         `download of ${label} interrupted at ${formatBytes(offset)} (${message}); retry ${attempt}/${attempts - 1} in ${(delay / 1000).toFixed(1)}s` +
           (offset > 0 ? ', resuming with Range' : ''),

@@ -19,6 +19,8 @@ export interface FakeAsset {
   truncateAt?: number;
   /** The first `n` download responses are cut half-way (a transient failure, to test resuming). */
   dropFirst?: number;
+  /** The first `n` download requests are refused as GitHub throttles: 403 "secondary rate limit". */
+  throttleFirst?: number;
   /** Ignore `Range` (answer 200 with the whole file). */
   noRange?: boolean;
   /** Answer the download with this HTTP status instead. */
@@ -72,6 +74,8 @@ interface AssetState {
   size: number;
   digest: string | null;
   downloads: number;
+  /** Download requests refused as throttled so far. */
+  throttled: number;
 }
 
 const DEFAULT_TIME = '2025-01-01T00:00:00Z';
@@ -139,6 +143,7 @@ export async function startGitHubApiServer(options: GitHubApiServerOptions): Pro
         size: d.size,
         digest: asset.digest === undefined ? d.digest : asset.digest,
         downloads: 0,
+        throttled: 0,
       };
       assets.set(state.id, state);
       list.push(state);
@@ -280,6 +285,13 @@ export async function startGitHubApiServer(options: GitHubApiServerOptions): Pro
     }
     if (s.asset.status) {
       res.writeHead(s.asset.status).end('fault');
+      return;
+    }
+    if (s.asset.throttleFirst !== undefined && s.throttled < s.asset.throttleFirst) {
+      s.throttled++;
+      json(res, 403, {
+        message: 'You have exceeded a secondary rate limit. Please wait a few minutes before you try again.',
+      });
       return;
     }
     s.downloads++;
