@@ -47855,26 +47855,29 @@ async function publish(options) {
   const built = /* @__PURE__ */ new Map();
   const bytesBefore = options.stores.reduce((n, s) => n + s.stats.bytesUploaded, 0);
   try {
+    const pending = [];
     await logger.group(
-      "Fetch, build and push arch images",
+      "Fetch, build and upload arch images",
       () => mapLimit(toBuild, Math.max(1, options.concurrency), async (arch, i) => {
         throwIfAborted(signal);
         const repository = repositoryOf(plan, arch);
         const started = performance.now();
         const unitDir = join6(workDir, `${i}-${arch.flavor.variant}-${arch.architecture}`);
         const image = await buildArchImageFor(arch, unitDir, options);
-        const uploadedBefore = options.stores.reduce((n, s) => n + s.stats.bytesUploaded, 0);
+        let bytesUploaded2 = 0;
         for (const pusher of pushers) {
-          await Promise.all(image.blobs.map((blob) => pusher.push(repository, blob, signal)));
-          await pusher.store.repository(repository).pushManifest(image.manifest, [arch.tag], signal);
+          const outcomes = await Promise.all(
+            image.blobs.map((blob) => pusher.push(repository, blob, signal))
+          );
+          bytesUploaded2 += image.blobs.reduce((n, b, j) => n + (outcomes[j] === "uploaded" ? b.size : 0), 0);
         }
         await rm6(unitDir, { recursive: true, force: true });
         const seconds = (performance.now() - started) / 1e3;
         const ref2 = reference(repository, arch.tag);
+        pending[i] = { repository, tag: arch.tag, manifest: image.manifest };
         built.set(key(repository, arch.tag), image.manifest);
         digests[ref2] = image.manifest.digest;
         const size = image.blobs.reduce((n, b) => n + b.size, 0) + image.manifest.size;
-        const bytesUploaded2 = options.stores.reduce((n, s) => n + s.stats.bytesUploaded, 0) - uploadedBefore;
         results.push({
           reference: ref2,
           digest: image.manifest.digest,
@@ -47883,9 +47886,18 @@ async function publish(options) {
           bytesUploaded: bytesUploaded2,
           kind: "arch"
         });
-        logger.info(`${ref2} ${image.manifest.digest} (${formatBytes(size)} in ${formatDuration(seconds)})`);
+        logger.info(
+          `${ref2} ${image.manifest.digest} built and uploaded (${formatBytes(size)} in ${formatDuration(seconds)})`
+        );
       })
     );
+    await logger.group("Write arch image tags", async () => {
+      for (const { repository, tag, manifest } of pending.filter((p) => p !== void 0)) {
+        for (const store of options.stores)
+          await store.repository(repository).pushManifest(manifest, [tag], signal);
+        logger.info(`${reference(repository, tag)} ${manifest.digest}`);
+      }
+    });
     await logger.group("Write indexes", async () => {
       for (const image of plan.images) {
         const combinedEntries = [];

@@ -60520,26 +60520,29 @@ async function publish(options) {
   const built = /* @__PURE__ */ new Map();
   const bytesBefore = options.stores.reduce((n, s) => n + s.stats.bytesUploaded, 0);
   try {
+    const pending = [];
     await logger2.group(
-      "Fetch, build and push arch images",
+      "Fetch, build and upload arch images",
       () => mapLimit(toBuild, Math.max(1, options.concurrency), async (arch2, i) => {
         throwIfAborted(signal);
         const repository = repositoryOf(plan, arch2);
         const started = performance.now();
         const unitDir = join3(workDir, `${i}-${arch2.flavor.variant}-${arch2.architecture}`);
         const image = await buildArchImageFor(arch2, unitDir, options);
-        const uploadedBefore = options.stores.reduce((n, s) => n + s.stats.bytesUploaded, 0);
+        let bytesUploaded2 = 0;
         for (const pusher of pushers) {
-          await Promise.all(image.blobs.map((blob) => pusher.push(repository, blob, signal)));
-          await pusher.store.repository(repository).pushManifest(image.manifest, [arch2.tag], signal);
+          const outcomes = await Promise.all(
+            image.blobs.map((blob) => pusher.push(repository, blob, signal))
+          );
+          bytesUploaded2 += image.blobs.reduce((n, b, j) => n + (outcomes[j] === "uploaded" ? b.size : 0), 0);
         }
         await rm4(unitDir, { recursive: true, force: true });
         const seconds = (performance.now() - started) / 1e3;
         const ref2 = reference(repository, arch2.tag);
+        pending[i] = { repository, tag: arch2.tag, manifest: image.manifest };
         built.set(key(repository, arch2.tag), image.manifest);
         digests[ref2] = image.manifest.digest;
         const size = image.blobs.reduce((n, b) => n + b.size, 0) + image.manifest.size;
-        const bytesUploaded2 = options.stores.reduce((n, s) => n + s.stats.bytesUploaded, 0) - uploadedBefore;
         results.push({
           reference: ref2,
           digest: image.manifest.digest,
@@ -60548,9 +60551,18 @@ async function publish(options) {
           bytesUploaded: bytesUploaded2,
           kind: "arch"
         });
-        logger2.info(`${ref2} ${image.manifest.digest} (${formatBytes(size)} in ${formatDuration(seconds)})`);
+        logger2.info(
+          `${ref2} ${image.manifest.digest} built and uploaded (${formatBytes(size)} in ${formatDuration(seconds)})`
+        );
       })
     );
+    await logger2.group("Write arch image tags", async () => {
+      for (const { repository, tag, manifest } of pending.filter((p) => p !== void 0)) {
+        for (const store of options.stores)
+          await store.repository(repository).pushManifest(manifest, [tag], signal);
+        logger2.info(`${reference(repository, tag)} ${manifest.digest}`);
+      }
+    });
     await logger2.group("Write indexes", async () => {
       for (const image of plan.images) {
         const combinedEntries = [];

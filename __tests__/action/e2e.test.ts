@@ -1,6 +1,7 @@
 // The bundled action, run as GitHub runs it, against the local GitHub API stand-in serving a generated
 // release and a real docker-registry; every tag read back with skopeo.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGitHubApiServer } from '../../src/sample/github-server';
 import { errorLines, runAction } from '../helpers/action';
 import {
   SAMPLE_PUBLISHED_AT,
@@ -135,6 +136,46 @@ describe('the action, end to end', () => {
     expect(fetched.every((p) => p.includes('kvm-gardener_prod-arm64'))).toBe(true);
     expect((await skopeoInspectRaw(`docker://${ref}`)).digest).toBe(digest);
     expect(JSON.parse(run.outputs.digests!)).toEqual(firstDigests);
+  });
+
+  it('publishes nothing when one flavor archive is bad; a re-run with a good archive completes', async () => {
+    // The same release, but the capi arm64 asset's digest does not match its bytes.
+    const bad = await startGitHubApiServer({
+      releases: [
+        {
+          tag: VERSION,
+          publishedAt: SAMPLE_PUBLISHED_AT,
+          assets: world.release.assets.map((a) => ({
+            name: a.name,
+            path: a.path,
+            ...(a.name.startsWith('baremetal-capi-arm64') && !a.companion
+              ? { digest: `sha256:${'0'.repeat(64)}` }
+              : {}),
+          })),
+        },
+      ],
+    });
+    try {
+      const run = await runAction(publishInputs({ namespace: 'half' }), {
+        env: { GITHUB_API_URL: bad.apiUrl },
+      });
+      expect(run.code).toBe(1);
+      const errors = errorLines(run);
+      expect(errors).toHaveLength(1);
+      expect(errors[0]).toMatch(
+        /baremetal-capi-arm64.*digest mismatch|digest mismatch.*baremetal-capi-arm64/,
+      );
+    } finally {
+      await bad.stop();
+    }
+    for (const image of ['gardenlinux', 'gardenlinux/gardener', 'gardenlinux/capi']) {
+      const res = await fetch(`http://${world.registry.host}/v2/half/${image}/tags/list`);
+      const tags = res.status === 200 ? ((await res.json()) as { tags: string[] | null }).tags : null;
+      expect(tags ?? [], image).toEqual([]);
+    }
+    const rerun = await runAction(publishInputs({ namespace: 'half' }), { env: env() });
+    expect(errorLines(rerun)).toEqual([]);
+    expect(rerun.outputs.tags!.split('\n')).toHaveLength(15);
   });
 
   it.each([

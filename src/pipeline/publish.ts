@@ -167,25 +167,32 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
   const built = new Map<string, ExistingTag>();
   const bytesBefore = options.stores.reduce((n, s) => n + s.stats.bytesUploaded, 0);
   try {
-    await logger.group('Fetch, build and push arch images', () =>
+    // Blobs go up as soon as each arch image is built (streaming, bounded disk), but no tag is written
+    // until every arch image of the run is built and stored: a bad archive in one flavor publishes
+    // nothing, and a re-run finds the blobs that did go up and sends only the rest.
+    // Indexed like toBuild, so tags are written in plan order whatever order the builds finish in.
+    const pending: ({ repository: string; tag: string; manifest: SerializedManifest } | undefined)[] = [];
+    await logger.group('Fetch, build and upload arch images', () =>
       mapLimit(toBuild, Math.max(1, options.concurrency), async (arch, i) => {
         throwIfAborted(signal);
         const repository = repositoryOf(plan, arch);
         const started = performance.now();
         const unitDir = join(workDir, `${i}-${arch.flavor.variant}-${arch.architecture}`);
         const image = await buildArchImageFor(arch, unitDir, options);
-        const uploadedBefore = options.stores.reduce((n, s) => n + s.stats.bytesUploaded, 0);
+        let bytesUploaded = 0;
         for (const pusher of pushers) {
-          await Promise.all(image.blobs.map((blob) => pusher.push(repository, blob, signal)));
-          await pusher.store.repository(repository).pushManifest(image.manifest, [arch.tag], signal);
+          const outcomes = await Promise.all(
+            image.blobs.map((blob) => pusher.push(repository, blob, signal)),
+          );
+          bytesUploaded += image.blobs.reduce((n, b, j) => n + (outcomes[j] === 'uploaded' ? b.size : 0), 0);
         }
         await rm(unitDir, { recursive: true, force: true });
         const seconds = (performance.now() - started) / 1000;
         const ref = reference(repository, arch.tag);
+        pending[i] = { repository, tag: arch.tag, manifest: image.manifest };
         built.set(key(repository, arch.tag), image.manifest);
         digests[ref] = image.manifest.digest;
         const size = image.blobs.reduce((n, b) => n + b.size, 0) + image.manifest.size;
-        const bytesUploaded = options.stores.reduce((n, s) => n + s.stats.bytesUploaded, 0) - uploadedBefore;
         results.push({
           reference: ref,
           digest: image.manifest.digest,
@@ -194,9 +201,19 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
           bytesUploaded,
           kind: 'arch',
         });
-        logger.info(`${ref} ${image.manifest.digest} (${formatBytes(size)} in ${formatDuration(seconds)})`);
+        logger.info(
+          `${ref} ${image.manifest.digest} built and uploaded (${formatBytes(size)} in ${formatDuration(seconds)})`,
+        );
       }),
     );
+
+    await logger.group('Write arch image tags', async () => {
+      for (const { repository, tag, manifest } of pending.filter((p) => p !== undefined)) {
+        for (const store of options.stores)
+          await store.repository(repository).pushManifest(manifest, [tag], signal);
+        logger.info(`${reference(repository, tag)} ${manifest.digest}`);
+      }
+    });
 
     await logger.group('Write indexes', async () => {
       for (const image of plan.images) {
