@@ -58639,6 +58639,10 @@ ${error2.hint}` : error2.message;
 function throwIfAborted(signal) {
   if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new PublishError("aborted");
 }
+function printable(text, max = 80) {
+  const escaped = JSON.stringify(text).slice(1, -1);
+  return escaped.length > max ? `${escaped.slice(0, max)}\u2026` : escaped;
+}
 
 // src/oci/reference.ts
 var NAME_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
@@ -58996,10 +59000,6 @@ function parseArchitectures(text) {
     if (!out.includes(item)) out.push(item);
   }
   return out;
-}
-function printable(text, max = 80) {
-  const escaped = JSON.stringify(text).slice(1, -1);
-  return escaped.length > max ? `${escaped.slice(0, max)}\u2026` : escaped;
 }
 
 // src/pipeline/plan.ts
@@ -64935,7 +64935,7 @@ function isPlainVersion(tag) {
 function validateVersion(input) {
   const version = input.trim();
   if (!EXPLICIT_VERSION.test(version)) {
-    throw new PublishError(`invalid Garden Linux version ${JSON.stringify(input)}`, {
+    throw new PublishError(`invalid Garden Linux version "${printable(input)}"`, {
       hint: "A version is two or three dot-separated numbers, e.g. 1877.23 or 2150.9.0."
     });
   }

@@ -161,17 +161,17 @@ const INPUTS: InputCase[] = [
   {
     what: 'a version with $(...)',
     inputs: { version: '$(touch /tmp/pwned)' },
-    message: /is not a Garden Linux version/,
+    message: /invalid Garden Linux version/,
   },
   {
     what: 'a version with a newline and a workflow command',
     inputs: { version: '2150.1.0\n::add-mask::x' },
-    message: /is not a Garden Linux version/,
+    message: /invalid Garden Linux version/,
   },
   {
     what: 'a 100,000-character version',
     inputs: { version: '1'.repeat(100_000) },
-    message: /is not a Garden Linux version/,
+    message: /invalid Garden Linux version/,
   },
   {
     what: 'a flavor image with shell characters',

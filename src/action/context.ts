@@ -2,9 +2,9 @@
 // main.ts stays short and every input is validated in one place before any work starts.
 import * as core from '@actions/core';
 import type { UkiBuilderChoice } from '../boot';
-import { parseArchitectures, parseFlavors, printable } from '../pipeline/flavors';
+import { parseArchitectures, parseFlavors } from '../pipeline/flavors';
 import { parseAnnotations, type RunSettings } from '../pipeline/run';
-import { PublishError } from '../util/errors';
+import { PublishError, printable } from '../util/errors';
 
 function bool(name: string): boolean {
   const value = core.getInput(name).trim().toLowerCase();

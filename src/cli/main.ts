@@ -8,14 +8,14 @@ import type { UkiBuilderChoice } from '../boot';
 import { openLayout } from '../oci/layout/store';
 import { parseReference } from '../oci/reference';
 import { createRegistryStore } from '../oci/registry';
-import { parseArchitectures, parseFlavors, printable } from '../pipeline/flavors';
+import { parseArchitectures, parseFlavors } from '../pipeline/flavors';
 import { fileSource } from '../pipeline/file-source';
 import { inspectImage } from '../pipeline/inspect';
 import { formatTable } from '../pipeline/plan';
 import { summaryRows } from '../pipeline/publish';
 import { parseAnnotations, runPublish, type RunResult, type RunSettings } from '../pipeline/run';
 import { runDemo } from '../sample/demo';
-import { describeError, PublishError } from '../util/errors';
+import { describeError, printable, PublishError } from '../util/errors';
 import { consoleLogger } from '../util/logger';
 
 const USAGE = `Usage: ironcore-publish <command> [options]

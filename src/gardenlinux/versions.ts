@@ -1,6 +1,6 @@
 // Garden Linux versions: two components up to 1877.x (`1877.23`), three since 2150.0.0 (`2150.9.0`).
 // Odd tags exist (`beta_934.1`, `0.9.1`); they are not stable releases and never win "newest".
-import { PublishError } from '../util/errors';
+import { PublishError, printable } from '../util/errors';
 
 /**
  * What counts as a stable release tag when no version is given: a major of at least three digits
@@ -44,7 +44,7 @@ export function isPlainVersion(tag: string): boolean {
 export function validateVersion(input: string): string {
   const version = input.trim();
   if (!EXPLICIT_VERSION.test(version)) {
-    throw new PublishError(`invalid Garden Linux version ${JSON.stringify(input)}`, {
+    throw new PublishError(`invalid Garden Linux version "${printable(input)}"`, {
       hint: 'A version is two or three dot-separated numbers, e.g. 1877.23 or 2150.9.0.',
     });
   }

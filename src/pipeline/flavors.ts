@@ -3,7 +3,7 @@
 import { parse as parseYaml } from 'yaml';
 import { ARCHITECTURES, type Architecture, type IronCoreVariant } from '../oci/ironcore';
 import { validateRepositoryName } from '../oci/reference';
-import { PublishError } from '../util/errors';
+import { PublishError, printable } from '../util/errors';
 
 export type FlavorVariant = 'kvm' | 'metal';
 
@@ -200,10 +200,4 @@ export function parseArchitectures(text: string): Architecture[] {
     if (!out.includes(item as Architecture)) out.push(item as Architecture);
   }
   return out;
-}
-
-/** Shows user input in an error without letting it break the log (control characters escaped, length capped). */
-export function printable(text: string, max = 80): string {
-  const escaped = JSON.stringify(text).slice(1, -1);
-  return escaped.length > max ? `${escaped.slice(0, max)}…` : escaped;
 }

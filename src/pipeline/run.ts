@@ -9,9 +9,9 @@ import { validateRegistryHost, validateRepositoryName, validateTag } from '../oc
 import { createRegistryStore } from '../oci/registry';
 import type { Store } from '../oci/store';
 import type { Annotations } from '../oci/types';
-import { PublishError } from '../util/errors';
+import { PublishError, printable } from '../util/errors';
 import type { Logger } from '../util/logger';
-import { type Flavor, flavorKey, printable } from './flavors';
+import { type Flavor, flavorKey } from './flavors';
 import { publish, type PublishResult } from './publish';
 import { releaseSource, type ArtifactSource } from './sources';
 

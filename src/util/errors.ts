@@ -27,3 +27,9 @@ export function describeError(error: unknown): string {
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new PublishError('aborted');
 }
+
+/** Shows user input in an error without letting it break the log (control characters escaped, length capped). */
+export function printable(text: string, max = 80): string {
+  const escaped = JSON.stringify(text).slice(1, -1);
+  return escaped.length > max ? `${escaped.slice(0, max)}…` : escaped;
+}
