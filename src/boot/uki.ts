@@ -380,15 +380,28 @@ export async function verifyAndHashUki(
   });
   const whole = createHash('sha256');
   let position = 0;
-  const stream = createReadStream(path, { highWaterMark: 1024 * 1024, ...(signal ? { signal } : {}) });
-  for await (const chunk of stream as AsyncIterable<Buffer>) {
-    whole.update(chunk);
-    const end = position + chunk.length;
-    for (const r of ranges) {
-      if (r.end <= position || r.start >= end) continue;
-      r.hash.update(chunk.subarray(Math.max(r.start, position) - position, Math.min(r.end, end) - position));
+  // One buffer, read into again and again: hundreds of MB per UKI without allocating (and collecting) a
+  // fresh buffer per chunk.
+  const buffer = Buffer.allocUnsafe(1024 * 1024);
+  const handle = await openForReading(path, 'UKI');
+  try {
+    while (true) {
+      throwIfAborted(signal);
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+      if (bytesRead === 0) break;
+      const chunk = buffer.subarray(0, bytesRead);
+      whole.update(chunk);
+      const end = position + bytesRead;
+      for (const r of ranges) {
+        if (r.end <= position || r.start >= end) continue;
+        r.hash.update(
+          chunk.subarray(Math.max(r.start, position) - position, Math.min(r.end, end) - position),
+        );
+      }
+      position = end;
     }
-    position = end;
+  } finally {
+    await handle.close();
   }
   if (position !== fileLength) throw new PublishError(`the UKI ${path} changed while it was verified`);
   for (const r of ranges) {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildEmbeddedInitrd, buildUki, type UkiBuilderChoice } from '../boot';
 import type { FlavorArtifacts } from '../gardenlinux';
-import { fileBlob } from '../oci/blob';
+import { fileBlob, sparseFileBlob } from '../oci/blob';
 import {
   ANNOTATION,
   buildArchImage,
@@ -393,7 +393,11 @@ async function buildArchImageFor(
         `${artifacts.base}: the archive holds no ${what}; cannot build the ${flavor.variant} image`,
       );
     }
-    return { role, blob: fileBlob(file.path, file.digest, file.size, `${artifacts.base} ${title}`), title };
+    const label = `${artifacts.base} ${title}`;
+    const blob = file.dataExtents
+      ? sparseFileBlob(file.path, file.digest, file.size, file.dataExtents, label)
+      : fileBlob(file.path, file.digest, file.size, label);
+    return { role, blob, title };
   };
   const annotations: Annotations = { ...releaseAnnotations(options), 'io.gardenlinux.cname': artifacts.base };
   const commandLine = commandLineFor(flavor.cmdline, architecture);

@@ -12,6 +12,8 @@ export interface HashedFile {
   /** `sha256:<hex>` */
   digest: string;
   size: number;
+  /** A sparse file's written ranges (ascending); the rest are holes that read as zeros. */
+  dataExtents?: { offset: number; length: number }[];
 }
 
 /** A pass-through stream that hashes (sha256) and counts what flows through it. */

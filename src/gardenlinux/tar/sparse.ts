@@ -37,6 +37,9 @@ export async function writeSparseFileAtomic(
   const hash = createHash('sha256');
   const fh = await open(temp, 'wx');
   let logical = 0; // bytes hashed so far (the position in the logical file)
+  // Where data was written: the upload reads only these and sends zeros for the rest without reading the
+  // holes back (gigabytes of a disk image).
+  const extents: { offset: number; length: number }[] = [];
   // A hole of gigabytes takes a second or more to hash: yield to the event loop every few MiB so
   // the other downloads and decompressors running beside this one keep flowing meanwhile.
   const hashZeros = async (upTo: number): Promise<void> => {
@@ -79,6 +82,9 @@ export async function writeSparseFileAtomic(
           let written = 0;
           while (written < take)
             written += (await fh.write(piece, written, take - written, at + written)).bytesWritten;
+          const last = extents[extents.length - 1];
+          if (last && last.offset + last.length === at) last.length += take;
+          else extents.push({ offset: at, length: take });
         }
         segLeft -= take;
         c = c.subarray(take);
@@ -89,7 +95,7 @@ export async function writeSparseFileAtomic(
     await fh.truncate(options.size);
     await fh.close();
     await rename(temp, path);
-    return { path, digest: `sha256:${hash.digest('hex')}`, size: options.size };
+    return { path, digest: `sha256:${hash.digest('hex')}`, size: options.size, dataExtents: extents };
   } catch (error) {
     await fh.close().catch(() => {});
     await rm(temp, { force: true });
