@@ -9,7 +9,8 @@
 //   BENCH_QUICK=1 npm run bench        small release, for a quick check of the harness
 // Knobs: BENCH_RUNS, BENCH_DIR (cache of the generated release), BENCH_RAW_GIB, BENCH_RAW_DATA_MIB,
 // BENCH_SQUASHFS_MIB, BENCH_ROOTFS_MIB, BENCH_ONLY=action|shell|bound (comma-separated), BENCH_SHELL_RUNS,
-// BENCH_PROF=DIR (node --cpu-prof of the action into DIR), BENCH_INPUTS='{"concurrency":"4"}' (extra inputs).
+// BENCH_PROF=DIR (node --cpu-prof of the action into DIR), BENCH_INPUTS='{"concurrency":"4"}' (extra inputs),
+// BENCH_DIST=DIR (run that build of the action instead of ./dist).
 import { spawn } from 'node:child_process';
 import { existsSync, openSync, closeSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -31,6 +32,8 @@ const runs = num('BENCH_RUNS', quick ? 1 : 3);
 // The reference takes minutes at full size (single-threaded xz -6 of every initrd-uki): fewer runs are enough
 // for a ratio that is far from its target.
 const shellRuns = num('BENCH_SHELL_RUNS', runs);
+// Another build of the action (e.g. an older commit's dist/, to measure a change against it).
+const dist = resolve(process.env.BENCH_DIST ?? join(ROOT, 'dist'));
 const only = new Set((process.env.BENCH_ONLY ?? 'action,shell,bound').split(','));
 const version = '2150.1.0';
 const token = 'ghs_benchtoken';
@@ -193,7 +196,7 @@ async function runAction(
   const profArgs = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [];
   const timed = await run(
     process.execPath,
-    [...profArgs, '--import', join(ROOT, 'bench/lib/probe.mjs'), join(ROOT, 'dist/index.js')],
+    [...profArgs, '--import', join(ROOT, 'bench/lib/probe.mjs'), join(dist, 'index.js')],
     { env, cwd: work },
   );
   const failed = timed.lines.find((l) => l.line.startsWith('::error::'));
