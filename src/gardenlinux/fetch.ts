@@ -6,6 +6,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { PublishError } from '../util/errors';
+import { formatBytes } from '../util/progress';
 import type { Logger } from '../util/logger';
 import { assetBaseName } from './assets';
 import { downloadAsset, type RetryOptions } from './download';
@@ -110,6 +111,25 @@ interface SourceOptions {
   open: (signal: AbortSignal) => AsyncIterable<Buffer>;
 }
 
+/** Passes the decompressed stream through, refusing one that expands like an xz bomb. */
+async function* limitExpansion(
+  source: AsyncIterable<Buffer>,
+  compressedSoFar: () => number,
+  limits: TarLimits,
+  label: string,
+): AsyncGenerator<Buffer> {
+  let out = 0;
+  for await (const chunk of source) {
+    out += chunk.length;
+    if (out > limits.expansionAfterBytes && out > limits.maxExpansion * Math.max(1, compressedSoFar())) {
+      throw new PublishError(
+        `${label}: decompresses to more than ${limits.maxExpansion} times its size (${formatBytes(out)} from ${formatBytes(compressedSoFar())}), refusing (xz bomb?)`,
+      );
+    }
+    yield chunk;
+  }
+}
+
 async function unpackFromSource(options: SourceOptions): Promise<FlavorArtifacts> {
   const { logger, label, base } = options;
   const asset = options.expected;
@@ -132,14 +152,20 @@ async function unpackFromSource(options: SourceOptions): Promise<FlavorArtifacts
         yield chunk;
       }
     })();
-    const tar = decompressXz(hashed, { label, engine: options.xz ?? 'auto' });
+    const limits = { ...DEFAULT_TAR_LIMITS, ...options.limits };
+    const tar = limitExpansion(
+      decompressXz(hashed, { label, engine: options.xz ?? 'auto' }),
+      () => compressed,
+      limits,
+      label,
+    );
     const result = await unpackFlavorTar(tar, {
       label,
       base,
       kind: options.kind,
       arch: options.arch,
       dir: options.dir,
-      budget: new Budget({ ...DEFAULT_TAR_LIMITS, ...options.limits }),
+      budget: new Budget(limits),
       logger,
       signal: controller.signal,
       written,

@@ -37,12 +37,21 @@ export interface TarLimits {
   maxBytes: number;
   /** Logical size of one member (a sparse header can claim petabytes of holes). */
   maxFileBytes: number;
+  /**
+   * Decompressed bytes per compressed byte, checked once `expansionAfterBytes` are out: an xz bomb
+   * (zeros compress about 7000:1) is stopped long before it fills the disk, while real archives,
+   * whose holes are sparse maps rather than zeros in the stream, stay far below it.
+   */
+  maxExpansion: number;
+  expansionAfterBytes: number;
 }
 
 export const DEFAULT_TAR_LIMITS: TarLimits = {
   maxMembers: 1_000_000,
   maxBytes: 256 * 1024 ** 3,
   maxFileBytes: 64 * 1024 ** 3,
+  maxExpansion: 1000,
+  expansionAfterBytes: 1024 ** 3,
 };
 
 /** Counts members and bytes across the nested archives of one download (archive-bomb guard). */
