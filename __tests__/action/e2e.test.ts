@@ -138,6 +138,20 @@ describe('the action, end to end', () => {
     expect(JSON.parse(run.outputs.digests!)).toEqual(firstDigests);
   });
 
+  it('in a dry run, downloads and builds everything and pushes nothing', async () => {
+    const downloadsBefore = world.downloads().length;
+    const run = await runAction(publishInputs({ namespace: 'dry', 'dry-run': 'true' }), { env: env() });
+    expect(errorLines(run)).toEqual([]);
+    expect(run.outputs.published).toBe('false');
+    expect(run.outputs['skipped-reason']).toBe('dry-run');
+    // The digests it would publish are the ones a real publication gives (the namespace is not in them).
+    const normalise = (d: Record<string, string>, ns: string): Record<string, string> =>
+      Object.fromEntries(Object.entries(d).map(([ref, digest]) => [ref.replace(`/${ns}/`, '/'), digest]));
+    expect(normalise(JSON.parse(run.outputs.digests!), 'dry')).toEqual(normalise(firstDigests, 'test-owner'));
+    expect(world.downloads().length).toBeGreaterThan(downloadsBefore);
+    expect((await world.catalog()).filter((r) => r.startsWith('dry/'))).toEqual([]);
+  });
+
   it('publishes nothing when one flavor archive is bad; a re-run with a good archive completes', async () => {
     // The same release, but the capi arm64 asset's digest does not match its bytes.
     const bad = await startGitHubApiServer({
