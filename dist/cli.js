@@ -47754,6 +47754,15 @@ async function digestOfFile(path, signal, start = 0, length) {
   return { size, sha256: hash.digest("hex") };
 }
 async function verifyUki(path, machine, expected, signal) {
+  const { headers, fileLength } = await readUkiHeaders(path, machine);
+  for (const want of expected) {
+    const section = sectionFor(headers, want, fileLength, path);
+    const got = await digestOfFile(path, signal, section.pointerToRawData, want.size);
+    if (got.sha256 !== want.sha256)
+      throw new PublishError(`the UKI's ${want.name} section differs from its input`);
+  }
+}
+async function readUkiHeaders(path, machine) {
   const headers = await tryReadPeHeaders(path, "UKI");
   if (!headers)
     throw new PublishError(`the UKI ${path} is not a PE image: the builder wrote something broken`);
@@ -47762,13 +47771,7 @@ async function verifyUki(path, machine, expected, signal) {
       `the UKI ${path} is for ${describeMachine(headers.machine)}, expected ${describeMachine(machine)}`
     );
   }
-  const fileLength = (await stat6(path)).size;
-  for (const want of expected) {
-    const section = sectionFor(headers, want, fileLength, path);
-    const got = await digestOfFile(path, signal, section.pointerToRawData, want.size);
-    if (got.sha256 !== want.sha256)
-      throw new PublishError(`the UKI's ${want.name} section differs from its input`);
-  }
+  return { headers, fileLength: (await stat6(path)).size };
 }
 function sectionFor(headers, want, fileLength, path) {
   const section = headers.sections.find((s) => s.name === want.name);
@@ -47781,15 +47784,7 @@ function sectionFor(headers, want, fileLength, path) {
   return section;
 }
 async function verifyAndHashUki(path, machine, expected, signal) {
-  const headers = await tryReadPeHeaders(path, "UKI");
-  if (!headers)
-    throw new PublishError(`the UKI ${path} is not a PE image: the builder wrote something broken`);
-  if (headers.machine !== machine) {
-    throw new PublishError(
-      `the UKI ${path} is for ${describeMachine(headers.machine)}, expected ${describeMachine(machine)}`
-    );
-  }
-  const fileLength = (await stat6(path)).size;
+  const { headers, fileLength } = await readUkiHeaders(path, machine);
   const ranges = expected.map((want) => {
     const section = sectionFor(headers, want, fileLength, path);
     return {

@@ -313,6 +313,20 @@ export async function verifyUki(
   expected: AddedSection[],
   signal?: AbortSignal,
 ): Promise<void> {
+  const { headers, fileLength } = await readUkiHeaders(path, machine);
+  for (const want of expected) {
+    const section = sectionFor(headers, want, fileLength, path);
+    const got = await digestOfFile(path, signal, section.pointerToRawData, want.size);
+    if (got.sha256 !== want.sha256)
+      throw new PublishError(`the UKI's ${want.name} section differs from its input`);
+  }
+}
+
+/** The UKI's PE headers, refusing a file that is not a PE image for `machine`. */
+async function readUkiHeaders(
+  path: string,
+  machine: number,
+): Promise<{ headers: PeHeaders; fileLength: number }> {
   const headers = await tryReadPeHeaders(path, 'UKI');
   if (!headers)
     throw new PublishError(`the UKI ${path} is not a PE image: the builder wrote something broken`);
@@ -321,13 +335,7 @@ export async function verifyUki(
       `the UKI ${path} is for ${describeMachine(headers.machine)}, expected ${describeMachine(machine)}`,
     );
   }
-  const fileLength = (await stat(path)).size;
-  for (const want of expected) {
-    const section = sectionFor(headers, want, fileLength, path);
-    const got = await digestOfFile(path, signal, section.pointerToRawData, want.size);
-    if (got.sha256 !== want.sha256)
-      throw new PublishError(`the UKI's ${want.name} section differs from its input`);
-  }
+  return { headers, fileLength: (await stat(path)).size };
 }
 
 function sectionFor(
@@ -360,15 +368,7 @@ export async function verifyAndHashUki(
   expected: AddedSection[],
   signal?: AbortSignal,
 ): Promise<HashedFile> {
-  const headers = await tryReadPeHeaders(path, 'UKI');
-  if (!headers)
-    throw new PublishError(`the UKI ${path} is not a PE image: the builder wrote something broken`);
-  if (headers.machine !== machine) {
-    throw new PublishError(
-      `the UKI ${path} is for ${describeMachine(headers.machine)}, expected ${describeMachine(machine)}`,
-    );
-  }
-  const fileLength = (await stat(path)).size;
+  const { headers, fileLength } = await readUkiHeaders(path, machine);
   const ranges = expected.map((want) => {
     const section = sectionFor(headers, want, fileLength, path);
     return {

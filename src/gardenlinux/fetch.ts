@@ -97,16 +97,10 @@ export async function unpackFlavorArchive(options: UnpackArchiveOptions): Promis
   });
 }
 
-interface SourceOptions {
+/** What both entry points (a release asset, a file on disk) hand to the one unpacking pass. */
+interface SourceOptions extends Omit<UnpackArchiveOptions, 'archive' | 'expectedDigest'> {
   label: string;
   base: string;
-  kind: FlavorKind;
-  arch: Arch;
-  dir: string;
-  logger: Logger;
-  signal?: AbortSignal;
-  limits?: Partial<TarLimits>;
-  xz?: 'auto' | 'system' | 'wasm';
   expected: { size: number; digest?: string };
   open: (signal: AbortSignal) => AsyncIterable<Buffer>;
 }
