@@ -148,8 +148,11 @@ const ARCHIVES: ArchiveCase[] = [
   },
 ];
 
-/** Millions of tiny members: past the 1,000,000-member limit. Heavy (512 MB of tar): RELIABILITY_HEAVY=1. */
-const HEAVY = process.env.RELIABILITY_HEAVY === '1';
+/**
+ * A million tiny members: past the 1,000,000-member limit. 512 MB of tar, about 6 s here, so it runs in CI;
+ * RELIABILITY_LIGHT=1 leaves it out on a slow machine.
+ */
+const HEAVY = process.env.RELIABILITY_LIGHT !== '1';
 
 interface InputCase {
   what: string;
