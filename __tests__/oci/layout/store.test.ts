@@ -1,25 +1,13 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bytesBlob, fileBlob } from '../../../src/oci/blob';
-import { sha256Digest } from '../../../src/oci/digest';
 import { buildArchImage, buildIndex, type BuiltArchImage } from '../../../src/oci/ironcore';
 import { createLayoutStore } from '../../../src/oci/layout/store';
 import { hashFile } from '../../../src/util/files';
-
-const run = promisify(execFile);
-
-async function skopeoRaw(ref: string): Promise<Buffer> {
-  const { stdout } = await run('skopeo', ['inspect', '--raw', ref], {
-    encoding: 'buffer',
-    maxBuffer: 1 << 24,
-  });
-  return stdout;
-}
+import { skopeoCopy, skopeoInspectRaw } from '../../helpers/skopeo';
 
 let work: string;
 let kernel: string;
@@ -67,13 +55,17 @@ describe('OCI layout store', () => {
     const index = buildIndex(images.map((i) => ({ manifest: i.manifest, architecture: i.architecture })));
     await repo.pushManifest(index, ['1.0-metal']);
 
-    const raw = await skopeoRaw(`oci:${join(root, 'gardenlinux/gardener')}:1.0-metal`);
-    expect(sha256Digest(raw)).toBe(index.digest);
-    const parsed = JSON.parse(raw.toString()) as { manifests: { platform: { architecture: string } }[] };
+    const raw = await skopeoInspectRaw(`oci:${join(root, 'gardenlinux/gardener')}:1.0-metal`);
+    expect(raw.digest).toBe(index.digest);
+    const parsed = JSON.parse(raw.bytes.toString()) as {
+      manifests: { platform: { architecture: string } }[];
+    };
     expect(parsed.manifests.map((m) => m.platform.architecture)).toEqual(['amd64', 'arm64']);
     for (const image of images) {
-      const m = await skopeoRaw(`oci:${join(root, 'gardenlinux/gardener')}:1.0-metal-${image.architecture}`);
-      expect(sha256Digest(m)).toBe(image.manifest.digest);
+      const m = await skopeoInspectRaw(
+        `oci:${join(root, 'gardenlinux/gardener')}:1.0-metal-${image.architecture}`,
+      );
+      expect(m.digest).toBe(image.manifest.digest);
     }
     // kernel + squashfs once, plus two configs: 4 blobs uploaded, 2 found existing.
     expect(store.stats.blobsUploaded).toBe(4);
@@ -81,12 +73,7 @@ describe('OCI layout store', () => {
 
     // An independent copy out of the layout proves every blob is present and matches its digest.
     const copy = join(work, 'copy1');
-    await run('skopeo', [
-      'copy',
-      '--all',
-      `oci:${join(root, 'gardenlinux/gardener')}:1.0-metal`,
-      `oci:${copy}:x`,
-    ]);
+    await skopeoCopy(`oci:${join(root, 'gardenlinux/gardener')}:1.0-metal`, `oci:${copy}:x`);
     const copied = await readdir(join(copy, 'blobs', 'sha256'));
     expect(copied).toContain((await hashFile(kernel)).digest.slice(7));
   });
