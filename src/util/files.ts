@@ -1,11 +1,10 @@
 // Files are written under a temporary name in the target folder and renamed into place when complete,
 // so a crash never leaves a half-written file under its final name; each is hashed while it is written.
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 
 export interface HashedFile {
   path: string;
@@ -16,29 +15,72 @@ export interface HashedFile {
   dataExtents?: { offset: number; length: number }[];
 }
 
-/** A pass-through stream that hashes (sha256) and counts what flows through it. */
-export class HashingStream extends Transform {
-  private readonly hash = createHash('sha256');
-  size = 0;
+export function temporaryPathFor(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.partial`);
+}
 
-  override _transform(
-    chunk: Buffer,
-    _enc: BufferEncoding,
-    callback: (e?: Error | null, d?: Buffer) => void,
-  ): void {
-    this.hash.update(chunk);
-    this.size += chunk.length;
-    callback(null, chunk);
+/**
+ * Bytes per write call. Each asynchronous write is a round trip through libuv's thread pool, which costs
+ * tens of microseconds here (measured: 1 GiB in 64 KiB writes took 0.94 s of CPU, in 1 MiB writes 0.28 s,
+ * in 4 MiB writes 2.4 s), while the pieces arriving from a decompressor or a tar body are 16-64 KiB. So
+ * pieces are copied into 1 MiB buffers and written a buffer at a time.
+ */
+export const WRITE_BUFFER_SIZE = 1024 * 1024;
+
+/**
+ * Positional writes gathered into two reused 1 MiB buffers: one fills while the other is being written, so
+ * copying and writing overlap, and no buffer is allocated per write (nothing for the GC to collect).
+ * Contiguous writes are merged; a write elsewhere (past a hole) flushes first. Call `close()` to flush.
+ */
+export class CoalescingWriter {
+  private readonly buffers = [Buffer.allocUnsafe(WRITE_BUFFER_SIZE), Buffer.allocUnsafe(WRITE_BUFFER_SIZE)];
+  private current = 0;
+  private fill = 0;
+  /** File position of the current buffer's first byte. */
+  private start = 0;
+  private inFlight: Promise<void> = Promise.resolve();
+
+  constructor(private readonly handle: FileHandle) {}
+
+  /** Copies `data` for writing at `position`; resolves once it can take more (not when it is on disk). */
+  async write(data: Uint8Array, position: number): Promise<void> {
+    if (this.fill > 0 && position !== this.start + this.fill) await this.flush();
+    if (this.fill === 0) this.start = position;
+    for (let offset = 0; offset < data.length;) {
+      const n = Math.min(WRITE_BUFFER_SIZE - this.fill, data.length - offset);
+      (this.buffers[this.current] as Buffer).set(data.subarray(offset, offset + n), this.fill);
+      this.fill += n;
+      offset += n;
+      if (this.fill === WRITE_BUFFER_SIZE) await this.flush();
+    }
   }
 
-  /** Valid once the stream has ended. */
-  digest(): string {
-    return `sha256:${this.hash.digest('hex')}`;
+  /** Writes everything gathered so far and waits until it is written. */
+  async close(): Promise<void> {
+    await this.flush();
+    await this.inFlight;
+  }
+
+  private async flush(): Promise<void> {
+    if (this.fill === 0) return;
+    // The other buffer's write must be done before that buffer is filled again (right after this swap).
+    await this.inFlight;
+    const buffer = this.buffers[this.current] as Buffer;
+    const length = this.fill;
+    const position = this.start;
+    this.inFlight = writeAll(this.handle, buffer, length, position);
+    // Failures surface at the next flush or close; until then nobody awaits it, which must not count as unhandled.
+    this.inFlight.catch(() => {});
+    this.current ^= 1;
+    this.fill = 0;
+    this.start = position + length;
   }
 }
 
-export function temporaryPathFor(path: string): string {
-  return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.partial`);
+async function writeAll(handle: FileHandle, buffer: Buffer, length: number, position: number): Promise<void> {
+  for (let written = 0; written < length;) {
+    written += (await handle.write(buffer, written, length - written, position + written)).bytesWritten;
+  }
 }
 
 /**
@@ -47,33 +89,52 @@ export function temporaryPathFor(path: string): string {
  */
 export async function writeFileAtomic(
   path: string,
-  source: Readable | AsyncIterable<Uint8Array>,
+  source: Readable | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   options: { expectedDigest?: string; signal?: AbortSignal; onData?: (bytes: number) => void } = {},
 ): Promise<HashedFile> {
+  const { signal } = options;
   await mkdir(dirname(path), { recursive: true });
   const temp = temporaryPathFor(path);
-  const hasher = new HashingStream();
-  const stages: (NodeJS.ReadableStream | NodeJS.WritableStream | Transform)[] = [source as Readable, hasher];
-  if (options.onData) {
-    const onData = options.onData;
-    hasher.on('data', (c: Buffer) => onData(c.length));
-  }
+  const hash = createHash('sha256');
+  let size = 0;
+  let handle: FileHandle | undefined;
+  // A stream source stops at once on abort (a generator stops at its next piece, as its producer sees the signal).
+  const onAbort = (): void => {
+    if (isReadable(source)) source.destroy(signal?.reason as Error);
+  };
+  signal?.addEventListener('abort', onAbort, { once: true });
   try {
-    await pipeline(
-      ...(stages as [Readable, Transform]),
-      createWriteStream(temp),
-      options.signal ? { signal: options.signal } : {},
-    );
-    const digest = hasher.digest();
+    signal?.throwIfAborted();
+    handle = await open(temp, 'wx');
+    const writer = new CoalescingWriter(handle);
+    for await (const chunk of source as AsyncIterable<Uint8Array>) {
+      signal?.throwIfAborted();
+      hash.update(chunk);
+      await writer.write(chunk, size);
+      size += chunk.length;
+      options.onData?.(chunk.length);
+    }
+    await writer.close();
+    await handle.close();
+    handle = undefined;
+    const digest = `sha256:${hash.digest('hex')}`;
     if (options.expectedDigest && options.expectedDigest !== digest) {
       throw new DigestMismatchError(path, options.expectedDigest, digest);
     }
     await rename(temp, path);
-    return { path, digest, size: hasher.size };
+    return { path, digest, size };
   } catch (error) {
+    await handle?.close().catch(() => {});
+    if (isReadable(source)) source.destroy();
     await rm(temp, { force: true });
     throw error;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
   }
+}
+
+function isReadable(source: unknown): source is Readable {
+  return typeof (source as Readable | null)?.destroy === 'function';
 }
 
 export class DigestMismatchError extends Error {

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import { PublishError } from '../../util/errors';
-import { temporaryPathFor, type HashedFile } from '../../util/files';
+import { CoalescingWriter, temporaryPathFor, type HashedFile } from '../../util/files';
 import type { SparseSegment } from './reader';
 
 const ZEROS = Buffer.alloc(1024 * 1024);
@@ -36,6 +36,7 @@ export async function writeSparseFileAtomic(
   const temp = temporaryPathFor(path);
   const hash = createHash('sha256');
   const fh = await open(temp, 'wx');
+  const writer = new CoalescingWriter(fh);
   let logical = 0; // bytes hashed so far (the position in the logical file)
   // Where data was written: the upload reads only these and sends zeros for the rest without reading the
   // holes back (gigabytes of a disk image).
@@ -59,8 +60,8 @@ export async function writeSparseFileAtomic(
     const segments = options.segments ?? [{ offset: 0, size: options.size }];
     let segIndex = 0;
     let segLeft = segments[0]?.size ?? 0;
-    // Each piece is written where it belongs unless it is all zeros: then it stays a hole. Pieces are
-    // the decompressor's chunks (64 KiB), so no copying to build bigger granules.
+    // Each piece is written where it belongs unless it is all zeros: then it stays a hole. Pieces are the
+    // decompressor's chunks (64 KiB); the writer gathers contiguous ones into 1 MiB writes.
     for await (const chunk of body) {
       if (options.signal?.aborted) throw options.signal.reason;
       let c = chunk;
@@ -79,9 +80,7 @@ export async function writeSparseFileAtomic(
         hash.update(piece);
         logical += take;
         if (!isAllZero(piece)) {
-          let written = 0;
-          while (written < take)
-            written += (await fh.write(piece, written, take - written, at + written)).bytesWritten;
+          await writer.write(piece, at);
           const last = extents[extents.length - 1];
           if (last && last.offset + last.length === at) last.length += take;
           else extents.push({ offset: at, length: take });
@@ -92,6 +91,7 @@ export async function writeSparseFileAtomic(
       }
     }
     await hashZeros(options.size);
+    await writer.close();
     await fh.truncate(options.size);
     await fh.close();
     await rename(temp, path);
