@@ -1,7 +1,7 @@
 // buildUki with real inputs: Debian's cloud kernels, Debian's systemd-boot stubs, the real ukify 254. The
 // native builder must produce what ukify produces, section for section and (as it turns out) byte for byte.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash, randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   buildEmbeddedInitrd,
   buildUki,
+  embeddedInitrdSource,
   efiStubPathInRootfs,
   peMachineOf,
   readPeHeaders,
@@ -159,6 +160,35 @@ describe.each(ARCHES)('buildUki on real %s inputs', (arch) => {
     expect(headers.machine).toBe(arch === 'amd64' ? 0x8664 : 0xaa64);
     expect(headers.checkSum).toBe(0);
     expect(headers.sizeOfImage % headers.sectionAlignment).toBe(0);
+  });
+
+  it('a generated initrd-uki (never a file) gives the same UKI as the file, with either builder', async () => {
+    const fromFile = await buildUki(options(arch, { builder: 'native' }));
+    const generated = () =>
+      embeddedInitrdSource({ initrd: join(dir, 'initrd'), squashfs: join(dir, 'root.squashfs') });
+    const source = await generated();
+    expect(source.size).toBe(readFileSync(initrdUki).length);
+    const sub = mkdtempSync(join(dir, 'generated-'));
+    const native = await buildUki(options(arch, { initrd: source, output: join(sub, 'native.efi') }));
+    const viaUkify = await buildUki(
+      options(arch, { builder: 'ukify', initrd: await generated(), output: join(sub, 'ukify.efi') }),
+    );
+    expect(native.digest).toBe(fromFile.digest);
+    expect(viaUkify.digest).toBe(fromFile.digest);
+    // ukify's temporary copy of the initrd is gone.
+    expect(readdirSync(sub).sort()).toEqual(['native.efi', 'ukify.efi']);
+  });
+
+  it('refuses a generated initrd that does not give the size it announced', async () => {
+    const real = await embeddedInitrdSource({
+      initrd: join(dir, 'initrd'),
+      squashfs: join(dir, 'root.squashfs'),
+    });
+    const lying = { ...real, size: real.size + 1, open: () => real.open() };
+    await expectPublishError(
+      buildUki(options(arch, { initrd: lying })),
+      /gave \d+ bytes for \.initrd, \d+ were announced/,
+    );
   });
 
   it('native output is deterministic', async () => {

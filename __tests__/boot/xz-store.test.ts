@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { xzStore } from '../../src/boot/xz-store';
+import { xzStore, xzStoredSize } from '../../src/boot/xz-store';
 import { requireCommand } from '../helpers/real-tools';
 
 requireCommand('xz', 'xz-utils');
@@ -66,5 +66,18 @@ describe('xzStore', () => {
   it('writes a valid empty stream', async () => {
     const xz = await collect([]);
     expect(execFileSync('xz', ['-dc'], { input: xz }).length).toBe(0);
+  });
+
+  it('knows its output length in advance, for every input length and block size', async () => {
+    const sizes = [0, 1, 65_535, 65_536, 65_537, 99_999, 100_000, 100_001, 300_000, 1024 * 1024 + 3];
+    for (const blockSize of [65_536, 100_000, 8 * 1024 * 1024]) {
+      for (const n of sizes) {
+        const xz = await collect([data.subarray(0, n)], blockSize);
+        expect({ n, blockSize, size: xzStoredSize(n, blockSize) }).toEqual({ n, blockSize, size: xz.length });
+      }
+    }
+    // Past 127 blocks the index's block count takes two varint bytes.
+    const many = await collect([data.subarray(0, 200 * 1024)], 1024);
+    expect(xzStoredSize(200 * 1024, 1024)).toBe(many.length);
   });
 });

@@ -1,5 +1,11 @@
 // The boot artifacts of the metal variant: initrd-uki (initrd + embedded root.squashfs) and the UKI.
-export { buildEmbeddedInitrd, EMBEDDED_SQUASHFS_NAME, type EmbeddedInitrdOptions } from './initrd';
+export {
+  buildEmbeddedInitrd,
+  embeddedInitrdSource,
+  EMBEDDED_SQUASHFS_NAME,
+  type EmbeddedInitrdOptions,
+  type SizedSource,
+} from './initrd';
 export {
   buildUki,
   cmdlineLimitOf,
@@ -25,5 +31,5 @@ export {
 } from './pe';
 export { kernelVersionOf } from './uname';
 export { xzArguments, type XzOptions } from './xz';
-export { xzStore, type XzStoreOptions } from './xz-store';
+export { xzStore, xzStoredSize, type XzStoreOptions } from './xz-store';
 export { findOnPath, installUkify, UKIFY_INSTALL_HINT } from './uki-ukify';

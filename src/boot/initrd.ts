@@ -9,7 +9,8 @@ import { writeFileAtomic, type HashedFile } from '../util/files';
 import { NEWC_MAX_FILE_SIZE, newcDataPadding, newcHeader, newcTrailer } from './cpio';
 import { openForReading } from './pe';
 import { xzCompress, type XzOptions } from './xz';
-import { xzStore } from './xz-store';
+import { xzStore, xzStoredSize } from './xz-store';
+import { XZ_DEFAULT_BLOCK_SIZE } from './xz';
 
 export interface EmbeddedInitrdOptions {
   /** The release's initrd, copied unchanged as the prefix. */
@@ -34,9 +35,58 @@ export const EMBEDDED_SQUASHFS_NAME = 'root.squashfs';
 const SQUASHFS_MODE = 0o100644;
 const CHUNK = 1024 * 1024;
 
+/** Bytes that can be produced again and again, of a length known before the first byte. */
+export interface SizedSource {
+  readonly size: number;
+  /** A fresh pass over the bytes; fails when an input file changed meanwhile. */
+  open(): AsyncGenerator<Buffer>;
+  /** For errors and logs. */
+  readonly label: string;
+}
+
+/**
+ * initrd-uki as a stream of known length (stored chunks only): the native UKI builder writes it straight into
+ * its `.initrd` section, so the few hundred MB never exist as a file of their own.
+ */
+export async function embeddedInitrdSource(
+  options: Omit<EmbeddedInitrdOptions, 'output' | 'compression'>,
+): Promise<SizedSource> {
+  const { signal } = options;
+  throwIfAborted(signal);
+  const { initrdSize, squashfsSize } = await checkEmbeddedInputs(options);
+  const blockSize = options.xz?.blockSize ?? XZ_DEFAULT_BLOCK_SIZE;
+  const cpioSize = cpioSizeOf(squashfsSize);
+  return {
+    size: initrdSize + xzStoredSize(cpioSize, blockSize),
+    label: `initrd-uki (${options.initrd} + ${options.squashfs})`,
+    async *open() {
+      yield* readExactly(options.initrd, initrdSize, 'initrd', signal);
+      yield* xzStore(cpioOfSquashfs(options.squashfs, squashfsSize, signal), { blockSize });
+    },
+  };
+}
+
 export async function buildEmbeddedInitrd(options: EmbeddedInitrdOptions): Promise<HashedFile> {
   const { signal } = options;
   throwIfAborted(signal);
+  if ((options.compression ?? 'store') === 'store') {
+    const source = await embeddedInitrdSource(options);
+    return writeFileAtomic(options.output, source.open(), signal ? { signal } : {});
+  }
+  const { initrdSize, squashfsSize } = await checkEmbeddedInputs(options);
+  async function* output(): AsyncGenerator<Buffer> {
+    yield* readExactly(options.initrd, initrdSize, 'initrd', signal);
+    yield* xzCompress(cpioOfSquashfs(options.squashfs, squashfsSize, signal), {
+      ...options.xz,
+      ...(signal ? { signal } : {}),
+    });
+  }
+  return writeFileAtomic(options.output, output(), signal ? { signal } : {});
+}
+
+async function checkEmbeddedInputs(
+  options: Pick<EmbeddedInitrdOptions, 'initrd' | 'squashfs'>,
+): Promise<{ initrdSize: number; squashfsSize: number }> {
   const initrdSize = await regularFileSize(options.initrd, 'initrd');
   const squashfsSize = await regularFileSize(options.squashfs, 'squashfs');
   if (squashfsSize > NEWC_MAX_FILE_SIZE) {
@@ -45,26 +95,25 @@ export async function buildEmbeddedInitrd(options: EmbeddedInitrdOptions): Promi
     );
   }
   await checkSquashfsMagic(options.squashfs);
+  return { initrdSize, squashfsSize };
+}
 
-  async function* output(): AsyncGenerator<Buffer> {
-    yield* readExactly(options.initrd, initrdSize, 'initrd', signal);
-    if ((options.compression ?? 'store') === 'store') {
-      yield* xzStore(cpioOfSquashfs(), options.xz?.blockSize ? { blockSize: options.xz.blockSize } : {});
-    } else {
-      yield* xzCompress(cpioOfSquashfs(), { ...options.xz, ...(signal ? { signal } : {}) });
-    }
-  }
+function cpioHeader(squashfsSize: number): Buffer {
+  return newcHeader({ name: EMBEDDED_SQUASHFS_NAME, mode: SQUASHFS_MODE, size: squashfsSize });
+}
 
-  async function* cpioOfSquashfs(): AsyncGenerator<Buffer> {
-    const header = newcHeader({ name: EMBEDDED_SQUASHFS_NAME, mode: SQUASHFS_MODE, size: squashfsSize });
-    yield header;
-    yield* readExactly(options.squashfs, squashfsSize, 'squashfs', signal);
-    const padding = newcDataPadding(squashfsSize);
-    yield padding;
-    yield newcTrailer(header.length + squashfsSize + padding.length);
-  }
+function cpioSizeOf(squashfsSize: number): number {
+  const framed = cpioHeader(squashfsSize).length + squashfsSize + newcDataPadding(squashfsSize).length;
+  return framed + newcTrailer(framed).length;
+}
 
-  return writeFileAtomic(options.output, output(), signal ? { signal } : {});
+async function* cpioOfSquashfs(path: string, size: number, signal?: AbortSignal): AsyncGenerator<Buffer> {
+  const header = cpioHeader(size);
+  yield header;
+  yield* readExactly(path, size, 'squashfs', signal);
+  const padding = newcDataPadding(size);
+  yield padding;
+  yield newcTrailer(header.length + size + padding.length);
 }
 
 async function regularFileSize(path: string, what: string): Promise<number> {

@@ -64,6 +64,24 @@ function indexAndFooter(records: { unpadded: number; uncompressed: number }[]): 
   return Buffer.concat([withCrc, u32le(crc32(backward)), backward, Buffer.from('YZ', 'latin1')]);
 }
 
+/**
+ * The exact length of `xzStore`'s output for `inputSize` bytes, without producing it: a UKI's section table
+ * needs the `.initrd` size before its bytes are streamed into the file.
+ */
+export function xzStoredSize(inputSize: number, blockSize = XZ_DEFAULT_BLOCK_SIZE): number {
+  if (!Number.isSafeInteger(inputSize) || inputSize < 0) throw new RangeError(`xz input size ${inputSize}`);
+  const header = blockHeader().length;
+  const records: { unpadded: number; uncompressed: number }[] = [];
+  for (let left = inputSize; left > 0; left -= Math.min(left, blockSize)) {
+    const inBlock = Math.min(left, blockSize);
+    // Every 64 KiB chunk carries a 3-byte control header; the block ends with a 0x00 byte.
+    const compressed = inBlock + 3 * Math.ceil(inBlock / CHUNK) + 1;
+    records.push({ unpadded: header + compressed + 4, uncompressed: inBlock });
+  }
+  const blocks = records.reduce((n, r) => n + r.unpadded - 4 + pad4(r.unpadded - 4).length + 4, 0);
+  return streamHeader().length + blocks + indexAndFooter(records).length;
+}
+
 export interface XzStoreOptions {
   /** Uncompressed bytes per xz block, as `xz --block-size` (default 8 MiB, the same layout xz.ts uses). */
   blockSize?: number;
