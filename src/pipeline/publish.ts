@@ -4,7 +4,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildEmbeddedInitrd, buildUki, type UkiBuilderChoice } from '../boot';
+import { buildUki, embeddedInitrdSource, type UkiBuilderChoice } from '../boot';
 import type { FlavorArtifacts } from '../gardenlinux';
 import { fileBlob, sparseFileBlob } from '../oci/blob';
 import {
@@ -18,7 +18,7 @@ import {
 } from '../oci/ironcore';
 import type { Store } from '../oci/store';
 import type { Annotations, SerializedManifest } from '../oci/types';
-import { mapLimit } from '../util/concurrency';
+import { mapLimit, Semaphore } from '../util/concurrency';
 import { PublishError, throwIfAborted } from '../util/errors';
 import type { HashedFile } from '../util/files';
 import type { Logger } from '../util/logger';
@@ -172,40 +172,61 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     // nothing, and a re-run finds the blobs that did go up and sends only the rest.
     // Indexed like toBuild, so tags are written in plan order whatever order the builds finish in.
     const pending: ({ repository: string; tag: string; manifest: SerializedManifest } | undefined)[] = [];
-    await logger.group('Fetch, build and upload arch images', () =>
-      mapLimit(toBuild, Math.max(1, options.concurrency), async (arch, i) => {
-        throwIfAborted(signal);
-        const repository = repositoryOf(plan, arch);
-        const started = performance.now();
-        const unitDir = join(workDir, `${i}-${arch.flavor.variant}-${arch.architecture}`);
-        const image = await buildArchImageFor(arch, unitDir, options);
-        let bytesUploaded = 0;
-        for (const pusher of pushers) {
-          const outcomes = await Promise.all(
-            image.blobs.map((blob) => pusher.push(repository, blob, signal)),
-          );
-          bytesUploaded += image.blobs.reduce((n, b, j) => n + (outcomes[j] === 'uploaded' ? b.size : 0), 0);
-        }
-        await rm(unitDir, { recursive: true, force: true });
-        const seconds = (performance.now() - started) / 1000;
-        const ref = reference(repository, arch.tag);
-        pending[i] = { repository, tag: arch.tag, manifest: image.manifest };
-        built.set(key(repository, arch.tag), image.manifest);
-        digests[ref] = image.manifest.digest;
-        const size = image.blobs.reduce((n, b) => n + b.size, 0) + image.manifest.size;
-        results.push({
-          reference: ref,
-          digest: image.manifest.digest,
-          size,
-          seconds,
-          bytesUploaded,
-          kind: 'arch',
-        });
-        logger.info(
-          `${ref} ${image.manifest.digest} built and uploaded (${formatBytes(size)} in ${formatDuration(seconds)})`,
-        );
-      }),
-    );
+    // Fetching and building an arch image holds one of `concurrency` slots; its upload does not (the stores
+    // bound their own uploads), so the next download and decompression start while the last image's blobs
+    // go up, instead of the decompressor idling behind the registry. At most 2 x concurrency arch images'
+    // files are on disk at once.
+    const concurrency = Math.max(1, options.concurrency);
+    const building = new Semaphore(concurrency);
+    const onDisk = new Semaphore(2 * concurrency);
+    let failure: { error: unknown } | undefined;
+    const buildAndUpload = async (arch: PlannedArchImage, i: number): Promise<void> => {
+      // After a failure nothing new starts; what runs already finishes (its blobs are not wasted).
+      if (failure) return;
+      throwIfAborted(signal);
+      const repository = repositoryOf(plan, arch);
+      const started = performance.now();
+      const unitDir = join(workDir, `${i}-${arch.flavor.variant}-${arch.architecture}`);
+      const image = await building.run(async () =>
+        failure ? undefined : buildArchImageFor(arch, unitDir, options),
+      );
+      if (!image) return;
+      let bytesUploaded = 0;
+      for (const pusher of pushers) {
+        const outcomes = await Promise.all(image.blobs.map((blob) => pusher.push(repository, blob, signal)));
+        bytesUploaded += image.blobs.reduce((n, b, j) => n + (outcomes[j] === 'uploaded' ? b.size : 0), 0);
+      }
+      await rm(unitDir, { recursive: true, force: true });
+      const seconds = (performance.now() - started) / 1000;
+      const ref = reference(repository, arch.tag);
+      pending[i] = { repository, tag: arch.tag, manifest: image.manifest };
+      built.set(key(repository, arch.tag), image.manifest);
+      digests[ref] = image.manifest.digest;
+      const size = image.blobs.reduce((n, b) => n + b.size, 0) + image.manifest.size;
+      results.push({
+        reference: ref,
+        digest: image.manifest.digest,
+        size,
+        seconds,
+        bytesUploaded,
+        kind: 'arch',
+      });
+      logger.info(
+        `${ref} ${image.manifest.digest} built and uploaded (${formatBytes(size)} in ${formatDuration(seconds)})`,
+      );
+    };
+    await logger.group('Fetch, build and upload arch images', async () => {
+      await Promise.all(
+        toBuild.map((arch, i) =>
+          onDisk
+            .run(() => buildAndUpload(arch, i))
+            .catch((error: unknown) => {
+              failure ??= { error };
+            }),
+        ),
+      );
+      if (failure) throw failure.error;
+    });
 
     await logger.group('Write arch image tags', async () => {
       for (const { repository, tag, manifest } of pending.filter((p) => p !== undefined)) {
@@ -458,16 +479,16 @@ async function buildMetalUki(
     );
   }
   const cmdline = commandLineFor(arch.flavor.ukiCmdline ?? arch.flavor.cmdline, arch.architecture) ?? '';
-  const initrdUki = await buildEmbeddedInitrd({
+  // Generated while the UKI is written (native) or written out for ukify: never kept as a file of its own.
+  const initrdUki = await embeddedInitrdSource({
     initrd: files.initrd.path,
     squashfs: files.squashfs.path,
-    output: join(dir, 'initrd-uki'),
     ...(options.signal ? { signal: options.signal } : {}),
   });
   const uki = await buildUki({
     builder: options.ukiBuilder,
     kernel: files.kernel.path,
-    initrd: initrdUki.path,
+    initrd: initrdUki,
     stub: files.efiStub.path,
     arch: arch.architecture,
     cmdline,
@@ -476,8 +497,8 @@ async function buildMetalUki(
     logger: options.logger,
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.installUkify ? { installUkify: true } : {}),
-    // Both were hashed while written: ukify's output is checked against these without reading them again.
-    inputDigests: { initrd: initrdUki.digest, kernel: files.kernel.digest },
+    // Hashed while written: ukify's output is checked against it without reading the kernel again.
+    inputDigests: { kernel: files.kernel.digest },
   });
   options.logger.info(`${artifacts.base}: UKI built with ${uki.builder} (${formatBytes(uki.size)})`);
   return uki;
