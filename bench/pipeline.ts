@@ -12,7 +12,7 @@
 // BENCH_PROF=DIR (node --cpu-prof of the action into DIR), BENCH_INPUTS='{"concurrency":"4"}' (extra inputs),
 // BENCH_DIST=DIR (run that build of the action instead of ./dist).
 import { spawn } from 'node:child_process';
-import { existsSync, openSync, closeSync } from 'node:fs';
+import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -156,6 +156,10 @@ interface ActionResult {
   fileBytesRead: number;
   diskReadBytes: number;
   cpuSeconds: number;
+  /** CPU of the action's node process plus every child it waited for (xz, ukify). */
+  treeCpuSeconds: number;
+  /** CPU the registry spent during the action's run (receiving, hashing, storing). */
+  registryCpuSeconds: number;
   bytesUploaded: number;
   digests: Record<string, string>;
   published: boolean;
@@ -168,6 +172,7 @@ async function runAction(
   registry: string,
   namespace: string,
   work: string,
+  registryPid: number | undefined,
   prof?: string,
 ): Promise<ActionResult> {
   await mkdir(work, { recursive: true });
@@ -194,11 +199,21 @@ async function runAction(
   };
   for (const [name, value] of Object.entries(inputs)) env[`INPUT_${name.toUpperCase()}`] = value;
   const profArgs = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [];
+  const treeBefore = procCpuSeconds('self', true);
+  const registryBefore = registryPid ? procCpuSeconds(registryPid) : NaN;
   const timed = await run(
     process.execPath,
-    [...profArgs, '--import', join(ROOT, 'bench/lib/probe.mjs'), join(dist, 'index.js')],
+    [
+      ...profArgs,
+      ...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
+      '--import',
+      join(ROOT, 'bench/lib/probe.mjs'),
+      join(dist, 'index.js'),
+    ],
     { env, cwd: work },
   );
+  const treeCpuSeconds = procCpuSeconds('self', true) - treeBefore;
+  const registryCpuSeconds = registryPid ? procCpuSeconds(registryPid) - registryBefore : NaN;
   const failed = timed.lines.find((l) => l.line.startsWith('::error::'));
   if (failed) throw new Error(`the action failed: ${failed.line}`);
   const probe = JSON.parse(await readFile(probeFile, 'utf8')) as {
@@ -217,11 +232,26 @@ async function runAction(
     fileBytesRead: probe.fileBytesRead,
     diskReadBytes: probe.io.read_bytes,
     cpuSeconds: probe.cpu / 1e6,
+    treeCpuSeconds,
+    registryCpuSeconds,
     bytesUploaded: Number(/Blob bytes uploaded: (\d+)/.exec(summary)?.[1] ?? 0),
     digests: JSON.parse(digests) as Record<string, string>,
     published,
     lines: timed.lines,
   };
+}
+
+/** utime + stime of a process from /proc (clock ticks of 1/100 s on Linux); `self` for children too. */
+function procCpuSeconds(pid: number | 'self', children = false): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields[0] is field 3 (state): utime/stime are fields 14/15, cutime/cstime 16/17.
+    const at = children ? 13 : 11;
+    return (Number(fields[at]) + Number(fields[at + 1])) / 100;
+  } catch {
+    return NaN;
+  }
 }
 
 async function bound(assets: SampleRelease['assets']): Promise<number> {
@@ -295,7 +325,14 @@ try {
       try {
         const ns = `bench-${i}`;
         const prof = process.env.BENCH_PROF && i === 1 ? resolve(process.env.BENCH_PROF) : undefined;
-        const a = await runAction(server.apiUrl, registry.host, ns, join(work, `action-${i}`), prof);
+        const a = await runAction(
+          server.apiUrl,
+          registry.host,
+          ns,
+          join(work, `action-${i}`),
+          registry.pid,
+          prof,
+        );
         results.action.push(a);
         await writeFile(
           join(base, `action-run-${i}.log`),
@@ -303,10 +340,17 @@ try {
         );
         console.log(
           `run ${i}: action ${a.seconds.toFixed(1)} s, peak RSS ${(a.maxRssKiB / 1024).toFixed(0)} MiB, ` +
-            `${fmtMiB(a.fileBytesRead)} read from files, ${fmtMiB(a.diskReadBytes)} from disk, ${fmtMiB(a.bytesUploaded)} sent, node CPU ${a.cpuSeconds.toFixed(1)} s`,
+            `${fmtMiB(a.fileBytesRead)} read from files, ${fmtMiB(a.diskReadBytes)} from disk, ${fmtMiB(a.bytesUploaded)} sent, node CPU ${a.cpuSeconds.toFixed(1)} s, ` +
+            `node + children CPU ${a.treeCpuSeconds.toFixed(1)} s, registry CPU ${a.registryCpuSeconds.toFixed(1)} s`,
         );
         if (i === 1) console.log(phases(a.lines));
-        const again = await runAction(server.apiUrl, registry.host, ns, join(work, `rerun-${i}`));
+        const again = await runAction(
+          server.apiUrl,
+          registry.host,
+          ns,
+          join(work, `rerun-${i}`),
+          registry.pid,
+        );
         results.rerun.push(again);
         console.log(
           `run ${i}: re-run ${again.seconds.toFixed(2)} s, published=${again.published}, ${again.bytesUploaded} blob bytes sent`,
@@ -381,6 +425,8 @@ if (results.action.length) {
     row('bytes read from disk (node)', fmtMiB(m((r) => r.diskReadBytes))),
     row('blob bytes sent to the registry', fmtMiB(m((r) => r.bytesUploaded))),
     row('node CPU (s)', m((r) => r.cpuSeconds).toFixed(1)),
+    row('node + xz/ukify children CPU (s)', m((r) => r.treeCpuSeconds).toFixed(1)),
+    row('registry CPU (s)', m((r) => r.registryCpuSeconds).toFixed(1)),
     row('re-run (s)', median(results.rerun.map((r) => r.seconds)).toFixed(2), '< 3'),
     row('re-run blob bytes sent', String(Math.max(...results.rerun.map((r) => r.bytesUploaded))), '0'),
   );

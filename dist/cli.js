@@ -3438,7 +3438,7 @@ var require_webidl = __commonJS({
 var require_util2 = __commonJS({
   "node_modules/undici/lib/web/fetch/util.js"(exports, module) {
     "use strict";
-    var { Transform: Transform3 } = __require("node:stream");
+    var { Transform: Transform2 } = __require("node:stream");
     var zlib = __require("node:zlib");
     var { redirectStatusSet, referrerPolicyTokens, badPortsSet } = require_constants2();
     var { getGlobalOrigin } = require_global();
@@ -4032,7 +4032,7 @@ var require_util2 = __commonJS({
       contentRange += isomorphicEncode(`${fullLength}`);
       return contentRange;
     }
-    var InflateStream = class extends Transform3 {
+    var InflateStream = class extends Transform2 {
       #zlibOptions;
       /** @param {zlib.ZlibOptions} [zlibOptions] */
       constructor(zlibOptions) {
@@ -10651,7 +10651,7 @@ var require_client_h2 = __commonJS({
   "node_modules/undici/lib/dispatcher/client-h2.js"(exports, module) {
     "use strict";
     var assert = __require("node:assert");
-    var { pipeline: pipeline4 } = __require("node:stream");
+    var { pipeline: pipeline2 } = __require("node:stream");
     var util = require_util();
     var {
       RequestContentLengthMismatchError,
@@ -11930,7 +11930,7 @@ var require_client_h2 = __commonJS({
     }
     function writeStream(abort, socket, expectsPayload, h2stream, body, client, request4, contentLength) {
       assert(contentLength !== 0 || client[kRunning] === 0, "stream body cannot be pipelined");
-      const pipe = pipeline4(
+      const pipe = pipeline2(
         body,
         h2stream,
         (err) => {
@@ -15518,7 +15518,7 @@ var require_readable = __commonJS({
     "use strict";
     var assert = __require("node:assert");
     var { addAbortListener } = __require("node:events");
-    var { Readable: Readable6 } = __require("node:stream");
+    var { Readable: Readable5 } = __require("node:stream");
     var { RequestAbortedError, NotSupportedError, InvalidArgumentError, AbortError } = require_errors();
     var util = require_util();
     var kConsume = /* @__PURE__ */ Symbol("kConsume");
@@ -15531,7 +15531,7 @@ var require_readable = __commonJS({
     var kBytesRead = /* @__PURE__ */ Symbol("kBytesRead");
     var noop3 = () => {
     };
-    var BodyReadable = class extends Readable6 {
+    var BodyReadable = class extends Readable5 {
       /**
        * @param {object} opts
        * @param {(this: Readable, size: number) => void} opts.resume
@@ -15930,7 +15930,7 @@ var require_api_request = __commonJS({
     "use strict";
     var assert = __require("node:assert");
     var { AsyncResource } = __require("node:async_hooks");
-    var { Readable: Readable6 } = require_readable();
+    var { Readable: Readable5 } = require_readable();
     var { InvalidArgumentError, RequestAbortedError } = require_errors();
     var util = require_util();
     function noop3() {
@@ -16016,7 +16016,7 @@ var require_api_request = __commonJS({
         const parsedHeaders = headers;
         const contentType = parsedHeaders?.["content-type"];
         const contentLength = parsedHeaders?.["content-length"];
-        const res = new Readable6({
+        const res = new Readable5({
           resume: () => controller.resume(),
           abort: (reason) => controller.abort(reason),
           contentType,
@@ -16392,7 +16392,7 @@ var require_api_pipeline = __commonJS({
   "node_modules/undici/lib/api/api-pipeline.js"(exports, module) {
     "use strict";
     var {
-      Readable: Readable6,
+      Readable: Readable5,
       Duplex,
       PassThrough
     } = __require("node:stream");
@@ -16409,7 +16409,7 @@ var require_api_pipeline = __commonJS({
     function noop3() {
     }
     var kResume = /* @__PURE__ */ Symbol("resume");
-    var PipelineRequest = class extends Readable6 {
+    var PipelineRequest = class extends Readable5 {
       constructor() {
         super({ autoDestroy: true });
         this[kResume] = null;
@@ -16427,7 +16427,7 @@ var require_api_pipeline = __commonJS({
         callback(err);
       }
     };
-    var PipelineResponse = class extends Readable6 {
+    var PipelineResponse = class extends Readable5 {
       constructor(resume) {
         super({ autoDestroy: true });
         this[kResume] = resume;
@@ -16581,7 +16581,7 @@ var require_api_pipeline = __commonJS({
         util.destroy(ret, err);
       }
     };
-    function pipeline4(opts, handler2) {
+    function pipeline2(opts, handler2) {
       try {
         const pipelineHandler = new PipelineHandler(opts, handler2);
         this.dispatch({ ...opts, body: pipelineHandler.req }, pipelineHandler);
@@ -16590,7 +16590,7 @@ var require_api_pipeline = __commonJS({
         return new PassThrough().destroy(err);
       }
     }
-    module.exports = pipeline4;
+    module.exports = pipeline2;
   }
 });
 
@@ -17921,13 +17921,13 @@ var require_mock_pool = __commonJS({
 var require_pending_interceptors_formatter = __commonJS({
   "node_modules/undici/lib/mock/pending-interceptors-formatter.js"(exports, module) {
     "use strict";
-    var { Transform: Transform3 } = __require("node:stream");
+    var { Transform: Transform2 } = __require("node:stream");
     var { Console } = __require("node:console");
     var PERSISTENT = process.versions.icu ? "\u2705" : "Y ";
     var NOT_PERSISTENT = process.versions.icu ? "\u274C" : "N ";
     module.exports = class PendingInterceptorsFormatter {
       constructor({ disableColors } = {}) {
-        this.transform = new Transform3({
+        this.transform = new Transform2({
           transform(chunk, _enc, cb) {
             cb(null, chunk);
           }
@@ -22121,7 +22121,7 @@ var require_cache2 = __commonJS({
   "node_modules/undici/lib/interceptor/cache.js"(exports, module) {
     "use strict";
     var assert = __require("node:assert");
-    var { Readable: Readable6 } = __require("node:stream");
+    var { Readable: Readable5 } = __require("node:stream");
     var util = require_util();
     var CacheHandler = require_cache_handler();
     var MemoryCacheStore = require_memory_cache_store();
@@ -22346,7 +22346,7 @@ var require_cache2 = __commonJS({
       return dispatch(opts, new CacheHandler(globalOpts, cacheKey, handler2));
     }
     function sendCachedValue(handler2, opts, result, age, context, isStale2) {
-      const stream = util.isStream(result.body) ? result.body : Readable6.from(result.body ?? []);
+      const stream = util.isStream(result.body) ? result.body : Readable5.from(result.body ?? []);
       assert(!stream.destroyed, "stream should not be destroyed");
       assert(!stream.readableDidRead, "stream should not be readableDidRead");
       let aborted = false;
@@ -22649,7 +22649,7 @@ var require_decompress = __commonJS({
   "node_modules/undici/lib/interceptor/decompress.js"(exports, module) {
     "use strict";
     var { createInflate, createGunzip: createGunzip3, createBrotliDecompress, createZstdDecompress: createZstdDecompress2, constants: constants2 } = __require("node:zlib");
-    var { pipeline: pipeline4, Transform: TransformStream2 } = __require("node:stream");
+    var { pipeline: pipeline2, Transform: TransformStream2 } = __require("node:stream");
     var { InvalidArgumentError, ResponseExceededMaxSizeError } = require_errors();
     var DecoratorHandler = require_decorator_handler();
     var DecompressController = class {
@@ -22965,7 +22965,7 @@ var require_decompress = __commonJS({
       #setupMultipleDecompressors() {
         const lastDecompressor = this.#decompressors[this.#decompressors.length - 1];
         this.#setupDecompressorEvents(lastDecompressor);
-        pipeline4(this.#decompressors, (err) => {
+        pipeline2(this.#decompressors, (err) => {
           if (this.#terminated) {
             return;
           }
@@ -25866,7 +25866,7 @@ var require_fetch = __commonJS({
       subresourceSet
     } = require_constants2();
     var EE = __require("node:events");
-    var { Readable: Readable6, pipeline: pipeline4, finished, isErrored, isReadable } = __require("node:stream");
+    var { Readable: Readable5, pipeline: pipeline2, finished, isErrored, isReadable: isReadable2 } = __require("node:stream");
     var { addAbortListener, bufferToLowerCasedHeaderName } = require_util();
     var { SocketError } = require_errors();
     var { dataURLProcessor, serializeAMimeType, minimizeSupportedMimeType } = require_data_url();
@@ -26042,7 +26042,7 @@ var require_fetch = __commonJS({
       if (p) {
         p.reject(error);
       }
-      if (request4.body?.stream != null && isReadable(request4.body.stream)) {
+      if (request4.body?.stream != null && isReadable2(request4.body.stream)) {
         request4.body.stream.cancel(error).catch((err) => {
           if (err.code === "ERR_INVALID_STATE") {
             return;
@@ -26054,7 +26054,7 @@ var require_fetch = __commonJS({
         return;
       }
       const response = getResponseState(responseObject);
-      if (response.body?.stream != null && isReadable(response.body.stream)) {
+      if (response.body?.stream != null && isReadable2(response.body.stream)) {
         controller.error(error);
       }
     }
@@ -26782,13 +26782,13 @@ var require_fetch = __commonJS({
       function onAborted(reason) {
         if (isAborted(fetchParams)) {
           response.aborted = true;
-          if (isReadable(stream)) {
+          if (isReadable2(stream)) {
             fetchParams.controller.controller.error(
               fetchParams.controller.serializedAbortReason
             );
           }
         } else {
-          if (isReadable(stream)) {
+          if (isReadable2(stream)) {
             fetchParams.controller.controller.error(new TypeError("terminated", {
               cause: isErrorLike(reason) ? reason : void 0
             }));
@@ -26889,13 +26889,13 @@ var require_fetch = __commonJS({
                     }
                   }
                 }
-                this.body = new Readable6({ read: () => controller.resume() });
+                this.body = new Readable5({ read: () => controller.resume() });
                 const onError = (err) => this.onResponseError(controller, err);
                 resolve({
                   status,
                   statusText,
                   headersList,
-                  body: decoders.length ? pipeline4(this.body, ...decoders, (err) => {
+                  body: decoders.length ? pipeline2(this.body, ...decoders, (err) => {
                     if (err) {
                       this.onResponseError(controller, err);
                     }
@@ -30450,7 +30450,7 @@ var require_eventsource_stream = __commonJS({
   "node_modules/undici/lib/web/eventsource/eventsource-stream.js"(exports, module) {
     "use strict";
     var buffer = __require("node:buffer");
-    var { Transform: Transform3 } = __require("node:stream");
+    var { Transform: Transform2 } = __require("node:stream");
     var { isASCIINumber, isValidLastEventId } = require_util6();
     var BOM = [239, 187, 191];
     var LF = 10;
@@ -30500,7 +30500,7 @@ var require_eventsource_stream = __commonJS({
       error.aborted = false;
       return error;
     }
-    var EventSourceStream = class extends Transform3 {
+    var EventSourceStream = class extends Transform2 {
       /**
        * @type {eventSourceSettings}
        */
@@ -30855,7 +30855,7 @@ ${value}`;
 var require_eventsource = __commonJS({
   "node_modules/undici/lib/web/eventsource/eventsource.js"(exports, module) {
     "use strict";
-    var { pipeline: pipeline4 } = __require("node:stream");
+    var { pipeline: pipeline2 } = __require("node:stream");
     var { fetching } = require_fetch();
     var { webidl } = require_webidl();
     var { EventSourceStream } = require_eventsource_stream();
@@ -31016,7 +31016,7 @@ var require_eventsource = __commonJS({
               ));
             }
           });
-          pipeline4(
+          pipeline2(
             response.body.stream,
             eventSourceStream,
             (error) => {
@@ -39150,52 +39150,103 @@ function annotationsOrUndefined(annotations) {
 
 // src/util/files.ts
 import { createHash as createHash2, randomBytes } from "node:crypto";
-import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, rename, rm } from "node:fs/promises";
+import { createReadStream } from "node:fs";
+import { mkdir, open, rename, rm } from "node:fs/promises";
 import { dirname, basename, join } from "node:path";
-import { Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
-var HashingStream = class extends Transform {
-  hash = createHash2("sha256");
-  size = 0;
-  _transform(chunk, _enc, callback) {
-    this.hash.update(chunk);
-    this.size += chunk.length;
-    callback(null, chunk);
-  }
-  /** Valid once the stream has ended. */
-  digest() {
-    return `sha256:${this.hash.digest("hex")}`;
-  }
-};
 function temporaryPathFor(path) {
   return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.partial`);
 }
+var WRITE_BUFFER_SIZE = 1024 * 1024;
+var CoalescingWriter = class {
+  constructor(handle) {
+    this.handle = handle;
+  }
+  handle;
+  buffers = [Buffer.allocUnsafe(WRITE_BUFFER_SIZE), Buffer.allocUnsafe(WRITE_BUFFER_SIZE)];
+  current = 0;
+  fill = 0;
+  /** File position of the current buffer's first byte. */
+  start = 0;
+  inFlight = Promise.resolve();
+  /** Copies `data` for writing at `position`; resolves once it can take more (not when it is on disk). */
+  async write(data, position) {
+    if (this.fill > 0 && position !== this.start + this.fill) await this.flush();
+    if (this.fill === 0) this.start = position;
+    for (let offset = 0; offset < data.length; ) {
+      const n = Math.min(WRITE_BUFFER_SIZE - this.fill, data.length - offset);
+      this.buffers[this.current].set(data.subarray(offset, offset + n), this.fill);
+      this.fill += n;
+      offset += n;
+      if (this.fill === WRITE_BUFFER_SIZE) await this.flush();
+    }
+  }
+  /** Writes everything gathered so far and waits until it is written. */
+  async close() {
+    await this.flush();
+    await this.inFlight;
+  }
+  async flush() {
+    if (this.fill === 0) return;
+    await this.inFlight;
+    const buffer = this.buffers[this.current];
+    const length = this.fill;
+    const position = this.start;
+    this.inFlight = writeAll(this.handle, buffer, length, position);
+    this.inFlight.catch(() => {
+    });
+    this.current ^= 1;
+    this.fill = 0;
+    this.start = position + length;
+  }
+};
+async function writeAll(handle, buffer, length, position) {
+  for (let written = 0; written < length; ) {
+    written += (await handle.write(buffer, written, length - written, position + written)).bytesWritten;
+  }
+}
 async function writeFileAtomic(path, source, options = {}) {
+  const { signal } = options;
   await mkdir(dirname(path), { recursive: true });
   const temp = temporaryPathFor(path);
-  const hasher = new HashingStream();
-  const stages = [source, hasher];
-  if (options.onData) {
-    const onData = options.onData;
-    hasher.on("data", (c) => onData(c.length));
-  }
+  const hash = createHash2("sha256");
+  let size = 0;
+  let handle;
+  const onAbort = () => {
+    if (isReadable(source)) source.destroy(signal?.reason);
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    await pipeline(
-      ...stages,
-      createWriteStream(temp),
-      options.signal ? { signal: options.signal } : {}
-    );
-    const digest = hasher.digest();
+    signal?.throwIfAborted();
+    handle = await open(temp, "wx");
+    const writer = new CoalescingWriter(handle);
+    for await (const chunk of source) {
+      signal?.throwIfAborted();
+      hash.update(chunk);
+      await writer.write(chunk, size);
+      size += chunk.length;
+      options.onData?.(chunk.length);
+    }
+    await writer.close();
+    await handle.close();
+    handle = void 0;
+    const digest = `sha256:${hash.digest("hex")}`;
     if (options.expectedDigest && options.expectedDigest !== digest) {
       throw new DigestMismatchError(path, options.expectedDigest, digest);
     }
     await rename(temp, path);
-    return { path, digest, size: hasher.size };
+    return { path, digest, size };
   } catch (error) {
+    await handle?.close().catch(() => {
+    });
+    if (isReadable(source)) source.destroy();
     await rm(temp, { force: true });
     throw error;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
   }
+}
+function isReadable(source) {
+  return typeof source?.destroy === "function";
 }
 var DigestMismatchError = class extends Error {
   constructor(what, expected, actual) {
@@ -39471,7 +39522,7 @@ var Semaphore = class {
 };
 
 // src/oci/registry/blobs.ts
-import { Transform as Transform2 } from "node:stream";
+import { Transform } from "node:stream";
 
 // src/util/progress.ts
 function formatBytes(bytes) {
@@ -40173,7 +40224,7 @@ function withDigest(location, digest) {
 }
 function meter(source, length, onBytes) {
   let left = length;
-  const out = new Transform2({
+  const out = new Transform({
     transform(chunk, _encoding, callback) {
       if (left <= 0) return callback();
       const part = chunk.length > left ? chunk.subarray(0, left) : chunk;
@@ -45446,7 +45497,7 @@ function sleep3(ms, signal) {
     signal?.addEventListener("abort", onAbort, { once: true });
   });
 }
-async function open(options, offset) {
+async function open2(options, offset) {
   const origin = new URL(options.url).origin;
   let current = new URL(options.url);
   for (let hop = 0; hop < 6; hop++) {
@@ -45510,7 +45561,7 @@ async function* downloadAsset(options) {
   while (true) {
     attempt++;
     try {
-      const { res } = await open(options, offset);
+      const { res } = await open2(options, offset);
       let skip = 0;
       if (res.statusCode === 206) {
         const range = /^bytes (\d+)-/.exec(String(res.headers["content-range"] ?? ""));
@@ -45985,7 +46036,7 @@ import { createGunzip } from "node:zlib";
 
 // src/gardenlinux/tar/sparse.ts
 import { createHash as createHash3 } from "node:crypto";
-import { open as open2, rename as rename3, rm as rm3 } from "node:fs/promises";
+import { open as open3, rename as rename3, rm as rm3 } from "node:fs/promises";
 var ZEROS2 = Buffer.alloc(1024 * 1024);
 function isAllZero(buf) {
   for (let off = 0; off < buf.length; off += ZEROS2.length) {
@@ -45997,7 +46048,8 @@ function isAllZero(buf) {
 async function writeSparseFileAtomic(path, body, options) {
   const temp = temporaryPathFor(path);
   const hash = createHash3("sha256");
-  const fh = await open2(temp, "wx");
+  const fh = await open3(temp, "wx");
+  const writer = new CoalescingWriter(fh);
   let logical = 0;
   const extents = [];
   const hashZeros = async (upTo) => {
@@ -46035,9 +46087,7 @@ async function writeSparseFileAtomic(path, body, options) {
         hash.update(piece);
         logical += take;
         if (!isAllZero(piece)) {
-          let written = 0;
-          while (written < take)
-            written += (await fh.write(piece, written, take - written, at + written)).bytesWritten;
+          await writer.write(piece, at);
           const last = extents[extents.length - 1];
           if (last && last.offset + last.length === at) last.length += take;
           else extents.push({ offset: at, length: take });
@@ -46048,6 +46098,7 @@ async function writeSparseFileAtomic(path, body, options) {
       }
     }
     await hashZeros(options.size);
+    await writer.close();
     await fh.truncate(options.size);
     await fh.close();
     await rename3(temp, path);
@@ -46221,7 +46272,7 @@ async function removeWritten(dir, written) {
 import { spawn as spawn2 } from "node:child_process";
 import { availableParallelism } from "node:os";
 import { Readable as Readable4 } from "node:stream";
-import { pipeline as pipeline2 } from "node:stream/promises";
+import { pipeline } from "node:stream/promises";
 var xzAvailable;
 function hasSystemXz() {
   xzAvailable ??= new Promise((resolve) => {
@@ -46262,7 +46313,7 @@ async function* systemXz(source, label) {
     child.on("close", (code) => resolve(code));
   });
   let pumpError;
-  const pump = pipeline2(Readable4.from(source, { objectMode: false }), child.stdin).catch((error) => {
+  const pump = pipeline(Readable4.from(source, { objectMode: false }), child.stdin).catch((error) => {
     pumpError = error;
     if (child.exitCode === null) child.kill("SIGKILL");
   });
@@ -46633,7 +46684,7 @@ function formatTable(header, rows) {
 }
 
 // src/pipeline/publish.ts
-import { mkdtemp, rm as rm6 } from "node:fs/promises";
+import { mkdtemp, rm as rm7 } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join as join6 } from "node:path";
 
@@ -46691,7 +46742,7 @@ function newcTrailer(written) {
 var NEWC_MAX_FILE_SIZE = 4294967295;
 
 // src/boot/pe.ts
-import { open as open3 } from "node:fs/promises";
+import { open as open4 } from "node:fs/promises";
 var PE_MACHINE = { amd64: 34404, arm64: 43620 };
 var PE32_MAGIC = 267;
 var PE32PLUS_MAGIC = 523;
@@ -46832,7 +46883,7 @@ async function readPeHeaders(path, what = "file") {
 }
 async function openForReading(path, what = "file") {
   try {
-    return await open3(path, "r");
+    return await open4(path, "r");
   } catch (error) {
     const code = error.code;
     if (code === "ENOENT") throw new PublishError(`${what} not found: ${path}`, { cause: error });
@@ -46847,86 +46898,7 @@ function roundUp(value, alignment) {
 }
 
 // src/boot/xz.ts
-import { spawn as spawn3 } from "node:child_process";
-import { availableParallelism as availableParallelism2 } from "node:os";
-import { Readable as Readable5 } from "node:stream";
-import { pipeline as pipeline3 } from "node:stream/promises";
 var XZ_DEFAULT_BLOCK_SIZE = 8 * 1024 * 1024;
-function xzArguments(options = {}) {
-  const preset = options.preset ?? 0;
-  if (!Number.isInteger(preset) || preset < 0 || preset > 9)
-    throw new PublishError(`xz preset must be 0-9, got ${preset}`);
-  const threads = options.threads ?? Math.max(2, availableParallelism2());
-  if (!Number.isInteger(threads) || threads < 2) {
-    throw new PublishError(
-      `xz threads must be 2 or more (multi-threaded mode keeps the output deterministic), got ${threads}`
-    );
-  }
-  return [
-    "--compress",
-    "--format=xz",
-    // The kernel's XZ decoder checks CRC32 (CRC64/SHA-256 are optional there); the workflow uses crc32 too.
-    "--check=crc32",
-    `-${preset}`,
-    `--threads=${threads}`,
-    `--block-size=${options.blockSize ?? XZ_DEFAULT_BLOCK_SIZE}`,
-    "--stdout",
-    "--quiet"
-  ];
-}
-async function* xzCompress(input, options = {}) {
-  const args = xzArguments(options);
-  const child = spawn3("xz", args, { stdio: ["pipe", "pipe", "pipe"] });
-  let stderr = "";
-  child.stderr.setEncoding("utf8");
-  child.stderr.on("data", (d) => {
-    if (stderr.length < 8192) stderr += d;
-  });
-  const exited = new Promise((resolve, reject) => {
-    child.once("error", reject);
-    child.once("close", (code, signal) => resolve({ code, signal }));
-  });
-  exited.catch(() => {
-  });
-  const onAbort = () => child.kill("SIGKILL");
-  options.signal?.addEventListener("abort", onAbort, { once: true });
-  let feedError;
-  const feeding = pipeline3(Readable5.from(input), child.stdin).catch((error) => {
-    feedError = error;
-    child.kill("SIGKILL");
-  });
-  let finished = false;
-  try {
-    for await (const chunk of child.stdout) yield chunk;
-    await feeding;
-    let result;
-    try {
-      result = await exited;
-    } catch (error) {
-      if (error.code === "ENOENT") {
-        throw new PublishError(
-          "xz is not installed (needed to compress the initrd with the embedded squashfs)",
-          {
-            cause: error,
-            hint: "install xz-utils (Debian/Ubuntu: sudo apt-get install -y xz-utils)"
-          }
-        );
-      }
-      throw error;
-    }
-    if (options.signal?.aborted) throw options.signal.reason;
-    if (feedError) throw feedError;
-    if (result.code !== 0) {
-      throw new PublishError(
-        `xz ${args.join(" ")} failed (${result.code === null ? `signal ${result.signal}` : `exit ${result.code}`}): ${stderr.trim() || "no message"}`
-      );
-    }
-    finished = true;
-  } finally {
-    options.signal?.removeEventListener("abort", onAbort);
-    if (!finished && child.exitCode === null) child.kill("SIGKILL");
-  }
-}
 
 // src/boot/xz-store.ts
 import { crc32 } from "node:zlib";
@@ -46969,6 +46941,18 @@ function indexAndFooter(records) {
   const withCrc = Buffer.concat([index, u32le(crc32(index))]);
   const backward = Buffer.concat([u32le(withCrc.length / 4 - 1), STREAM_FLAGS]);
   return Buffer.concat([withCrc, u32le(crc32(backward)), backward, Buffer.from("YZ", "latin1")]);
+}
+function xzStoredSize(inputSize, blockSize = XZ_DEFAULT_BLOCK_SIZE) {
+  if (!Number.isSafeInteger(inputSize) || inputSize < 0) throw new RangeError(`xz input size ${inputSize}`);
+  const header = blockHeader().length;
+  const records = [];
+  for (let left = inputSize; left > 0; left -= Math.min(left, blockSize)) {
+    const inBlock = Math.min(left, blockSize);
+    const compressed = inBlock + 3 * Math.ceil(inBlock / CHUNK) + 1;
+    records.push({ unpadded: header + compressed + 4, uncompressed: inBlock });
+  }
+  const blocks = records.reduce((n, r) => n + r.unpadded - 4 + pad42(r.unpadded - 4).length + 4, 0);
+  return streamHeader().length + blocks + indexAndFooter(records).length;
 }
 async function* xzStore(input, options = {}) {
   const blockSize = options.blockSize ?? XZ_DEFAULT_BLOCK_SIZE;
@@ -47033,9 +47017,22 @@ async function* xzStore(input, options = {}) {
 var EMBEDDED_SQUASHFS_NAME = "root.squashfs";
 var SQUASHFS_MODE = 33188;
 var CHUNK2 = 1024 * 1024;
-async function buildEmbeddedInitrd(options) {
+async function embeddedInitrdSource(options) {
   const { signal } = options;
   throwIfAborted(signal);
+  const { initrdSize, squashfsSize } = await checkEmbeddedInputs(options);
+  const blockSize = options.xz?.blockSize ?? XZ_DEFAULT_BLOCK_SIZE;
+  const cpioSize = cpioSizeOf(squashfsSize);
+  return {
+    size: initrdSize + xzStoredSize(cpioSize, blockSize),
+    label: `initrd-uki (${options.initrd} + ${options.squashfs})`,
+    async *open() {
+      yield* readExactly(options.initrd, initrdSize, "initrd", signal);
+      yield* xzStore(cpioOfSquashfs(options.squashfs, squashfsSize, signal), { blockSize });
+    }
+  };
+}
+async function checkEmbeddedInputs(options) {
   const initrdSize = await regularFileSize(options.initrd, "initrd");
   const squashfsSize = await regularFileSize(options.squashfs, "squashfs");
   if (squashfsSize > NEWC_MAX_FILE_SIZE) {
@@ -47044,23 +47041,22 @@ async function buildEmbeddedInitrd(options) {
     );
   }
   await checkSquashfsMagic(options.squashfs);
-  async function* output() {
-    yield* readExactly(options.initrd, initrdSize, "initrd", signal);
-    if ((options.compression ?? "store") === "store") {
-      yield* xzStore(cpioOfSquashfs(), options.xz?.blockSize ? { blockSize: options.xz.blockSize } : {});
-    } else {
-      yield* xzCompress(cpioOfSquashfs(), { ...options.xz, ...signal ? { signal } : {} });
-    }
-  }
-  async function* cpioOfSquashfs() {
-    const header = newcHeader({ name: EMBEDDED_SQUASHFS_NAME, mode: SQUASHFS_MODE, size: squashfsSize });
-    yield header;
-    yield* readExactly(options.squashfs, squashfsSize, "squashfs", signal);
-    const padding = newcDataPadding(squashfsSize);
-    yield padding;
-    yield newcTrailer(header.length + squashfsSize + padding.length);
-  }
-  return writeFileAtomic(options.output, output(), signal ? { signal } : {});
+  return { initrdSize, squashfsSize };
+}
+function cpioHeader(squashfsSize) {
+  return newcHeader({ name: EMBEDDED_SQUASHFS_NAME, mode: SQUASHFS_MODE, size: squashfsSize });
+}
+function cpioSizeOf(squashfsSize) {
+  const framed = cpioHeader(squashfsSize).length + squashfsSize + newcDataPadding(squashfsSize).length;
+  return framed + newcTrailer(framed).length;
+}
+async function* cpioOfSquashfs(path, size, signal) {
+  const header = cpioHeader(size);
+  yield header;
+  yield* readExactly(path, size, "squashfs", signal);
+  const padding = newcDataPadding(size);
+  yield padding;
+  yield newcTrailer(header.length + size + padding.length);
 }
 async function regularFileSize(path, what) {
   try {
@@ -47106,7 +47102,7 @@ async function* readExactly(path, size, what, signal) {
 // src/boot/uki.ts
 import { createHash as createHash7 } from "node:crypto";
 import { createReadStream as createReadStream6 } from "node:fs";
-import { readFile as readFile4, stat as stat6 } from "node:fs/promises";
+import { readFile as readFile4, rm as rm6, stat as stat6 } from "node:fs/promises";
 
 // src/boot/sbat.ts
 var SBAT_HEADER = "sbat,1,SBAT Version,sbat,1,https://github.com/rhboot/shim/blob/main/SBAT.md";
@@ -47269,6 +47265,8 @@ async function writeNativeUki(options) {
     let position = layout.head.length;
     for (const { source, pointer, rawSize } of layout.appended) {
       throwIfAborted(signal);
+      if (pointer < position)
+        throw new Error(`UKI layout: ${source.name} at ${pointer} overlaps ${position}`);
       if (pointer > position) yield Buffer.alloc(pointer - position);
       const hash = createHash6("sha256");
       let size;
@@ -47276,6 +47274,19 @@ async function writeNativeUki(options) {
         hash.update(source.content);
         size = source.content.length;
         yield source.content;
+      } else if ("stream" in source) {
+        size = 0;
+        for await (const chunk of source.stream.open()) {
+          hash.update(chunk);
+          size += chunk.length;
+          if (size > source.stream.size) break;
+          yield chunk;
+        }
+        if (size !== source.stream.size) {
+          throw new PublishError(
+            `${source.stream.label} gave ${size} bytes for ${source.name}, ${source.stream.size} were announced`
+          );
+        }
       } else {
         size = source.size;
         for await (const chunk of readExactly(source.file, source.size, source.name, signal)) {
@@ -47292,7 +47303,8 @@ async function writeNativeUki(options) {
   return { ...written, sections: added };
 }
 function sizeOf2(source) {
-  return "content" in source ? source.content.length : source.size;
+  if ("content" in source) return source.content.length;
+  return "stream" in source ? source.stream.size : source.size;
 }
 function planLayout(stubBytes, stubPath, sources) {
   let data = Buffer.from(stubBytes);
@@ -47449,7 +47461,7 @@ function writeSectionHeader(data, section, fresh) {
 }
 
 // src/boot/uki-ukify.ts
-import { spawn as spawn4 } from "node:child_process";
+import { spawn as spawn3 } from "node:child_process";
 import { constants } from "node:fs";
 import { access, rename as rename4, rm as rm5, stat as stat5, writeFile as writeFile2 } from "node:fs/promises";
 import { delimiter, join as join5 } from "node:path";
@@ -47468,7 +47480,7 @@ async function findOnPath(name, path = process.env.PATH ?? "") {
 }
 function run(command, args, signal) {
   return new Promise((resolve, reject) => {
-    const child = spawn4(command, args, { stdio: ["ignore", "pipe", "pipe"], ...signal ? { signal } : {} });
+    const child = spawn3(command, args, { stdio: ["ignore", "pipe", "pipe"], ...signal ? { signal } : {} });
     let stdout = "";
     let stderr = "";
     const keep = (text) => text.length > 16384 ? text.slice(-16384) : text;
@@ -47575,23 +47587,33 @@ async function buildUki(options) {
     expected = result.sections;
   } else {
     const ukify = await findOnPath("ukify") ?? await ensureUkify(options);
-    built = await runUkify({
-      ukify,
-      kernel: options.kernel,
-      initrd: options.initrd,
-      stub: options.stub,
-      cmdline: options.cmdline,
-      output: options.output,
-      logger,
-      ...options.osRelease !== void 0 ? { osRelease: options.osRelease } : {},
-      ...signal ? { signal } : {},
-      // Hashed below, in the same read as the verification: the UKI is read back once, not twice.
-      hashOutput: false
-    });
-    expected = await expectedUserSections(options, inputs, signal);
+    const initrdFile = typeof options.initrd === "string" ? void 0 : await writeFileAtomic(`${options.output}.initrd`, options.initrd.open(), signal ? { signal } : {});
+    try {
+      built = await runUkify({
+        ukify,
+        kernel: options.kernel,
+        initrd: initrdFile?.path ?? options.initrd,
+        stub: options.stub,
+        cmdline: options.cmdline,
+        output: options.output,
+        logger,
+        ...options.osRelease !== void 0 ? { osRelease: options.osRelease } : {},
+        ...signal ? { signal } : {},
+        // Hashed below, in the same read as the verification: the UKI is read back once, not twice.
+        hashOutput: false
+      });
+    } finally {
+      if (initrdFile) await rm6(initrdFile.path, { force: true });
+    }
+    const inputDigests = initrdFile ? { ...options.inputDigests, initrd: initrdFile.digest } : options.inputDigests;
+    expected = await expectedUserSections(
+      { ...options, ...inputDigests ? { inputDigests } : {} },
+      inputs,
+      signal
+    );
     built = await verifyAndHashUki(built.path, inputs.stubHeaders.machine, expected, signal);
   }
-  if (builder === "native") await verifyUki(built.path, inputs.stubHeaders.machine, expected, signal);
+  if (builder === "native") await checkUkiLayout(built.path, inputs.stubHeaders.machine, expected);
   logger.info(`UKI ${built.path}: ${built.size} bytes, ${built.digest}`);
   return { ...built, builder };
 }
@@ -47608,7 +47630,7 @@ async function fileSize(path, what) {
 }
 async function checkInputs(options) {
   const kernelSize = await fileSize(options.kernel, "kernel");
-  const initrdSize = await fileSize(options.initrd, "initrd");
+  const initrdSize = typeof options.initrd === "string" ? await fileSize(options.initrd, "initrd") : options.initrd.size;
   if (options.osRelease !== void 0) await fileSize(options.osRelease, "os-release file");
   await fileSize(options.stub, "EFI stub");
   const stubHeaders = await readPeHeaders(options.stub, "EFI stub");
@@ -47708,9 +47730,12 @@ async function expectedUserSections(options, inputs, signal) {
     sections.push({ name: ".osrel", ...await digestOfFile(options.osRelease, signal) });
   if (options.cmdline !== "")
     sections.push({ name: ".cmdline", ...digestOf(Buffer.from(options.cmdline, "utf8")) });
+  const initrdDigest = known(options.inputDigests?.initrd, inputs.initrdSize);
+  if (!initrdDigest && typeof options.initrd !== "string")
+    throw new Error("a generated initrd must come with its digest");
   sections.push({
     name: ".initrd",
-    ...known(options.inputDigests?.initrd, inputs.initrdSize) ?? await digestOfFile(options.initrd, signal)
+    ...initrdDigest ?? await digestOfFile(options.initrd, signal)
   });
   sections.push({
     name: ".linux",
@@ -47726,7 +47751,9 @@ async function nativeSections(options, inputs) {
   if (options.cmdline !== "")
     sections.push({ name: ".cmdline", content: Buffer.from(options.cmdline, "utf8") });
   if (inputs.uname) sections.push({ name: ".uname", content: Buffer.from(inputs.uname, "utf8") });
-  sections.push({ name: ".initrd", file: options.initrd, size: inputs.initrdSize });
+  sections.push(
+    typeof options.initrd === "string" ? { name: ".initrd", file: options.initrd, size: inputs.initrdSize } : { name: ".initrd", stream: options.initrd }
+  );
   sections.push({
     name: ".sbat",
     content: Buffer.from(await mergedSbat(options.stub, options.kernel), "utf8")
@@ -47753,14 +47780,9 @@ async function digestOfFile(path, signal, start = 0, length) {
   }
   return { size, sha256: hash.digest("hex") };
 }
-async function verifyUki(path, machine, expected, signal) {
+async function checkUkiLayout(path, machine, written) {
   const { headers, fileLength } = await readUkiHeaders(path, machine);
-  for (const want of expected) {
-    const section = sectionFor(headers, want, fileLength, path);
-    const got = await digestOfFile(path, signal, section.pointerToRawData, want.size);
-    if (got.sha256 !== want.sha256)
-      throw new PublishError(`the UKI's ${want.name} section differs from its input`);
-  }
+  for (const want of written) sectionFor(headers, want, fileLength, path);
 }
 async function readUkiHeaders(path, machine) {
   const headers = await tryReadPeHeaders(path, "UKI");
@@ -47918,41 +47940,54 @@ async function publish(options) {
   const bytesBefore = options.stores.reduce((n, s) => n + s.stats.bytesUploaded, 0);
   try {
     const pending = [];
-    await logger.group(
-      "Fetch, build and upload arch images",
-      () => mapLimit(toBuild, Math.max(1, options.concurrency), async (arch, i) => {
-        throwIfAborted(signal);
-        const repository = repositoryOf(plan, arch);
-        const started = performance.now();
-        const unitDir = join6(workDir, `${i}-${arch.flavor.variant}-${arch.architecture}`);
-        const image = await buildArchImageFor(arch, unitDir, options);
-        let bytesUploaded2 = 0;
-        for (const pusher of pushers) {
-          const outcomes = await Promise.all(
-            image.blobs.map((blob) => pusher.push(repository, blob, signal))
-          );
-          bytesUploaded2 += image.blobs.reduce((n, b, j) => n + (outcomes[j] === "uploaded" ? b.size : 0), 0);
-        }
-        await rm6(unitDir, { recursive: true, force: true });
-        const seconds = (performance.now() - started) / 1e3;
-        const ref2 = reference(repository, arch.tag);
-        pending[i] = { repository, tag: arch.tag, manifest: image.manifest };
-        built.set(key(repository, arch.tag), image.manifest);
-        digests[ref2] = image.manifest.digest;
-        const size = image.blobs.reduce((n, b) => n + b.size, 0) + image.manifest.size;
-        results.push({
-          reference: ref2,
-          digest: image.manifest.digest,
-          size,
-          seconds,
-          bytesUploaded: bytesUploaded2,
-          kind: "arch"
-        });
-        logger.info(
-          `${ref2} ${image.manifest.digest} built and uploaded (${formatBytes(size)} in ${formatDuration(seconds)})`
-        );
-      })
-    );
+    const concurrency = Math.max(1, options.concurrency);
+    const building = new Semaphore(concurrency);
+    const onDisk = new Semaphore(2 * concurrency);
+    let failure2;
+    const buildAndUpload = async (arch, i) => {
+      if (failure2) return;
+      throwIfAborted(signal);
+      const repository = repositoryOf(plan, arch);
+      const started = performance.now();
+      const unitDir = join6(workDir, `${i}-${arch.flavor.variant}-${arch.architecture}`);
+      const image = await building.run(
+        async () => failure2 ? void 0 : buildArchImageFor(arch, unitDir, options)
+      );
+      if (!image) return;
+      let bytesUploaded2 = 0;
+      for (const pusher of pushers) {
+        const outcomes = await Promise.all(image.blobs.map((blob) => pusher.push(repository, blob, signal)));
+        bytesUploaded2 += image.blobs.reduce((n, b, j) => n + (outcomes[j] === "uploaded" ? b.size : 0), 0);
+      }
+      await rm7(unitDir, { recursive: true, force: true });
+      const seconds = (performance.now() - started) / 1e3;
+      const ref2 = reference(repository, arch.tag);
+      pending[i] = { repository, tag: arch.tag, manifest: image.manifest };
+      built.set(key(repository, arch.tag), image.manifest);
+      digests[ref2] = image.manifest.digest;
+      const size = image.blobs.reduce((n, b) => n + b.size, 0) + image.manifest.size;
+      results.push({
+        reference: ref2,
+        digest: image.manifest.digest,
+        size,
+        seconds,
+        bytesUploaded: bytesUploaded2,
+        kind: "arch"
+      });
+      logger.info(
+        `${ref2} ${image.manifest.digest} built and uploaded (${formatBytes(size)} in ${formatDuration(seconds)})`
+      );
+    };
+    await logger.group("Fetch, build and upload arch images", async () => {
+      await Promise.all(
+        toBuild.map(
+          (arch, i) => onDisk.run(() => buildAndUpload(arch, i)).catch((error) => {
+            failure2 ??= { error };
+          })
+        )
+      );
+      if (failure2) throw failure2.error;
+    });
     await logger.group("Write arch image tags", async () => {
       for (const { repository, tag, manifest } of pending.filter((p) => p !== void 0)) {
         for (const store of options.stores)
@@ -47991,7 +48026,7 @@ async function publish(options) {
       }
     });
   } finally {
-    if (!options.workDir) await rm6(workDir, { recursive: true, force: true });
+    if (!options.workDir) await rm7(workDir, { recursive: true, force: true });
   }
   async function writeIndex(image, tag, index, kind) {
     const ref2 = reference(image.repository, tag);
@@ -48148,16 +48183,15 @@ async function buildMetalUki(artifacts, arch, dir, options) {
     );
   }
   const cmdline = commandLineFor(arch.flavor.ukiCmdline ?? arch.flavor.cmdline, arch.architecture) ?? "";
-  const initrdUki = await buildEmbeddedInitrd({
+  const initrdUki = await embeddedInitrdSource({
     initrd: files.initrd.path,
     squashfs: files.squashfs.path,
-    output: join6(dir, "initrd-uki"),
     ...options.signal ? { signal: options.signal } : {}
   });
   const uki = await buildUki({
     builder: options.ukiBuilder,
     kernel: files.kernel.path,
-    initrd: initrdUki.path,
+    initrd: initrdUki,
     stub: files.efiStub.path,
     arch: arch.architecture,
     cmdline,
@@ -48166,8 +48200,8 @@ async function buildMetalUki(artifacts, arch, dir, options) {
     logger: options.logger,
     ...options.signal ? { signal: options.signal } : {},
     ...options.installUkify ? { installUkify: true } : {},
-    // Both were hashed while written: ukify's output is checked against these without reading them again.
-    inputDigests: { initrd: initrdUki.digest, kernel: files.kernel.digest }
+    // Hashed while written: ukify's output is checked against it without reading the kernel again.
+    inputDigests: { kernel: files.kernel.digest }
   });
   options.logger.info(`${artifacts.base}: UKI built with ${uki.builder} (${formatBytes(uki.size)})`);
   return uki;
@@ -48319,7 +48353,7 @@ function parseAnnotations(text) {
 }
 
 // src/sample/demo.ts
-import { mkdtemp as mkdtemp2, rm as rm8 } from "node:fs/promises";
+import { mkdtemp as mkdtemp2, rm as rm9 } from "node:fs/promises";
 import { tmpdir as tmpdir2 } from "node:os";
 import { join as join8 } from "node:path";
 
@@ -48549,7 +48583,12 @@ async function startGitHubApiServer(options) {
     res.writeHead(start > 0 ? 206 : 200, headers);
     const body = s.asset.data ? (async function* () {
       yield Buffer.from(s.asset.data.subarray(start, end));
-    })() : end > start ? createReadStream7(s.asset.path, { start, end: end - 1 }) : (async function* () {
+    })() : end > start ? (
+      // 1 MiB reads: every socket write costs a loopback TCP round through the kernel, and in 64 KiB
+      // writes (the default) serving costs ~2.8 s of CPU per GiB here against ~0.8 s: CPU the pipelines
+      // being measured would otherwise lose to a stand-in for a CDN that is not on the runner at all.
+      createReadStream7(s.asset.path, { start, end: end - 1, highWaterMark: 1024 * 1024 })
+    ) : (async function* () {
     })();
     void (async () => {
       try {
@@ -48657,9 +48696,9 @@ function createSamplePeStub(arch) {
 }
 
 // src/sample/release.ts
-import { spawn as spawn5 } from "node:child_process";
+import { spawn as spawn4 } from "node:child_process";
 import { createCipheriv, createHash as createHash9 } from "node:crypto";
-import { chmod, mkdir as mkdir4, open as open4, readdir, rm as rm7, symlink, writeFile as writeFile3 } from "node:fs/promises";
+import { chmod, mkdir as mkdir4, open as open5, readdir, rm as rm8, symlink, writeFile as writeFile3 } from "node:fs/promises";
 import { join as join7 } from "node:path";
 var MTIME = "@1704067200";
 var BLOCK2 = 64 * 1024;
@@ -48703,7 +48742,7 @@ async function writeBytes(path, bytes) {
   return { digest: `sha256:${createHash9("sha256").update(buf).digest("hex")}`, size: buf.length };
 }
 async function writeSparseRaw(path, seed, size, data, entropy) {
-  const fh = await open4(path, "w", 420);
+  const fh = await open5(path, "w", 420);
   try {
     await fh.truncate(size);
     const head = Math.min(size, Math.ceil(data / 2 / 4096) * 4096);
@@ -48724,7 +48763,7 @@ async function writeSparseRaw(path, seed, size, data, entropy) {
 }
 function run2(command, args, cwd) {
   return new Promise((resolve, reject) => {
-    const child = spawn5(command, args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn4(command, args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     child.stderr.on("data", (d) => stderr += d.toString());
     child.on("error", reject);
@@ -48772,7 +48811,7 @@ async function generateSampleRelease(options) {
       const base = `${flavor.asset}-${arch}-${options.version}-${options.commit8}`;
       const seed = `${base}`;
       const work = join7(options.dir, `.work-${base}`);
-      await rm7(work, { recursive: true, force: true });
+      await rm8(work, { recursive: true, force: true });
       const folder = join7(work, "content", base);
       await mkdir4(folder, { recursive: true });
       const expected = {};
@@ -48918,7 +48957,7 @@ VERSION_ID=${options.version}
           companion: true
         });
       }
-      await rm7(work, { recursive: true, force: true });
+      await rm8(work, { recursive: true, force: true });
     }
   }
   return { version: options.version, commit8: options.commit8, assets };
@@ -48990,7 +49029,7 @@ async function runDemo(options) {
       await server.stop();
     }
   } finally {
-    await rm8(work, { recursive: true, force: true });
+    await rm9(work, { recursive: true, force: true });
   }
 }
 

@@ -1260,7 +1260,7 @@ var require_util = __commonJS({
     function isErrored(body) {
       return !!(body && stream.isErrored(body));
     }
-    function isReadable(body) {
+    function isReadable2(body) {
       return !!(body && stream.isReadable(body));
     }
     function getSocketInfo(socket) {
@@ -1419,7 +1419,7 @@ var require_util = __commonJS({
       nop,
       isDisturbed,
       isErrored,
-      isReadable,
+      isReadable: isReadable2,
       toUSVString,
       isUSVString,
       isBlobLike,
@@ -4076,7 +4076,7 @@ var require_webidl = __commonJS({
 var require_util2 = __commonJS({
   "node_modules/@actions/http-client/node_modules/undici/lib/web/fetch/util.js"(exports, module) {
     "use strict";
-    var { Transform: Transform3 } = __require("node:stream");
+    var { Transform: Transform2 } = __require("node:stream");
     var zlib = __require("node:zlib");
     var { redirectStatusSet, referrerPolicySet: referrerPolicyTokens, badPortsSet } = require_constants3();
     var { getGlobalOrigin } = require_global();
@@ -4764,7 +4764,7 @@ var require_util2 = __commonJS({
       contentRange += isomorphicEncode(`${fullLength}`);
       return contentRange;
     }
-    var InflateStream = class extends Transform3 {
+    var InflateStream = class extends Transform2 {
       #zlibOptions;
       /** @param {zlib.ZlibOptions} [zlibOptions] */
       constructor(zlibOptions) {
@@ -6867,7 +6867,7 @@ var require_client_h2 = __commonJS({
     "use strict";
     var assert = __require("node:assert");
     var { errorMonitor } = __require("node:events");
-    var { pipeline: pipeline4 } = __require("node:stream");
+    var { pipeline: pipeline2 } = __require("node:stream");
     var util = require_util();
     var {
       RequestContentLengthMismatchError,
@@ -7346,7 +7346,7 @@ var require_client_h2 = __commonJS({
     }
     function writeStream(abort, socket, expectsPayload, h2stream, body, client, request4, contentLength) {
       assert(contentLength !== 0 || client[kRunning] === 0, "stream body cannot be pipelined");
-      const pipe = pipeline4(
+      const pipe = pipeline2(
         body,
         h2stream,
         (err) => {
@@ -9445,7 +9445,7 @@ var require_readable = __commonJS({
   "node_modules/@actions/http-client/node_modules/undici/lib/api/readable.js"(exports, module) {
     "use strict";
     var assert = __require("node:assert");
-    var { Readable: Readable6 } = __require("node:stream");
+    var { Readable: Readable5 } = __require("node:stream");
     var { RequestAbortedError, NotSupportedError, InvalidArgumentError, AbortError } = require_errors();
     var util = require_util();
     var { ReadableStreamFrom } = require_util();
@@ -9457,7 +9457,7 @@ var require_readable = __commonJS({
     var kContentLength = /* @__PURE__ */ Symbol("kContentLength");
     var noop3 = () => {
     };
-    var BodyReadable = class extends Readable6 {
+    var BodyReadable = class extends Readable5 {
       constructor({
         resume,
         abort,
@@ -9799,7 +9799,7 @@ var require_api_request = __commonJS({
   "node_modules/@actions/http-client/node_modules/undici/lib/api/api-request.js"(exports, module) {
     "use strict";
     var assert = __require("node:assert");
-    var { Readable: Readable6 } = require_readable();
+    var { Readable: Readable5 } = require_readable();
     var { InvalidArgumentError, RequestAbortedError } = require_errors();
     var util = require_util();
     var { getResolveErrorBodyCallback } = require_util3();
@@ -9894,7 +9894,7 @@ var require_api_request = __commonJS({
         const parsedHeaders = responseHeaders === "raw" ? util.parseHeaders(rawHeaders) : headers;
         const contentType = parsedHeaders["content-type"];
         const contentLength = parsedHeaders["content-length"];
-        const res = new Readable6({
+        const res = new Readable5({
           resume,
           abort,
           contentType,
@@ -10209,7 +10209,7 @@ var require_api_pipeline = __commonJS({
   "node_modules/@actions/http-client/node_modules/undici/lib/api/api-pipeline.js"(exports, module) {
     "use strict";
     var {
-      Readable: Readable6,
+      Readable: Readable5,
       Duplex,
       PassThrough
     } = __require("node:stream");
@@ -10223,7 +10223,7 @@ var require_api_pipeline = __commonJS({
     var { addSignal, removeSignal } = require_abort_signal();
     var assert = __require("node:assert");
     var kResume = /* @__PURE__ */ Symbol("resume");
-    var PipelineRequest = class extends Readable6 {
+    var PipelineRequest = class extends Readable5 {
       constructor() {
         super({ autoDestroy: true });
         this[kResume] = null;
@@ -10240,7 +10240,7 @@ var require_api_pipeline = __commonJS({
         callback(err);
       }
     };
-    var PipelineResponse = class extends Readable6 {
+    var PipelineResponse = class extends Readable5 {
       constructor(resume) {
         super({ autoDestroy: true });
         this[kResume] = resume;
@@ -10391,7 +10391,7 @@ var require_api_pipeline = __commonJS({
         util.destroy(ret, err);
       }
     };
-    function pipeline4(opts, handler2) {
+    function pipeline2(opts, handler2) {
       try {
         const pipelineHandler = new PipelineHandler(opts, handler2);
         this.dispatch({ ...opts, body: pipelineHandler.req }, pipelineHandler);
@@ -10400,7 +10400,7 @@ var require_api_pipeline = __commonJS({
         return new PassThrough().destroy(err);
       }
     }
-    module.exports = pipeline4;
+    module.exports = pipeline2;
   }
 });
 
@@ -11250,13 +11250,13 @@ var require_pluralizer = __commonJS({
 var require_pending_interceptors_formatter = __commonJS({
   "node_modules/@actions/http-client/node_modules/undici/lib/mock/pending-interceptors-formatter.js"(exports, module) {
     "use strict";
-    var { Transform: Transform3 } = __require("node:stream");
+    var { Transform: Transform2 } = __require("node:stream");
     var { Console } = __require("node:console");
     var PERSISTENT = process.versions.icu ? "\u2705" : "Y ";
     var NOT_PERSISTENT = process.versions.icu ? "\u274C" : "N ";
     module.exports = class PendingInterceptorsFormatter {
       constructor({ disableColors } = {}) {
-        this.transform = new Transform3({
+        this.transform = new Transform2({
           transform(chunk, _enc, cb) {
             cb(null, chunk);
           }
@@ -13565,8 +13565,8 @@ var require_fetch = __commonJS({
       subresourceSet
     } = require_constants3();
     var EE = __require("node:events");
-    var { Readable: Readable6, pipeline: pipeline4, finished } = __require("node:stream");
-    var { addAbortListener, isErrored, isReadable, bufferToLowerCasedHeaderName } = require_util();
+    var { Readable: Readable5, pipeline: pipeline2, finished } = __require("node:stream");
+    var { addAbortListener, isErrored, isReadable: isReadable2, bufferToLowerCasedHeaderName } = require_util();
     var { dataURLProcessor, serializeAMimeType, minimizeSupportedMimeType } = require_data_url();
     var { getGlobalDispatcher } = require_global2();
     var { webidl } = require_webidl();
@@ -13701,7 +13701,7 @@ var require_fetch = __commonJS({
       if (p) {
         p.reject(error2);
       }
-      if (request4.body != null && isReadable(request4.body?.stream)) {
+      if (request4.body != null && isReadable2(request4.body?.stream)) {
         request4.body.stream.cancel(error2).catch((err) => {
           if (err.code === "ERR_INVALID_STATE") {
             return;
@@ -13713,7 +13713,7 @@ var require_fetch = __commonJS({
         return;
       }
       const response = responseObject[kState];
-      if (response.body != null && isReadable(response.body?.stream)) {
+      if (response.body != null && isReadable2(response.body?.stream)) {
         response.body.stream.cancel(error2).catch((err) => {
           if (err.code === "ERR_INVALID_STATE") {
             return;
@@ -14412,13 +14412,13 @@ var require_fetch = __commonJS({
       function onAborted(reason) {
         if (isAborted(fetchParams)) {
           response.aborted = true;
-          if (isReadable(stream)) {
+          if (isReadable2(stream)) {
             fetchParams.controller.controller.error(
               fetchParams.controller.serializedAbortReason
             );
           }
         } else {
-          if (isReadable(stream)) {
+          if (isReadable2(stream)) {
             fetchParams.controller.controller.error(new TypeError("terminated", {
               cause: isErrorLike(reason) ? reason : void 0
             }));
@@ -14504,13 +14504,13 @@ var require_fetch = __commonJS({
                   }
                 }
               }
-              this.body = new Readable6({ read: resume });
+              this.body = new Readable5({ read: resume });
               const onError = this.onError.bind(this);
               resolve({
                 status,
                 statusText,
                 headersList,
-                body: decoders.length ? pipeline4(this.body, ...decoders, (err) => {
+                body: decoders.length ? pipeline2(this.body, ...decoders, (err) => {
                   if (err) {
                     this.onError(err);
                   }
@@ -18307,7 +18307,7 @@ var require_eventsource_stream = __commonJS({
   "node_modules/@actions/http-client/node_modules/undici/lib/web/eventsource/eventsource-stream.js"(exports, module) {
     "use strict";
     var buffer = __require("node:buffer");
-    var { Transform: Transform3 } = __require("node:stream");
+    var { Transform: Transform2 } = __require("node:stream");
     var { isASCIINumber, isValidLastEventId } = require_util8();
     var BOM = [239, 187, 191];
     var LF = 10;
@@ -18357,7 +18357,7 @@ var require_eventsource_stream = __commonJS({
       error2.aborted = false;
       return error2;
     }
-    var EventSourceStream = class extends Transform3 {
+    var EventSourceStream = class extends Transform2 {
       /**
        * @type {eventSourceSettings}
        */
@@ -18711,7 +18711,7 @@ ${value}`;
 var require_eventsource = __commonJS({
   "node_modules/@actions/http-client/node_modules/undici/lib/web/eventsource/eventsource.js"(exports, module) {
     "use strict";
-    var { pipeline: pipeline4 } = __require("node:stream");
+    var { pipeline: pipeline2 } = __require("node:stream");
     var { fetching } = require_fetch();
     var { makeRequest } = require_request2();
     var { webidl } = require_webidl();
@@ -18871,7 +18871,7 @@ var require_eventsource = __commonJS({
               ));
             }
           });
-          pipeline4(
+          pipeline2(
             response.body.stream,
             eventSourceStream,
             (error2) => {
@@ -29881,7 +29881,7 @@ var require_webidl2 = __commonJS({
 var require_util10 = __commonJS({
   "node_modules/undici/lib/web/fetch/util.js"(exports, module) {
     "use strict";
-    var { Transform: Transform3 } = __require("node:stream");
+    var { Transform: Transform2 } = __require("node:stream");
     var zlib = __require("node:zlib");
     var { redirectStatusSet, referrerPolicyTokens, badPortsSet } = require_constants7();
     var { getGlobalOrigin } = require_global3();
@@ -30475,7 +30475,7 @@ var require_util10 = __commonJS({
       contentRange += isomorphicEncode(`${fullLength}`);
       return contentRange;
     }
-    var InflateStream = class extends Transform3 {
+    var InflateStream = class extends Transform2 {
       #zlibOptions;
       /** @param {zlib.ZlibOptions} [zlibOptions] */
       constructor(zlibOptions) {
@@ -37094,7 +37094,7 @@ var require_client_h22 = __commonJS({
   "node_modules/undici/lib/dispatcher/client-h2.js"(exports, module) {
     "use strict";
     var assert = __require("node:assert");
-    var { pipeline: pipeline4 } = __require("node:stream");
+    var { pipeline: pipeline2 } = __require("node:stream");
     var util = require_util9();
     var {
       RequestContentLengthMismatchError,
@@ -38373,7 +38373,7 @@ var require_client_h22 = __commonJS({
     }
     function writeStream(abort, socket, expectsPayload, h2stream, body, client, request4, contentLength) {
       assert(contentLength !== 0 || client[kRunning] === 0, "stream body cannot be pipelined");
-      const pipe = pipeline4(
+      const pipe = pipeline2(
         body,
         h2stream,
         (err) => {
@@ -41961,7 +41961,7 @@ var require_readable2 = __commonJS({
     "use strict";
     var assert = __require("node:assert");
     var { addAbortListener } = __require("node:events");
-    var { Readable: Readable6 } = __require("node:stream");
+    var { Readable: Readable5 } = __require("node:stream");
     var { RequestAbortedError, NotSupportedError, InvalidArgumentError, AbortError } = require_errors3();
     var util = require_util9();
     var kConsume = /* @__PURE__ */ Symbol("kConsume");
@@ -41974,7 +41974,7 @@ var require_readable2 = __commonJS({
     var kBytesRead = /* @__PURE__ */ Symbol("kBytesRead");
     var noop3 = () => {
     };
-    var BodyReadable = class extends Readable6 {
+    var BodyReadable = class extends Readable5 {
       /**
        * @param {object} opts
        * @param {(this: Readable, size: number) => void} opts.resume
@@ -42373,7 +42373,7 @@ var require_api_request2 = __commonJS({
     "use strict";
     var assert = __require("node:assert");
     var { AsyncResource } = __require("node:async_hooks");
-    var { Readable: Readable6 } = require_readable2();
+    var { Readable: Readable5 } = require_readable2();
     var { InvalidArgumentError, RequestAbortedError } = require_errors3();
     var util = require_util9();
     function noop3() {
@@ -42459,7 +42459,7 @@ var require_api_request2 = __commonJS({
         const parsedHeaders = headers;
         const contentType = parsedHeaders?.["content-type"];
         const contentLength = parsedHeaders?.["content-length"];
-        const res = new Readable6({
+        const res = new Readable5({
           resume: () => controller.resume(),
           abort: (reason) => controller.abort(reason),
           contentType,
@@ -42835,7 +42835,7 @@ var require_api_pipeline2 = __commonJS({
   "node_modules/undici/lib/api/api-pipeline.js"(exports, module) {
     "use strict";
     var {
-      Readable: Readable6,
+      Readable: Readable5,
       Duplex,
       PassThrough
     } = __require("node:stream");
@@ -42852,7 +42852,7 @@ var require_api_pipeline2 = __commonJS({
     function noop3() {
     }
     var kResume = /* @__PURE__ */ Symbol("resume");
-    var PipelineRequest = class extends Readable6 {
+    var PipelineRequest = class extends Readable5 {
       constructor() {
         super({ autoDestroy: true });
         this[kResume] = null;
@@ -42870,7 +42870,7 @@ var require_api_pipeline2 = __commonJS({
         callback(err);
       }
     };
-    var PipelineResponse = class extends Readable6 {
+    var PipelineResponse = class extends Readable5 {
       constructor(resume) {
         super({ autoDestroy: true });
         this[kResume] = resume;
@@ -43024,7 +43024,7 @@ var require_api_pipeline2 = __commonJS({
         util.destroy(ret, err);
       }
     };
-    function pipeline4(opts, handler2) {
+    function pipeline2(opts, handler2) {
       try {
         const pipelineHandler = new PipelineHandler(opts, handler2);
         this.dispatch({ ...opts, body: pipelineHandler.req }, pipelineHandler);
@@ -43033,7 +43033,7 @@ var require_api_pipeline2 = __commonJS({
         return new PassThrough().destroy(err);
       }
     }
-    module.exports = pipeline4;
+    module.exports = pipeline2;
   }
 });
 
@@ -44364,13 +44364,13 @@ var require_mock_pool2 = __commonJS({
 var require_pending_interceptors_formatter2 = __commonJS({
   "node_modules/undici/lib/mock/pending-interceptors-formatter.js"(exports, module) {
     "use strict";
-    var { Transform: Transform3 } = __require("node:stream");
+    var { Transform: Transform2 } = __require("node:stream");
     var { Console } = __require("node:console");
     var PERSISTENT = process.versions.icu ? "\u2705" : "Y ";
     var NOT_PERSISTENT = process.versions.icu ? "\u274C" : "N ";
     module.exports = class PendingInterceptorsFormatter {
       constructor({ disableColors } = {}) {
-        this.transform = new Transform3({
+        this.transform = new Transform2({
           transform(chunk, _enc, cb) {
             cb(null, chunk);
           }
@@ -48564,7 +48564,7 @@ var require_cache3 = __commonJS({
   "node_modules/undici/lib/interceptor/cache.js"(exports, module) {
     "use strict";
     var assert = __require("node:assert");
-    var { Readable: Readable6 } = __require("node:stream");
+    var { Readable: Readable5 } = __require("node:stream");
     var util = require_util9();
     var CacheHandler = require_cache_handler();
     var MemoryCacheStore = require_memory_cache_store();
@@ -48789,7 +48789,7 @@ var require_cache3 = __commonJS({
       return dispatch(opts, new CacheHandler(globalOpts, cacheKey, handler2));
     }
     function sendCachedValue(handler2, opts, result, age, context, isStale2) {
-      const stream = util.isStream(result.body) ? result.body : Readable6.from(result.body ?? []);
+      const stream = util.isStream(result.body) ? result.body : Readable5.from(result.body ?? []);
       assert(!stream.destroyed, "stream should not be destroyed");
       assert(!stream.readableDidRead, "stream should not be readableDidRead");
       let aborted = false;
@@ -49092,7 +49092,7 @@ var require_decompress = __commonJS({
   "node_modules/undici/lib/interceptor/decompress.js"(exports, module) {
     "use strict";
     var { createInflate, createGunzip: createGunzip3, createBrotliDecompress, createZstdDecompress: createZstdDecompress2, constants: constants4 } = __require("node:zlib");
-    var { pipeline: pipeline4, Transform: TransformStream2 } = __require("node:stream");
+    var { pipeline: pipeline2, Transform: TransformStream2 } = __require("node:stream");
     var { InvalidArgumentError, ResponseExceededMaxSizeError } = require_errors3();
     var DecoratorHandler = require_decorator_handler2();
     var DecompressController = class {
@@ -49408,7 +49408,7 @@ var require_decompress = __commonJS({
       #setupMultipleDecompressors() {
         const lastDecompressor = this.#decompressors[this.#decompressors.length - 1];
         this.#setupDecompressorEvents(lastDecompressor);
-        pipeline4(this.#decompressors, (err) => {
+        pipeline2(this.#decompressors, (err) => {
           if (this.#terminated) {
             return;
           }
@@ -52309,7 +52309,7 @@ var require_fetch2 = __commonJS({
       subresourceSet
     } = require_constants7();
     var EE = __require("node:events");
-    var { Readable: Readable6, pipeline: pipeline4, finished, isErrored, isReadable } = __require("node:stream");
+    var { Readable: Readable5, pipeline: pipeline2, finished, isErrored, isReadable: isReadable2 } = __require("node:stream");
     var { addAbortListener, bufferToLowerCasedHeaderName } = require_util9();
     var { SocketError } = require_errors3();
     var { dataURLProcessor, serializeAMimeType, minimizeSupportedMimeType } = require_data_url2();
@@ -52485,7 +52485,7 @@ var require_fetch2 = __commonJS({
       if (p) {
         p.reject(error2);
       }
-      if (request4.body?.stream != null && isReadable(request4.body.stream)) {
+      if (request4.body?.stream != null && isReadable2(request4.body.stream)) {
         request4.body.stream.cancel(error2).catch((err) => {
           if (err.code === "ERR_INVALID_STATE") {
             return;
@@ -52497,7 +52497,7 @@ var require_fetch2 = __commonJS({
         return;
       }
       const response = getResponseState(responseObject);
-      if (response.body?.stream != null && isReadable(response.body.stream)) {
+      if (response.body?.stream != null && isReadable2(response.body.stream)) {
         controller.error(error2);
       }
     }
@@ -53225,13 +53225,13 @@ var require_fetch2 = __commonJS({
       function onAborted(reason) {
         if (isAborted(fetchParams)) {
           response.aborted = true;
-          if (isReadable(stream)) {
+          if (isReadable2(stream)) {
             fetchParams.controller.controller.error(
               fetchParams.controller.serializedAbortReason
             );
           }
         } else {
-          if (isReadable(stream)) {
+          if (isReadable2(stream)) {
             fetchParams.controller.controller.error(new TypeError("terminated", {
               cause: isErrorLike(reason) ? reason : void 0
             }));
@@ -53332,13 +53332,13 @@ var require_fetch2 = __commonJS({
                     }
                   }
                 }
-                this.body = new Readable6({ read: () => controller.resume() });
+                this.body = new Readable5({ read: () => controller.resume() });
                 const onError = (err) => this.onResponseError(controller, err);
                 resolve({
                   status,
                   statusText,
                   headersList,
-                  body: decoders.length ? pipeline4(this.body, ...decoders, (err) => {
+                  body: decoders.length ? pipeline2(this.body, ...decoders, (err) => {
                     if (err) {
                       this.onResponseError(controller, err);
                     }
@@ -56893,7 +56893,7 @@ var require_eventsource_stream2 = __commonJS({
   "node_modules/undici/lib/web/eventsource/eventsource-stream.js"(exports, module) {
     "use strict";
     var buffer = __require("node:buffer");
-    var { Transform: Transform3 } = __require("node:stream");
+    var { Transform: Transform2 } = __require("node:stream");
     var { isASCIINumber, isValidLastEventId } = require_util14();
     var BOM = [239, 187, 191];
     var LF = 10;
@@ -56943,7 +56943,7 @@ var require_eventsource_stream2 = __commonJS({
       error2.aborted = false;
       return error2;
     }
-    var EventSourceStream = class extends Transform3 {
+    var EventSourceStream = class extends Transform2 {
       /**
        * @type {eventSourceSettings}
        */
@@ -57298,7 +57298,7 @@ ${value}`;
 var require_eventsource2 = __commonJS({
   "node_modules/undici/lib/web/eventsource/eventsource.js"(exports, module) {
     "use strict";
-    var { pipeline: pipeline4 } = __require("node:stream");
+    var { pipeline: pipeline2 } = __require("node:stream");
     var { fetching } = require_fetch2();
     var { webidl } = require_webidl2();
     var { EventSourceStream } = require_eventsource_stream2();
@@ -57459,7 +57459,7 @@ var require_eventsource2 = __commonJS({
               ));
             }
           });
-          pipeline4(
+          pipeline2(
             response.body.stream,
             eventSourceStream,
             (error2) => {
@@ -59105,7 +59105,7 @@ function formatTable(header, rows) {
 }
 
 // src/pipeline/publish.ts
-import { mkdtemp, rm as rm4 } from "node:fs/promises";
+import { mkdtemp, rm as rm5 } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join as join3 } from "node:path";
 
@@ -59115,52 +59115,103 @@ import { stat as stat2 } from "node:fs/promises";
 
 // src/util/files.ts
 import { createHash as createHash2, randomBytes } from "node:crypto";
-import { createReadStream as createReadStream2, createWriteStream } from "node:fs";
-import { mkdir as mkdir2, rename as rename2, rm as rm2 } from "node:fs/promises";
+import { createReadStream as createReadStream2 } from "node:fs";
+import { mkdir as mkdir2, open as open2, rename as rename2, rm as rm2 } from "node:fs/promises";
 import { dirname, basename, join } from "node:path";
-import { Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
-var HashingStream = class extends Transform {
-  hash = createHash2("sha256");
-  size = 0;
-  _transform(chunk, _enc, callback) {
-    this.hash.update(chunk);
-    this.size += chunk.length;
-    callback(null, chunk);
-  }
-  /** Valid once the stream has ended. */
-  digest() {
-    return `sha256:${this.hash.digest("hex")}`;
-  }
-};
 function temporaryPathFor(path) {
   return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.partial`);
 }
+var WRITE_BUFFER_SIZE = 1024 * 1024;
+var CoalescingWriter = class {
+  constructor(handle) {
+    this.handle = handle;
+  }
+  handle;
+  buffers = [Buffer.allocUnsafe(WRITE_BUFFER_SIZE), Buffer.allocUnsafe(WRITE_BUFFER_SIZE)];
+  current = 0;
+  fill = 0;
+  /** File position of the current buffer's first byte. */
+  start = 0;
+  inFlight = Promise.resolve();
+  /** Copies `data` for writing at `position`; resolves once it can take more (not when it is on disk). */
+  async write(data, position) {
+    if (this.fill > 0 && position !== this.start + this.fill) await this.flush();
+    if (this.fill === 0) this.start = position;
+    for (let offset = 0; offset < data.length; ) {
+      const n = Math.min(WRITE_BUFFER_SIZE - this.fill, data.length - offset);
+      this.buffers[this.current].set(data.subarray(offset, offset + n), this.fill);
+      this.fill += n;
+      offset += n;
+      if (this.fill === WRITE_BUFFER_SIZE) await this.flush();
+    }
+  }
+  /** Writes everything gathered so far and waits until it is written. */
+  async close() {
+    await this.flush();
+    await this.inFlight;
+  }
+  async flush() {
+    if (this.fill === 0) return;
+    await this.inFlight;
+    const buffer = this.buffers[this.current];
+    const length = this.fill;
+    const position = this.start;
+    this.inFlight = writeAll(this.handle, buffer, length, position);
+    this.inFlight.catch(() => {
+    });
+    this.current ^= 1;
+    this.fill = 0;
+    this.start = position + length;
+  }
+};
+async function writeAll(handle, buffer, length, position) {
+  for (let written = 0; written < length; ) {
+    written += (await handle.write(buffer, written, length - written, position + written)).bytesWritten;
+  }
+}
 async function writeFileAtomic(path, source, options = {}) {
+  const { signal } = options;
   await mkdir2(dirname(path), { recursive: true });
   const temp = temporaryPathFor(path);
-  const hasher = new HashingStream();
-  const stages = [source, hasher];
-  if (options.onData) {
-    const onData = options.onData;
-    hasher.on("data", (c) => onData(c.length));
-  }
+  const hash = createHash2("sha256");
+  let size = 0;
+  let handle;
+  const onAbort = () => {
+    if (isReadable(source)) source.destroy(signal?.reason);
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
   try {
-    await pipeline(
-      ...stages,
-      createWriteStream(temp),
-      options.signal ? { signal: options.signal } : {}
-    );
-    const digest = hasher.digest();
+    signal?.throwIfAborted();
+    handle = await open2(temp, "wx");
+    const writer = new CoalescingWriter(handle);
+    for await (const chunk of source) {
+      signal?.throwIfAborted();
+      hash.update(chunk);
+      await writer.write(chunk, size);
+      size += chunk.length;
+      options.onData?.(chunk.length);
+    }
+    await writer.close();
+    await handle.close();
+    handle = void 0;
+    const digest = `sha256:${hash.digest("hex")}`;
     if (options.expectedDigest && options.expectedDigest !== digest) {
       throw new DigestMismatchError(path, options.expectedDigest, digest);
     }
     await rename2(temp, path);
-    return { path, digest, size: hasher.size };
+    return { path, digest, size };
   } catch (error2) {
+    await handle?.close().catch(() => {
+    });
+    if (isReadable(source)) source.destroy();
     await rm2(temp, { force: true });
     throw error2;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
   }
+}
+function isReadable(source) {
+  return typeof source?.destroy === "function";
 }
 var DigestMismatchError = class extends Error {
   constructor(what, expected, actual) {
@@ -59234,7 +59285,7 @@ function newcTrailer(written) {
 var NEWC_MAX_FILE_SIZE = 4294967295;
 
 // src/boot/pe.ts
-import { open as open2 } from "node:fs/promises";
+import { open as open3 } from "node:fs/promises";
 var PE_MACHINE = { amd64: 34404, arm64: 43620 };
 var PE32_MAGIC = 267;
 var PE32PLUS_MAGIC = 523;
@@ -59375,7 +59426,7 @@ async function readPeHeaders(path, what = "file") {
 }
 async function openForReading(path, what = "file") {
   try {
-    return await open2(path, "r");
+    return await open3(path, "r");
   } catch (error2) {
     const code = error2.code;
     if (code === "ENOENT") throw new PublishError(`${what} not found: ${path}`, { cause: error2 });
@@ -59390,86 +59441,7 @@ function roundUp(value, alignment) {
 }
 
 // src/boot/xz.ts
-import { spawn } from "node:child_process";
-import { availableParallelism } from "node:os";
-import { Readable as Readable2 } from "node:stream";
-import { pipeline as pipeline2 } from "node:stream/promises";
 var XZ_DEFAULT_BLOCK_SIZE = 8 * 1024 * 1024;
-function xzArguments(options = {}) {
-  const preset = options.preset ?? 0;
-  if (!Number.isInteger(preset) || preset < 0 || preset > 9)
-    throw new PublishError(`xz preset must be 0-9, got ${preset}`);
-  const threads = options.threads ?? Math.max(2, availableParallelism());
-  if (!Number.isInteger(threads) || threads < 2) {
-    throw new PublishError(
-      `xz threads must be 2 or more (multi-threaded mode keeps the output deterministic), got ${threads}`
-    );
-  }
-  return [
-    "--compress",
-    "--format=xz",
-    // The kernel's XZ decoder checks CRC32 (CRC64/SHA-256 are optional there); the workflow uses crc32 too.
-    "--check=crc32",
-    `-${preset}`,
-    `--threads=${threads}`,
-    `--block-size=${options.blockSize ?? XZ_DEFAULT_BLOCK_SIZE}`,
-    "--stdout",
-    "--quiet"
-  ];
-}
-async function* xzCompress(input, options = {}) {
-  const args = xzArguments(options);
-  const child = spawn("xz", args, { stdio: ["pipe", "pipe", "pipe"] });
-  let stderr = "";
-  child.stderr.setEncoding("utf8");
-  child.stderr.on("data", (d) => {
-    if (stderr.length < 8192) stderr += d;
-  });
-  const exited = new Promise((resolve, reject) => {
-    child.once("error", reject);
-    child.once("close", (code, signal) => resolve({ code, signal }));
-  });
-  exited.catch(() => {
-  });
-  const onAbort = () => child.kill("SIGKILL");
-  options.signal?.addEventListener("abort", onAbort, { once: true });
-  let feedError;
-  const feeding = pipeline2(Readable2.from(input), child.stdin).catch((error2) => {
-    feedError = error2;
-    child.kill("SIGKILL");
-  });
-  let finished = false;
-  try {
-    for await (const chunk of child.stdout) yield chunk;
-    await feeding;
-    let result;
-    try {
-      result = await exited;
-    } catch (error2) {
-      if (error2.code === "ENOENT") {
-        throw new PublishError(
-          "xz is not installed (needed to compress the initrd with the embedded squashfs)",
-          {
-            cause: error2,
-            hint: "install xz-utils (Debian/Ubuntu: sudo apt-get install -y xz-utils)"
-          }
-        );
-      }
-      throw error2;
-    }
-    if (options.signal?.aborted) throw options.signal.reason;
-    if (feedError) throw feedError;
-    if (result.code !== 0) {
-      throw new PublishError(
-        `xz ${args.join(" ")} failed (${result.code === null ? `signal ${result.signal}` : `exit ${result.code}`}): ${stderr.trim() || "no message"}`
-      );
-    }
-    finished = true;
-  } finally {
-    options.signal?.removeEventListener("abort", onAbort);
-    if (!finished && child.exitCode === null) child.kill("SIGKILL");
-  }
-}
 
 // src/boot/xz-store.ts
 import { crc32 } from "node:zlib";
@@ -59512,6 +59484,18 @@ function indexAndFooter(records) {
   const withCrc = Buffer.concat([index, u32le(crc32(index))]);
   const backward = Buffer.concat([u32le(withCrc.length / 4 - 1), STREAM_FLAGS]);
   return Buffer.concat([withCrc, u32le(crc32(backward)), backward, Buffer.from("YZ", "latin1")]);
+}
+function xzStoredSize(inputSize, blockSize = XZ_DEFAULT_BLOCK_SIZE) {
+  if (!Number.isSafeInteger(inputSize) || inputSize < 0) throw new RangeError(`xz input size ${inputSize}`);
+  const header = blockHeader().length;
+  const records = [];
+  for (let left = inputSize; left > 0; left -= Math.min(left, blockSize)) {
+    const inBlock = Math.min(left, blockSize);
+    const compressed = inBlock + 3 * Math.ceil(inBlock / CHUNK) + 1;
+    records.push({ unpadded: header + compressed + 4, uncompressed: inBlock });
+  }
+  const blocks = records.reduce((n, r) => n + r.unpadded - 4 + pad42(r.unpadded - 4).length + 4, 0);
+  return streamHeader().length + blocks + indexAndFooter(records).length;
 }
 async function* xzStore(input, options = {}) {
   const blockSize = options.blockSize ?? XZ_DEFAULT_BLOCK_SIZE;
@@ -59576,9 +59560,22 @@ async function* xzStore(input, options = {}) {
 var EMBEDDED_SQUASHFS_NAME = "root.squashfs";
 var SQUASHFS_MODE = 33188;
 var CHUNK2 = 1024 * 1024;
-async function buildEmbeddedInitrd(options) {
+async function embeddedInitrdSource(options) {
   const { signal } = options;
   throwIfAborted(signal);
+  const { initrdSize, squashfsSize } = await checkEmbeddedInputs(options);
+  const blockSize = options.xz?.blockSize ?? XZ_DEFAULT_BLOCK_SIZE;
+  const cpioSize = cpioSizeOf(squashfsSize);
+  return {
+    size: initrdSize + xzStoredSize(cpioSize, blockSize),
+    label: `initrd-uki (${options.initrd} + ${options.squashfs})`,
+    async *open() {
+      yield* readExactly(options.initrd, initrdSize, "initrd", signal);
+      yield* xzStore(cpioOfSquashfs(options.squashfs, squashfsSize, signal), { blockSize });
+    }
+  };
+}
+async function checkEmbeddedInputs(options) {
   const initrdSize = await regularFileSize(options.initrd, "initrd");
   const squashfsSize = await regularFileSize(options.squashfs, "squashfs");
   if (squashfsSize > NEWC_MAX_FILE_SIZE) {
@@ -59587,23 +59584,22 @@ async function buildEmbeddedInitrd(options) {
     );
   }
   await checkSquashfsMagic(options.squashfs);
-  async function* output() {
-    yield* readExactly(options.initrd, initrdSize, "initrd", signal);
-    if ((options.compression ?? "store") === "store") {
-      yield* xzStore(cpioOfSquashfs(), options.xz?.blockSize ? { blockSize: options.xz.blockSize } : {});
-    } else {
-      yield* xzCompress(cpioOfSquashfs(), { ...options.xz, ...signal ? { signal } : {} });
-    }
-  }
-  async function* cpioOfSquashfs() {
-    const header = newcHeader({ name: EMBEDDED_SQUASHFS_NAME, mode: SQUASHFS_MODE, size: squashfsSize });
-    yield header;
-    yield* readExactly(options.squashfs, squashfsSize, "squashfs", signal);
-    const padding = newcDataPadding(squashfsSize);
-    yield padding;
-    yield newcTrailer(header.length + squashfsSize + padding.length);
-  }
-  return writeFileAtomic(options.output, output(), signal ? { signal } : {});
+  return { initrdSize, squashfsSize };
+}
+function cpioHeader(squashfsSize) {
+  return newcHeader({ name: EMBEDDED_SQUASHFS_NAME, mode: SQUASHFS_MODE, size: squashfsSize });
+}
+function cpioSizeOf(squashfsSize) {
+  const framed = cpioHeader(squashfsSize).length + squashfsSize + newcDataPadding(squashfsSize).length;
+  return framed + newcTrailer(framed).length;
+}
+async function* cpioOfSquashfs(path, size, signal) {
+  const header = cpioHeader(size);
+  yield header;
+  yield* readExactly(path, size, "squashfs", signal);
+  const padding = newcDataPadding(size);
+  yield padding;
+  yield newcTrailer(header.length + size + padding.length);
 }
 async function regularFileSize(path, what) {
   try {
@@ -59649,7 +59645,7 @@ async function* readExactly(path, size, what, signal) {
 // src/boot/uki.ts
 import { createHash as createHash4 } from "node:crypto";
 import { createReadStream as createReadStream5 } from "node:fs";
-import { readFile as readFile2, stat as stat4 } from "node:fs/promises";
+import { readFile as readFile2, rm as rm4, stat as stat4 } from "node:fs/promises";
 
 // src/boot/sbat.ts
 var SBAT_HEADER = "sbat,1,SBAT Version,sbat,1,https://github.com/rhboot/shim/blob/main/SBAT.md";
@@ -59812,6 +59808,8 @@ async function writeNativeUki(options) {
     let position = layout.head.length;
     for (const { source, pointer, rawSize } of layout.appended) {
       throwIfAborted(signal);
+      if (pointer < position)
+        throw new Error(`UKI layout: ${source.name} at ${pointer} overlaps ${position}`);
       if (pointer > position) yield Buffer.alloc(pointer - position);
       const hash = createHash3("sha256");
       let size;
@@ -59819,6 +59817,19 @@ async function writeNativeUki(options) {
         hash.update(source.content);
         size = source.content.length;
         yield source.content;
+      } else if ("stream" in source) {
+        size = 0;
+        for await (const chunk of source.stream.open()) {
+          hash.update(chunk);
+          size += chunk.length;
+          if (size > source.stream.size) break;
+          yield chunk;
+        }
+        if (size !== source.stream.size) {
+          throw new PublishError(
+            `${source.stream.label} gave ${size} bytes for ${source.name}, ${source.stream.size} were announced`
+          );
+        }
       } else {
         size = source.size;
         for await (const chunk of readExactly(source.file, source.size, source.name, signal)) {
@@ -59835,7 +59846,8 @@ async function writeNativeUki(options) {
   return { ...written, sections: added };
 }
 function sizeOf(source) {
-  return "content" in source ? source.content.length : source.size;
+  if ("content" in source) return source.content.length;
+  return "stream" in source ? source.stream.size : source.size;
 }
 function planLayout(stubBytes, stubPath, sources) {
   let data = Buffer.from(stubBytes);
@@ -59992,7 +60004,7 @@ function writeSectionHeader(data, section, fresh) {
 }
 
 // src/boot/uki-ukify.ts
-import { spawn as spawn2 } from "node:child_process";
+import { spawn } from "node:child_process";
 import { constants as constants3 } from "node:fs";
 import { access as access2, rename as rename3, rm as rm3, stat as stat3, writeFile as writeFile2 } from "node:fs/promises";
 import { delimiter, join as join2 } from "node:path";
@@ -60011,7 +60023,7 @@ async function findOnPath(name, path = process.env.PATH ?? "") {
 }
 function run(command, args, signal) {
   return new Promise((resolve, reject) => {
-    const child = spawn2(command, args, { stdio: ["ignore", "pipe", "pipe"], ...signal ? { signal } : {} });
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], ...signal ? { signal } : {} });
     let stdout = "";
     let stderr = "";
     const keep = (text) => text.length > 16384 ? text.slice(-16384) : text;
@@ -60118,23 +60130,33 @@ async function buildUki(options) {
     expected = result.sections;
   } else {
     const ukify = await findOnPath("ukify") ?? await ensureUkify(options);
-    built = await runUkify({
-      ukify,
-      kernel: options.kernel,
-      initrd: options.initrd,
-      stub: options.stub,
-      cmdline: options.cmdline,
-      output: options.output,
-      logger: logger2,
-      ...options.osRelease !== void 0 ? { osRelease: options.osRelease } : {},
-      ...signal ? { signal } : {},
-      // Hashed below, in the same read as the verification: the UKI is read back once, not twice.
-      hashOutput: false
-    });
-    expected = await expectedUserSections(options, inputs, signal);
+    const initrdFile = typeof options.initrd === "string" ? void 0 : await writeFileAtomic(`${options.output}.initrd`, options.initrd.open(), signal ? { signal } : {});
+    try {
+      built = await runUkify({
+        ukify,
+        kernel: options.kernel,
+        initrd: initrdFile?.path ?? options.initrd,
+        stub: options.stub,
+        cmdline: options.cmdline,
+        output: options.output,
+        logger: logger2,
+        ...options.osRelease !== void 0 ? { osRelease: options.osRelease } : {},
+        ...signal ? { signal } : {},
+        // Hashed below, in the same read as the verification: the UKI is read back once, not twice.
+        hashOutput: false
+      });
+    } finally {
+      if (initrdFile) await rm4(initrdFile.path, { force: true });
+    }
+    const inputDigests = initrdFile ? { ...options.inputDigests, initrd: initrdFile.digest } : options.inputDigests;
+    expected = await expectedUserSections(
+      { ...options, ...inputDigests ? { inputDigests } : {} },
+      inputs,
+      signal
+    );
     built = await verifyAndHashUki(built.path, inputs.stubHeaders.machine, expected, signal);
   }
-  if (builder === "native") await verifyUki(built.path, inputs.stubHeaders.machine, expected, signal);
+  if (builder === "native") await checkUkiLayout(built.path, inputs.stubHeaders.machine, expected);
   logger2.info(`UKI ${built.path}: ${built.size} bytes, ${built.digest}`);
   return { ...built, builder };
 }
@@ -60151,7 +60173,7 @@ async function fileSize(path, what) {
 }
 async function checkInputs(options) {
   const kernelSize = await fileSize(options.kernel, "kernel");
-  const initrdSize = await fileSize(options.initrd, "initrd");
+  const initrdSize = typeof options.initrd === "string" ? await fileSize(options.initrd, "initrd") : options.initrd.size;
   if (options.osRelease !== void 0) await fileSize(options.osRelease, "os-release file");
   await fileSize(options.stub, "EFI stub");
   const stubHeaders = await readPeHeaders(options.stub, "EFI stub");
@@ -60251,9 +60273,12 @@ async function expectedUserSections(options, inputs, signal) {
     sections.push({ name: ".osrel", ...await digestOfFile(options.osRelease, signal) });
   if (options.cmdline !== "")
     sections.push({ name: ".cmdline", ...digestOf(Buffer.from(options.cmdline, "utf8")) });
+  const initrdDigest = known(options.inputDigests?.initrd, inputs.initrdSize);
+  if (!initrdDigest && typeof options.initrd !== "string")
+    throw new Error("a generated initrd must come with its digest");
   sections.push({
     name: ".initrd",
-    ...known(options.inputDigests?.initrd, inputs.initrdSize) ?? await digestOfFile(options.initrd, signal)
+    ...initrdDigest ?? await digestOfFile(options.initrd, signal)
   });
   sections.push({
     name: ".linux",
@@ -60269,7 +60294,9 @@ async function nativeSections(options, inputs) {
   if (options.cmdline !== "")
     sections.push({ name: ".cmdline", content: Buffer.from(options.cmdline, "utf8") });
   if (inputs.uname) sections.push({ name: ".uname", content: Buffer.from(inputs.uname, "utf8") });
-  sections.push({ name: ".initrd", file: options.initrd, size: inputs.initrdSize });
+  sections.push(
+    typeof options.initrd === "string" ? { name: ".initrd", file: options.initrd, size: inputs.initrdSize } : { name: ".initrd", stream: options.initrd }
+  );
   sections.push({
     name: ".sbat",
     content: Buffer.from(await mergedSbat(options.stub, options.kernel), "utf8")
@@ -60296,14 +60323,9 @@ async function digestOfFile(path, signal, start = 0, length) {
   }
   return { size, sha256: hash.digest("hex") };
 }
-async function verifyUki(path, machine, expected, signal) {
+async function checkUkiLayout(path, machine, written) {
   const { headers, fileLength } = await readUkiHeaders(path, machine);
-  for (const want of expected) {
-    const section = sectionFor(headers, want, fileLength, path);
-    const got = await digestOfFile(path, signal, section.pointerToRawData, want.size);
-    if (got.sha256 !== want.sha256)
-      throw new PublishError(`the UKI's ${want.name} section differs from its input`);
-  }
+  for (const want of written) sectionFor(headers, want, fileLength, path);
 }
 async function readUkiHeaders(path, machine) {
   const headers = await tryReadPeHeaders(path, "UKI");
@@ -60559,41 +60581,54 @@ async function publish(options) {
   const bytesBefore = options.stores.reduce((n, s) => n + s.stats.bytesUploaded, 0);
   try {
     const pending = [];
-    await logger2.group(
-      "Fetch, build and upload arch images",
-      () => mapLimit(toBuild, Math.max(1, options.concurrency), async (arch2, i) => {
-        throwIfAborted(signal);
-        const repository = repositoryOf(plan, arch2);
-        const started = performance.now();
-        const unitDir = join3(workDir, `${i}-${arch2.flavor.variant}-${arch2.architecture}`);
-        const image = await buildArchImageFor(arch2, unitDir, options);
-        let bytesUploaded2 = 0;
-        for (const pusher of pushers) {
-          const outcomes = await Promise.all(
-            image.blobs.map((blob) => pusher.push(repository, blob, signal))
-          );
-          bytesUploaded2 += image.blobs.reduce((n, b, j) => n + (outcomes[j] === "uploaded" ? b.size : 0), 0);
-        }
-        await rm4(unitDir, { recursive: true, force: true });
-        const seconds = (performance.now() - started) / 1e3;
-        const ref2 = reference(repository, arch2.tag);
-        pending[i] = { repository, tag: arch2.tag, manifest: image.manifest };
-        built.set(key(repository, arch2.tag), image.manifest);
-        digests[ref2] = image.manifest.digest;
-        const size = image.blobs.reduce((n, b) => n + b.size, 0) + image.manifest.size;
-        results.push({
-          reference: ref2,
-          digest: image.manifest.digest,
-          size,
-          seconds,
-          bytesUploaded: bytesUploaded2,
-          kind: "arch"
-        });
-        logger2.info(
-          `${ref2} ${image.manifest.digest} built and uploaded (${formatBytes(size)} in ${formatDuration(seconds)})`
-        );
-      })
-    );
+    const concurrency = Math.max(1, options.concurrency);
+    const building = new Semaphore(concurrency);
+    const onDisk = new Semaphore(2 * concurrency);
+    let failure2;
+    const buildAndUpload = async (arch2, i) => {
+      if (failure2) return;
+      throwIfAborted(signal);
+      const repository = repositoryOf(plan, arch2);
+      const started = performance.now();
+      const unitDir = join3(workDir, `${i}-${arch2.flavor.variant}-${arch2.architecture}`);
+      const image = await building.run(
+        async () => failure2 ? void 0 : buildArchImageFor(arch2, unitDir, options)
+      );
+      if (!image) return;
+      let bytesUploaded2 = 0;
+      for (const pusher of pushers) {
+        const outcomes = await Promise.all(image.blobs.map((blob) => pusher.push(repository, blob, signal)));
+        bytesUploaded2 += image.blobs.reduce((n, b, j) => n + (outcomes[j] === "uploaded" ? b.size : 0), 0);
+      }
+      await rm5(unitDir, { recursive: true, force: true });
+      const seconds = (performance.now() - started) / 1e3;
+      const ref2 = reference(repository, arch2.tag);
+      pending[i] = { repository, tag: arch2.tag, manifest: image.manifest };
+      built.set(key(repository, arch2.tag), image.manifest);
+      digests[ref2] = image.manifest.digest;
+      const size = image.blobs.reduce((n, b) => n + b.size, 0) + image.manifest.size;
+      results.push({
+        reference: ref2,
+        digest: image.manifest.digest,
+        size,
+        seconds,
+        bytesUploaded: bytesUploaded2,
+        kind: "arch"
+      });
+      logger2.info(
+        `${ref2} ${image.manifest.digest} built and uploaded (${formatBytes(size)} in ${formatDuration(seconds)})`
+      );
+    };
+    await logger2.group("Fetch, build and upload arch images", async () => {
+      await Promise.all(
+        toBuild.map(
+          (arch2, i) => onDisk.run(() => buildAndUpload(arch2, i)).catch((error2) => {
+            failure2 ??= { error: error2 };
+          })
+        )
+      );
+      if (failure2) throw failure2.error;
+    });
     await logger2.group("Write arch image tags", async () => {
       for (const { repository, tag, manifest } of pending.filter((p) => p !== void 0)) {
         for (const store of options.stores)
@@ -60632,7 +60667,7 @@ async function publish(options) {
       }
     });
   } finally {
-    if (!options.workDir) await rm4(workDir, { recursive: true, force: true });
+    if (!options.workDir) await rm5(workDir, { recursive: true, force: true });
   }
   async function writeIndex(image, tag, index, kind) {
     const ref2 = reference(image.repository, tag);
@@ -60789,16 +60824,15 @@ async function buildMetalUki(artifacts, arch2, dir, options) {
     );
   }
   const cmdline = commandLineFor(arch2.flavor.ukiCmdline ?? arch2.flavor.cmdline, arch2.architecture) ?? "";
-  const initrdUki = await buildEmbeddedInitrd({
+  const initrdUki = await embeddedInitrdSource({
     initrd: files.initrd.path,
     squashfs: files.squashfs.path,
-    output: join3(dir, "initrd-uki"),
     ...options.signal ? { signal: options.signal } : {}
   });
   const uki = await buildUki({
     builder: options.ukiBuilder,
     kernel: files.kernel.path,
-    initrd: initrdUki.path,
+    initrd: initrdUki,
     stub: files.efiStub.path,
     arch: arch2.architecture,
     cmdline,
@@ -60807,8 +60841,8 @@ async function buildMetalUki(artifacts, arch2, dir, options) {
     logger: options.logger,
     ...options.signal ? { signal: options.signal } : {},
     ...options.installUkify ? { installUkify: true } : {},
-    // Both were hashed while written: ukify's output is checked against these without reading them again.
-    inputDigests: { initrd: initrdUki.digest, kernel: files.kernel.digest }
+    // Hashed while written: ukify's output is checked against it without reading the kernel again.
+    inputDigests: { kernel: files.kernel.digest }
   });
   options.logger.info(`${artifacts.base}: UKI built with ${uki.builder} (${formatBytes(uki.size)})`);
   return uki;
@@ -65331,7 +65365,7 @@ function sleep2(ms, signal) {
     signal?.addEventListener("abort", onAbort, { once: true });
   });
 }
-async function open3(options, offset) {
+async function open4(options, offset) {
   const origin = new URL(options.url).origin;
   let current = new URL(options.url);
   for (let hop = 0; hop < 6; hop++) {
@@ -65395,7 +65429,7 @@ async function* downloadAsset(options) {
   while (true) {
     attempt++;
     try {
-      const { res } = await open3(options, offset);
+      const { res } = await open4(options, offset);
       let skip = 0;
       if (res.statusCode === 206) {
         const range = /^bytes (\d+)-/.exec(String(res.headers["content-range"] ?? ""));
@@ -65863,14 +65897,14 @@ async function* readTar(source, options) {
 }
 
 // src/gardenlinux/unpack.ts
-import { rm as rm6, rmdir as rmdir2 } from "node:fs/promises";
+import { rm as rm7, rmdir as rmdir2 } from "node:fs/promises";
 import { join as join4, posix as posix2 } from "node:path";
-import { Readable as Readable3 } from "node:stream";
+import { Readable as Readable2 } from "node:stream";
 import { createGunzip as createGunzip2 } from "node:zlib";
 
 // src/gardenlinux/tar/sparse.ts
 import { createHash as createHash5 } from "node:crypto";
-import { open as open4, rename as rename4, rm as rm5 } from "node:fs/promises";
+import { open as open5, rename as rename4, rm as rm6 } from "node:fs/promises";
 var ZEROS2 = Buffer.alloc(1024 * 1024);
 function isAllZero(buf) {
   for (let off = 0; off < buf.length; off += ZEROS2.length) {
@@ -65882,7 +65916,8 @@ function isAllZero(buf) {
 async function writeSparseFileAtomic(path, body, options) {
   const temp = temporaryPathFor(path);
   const hash = createHash5("sha256");
-  const fh = await open4(temp, "wx");
+  const fh = await open5(temp, "wx");
+  const writer = new CoalescingWriter(fh);
   let logical = 0;
   const extents = [];
   const hashZeros = async (upTo) => {
@@ -65920,9 +65955,7 @@ async function writeSparseFileAtomic(path, body, options) {
         hash.update(piece);
         logical += take;
         if (!isAllZero(piece)) {
-          let written = 0;
-          while (written < take)
-            written += (await fh.write(piece, written, take - written, at + written)).bytesWritten;
+          await writer.write(piece, at);
           const last = extents[extents.length - 1];
           if (last && last.offset + last.length === at) last.length += take;
           else extents.push({ offset: at, length: take });
@@ -65933,6 +65966,7 @@ async function writeSparseFileAtomic(path, body, options) {
       }
     }
     await hashZeros(options.size);
+    await writer.close();
     await fh.truncate(options.size);
     await fh.close();
     await rename4(temp, path);
@@ -65940,7 +65974,7 @@ async function writeSparseFileAtomic(path, body, options) {
   } catch (error2) {
     await fh.close().catch(() => {
     });
-    await rm5(temp, { force: true });
+    await rm6(temp, { force: true });
     throw error2;
   }
 }
@@ -65954,7 +65988,7 @@ function efiStubPath(arch2) {
 }
 var MAX_CMDLINE = 64 * 1024;
 async function* gunzip(source, label) {
-  const input = Readable3.from(source, { objectMode: false });
+  const input = Readable2.from(source, { objectMode: false });
   const gz = createGunzip2({ chunkSize: 256 * 1024 });
   input.on("error", (e) => gz.destroy(e));
   input.pipe(gz);
@@ -66097,20 +66131,20 @@ async function extractStub(m, options, files) {
   }
 }
 async function removeWritten(dir, written) {
-  await Promise.all(written.map((p) => rm6(p, { force: true })));
+  await Promise.all(written.map((p) => rm7(p, { force: true })));
   await rmdir2(dir).catch(() => {
   });
 }
 
 // src/gardenlinux/xz.ts
-import { spawn as spawn3 } from "node:child_process";
-import { availableParallelism as availableParallelism2 } from "node:os";
-import { Readable as Readable4 } from "node:stream";
-import { pipeline as pipeline3 } from "node:stream/promises";
+import { spawn as spawn2 } from "node:child_process";
+import { availableParallelism } from "node:os";
+import { Readable as Readable3 } from "node:stream";
+import { pipeline } from "node:stream/promises";
 var xzAvailable;
 function hasSystemXz() {
   xzAvailable ??= new Promise((resolve) => {
-    const child = spawn3("xz", ["--version"], { stdio: "ignore" });
+    const child = spawn2("xz", ["--version"], { stdio: "ignore" });
     child.on("error", () => resolve(false));
     child.on("close", (code) => resolve(code === 0));
   });
@@ -66128,10 +66162,10 @@ function isPipeError(error2) {
 }
 var running = 0;
 function xzThreads() {
-  return Math.max(1, Math.floor(availableParallelism2() / (running + 1)));
+  return Math.max(1, Math.floor(availableParallelism() / (running + 1)));
 }
 async function* systemXz(source, label) {
-  const child = spawn3("xz", ["-dc", `-T${xzThreads()}`], { stdio: ["pipe", "pipe", "pipe"] });
+  const child = spawn2("xz", ["-dc", `-T${xzThreads()}`], { stdio: ["pipe", "pipe", "pipe"] });
   running++;
   child.once("close", () => running--);
   let stderr = "";
@@ -66147,7 +66181,7 @@ async function* systemXz(source, label) {
     child.on("close", (code) => resolve(code));
   });
   let pumpError;
-  const pump = pipeline3(Readable4.from(source, { objectMode: false }), child.stdin).catch((error2) => {
+  const pump = pipeline(Readable3.from(source, { objectMode: false }), child.stdin).catch((error2) => {
     pumpError = error2;
     if (child.exitCode === null) child.kill("SIGKILL");
   });
@@ -66176,7 +66210,7 @@ async function* systemXz(source, label) {
 }
 async function* wasmXz(source, label) {
   const { XzReadableStream } = await Promise.resolve().then(() => __toESM(require_xz_decompress(), 1));
-  const web = Readable4.toWeb(Readable4.from(source, { objectMode: false }));
+  const web = Readable3.toWeb(Readable3.from(source, { objectMode: false }));
   const out = new XzReadableStream(web);
   const reader = out.getReader();
   try {
@@ -66306,7 +66340,7 @@ async function unpackFromSource(options) {
 }
 
 // src/oci/layout/store.ts
-import { link, mkdir as mkdir4, readFile as readFile3, rename as rename5, stat as stat6, writeFile as writeFile3, copyFile as copyFile2, rm as rm7 } from "node:fs/promises";
+import { link, mkdir as mkdir4, readFile as readFile3, rename as rename5, stat as stat6, writeFile as writeFile3, copyFile as copyFile2, rm as rm8 } from "node:fs/promises";
 import { join as join5 } from "node:path";
 
 // src/oci/store.ts
@@ -66508,7 +66542,7 @@ async function writeAtomic(path, data) {
     await writeFile3(temp, data);
     await rename5(temp, path);
   } catch (error2) {
-    await rm7(temp, { force: true });
+    await rm8(temp, { force: true });
     throw error2;
   }
 }
@@ -66518,13 +66552,13 @@ async function linkOrCopy(source, target) {
     await link(source, temp).catch(() => copyFile2(source, temp));
     await rename5(temp, target);
   } catch (error2) {
-    await rm7(temp, { force: true });
+    await rm8(temp, { force: true });
     throw error2;
   }
 }
 
 // src/oci/registry/blobs.ts
-import { Transform as Transform2 } from "node:stream";
+import { Transform } from "node:stream";
 
 // src/oci/registry/errors.ts
 function parseRegistryErrors(body) {
@@ -67167,7 +67201,7 @@ function withDigest(location, digest) {
 }
 function meter(source, length, onBytes) {
   let left = length;
-  const out = new Transform2({
+  const out = new Transform({
     transform(chunk, _encoding, callback) {
       if (left <= 0) return callback();
       const part = chunk.length > left ? chunk.subarray(0, left) : chunk;
@@ -67375,7 +67409,7 @@ async function pushBlob(ctx, blob, options = {}) {
 }
 
 // src/oci/registry/credentials.ts
-import { spawn as spawn4 } from "node:child_process";
+import { spawn as spawn3 } from "node:child_process";
 import { readFile as readFile4 } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join as join6 } from "node:path";
@@ -67403,7 +67437,7 @@ function decodeAuth(auth2, registry) {
 function runCredentialHelper(helper, registry) {
   const program = `docker-credential-${helper}`;
   return new Promise((resolve, reject) => {
-    const child = spawn4(program, ["get"], { stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn3(program, ["get"], { stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => stdout += d.toString());

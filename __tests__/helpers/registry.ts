@@ -23,6 +23,8 @@ export interface RunningRegistry {
   port: number;
   /** The storage folder (to inspect or corrupt stored data). */
   storage: string;
+  /** The registry process (the benches read its CPU time from /proc). */
+  pid: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -121,5 +123,5 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
     await stop();
     throw error;
   }
-  return { host: `127.0.0.1:${port}`, port, storage, stop };
+  return { host: `127.0.0.1:${port}`, port, storage, pid: child.pid, stop };
 }
