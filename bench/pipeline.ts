@@ -160,6 +160,8 @@ interface ActionResult {
   treeCpuSeconds: number;
   /** CPU the registry spent during the action's run (receiving, hashing, storing). */
   registryCpuSeconds: number;
+  /** Busy CPU of the whole machine during the run (all processes and the kernel's own threads), from /proc/stat. */
+  machineCpuSeconds: number;
   bytesUploaded: number;
   digests: Record<string, string>;
   published: boolean;
@@ -200,6 +202,7 @@ async function runAction(
   for (const [name, value] of Object.entries(inputs)) env[`INPUT_${name.toUpperCase()}`] = value;
   const profArgs = prof ? ['--cpu-prof', `--cpu-prof-dir=${prof}`] : [];
   const treeBefore = procCpuSeconds('self', true);
+  const machineBefore = machineBusySeconds();
   const registryBefore = registryPid ? procCpuSeconds(registryPid) : NaN;
   const timed = await run(
     process.execPath,
@@ -213,6 +216,7 @@ async function runAction(
     { env, cwd: work },
   );
   const treeCpuSeconds = procCpuSeconds('self', true) - treeBefore;
+  const machineCpuSeconds = machineBusySeconds() - machineBefore;
   const registryCpuSeconds = registryPid ? procCpuSeconds(registryPid) - registryBefore : NaN;
   const failed = timed.lines.find((l) => l.line.startsWith('::error::'));
   if (failed) throw new Error(`the action failed: ${failed.line}`);
@@ -234,11 +238,23 @@ async function runAction(
     cpuSeconds: probe.cpu / 1e6,
     treeCpuSeconds,
     registryCpuSeconds,
+    machineCpuSeconds,
     bytesUploaded: Number(/Blob bytes uploaded: (\d+)/.exec(summary)?.[1] ?? 0),
     digests: JSON.parse(digests) as Record<string, string>,
     published,
     lines: timed.lines,
   };
+}
+
+/** Busy time of all CPUs together (everything but idle and iowait), from the first line of /proc/stat. */
+function machineBusySeconds(): number {
+  try {
+    const ticks = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = ticks;
+    return (user + nice + system + irq + softirq + steal) / 100;
+  } catch {
+    return NaN;
+  }
 }
 
 /** utime + stime of a process from /proc (clock ticks of 1/100 s on Linux); `self` for children too. */
@@ -341,7 +357,8 @@ try {
         console.log(
           `run ${i}: action ${a.seconds.toFixed(1)} s, peak RSS ${(a.maxRssKiB / 1024).toFixed(0)} MiB, ` +
             `${fmtMiB(a.fileBytesRead)} read from files, ${fmtMiB(a.diskReadBytes)} from disk, ${fmtMiB(a.bytesUploaded)} sent, node CPU ${a.cpuSeconds.toFixed(1)} s, ` +
-            `node + children CPU ${a.treeCpuSeconds.toFixed(1)} s, registry CPU ${a.registryCpuSeconds.toFixed(1)} s`,
+            `node + children CPU ${a.treeCpuSeconds.toFixed(1)} s, registry CPU ${a.registryCpuSeconds.toFixed(1)} s, ` +
+            `machine busy ${a.machineCpuSeconds.toFixed(1)} CPU-s`,
         );
         if (i === 1) console.log(phases(a.lines));
         const again = await runAction(
@@ -427,6 +444,7 @@ if (results.action.length) {
     row('node CPU (s)', m((r) => r.cpuSeconds).toFixed(1)),
     row('node + xz/ukify children CPU (s)', m((r) => r.treeCpuSeconds).toFixed(1)),
     row('registry CPU (s)', m((r) => r.registryCpuSeconds).toFixed(1)),
+    row('machine busy, all CPUs (s)', m((r) => r.machineCpuSeconds).toFixed(1)),
     row('re-run (s)', median(results.rerun.map((r) => r.seconds)).toFixed(2), '< 3'),
     row('re-run blob bytes sent', String(Math.max(...results.rerun.map((r) => r.bytesUploaded))), '0'),
   );
