@@ -59110,7 +59110,6 @@ import { tmpdir } from "node:os";
 import { join as join3 } from "node:path";
 
 // src/boot/initrd.ts
-import { createReadStream as createReadStream3 } from "node:fs";
 import { stat as stat2 } from "node:fs/promises";
 
 // src/util/files.ts
@@ -59505,54 +59504,52 @@ async function* xzStore(input, options = {}) {
   let inBlock = 0;
   let compressed = 0;
   let check = 0;
-  let pending = Buffer.alloc(0);
-  yield streamHeader();
-  const frame = (data, out) => {
-    if (inBlock === 0) out.push(header);
-    for (let at = 0; at < data.length; at += CHUNK) {
-      const piece = data.subarray(at, Math.min(at + CHUNK, data.length));
-      const control = Buffer.from([
-        inBlock === 0 && at === 0 ? 1 : 2,
-        piece.length - 1 >> 8,
-        piece.length - 1 & 255
-      ]);
-      out.push(control, piece);
-      compressed += control.length + piece.length;
-    }
+  const carry = Buffer.allocUnsafe(CHUNK);
+  let carried = 0;
+  const chunkLength = () => Math.min(CHUNK, blockSize - inBlock);
+  function* chunk(data) {
+    if (inBlock === 0) yield header;
+    yield Buffer.from([inBlock === 0 ? 1 : 2, data.length - 1 >> 8, data.length - 1 & 255]);
+    yield data;
+    compressed += 3 + data.length;
     inBlock += data.length;
     check = crc32(data, check);
-  };
-  const closeBlock = (out) => {
+    if (inBlock === blockSize) yield closeBlock();
+  }
+  function closeBlock() {
     compressed += 1;
-    out.push(Buffer.from([0]));
     const unpadded = header.length + compressed + 4;
-    out.push(pad42(header.length + compressed), u32le(check));
+    const tail = Buffer.concat([Buffer.from([0]), pad42(header.length + compressed), u32le(check)]);
     records.push({ unpadded, uncompressed: inBlock });
     inBlock = 0;
     compressed = 0;
     check = 0;
-  };
-  const drain = (final) => {
-    const out = [];
-    while (true) {
-      const room = blockSize - inBlock;
-      let take = Math.min(room, pending.length);
-      if (!final && take < room) take -= take % CHUNK;
-      if (take <= 0) break;
-      frame(pending.subarray(0, take), out);
-      pending = pending.subarray(take);
-      if (inBlock === blockSize) closeBlock(out);
-    }
-    if (final && inBlock > 0) closeBlock(out);
-    return out.length ? Buffer.concat(out) : void 0;
-  };
-  for await (const chunk of input) {
-    pending = pending.length ? Buffer.concat([pending, chunk]) : Buffer.from(chunk);
-    const out = drain(false);
-    if (out) yield out;
+    return tail;
   }
-  const last = drain(true);
-  if (last) yield last;
+  yield streamHeader();
+  for await (const piece of input) {
+    let data = Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+    if (carried > 0) {
+      const n = Math.min(chunkLength() - carried, data.length);
+      data.copy(carry, carried, 0, n);
+      carried += n;
+      data = data.subarray(n);
+      if (carried < chunkLength()) continue;
+      yield* chunk(carry.subarray(0, carried));
+      carried = 0;
+    }
+    while (data.length >= chunkLength()) {
+      const n = chunkLength();
+      yield* chunk(data.subarray(0, n));
+      data = data.subarray(n);
+    }
+    if (data.length > 0) {
+      data.copy(carry, 0);
+      carried = data.length;
+    }
+  }
+  if (carried > 0) yield* chunk(carry.subarray(0, carried));
+  if (inBlock > 0) yield closeBlock();
   yield indexAndFooter(records);
 }
 
@@ -59570,8 +59567,8 @@ async function embeddedInitrdSource(options) {
     size: initrdSize + xzStoredSize(cpioSize, blockSize),
     label: `initrd-uki (${options.initrd} + ${options.squashfs})`,
     async *open() {
-      yield* readExactly(options.initrd, initrdSize, "initrd", signal);
-      yield* xzStore(cpioOfSquashfs(options.squashfs, squashfsSize, signal), { blockSize });
+      yield* readExactly(options.initrd, initrdSize, "initrd", signal, true);
+      yield* xzStore(cpioOfSquashfs(options.squashfs, squashfsSize, signal, true), { blockSize });
     }
   };
 }
@@ -59593,10 +59590,10 @@ function cpioSizeOf(squashfsSize) {
   const framed = cpioHeader(squashfsSize).length + squashfsSize + newcDataPadding(squashfsSize).length;
   return framed + newcTrailer(framed).length;
 }
-async function* cpioOfSquashfs(path, size, signal) {
+async function* cpioOfSquashfs(path, size, signal, reuse = false) {
   const header = cpioHeader(size);
   yield header;
-  yield* readExactly(path, size, "squashfs", signal);
+  yield* readExactly(path, size, "squashfs", signal, reuse);
   const padding = newcDataPadding(size);
   yield padding;
   yield newcTrailer(header.length + size + padding.length);
@@ -59627,24 +59624,33 @@ async function checkSquashfsMagic(path) {
     await handle.close();
   }
 }
-async function* readExactly(path, size, what, signal) {
+async function* readExactly(path, size, what, signal, reuse = false) {
+  const handle = await openForReading(path, what);
   let seen = 0;
-  for await (const chunk of createReadStream3(path, { highWaterMark: CHUNK2, ...signal ? { signal } : {} })) {
-    const buffer = chunk;
-    seen += buffer.length;
-    if (seen > size) break;
-    yield buffer;
+  try {
+    let buffer = Buffer.allocUnsafe(CHUNK2);
+    while (true) {
+      throwIfAborted(signal);
+      const { bytesRead } = await handle.read(buffer, 0, CHUNK2, seen);
+      if (bytesRead === 0) break;
+      seen += bytesRead;
+      if (seen > size) break;
+      yield buffer.subarray(0, bytesRead);
+      if (!reuse) buffer = Buffer.allocUnsafe(CHUNK2);
+    }
+  } finally {
+    await handle.close();
   }
   if (seen !== size) {
     throw new PublishError(
-      `${what} ${path} changed while it was read (expected ${size} bytes, read ${seen})`
+      `${what} ${path} changed while it was read (expected ${size} bytes, read ${seen > size ? "more" : seen})`
     );
   }
 }
 
 // src/boot/uki.ts
 import { createHash as createHash4 } from "node:crypto";
-import { createReadStream as createReadStream5 } from "node:fs";
+import { createReadStream as createReadStream4 } from "node:fs";
 import { readFile as readFile2, rm as rm4, stat as stat4 } from "node:fs/promises";
 
 // src/boot/sbat.ts
@@ -59698,7 +59704,7 @@ ${entries.join("\n")}
 }
 
 // src/boot/uname.ts
-import { createReadStream as createReadStream4 } from "node:fs";
+import { createReadStream as createReadStream3 } from "node:fs";
 import { createGunzip, createZstdDecompress } from "node:zlib";
 var X86_VERSION = /^([a-z0-9._-]+) \([^ )]+\) #[^\n]*/;
 var TEXT_VERSION = /Linux version ([0-9]\.[^ \t\n\r\f\v]+) \(/;
@@ -59737,7 +59743,7 @@ function scrapeX86(head) {
   return X86_VERSION.exec(decoded)?.[1];
 }
 function decompressedView(kernel, head, size, signal) {
-  const read = (start = 0, end) => createReadStream4(kernel, {
+  const read = (start = 0, end) => createReadStream3(kernel, {
     start,
     ...end === void 0 ? {} : { end },
     highWaterMark: 1024 * 1024,
@@ -59798,6 +59804,7 @@ async function writeNativeUki(options) {
   if (stubBytes.length > MAX_STUB_SIZE)
     throw new PublishError(`stub ${options.stub} is ${stubBytes.length} bytes: not an EFI stub`);
   const layout = planLayout(stubBytes, options.stub, options.sections);
+  const hashSections = options.hashSections ?? true;
   const added = layout.replaced.map(({ source }) => ({
     name: source.name,
     size: source.content.length,
@@ -59811,16 +59818,16 @@ async function writeNativeUki(options) {
       if (pointer < position)
         throw new Error(`UKI layout: ${source.name} at ${pointer} overlaps ${position}`);
       if (pointer > position) yield Buffer.alloc(pointer - position);
-      const hash = createHash3("sha256");
+      const hash = hashSections ? createHash3("sha256") : void 0;
       let size;
       if ("content" in source) {
-        hash.update(source.content);
+        hash?.update(source.content);
         size = source.content.length;
         yield source.content;
       } else if ("stream" in source) {
         size = 0;
         for await (const chunk of source.stream.open()) {
-          hash.update(chunk);
+          hash?.update(chunk);
           size += chunk.length;
           if (size > source.stream.size) break;
           yield chunk;
@@ -59832,14 +59839,14 @@ async function writeNativeUki(options) {
         }
       } else {
         size = source.size;
-        for await (const chunk of readExactly(source.file, source.size, source.name, signal)) {
-          hash.update(chunk);
+        for await (const chunk of readExactly(source.file, source.size, source.name, signal, true)) {
+          hash?.update(chunk);
           yield chunk;
         }
       }
       if (rawSize > size) yield Buffer.alloc(rawSize - size);
       position = pointer + rawSize;
-      added.push({ name: source.name, size, sha256: hash.digest("hex") });
+      added.push({ name: source.name, size, ...hash ? { sha256: hash.digest("hex") } : {} });
     }
   }
   const written = await writeFileAtomic(options.output, bytes(), signal ? { signal } : {});
@@ -60118,16 +60125,16 @@ async function buildUki(options) {
     `building UKI ${options.output} with ${builder} (${inputs.arch}, kernel ${inputs.uname ?? "version unknown"})`
   );
   let built;
-  let expected;
   if (builder === "native") {
     const result = await writeNativeUki({
       stub: options.stub,
       sections: await nativeSections(options, inputs),
       output: options.output,
+      hashSections: false,
       ...signal ? { signal } : {}
     });
     built = result;
-    expected = result.sections;
+    await checkUkiLayout(built.path, inputs.stubHeaders.machine, result.sections);
   } else {
     const ukify = await findOnPath("ukify") ?? await ensureUkify(options);
     const initrdFile = typeof options.initrd === "string" ? void 0 : await writeFileAtomic(`${options.output}.initrd`, options.initrd.open(), signal ? { signal } : {});
@@ -60149,14 +60156,13 @@ async function buildUki(options) {
       if (initrdFile) await rm4(initrdFile.path, { force: true });
     }
     const inputDigests = initrdFile ? { ...options.inputDigests, initrd: initrdFile.digest } : options.inputDigests;
-    expected = await expectedUserSections(
+    const expected = await expectedUserSections(
       { ...options, ...inputDigests ? { inputDigests } : {} },
       inputs,
       signal
     );
     built = await verifyAndHashUki(built.path, inputs.stubHeaders.machine, expected, signal);
   }
-  if (builder === "native") await checkUkiLayout(built.path, inputs.stubHeaders.machine, expected);
   logger2.info(`UKI ${built.path}: ${built.size} bytes, ${built.digest}`);
   return { ...built, builder };
 }
@@ -60311,7 +60317,7 @@ async function digestOfFile(path, signal, start = 0, length) {
   const hash = createHash4("sha256");
   let size = 0;
   if (length === 0) return digestOf(new Uint8Array());
-  const stream = createReadStream5(path, {
+  const stream = createReadStream4(path, {
     start,
     ...length === void 0 ? {} : { end: start + length - 1 },
     highWaterMark: 1024 * 1024,

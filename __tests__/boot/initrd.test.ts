@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildEmbeddedInitrd } from '../../src/boot';
+import { readExactly } from '../../src/boot/initrd';
 import { PublishError } from '../../src/util/errors';
 import { requireCommand } from '../helpers/real-tools';
 
@@ -146,5 +147,31 @@ describe('buildEmbeddedInitrd', () => {
       buildEmbeddedInitrd({ initrd, squashfs, output: join(dir, 'aborted'), signal: controller.signal }),
     ).rejects.toThrow('cancelled');
     expect(() => readFileSync(join(dir, 'aborted'))).toThrow();
+  });
+});
+
+describe('readExactly', () => {
+  const collect = async (size: number, reuse: boolean): Promise<Buffer> => {
+    const parts: Buffer[] = [];
+    // Copies, as a consumer that is done with each chunk before the next (what reuse requires).
+    for await (const chunk of readExactly(initrd, size, 'initrd', undefined, reuse))
+      parts.push(Buffer.from(chunk));
+    return Buffer.concat(parts);
+  };
+
+  it('gives the file, with a fresh buffer per chunk or one reused buffer', async () => {
+    const whole = readFileSync(initrd);
+    expect((await collect(whole.length, false)).equals(whole)).toBe(true);
+    expect((await collect(whole.length, true)).equals(whole)).toBe(true);
+  });
+
+  it('fails when the file is shorter or longer than announced', async () => {
+    const size = readFileSync(initrd).length;
+    await expect(collect(size + 1, true)).rejects.toThrow(
+      /changed while it was read \(expected \d+ bytes, read \d+\)/,
+    );
+    await expect(collect(size - 1, true)).rejects.toThrow(
+      /changed while it was read \(expected \d+ bytes, read more\)/,
+    );
   });
 });

@@ -24,7 +24,8 @@ async function collect(input: Buffer[], blockSize?: number): Promise<Buffer> {
   async function* source(): AsyncGenerator<Buffer> {
     yield* input;
   }
-  for await (const b of xzStore(source(), blockSize ? { blockSize } : {})) parts.push(b);
+  // Copies: a piece is only valid until the next one is requested.
+  for await (const b of xzStore(source(), blockSize ? { blockSize } : {})) parts.push(Buffer.from(b));
   return Buffer.concat(parts);
 }
 

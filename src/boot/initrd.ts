@@ -2,7 +2,6 @@
 // The kernel unpacks concatenated initramfs archives in order, so the squashfs lands at /root.squashfs, where
 // Garden Linux's live boot module looks for it (DOMAIN.md 1.4): the UKI boots without fetching a root image.
 // Everything is streamed: the squashfs (hundreds of MB) goes file -> cpio framing -> xz framing -> hashing writer.
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { PublishError, throwIfAborted } from '../util/errors';
 import { writeFileAtomic, type HashedFile } from '../util/files';
@@ -60,8 +59,9 @@ export async function embeddedInitrdSource(
     size: initrdSize + xzStoredSize(cpioSize, blockSize),
     label: `initrd-uki (${options.initrd} + ${options.squashfs})`,
     async *open() {
-      yield* readExactly(options.initrd, initrdSize, 'initrd', signal);
-      yield* xzStore(cpioOfSquashfs(options.squashfs, squashfsSize, signal), { blockSize });
+      // Both consumers (the UKI writer, writeFileAtomic) hash and copy each chunk before asking for the next.
+      yield* readExactly(options.initrd, initrdSize, 'initrd', signal, true);
+      yield* xzStore(cpioOfSquashfs(options.squashfs, squashfsSize, signal, true), { blockSize });
     },
   };
 }
@@ -107,10 +107,15 @@ function cpioSizeOf(squashfsSize: number): number {
   return framed + newcTrailer(framed).length;
 }
 
-async function* cpioOfSquashfs(path: string, size: number, signal?: AbortSignal): AsyncGenerator<Buffer> {
+async function* cpioOfSquashfs(
+  path: string,
+  size: number,
+  signal?: AbortSignal,
+  reuse = false,
+): AsyncGenerator<Buffer> {
   const header = cpioHeader(size);
   yield header;
-  yield* readExactly(path, size, 'squashfs', signal);
+  yield* readExactly(path, size, 'squashfs', signal, reuse);
   const padding = newcDataPadding(size);
   yield padding;
   yield newcTrailer(header.length + size + padding.length);
@@ -148,23 +153,36 @@ async function checkSquashfsMagic(path: string): Promise<void> {
 /**
  * Streams a file, failing when it does not hold exactly `size` bytes: the cpio header announced that size
  * before the data, so a file changing underneath would silently corrupt the archive.
+ * `reuse`: every chunk is a view of one buffer, read into again for the next chunk (no allocation per MiB,
+ * nothing for the GC): only for consumers that are done with a chunk when they ask for the next one (hashing
+ * and copying writers, xzStore), never for one that queues chunks (a child's stdin).
  */
 export async function* readExactly(
   path: string,
   size: number,
   what: string,
   signal?: AbortSignal,
+  reuse = false,
 ): AsyncGenerator<Buffer> {
+  const handle = await openForReading(path, what);
   let seen = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: CHUNK, ...(signal ? { signal } : {}) })) {
-    const buffer = chunk as Buffer;
-    seen += buffer.length;
-    if (seen > size) break;
-    yield buffer;
+  try {
+    let buffer = Buffer.allocUnsafe(CHUNK);
+    while (true) {
+      throwIfAborted(signal);
+      const { bytesRead } = await handle.read(buffer, 0, CHUNK, seen);
+      if (bytesRead === 0) break;
+      seen += bytesRead;
+      if (seen > size) break;
+      yield buffer.subarray(0, bytesRead);
+      if (!reuse) buffer = Buffer.allocUnsafe(CHUNK);
+    }
+  } finally {
+    await handle.close();
   }
   if (seen !== size) {
     throw new PublishError(
-      `${what} ${path} changed while it was read (expected ${size} bytes, read ${seen})`,
+      `${what} ${path} changed while it was read (expected ${size} bytes, read ${seen > size ? 'more' : seen})`,
     );
   }
 }

@@ -25,6 +25,9 @@ export type UkiSectionSource =
   | { name: string; stream: SizedSource };
 
 /** What went into one section, so the result can be checked against the file actually written. */
+/** What the native writer wrote into one section; `sha256` only when it was asked to hash the sections. */
+export type WrittenSection = Omit<AddedSection, 'sha256'> & { sha256?: string };
+
 export interface AddedSection {
   name: string;
   size: number;
@@ -51,14 +54,20 @@ export async function writeNativeUki(options: {
   sections: UkiSectionSource[];
   output: string;
   signal?: AbortSignal;
-}): Promise<HashedFile & { sections: AddedSection[] }> {
+  /**
+   * Also hash each section's content (default true), for a caller that checks the result against them. buildUki
+   * does not: it checks the layout, and hashing a UKI's initrd and kernel a second time costs a second per GB.
+   */
+  hashSections?: boolean;
+}): Promise<HashedFile & { sections: WrittenSection[] }> {
   const { signal } = options;
   throwIfAborted(signal);
   const stubBytes = await readFile(options.stub);
   if (stubBytes.length > MAX_STUB_SIZE)
     throw new PublishError(`stub ${options.stub} is ${stubBytes.length} bytes: not an EFI stub`);
   const layout = planLayout(stubBytes, options.stub, options.sections);
-  const added: AddedSection[] = layout.replaced.map(({ source }) => ({
+  const hashSections = options.hashSections ?? true;
+  const added: WrittenSection[] = layout.replaced.map(({ source }) => ({
     name: source.name,
     size: source.content.length,
     sha256: createHash('sha256').update(source.content).digest('hex'),
@@ -73,16 +82,16 @@ export async function writeNativeUki(options: {
       if (pointer < position)
         throw new Error(`UKI layout: ${source.name} at ${pointer} overlaps ${position}`);
       if (pointer > position) yield Buffer.alloc(pointer - position);
-      const hash = createHash('sha256');
+      const hash = hashSections ? createHash('sha256') : undefined;
       let size: number;
       if ('content' in source) {
-        hash.update(source.content);
+        hash?.update(source.content);
         size = source.content.length;
         yield source.content;
       } else if ('stream' in source) {
         size = 0;
         for await (const chunk of source.stream.open()) {
-          hash.update(chunk);
+          hash?.update(chunk);
           size += chunk.length;
           if (size > source.stream.size) break;
           yield chunk;
@@ -95,14 +104,15 @@ export async function writeNativeUki(options: {
         }
       } else {
         size = source.size;
-        for await (const chunk of readExactly(source.file, source.size, source.name, signal)) {
-          hash.update(chunk);
+        // Each chunk is hashed here and copied by the writer before the next is read: one buffer will do.
+        for await (const chunk of readExactly(source.file, source.size, source.name, signal, true)) {
+          hash?.update(chunk);
           yield chunk;
         }
       }
       if (rawSize > size) yield Buffer.alloc(rawSize - size);
       position = pointer + rawSize;
-      added.push({ name: source.name, size, sha256: hash.digest('hex') });
+      added.push({ name: source.name, size, ...(hash ? { sha256: hash.digest('hex') } : {}) });
     }
   }
 

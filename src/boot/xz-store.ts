@@ -89,7 +89,9 @@ export interface XzStoreOptions {
 
 /**
  * Frames `input` as an .xz stream (CRC32 check) of stored LZMA2 chunks. Deterministic: the bytes depend only
- * on the input and the block size. Each yielded buffer covers one input chunk, so memory stays at a chunk or two.
+ * on the input and the block size, never on how the input is split. Output pieces are views of the input
+ * where possible (no copy): each is valid until the next one is requested, and the input chunk likewise only
+ * needs to stay valid until the next input chunk is pulled.
  */
 export async function* xzStore(
   input: AsyncIterable<Uint8Array>,
@@ -102,59 +104,56 @@ export async function* xzStore(
   let inBlock = 0; // uncompressed bytes in the open block
   let compressed = 0; // LZMA2 bytes of the open block
   let check = 0; // CRC32 of the open block's uncompressed bytes
-  let pending = Buffer.alloc(0); // input not yet framed (less than a chunk)
+  // Chunk k of a block covers its bytes [k * CHUNK, (k + 1) * CHUNK) (the last one of a block may be shorter):
+  // so the layout depends on the bytes only. A chunk split across input pieces is gathered here (a copy).
+  const carry = Buffer.allocUnsafe(CHUNK);
+  let carried = 0;
+  const chunkLength = (): number => Math.min(CHUNK, blockSize - inBlock);
 
-  yield streamHeader();
-
-  // Frames `data` (at most what fits the open block) into chunks; opens a block first when none is open.
-  const frame = (data: Buffer, out: Buffer[]): void => {
-    if (inBlock === 0) out.push(header);
-    for (let at = 0; at < data.length; at += CHUNK) {
-      const piece = data.subarray(at, Math.min(at + CHUNK, data.length));
-      const control = Buffer.from([
-        inBlock === 0 && at === 0 ? 0x01 : 0x02,
-        (piece.length - 1) >> 8,
-        (piece.length - 1) & 0xff,
-      ]);
-      out.push(control, piece);
-      compressed += control.length + piece.length;
-    }
+  function* chunk(data: Buffer): Generator<Buffer> {
+    if (inBlock === 0) yield header;
+    // 0x01: uncompressed chunk resetting the dictionary (a block's first), 0x02: uncompressed chunk.
+    yield Buffer.from([inBlock === 0 ? 0x01 : 0x02, (data.length - 1) >> 8, (data.length - 1) & 0xff]);
+    yield data;
+    compressed += 3 + data.length;
     inBlock += data.length;
     check = crc32(data, check);
-  };
-  const closeBlock = (out: Buffer[]): void => {
-    compressed += 1;
-    out.push(Buffer.from([0x00]));
+    if (inBlock === blockSize) yield closeBlock();
+  }
+  function closeBlock(): Buffer {
+    compressed += 1; // the 0x00 end-of-LZMA2 marker
     const unpadded = header.length + compressed + 4;
-    out.push(pad4(header.length + compressed), u32le(check));
+    const tail = Buffer.concat([Buffer.from([0x00]), pad4(header.length + compressed), u32le(check)]);
     records.push({ unpadded, uncompressed: inBlock });
     inBlock = 0;
     compressed = 0;
     check = 0;
-  };
-  // Frames whole 64 KiB chunks of `pending` (everything, at the end), closing blocks at blockSize, so the chunk
-  // layout depends on the input bytes only, never on how the input happened to be split.
-  const drain = (final: boolean): Buffer | undefined => {
-    const out: Buffer[] = [];
-    while (true) {
-      const room = blockSize - inBlock;
-      let take = Math.min(room, pending.length);
-      if (!final && take < room) take -= take % CHUNK;
-      if (take <= 0) break;
-      frame(pending.subarray(0, take), out);
-      pending = pending.subarray(take);
-      if (inBlock === blockSize) closeBlock(out);
-    }
-    if (final && inBlock > 0) closeBlock(out);
-    return out.length ? Buffer.concat(out) : undefined;
-  };
-
-  for await (const chunk of input) {
-    pending = pending.length ? Buffer.concat([pending, chunk]) : Buffer.from(chunk);
-    const out = drain(false);
-    if (out) yield out;
+    return tail;
   }
-  const last = drain(true);
-  if (last) yield last;
+
+  yield streamHeader();
+  for await (const piece of input) {
+    let data = Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+    if (carried > 0) {
+      const n = Math.min(chunkLength() - carried, data.length);
+      data.copy(carry, carried, 0, n);
+      carried += n;
+      data = data.subarray(n);
+      if (carried < chunkLength()) continue;
+      yield* chunk(carry.subarray(0, carried));
+      carried = 0;
+    }
+    while (data.length >= chunkLength()) {
+      const n = chunkLength();
+      yield* chunk(data.subarray(0, n));
+      data = data.subarray(n);
+    }
+    if (data.length > 0) {
+      data.copy(carry, 0);
+      carried = data.length;
+    }
+  }
+  if (carried > 0) yield* chunk(carry.subarray(0, carried));
+  if (inBlock > 0) yield closeBlock();
   yield indexAndFooter(records);
 }
