@@ -2,13 +2,15 @@
 // flavors x amd64/arm64, real kernels and EFI stubs, a sparse 4 GiB .raw) served by the loopback GitHub API,
 // published to a real docker-registry on loopback, timed three ways in the same run:
 //   1. the action as users run it (bundled dist/index.js, INPUT_* variables), then the same run again (a no-op);
+//      with the PATH of a GitHub-hosted runner, where the weekly workflow runs: no ukify there, so the default
+//      `uki-builder: auto` builds natively (BENCH_ONLY=...,ukify adds a run with ukify on PATH, as auto then uses it);
 //   2. the reference shell workflow (bench/reference-shell.sh: curl, tar -xf, cpio | xz, ukify, skopeo);
 //   3. the bound: `xz -dc` of every asset to /dev/null, one after another.
 // Each repetition uses fresh registries; the table shows medians.
 //   npm run bench                      full size, 3 repetitions
 //   BENCH_QUICK=1 npm run bench        small release, for a quick check of the harness
 // Knobs: BENCH_RUNS, BENCH_DIR (cache of the generated release), BENCH_RAW_GIB, BENCH_RAW_DATA_MIB,
-// BENCH_SQUASHFS_MIB, BENCH_ROOTFS_MIB, BENCH_ONLY=action|shell|bound (comma-separated), BENCH_SHELL_RUNS,
+// BENCH_SQUASHFS_MIB, BENCH_ROOTFS_MIB, BENCH_ONLY=action|ukify|shell|bound (comma-separated), BENCH_SHELL_RUNS,
 // BENCH_PROF=DIR (node --cpu-prof of the action into DIR), BENCH_INPUTS='{"concurrency":"4"}' (extra inputs),
 // BENCH_DIST=DIR (run that build of the action instead of ./dist).
 import { spawn } from 'node:child_process';
@@ -175,6 +177,7 @@ async function runAction(
   namespace: string,
   work: string,
   registryPid: number | undefined,
+  withUkify: boolean,
   prof?: string,
 ): Promise<ActionResult> {
   await mkdir(work, { recursive: true });
@@ -191,7 +194,7 @@ async function runAction(
     ...(JSON.parse(process.env.BENCH_INPUTS ?? '{}') as Record<string, string>),
   };
   const env: NodeJS.ProcessEnv = {
-    PATH: process.env.PATH,
+    PATH: withUkify ? process.env.PATH : pathWithoutUkify(),
     HOME: process.env.HOME,
     GITHUB_API_URL: apiUrl,
     GITHUB_OUTPUT: outputFile,
@@ -244,6 +247,18 @@ async function runAction(
     published,
     lines: timed.lines,
   };
+}
+
+/**
+ * PATH without the folders that hold a `ukify`: what a GitHub-hosted Ubuntu runner has (systemd-ukify is not
+ * installed there), so the action's default `uki-builder: auto` takes the native builder, as in the weekly run.
+ * The bench's own PATH keeps ukify for the reference shell workflow, which needs it.
+ */
+function pathWithoutUkify(): string {
+  return (process.env.PATH ?? '')
+    .split(':')
+    .filter((dir) => dir && !existsSync(join(dir, 'ukify')))
+    .join(':');
 }
 
 /** Busy time of all CPUs together (everything but idle and iowait), from the first line of /proc/stat. */
@@ -299,6 +314,72 @@ function phases(lines: Timed['lines']): string {
     .join('\n');
 }
 
+/** References differ by registry port and namespace between runs; the digests must not. */
+function differences(x: Record<string, string>, y: Record<string, string>): string[] {
+  const strip = (d: Record<string, string>): Map<string, string> =>
+    new Map(Object.entries(d).map(([k, v]) => [k.replace(/^[^/]+\/bench-[a-z0-9-]+\//, ''), v]));
+  const [sx, sy] = [strip(x), strip(y)];
+  const keys = new Set([...sx.keys(), ...sy.keys()]);
+  return [...keys].filter((k) => sx.get(k) !== sy.get(k)).map((k) => `${k}: ${sx.get(k)} vs ${sy.get(k)}`);
+}
+
+/** One publication of the release into a fresh registry, then the same run again (which must be a no-op). */
+async function measureAction(i: number, withUkify: boolean): Promise<void> {
+  const registry = await startRegistry();
+  const what = withUkify ? 'action with ukify on PATH' : 'action';
+  try {
+    const ns = withUkify ? `bench-ukify-${i}` : `bench-${i}`;
+    const prof = process.env.BENCH_PROF && i === 1 ? resolve(process.env.BENCH_PROF) : undefined;
+    const a = await runAction(
+      server.apiUrl,
+      registry.host,
+      ns,
+      join(work, `${ns}`),
+      registry.pid,
+      withUkify,
+      prof,
+    );
+    (withUkify ? results.ukify : results.action).push(a);
+    await writeFile(
+      join(base, `${withUkify ? 'ukify' : 'action'}-run-${i}.log`),
+      a.lines.map((l) => `${l.t.toFixed(2)} ${l.line}`).join('\n'),
+    );
+    const builders = [
+      ...new Set(a.lines.map((l) => /UKI built with (\w+)/.exec(l.line)?.[1]).filter(Boolean)),
+    ];
+    console.log(
+      `run ${i}: ${what} ${a.seconds.toFixed(1)} s (UKIs built with ${builders.join(', ') || 'nothing'}), ` +
+        `peak RSS ${(a.maxRssKiB / 1024).toFixed(0)} MiB, ` +
+        `${fmtMiB(a.fileBytesRead)} read from files, ${fmtMiB(a.diskReadBytes)} from disk, ${fmtMiB(a.bytesUploaded)} sent, node CPU ${a.cpuSeconds.toFixed(1)} s, ` +
+        `node + children CPU ${a.treeCpuSeconds.toFixed(1)} s, registry CPU ${a.registryCpuSeconds.toFixed(1)} s, ` +
+        `machine busy ${a.machineCpuSeconds.toFixed(1)} CPU-s`,
+    );
+    if (i === 1) console.log(phases(a.lines));
+    const again = await runAction(
+      server.apiUrl,
+      registry.host,
+      ns,
+      join(work, `rerun-${ns}`),
+      registry.pid,
+      withUkify,
+    );
+    results.rerun.push(again);
+    console.log(
+      `run ${i}: re-run ${again.seconds.toFixed(2)} s, published=${again.published}, ${again.bytesUploaded} blob bytes sent`,
+    );
+    const rerunDiff = differences(again.digests, a.digests);
+    if (rerunDiff.length) throw new Error(`the re-run names other digests: ${rerunDiff.join('; ')}`);
+    // Every run names the same digests: repetitions, and ukify against the native builder (the same UKI bytes).
+    const first = results.action[0] ?? results.ukify[0];
+    const runDiff = first && first !== a ? differences(a.digests, first.digests) : [];
+    if (runDiff.length)
+      throw new Error(`run ${i} (${what}) differs from the first run: ${runDiff.join('; ')}`);
+    if (Object.keys(a.digests).length === 0) throw new Error('the action reported no digests');
+  } finally {
+    await registry.stop();
+  }
+}
+
 const generated = await release();
 const archives = generated.assets.filter((a) => !a.companion);
 const compressed = archives.reduce((n, a) => n + a.size, 0);
@@ -315,10 +396,11 @@ const server = await startGitHubApiServer({
 
 const results: {
   action: ActionResult[];
+  ukify: ActionResult[];
   rerun: ActionResult[];
   shell: number[];
   bound: number[];
-} = { action: [], rerun: [], shell: [], bound: [] };
+} = { action: [], ukify: [], rerun: [], shell: [], bound: [] };
 const work = join(base, 'work');
 try {
   console.log(
@@ -336,61 +418,8 @@ try {
       results.bound.push(b);
       console.log(`run ${i}: bound (xz -dc of every asset) ${b.toFixed(1)} s`);
     }
-    if (only.has('action')) {
-      const registry = await startRegistry();
-      try {
-        const ns = `bench-${i}`;
-        const prof = process.env.BENCH_PROF && i === 1 ? resolve(process.env.BENCH_PROF) : undefined;
-        const a = await runAction(
-          server.apiUrl,
-          registry.host,
-          ns,
-          join(work, `action-${i}`),
-          registry.pid,
-          prof,
-        );
-        results.action.push(a);
-        await writeFile(
-          join(base, `action-run-${i}.log`),
-          a.lines.map((l) => `${l.t.toFixed(2)} ${l.line}`).join('\n'),
-        );
-        console.log(
-          `run ${i}: action ${a.seconds.toFixed(1)} s, peak RSS ${(a.maxRssKiB / 1024).toFixed(0)} MiB, ` +
-            `${fmtMiB(a.fileBytesRead)} read from files, ${fmtMiB(a.diskReadBytes)} from disk, ${fmtMiB(a.bytesUploaded)} sent, node CPU ${a.cpuSeconds.toFixed(1)} s, ` +
-            `node + children CPU ${a.treeCpuSeconds.toFixed(1)} s, registry CPU ${a.registryCpuSeconds.toFixed(1)} s, ` +
-            `machine busy ${a.machineCpuSeconds.toFixed(1)} CPU-s`,
-        );
-        if (i === 1) console.log(phases(a.lines));
-        const again = await runAction(
-          server.apiUrl,
-          registry.host,
-          ns,
-          join(work, `rerun-${i}`),
-          registry.pid,
-        );
-        results.rerun.push(again);
-        console.log(
-          `run ${i}: re-run ${again.seconds.toFixed(2)} s, published=${again.published}, ${again.bytesUploaded} blob bytes sent`,
-        );
-        // References differ by registry port and namespace between repetitions; the digests must not.
-        const differences = (x: Record<string, string>, y: Record<string, string>): string[] => {
-          const strip = (d: Record<string, string>): Map<string, string> =>
-            new Map(Object.entries(d).map(([k, v]) => [k.replace(/^[^/]+\/bench-\d+\//, ''), v]));
-          const [sx, sy] = [strip(x), strip(y)];
-          const keys = new Set([...sx.keys(), ...sy.keys()]);
-          return [...keys]
-            .filter((k) => sx.get(k) !== sy.get(k))
-            .map((k) => `${k}: ${sx.get(k)} vs ${sy.get(k)}`);
-        };
-        const rerunDiff = differences(again.digests, a.digests);
-        if (rerunDiff.length) throw new Error(`the re-run names other digests: ${rerunDiff.join('; ')}`);
-        const runDiff = i > 1 ? differences(a.digests, results.action[0]!.digests) : [];
-        if (runDiff.length) throw new Error(`run ${i} differs from run 1: ${runDiff.join('; ')}`);
-        if (Object.keys(a.digests).length === 0) throw new Error('the action reported no digests');
-      } finally {
-        await registry.stop();
-      }
-    }
+    if (only.has('action')) await measureAction(i, false);
+    if (only.has('ukify')) await measureAction(i, true);
     if (only.has('shell') && i <= shellRuns) {
       const registry = await startRegistry();
       try {
@@ -434,6 +463,12 @@ if (results.action.length && results.shell.length)
   lines.push(row('action / shell', (a / s).toFixed(2), '<= 0.5'));
 if (results.action.length && results.bound.length)
   lines.push(row('action / bound', (a / b).toFixed(2), '<= 2.0'));
+if (results.ukify.length) {
+  const u = median(results.ukify.map((r) => r.seconds));
+  lines.push(row('action, ukify on PATH (s)', u.toFixed(1)));
+  if (results.bound.length) lines.push(row('action, ukify on PATH / bound', (u / b).toFixed(2)));
+  if (results.shell.length) lines.push(row('action, ukify on PATH / shell', (u / s).toFixed(2)));
+}
 if (results.action.length) {
   const m = (f: (r: ActionResult) => number): number => median(results.action.map(f));
   lines.push(
