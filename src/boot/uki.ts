@@ -1,6 +1,8 @@
 // buildUki: the metal variant's Unified Kernel Image (systemd-stub + kernel + initrd-uki + command line), built
-// either by the real ukify or by our native PE writer, checked before (clear errors for bad inputs) and after
-// (the output is a PE for the stub's machine and every section we asked for holds exactly its input).
+// either by the real ukify or by our native PE writer, checked before (clear errors for bad inputs) and after:
+// ukify's output is read back once (a PE for the stub's machine, every section we asked for holding exactly its
+// input, and its digest); ours by its layout, since the writer streams each section from its input to the offset
+// the section table names.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile, rm, stat } from 'node:fs/promises';
