@@ -38959,7 +38959,7 @@ import { readFile as readFile5 } from "node:fs/promises";
 import { parseArgs } from "node:util";
 
 // src/oci/layout/store.ts
-import { link, mkdir as mkdir2, readFile, rename as rename2, stat, writeFile, copyFile, rm as rm2 } from "node:fs/promises";
+import { link, mkdir as mkdir2, readFile, rename as rename2, stat as stat2, writeFile, copyFile, rm as rm2 } from "node:fs/promises";
 import { join as join2 } from "node:path";
 
 // src/oci/digest.ts
@@ -39151,7 +39151,7 @@ function annotationsOrUndefined(annotations) {
 // src/util/files.ts
 import { createHash as createHash2, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { mkdir, open, rename, rm } from "node:fs/promises";
+import { mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { dirname, basename, join } from "node:path";
 function temporaryPathFor(path) {
   return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.partial`);
@@ -39260,14 +39260,26 @@ var DigestMismatchError = class extends Error {
   actual;
   name = "DigestMismatchError";
 };
-async function hashFile(path) {
+async function hashFile(path, signal) {
   const hash = createHash2("sha256");
   let size = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 })) {
+  const stream = createReadStream(path, { highWaterMark: 1024 * 1024, ...signal ? { signal } : {} });
+  for await (const chunk of stream) {
     hash.update(chunk);
     size += chunk.length;
   }
   return { path, digest: `sha256:${hash.digest("hex")}`, size };
+}
+async function regularFileSize(path, what) {
+  try {
+    const info = await stat(path);
+    if (!info.isFile()) throw new PublishError(`${what} ${path} is not a regular file`);
+    return info.size;
+  } catch (error) {
+    if (error.code === "ENOENT")
+      throw new PublishError(`${what} not found: ${path}`, { cause: error });
+    throw error;
+  }
 }
 
 // src/oci/layout/store.ts
@@ -39456,7 +39468,7 @@ async function exists(path) {
 }
 async function sizeOf(path) {
   try {
-    return (await stat(path)).size;
+    return (await stat2(path)).size;
   } catch {
     return void 0;
   }
@@ -40987,7 +40999,7 @@ function parseArchitectures(text) {
 
 // src/pipeline/file-source.ts
 import { createHash as createHash5 } from "node:crypto";
-import { stat as stat3 } from "node:fs/promises";
+import { stat as stat4 } from "node:fs/promises";
 import { basename as basename3 } from "node:path";
 
 // node_modules/universal-user-agent/index.js
@@ -45463,7 +45475,7 @@ function levenshtein(a, b) {
 // src/gardenlinux/fetch.ts
 import { createHash as createHash4 } from "node:crypto";
 import { createReadStream as createReadStream3 } from "node:fs";
-import { mkdir as mkdir3, stat as stat2 } from "node:fs/promises";
+import { mkdir as mkdir3, stat as stat3 } from "node:fs/promises";
 import { basename as basename2 } from "node:path";
 
 // src/gardenlinux/download.ts
@@ -46390,7 +46402,7 @@ async function fetchFlavorArtifacts(options) {
 }
 async function unpackFlavorArchive(options) {
   const name = basename2(options.archive);
-  const size = await stat2(options.archive).then(
+  const size = await stat3(options.archive).then(
     (s) => s.size,
     () => {
       throw new PublishError(`${options.archive}: no such file`);
@@ -46526,7 +46538,7 @@ async function fileSource(paths, flavors) {
   }
   const identities = await Promise.all(
     files.map(async (f) => {
-      const size = await stat3(f.path).then(
+      const size = await stat4(f.path).then(
         (s) => s.size,
         () => {
           throw new PublishError(`${f.path}: no such file`);
@@ -46687,9 +46699,6 @@ function formatTable(header, rows) {
 import { mkdtemp, rm as rm7 } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join as join6 } from "node:path";
-
-// src/boot/initrd.ts
-import { stat as stat4 } from "node:fs/promises";
 
 // src/boot/cpio.ts
 var MAGIC = "070701";
@@ -47055,18 +47064,6 @@ async function* cpioOfSquashfs(path, size, signal, reuse = false) {
   yield padding;
   yield newcTrailer(header.length + size + padding.length);
 }
-async function regularFileSize(path, what) {
-  try {
-    const info = await stat4(path);
-    if (!info.isFile()) throw new PublishError(`${what} ${path} is not a regular file`);
-    return info.size;
-  } catch (error) {
-    if (error.code === "ENOENT") {
-      throw new PublishError(`${what} not found: ${path}`, { cause: error });
-    }
-    throw error;
-  }
-}
 async function checkSquashfsMagic(path) {
   const handle = await openForReading(path, "squashfs");
   try {
@@ -47107,7 +47104,6 @@ async function* readExactly(path, size, what, signal, reuse = false) {
 
 // src/boot/uki.ts
 import { createHash as createHash7 } from "node:crypto";
-import { createReadStream as createReadStream5 } from "node:fs";
 import { readFile as readFile4, rm as rm6, stat as stat6 } from "node:fs/promises";
 
 // src/boot/sbat.ts
@@ -47623,22 +47619,11 @@ async function buildUki(options) {
   logger.info(`UKI ${built.path}: ${built.size} bytes, ${built.digest}`);
   return { ...built, builder };
 }
-async function fileSize(path, what) {
-  try {
-    const info = await stat6(path);
-    if (!info.isFile()) throw new PublishError(`${what} ${path} is not a regular file`);
-    return info.size;
-  } catch (error) {
-    if (error.code === "ENOENT")
-      throw new PublishError(`${what} not found: ${path}`, { cause: error });
-    throw error;
-  }
-}
 async function checkInputs(options) {
-  const kernelSize = await fileSize(options.kernel, "kernel");
-  const initrdSize = typeof options.initrd === "string" ? await fileSize(options.initrd, "initrd") : options.initrd.size;
-  if (options.osRelease !== void 0) await fileSize(options.osRelease, "os-release file");
-  await fileSize(options.stub, "EFI stub");
+  const kernelSize = await regularFileSize(options.kernel, "kernel");
+  const initrdSize = typeof options.initrd === "string" ? await regularFileSize(options.initrd, "initrd") : options.initrd.size;
+  if (options.osRelease !== void 0) await regularFileSize(options.osRelease, "os-release file");
+  await regularFileSize(options.stub, "EFI stub");
   const stubHeaders = await readPeHeaders(options.stub, "EFI stub");
   const stubArch = archOfMachine(stubHeaders.machine);
   if (!stubArch) {
@@ -47770,21 +47755,9 @@ async function nativeSections(options, inputs) {
 function digestOf(content2) {
   return { size: content2.length, sha256: createHash7("sha256").update(content2).digest("hex") };
 }
-async function digestOfFile(path, signal, start = 0, length) {
-  const hash = createHash7("sha256");
-  let size = 0;
-  if (length === 0) return digestOf(new Uint8Array());
-  const stream = createReadStream5(path, {
-    start,
-    ...length === void 0 ? {} : { end: start + length - 1 },
-    highWaterMark: 1024 * 1024,
-    ...signal ? { signal } : {}
-  });
-  for await (const chunk of stream) {
-    hash.update(chunk);
-    size += chunk.length;
-  }
-  return { size, sha256: hash.digest("hex") };
+async function digestOfFile(path, signal) {
+  const { size, digest } = await hashFile(path, signal);
+  return { size, sha256: digest.slice("sha256:".length) };
 }
 async function checkUkiLayout(path, machine, written) {
   const { headers, fileLength } = await readUkiHeaders(path, machine);
@@ -48365,7 +48338,7 @@ import { join as join8 } from "node:path";
 
 // src/sample/github-server.ts
 import { createHash as createHash8 } from "node:crypto";
-import { createReadStream as createReadStream6 } from "node:fs";
+import { createReadStream as createReadStream5 } from "node:fs";
 import { stat as stat7 } from "node:fs/promises";
 import { createServer } from "node:http";
 var DEFAULT_TIME = "2025-01-01T00:00:00Z";
@@ -48382,7 +48355,7 @@ async function describeAsset(asset) {
     return { size: asset.data.length, digest: `sha256:${hash.update(asset.data).digest("hex")}` };
   if (!asset.path) throw new Error(`fake asset ${asset.name} has neither path nor data`);
   const { size } = await stat7(asset.path);
-  for await (const c of createReadStream6(asset.path)) hash.update(c);
+  for await (const c of createReadStream5(asset.path)) hash.update(c);
   return { size, digest: `sha256:${hash.digest("hex")}` };
 }
 function json(res, status, body, headers = {}) {
@@ -48593,7 +48566,7 @@ async function startGitHubApiServer(options) {
       // 1 MiB reads: every socket write costs a loopback TCP round through the kernel, and in 64 KiB
       // writes (the default) serving costs ~2.8 s of CPU per GiB here against ~0.8 s: CPU the pipelines
       // being measured would otherwise lose to a stand-in for a CDN that is not on the runner at all.
-      createReadStream6(s.asset.path, { start, end: end - 1, highWaterMark: 1024 * 1024 })
+      createReadStream5(s.asset.path, { start, end: end - 1, highWaterMark: 1024 * 1024 })
     ) : (async function* () {
     })();
     void (async () => {

@@ -59109,13 +59109,10 @@ import { mkdtemp, rm as rm5 } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join as join3 } from "node:path";
 
-// src/boot/initrd.ts
-import { stat as stat2 } from "node:fs/promises";
-
 // src/util/files.ts
 import { createHash as createHash2, randomBytes } from "node:crypto";
 import { createReadStream as createReadStream2 } from "node:fs";
-import { mkdir as mkdir2, open as open2, rename as rename2, rm as rm2 } from "node:fs/promises";
+import { mkdir as mkdir2, open as open2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
 import { dirname, basename, join } from "node:path";
 function temporaryPathFor(path) {
   return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.partial`);
@@ -59224,14 +59221,26 @@ var DigestMismatchError = class extends Error {
   actual;
   name = "DigestMismatchError";
 };
-async function hashFile(path) {
+async function hashFile(path, signal) {
   const hash = createHash2("sha256");
   let size = 0;
-  for await (const chunk of createReadStream2(path, { highWaterMark: 1024 * 1024 })) {
+  const stream = createReadStream2(path, { highWaterMark: 1024 * 1024, ...signal ? { signal } : {} });
+  for await (const chunk of stream) {
     hash.update(chunk);
     size += chunk.length;
   }
   return { path, digest: `sha256:${hash.digest("hex")}`, size };
+}
+async function regularFileSize(path, what) {
+  try {
+    const info2 = await stat2(path);
+    if (!info2.isFile()) throw new PublishError(`${what} ${path} is not a regular file`);
+    return info2.size;
+  } catch (error2) {
+    if (error2.code === "ENOENT")
+      throw new PublishError(`${what} not found: ${path}`, { cause: error2 });
+    throw error2;
+  }
 }
 
 // src/boot/cpio.ts
@@ -59598,18 +59607,6 @@ async function* cpioOfSquashfs(path, size, signal, reuse = false) {
   yield padding;
   yield newcTrailer(header.length + size + padding.length);
 }
-async function regularFileSize(path, what) {
-  try {
-    const info2 = await stat2(path);
-    if (!info2.isFile()) throw new PublishError(`${what} ${path} is not a regular file`);
-    return info2.size;
-  } catch (error2) {
-    if (error2.code === "ENOENT") {
-      throw new PublishError(`${what} not found: ${path}`, { cause: error2 });
-    }
-    throw error2;
-  }
-}
 async function checkSquashfsMagic(path) {
   const handle = await openForReading(path, "squashfs");
   try {
@@ -59650,7 +59647,6 @@ async function* readExactly(path, size, what, signal, reuse = false) {
 
 // src/boot/uki.ts
 import { createHash as createHash4 } from "node:crypto";
-import { createReadStream as createReadStream4 } from "node:fs";
 import { readFile as readFile2, rm as rm4, stat as stat4 } from "node:fs/promises";
 
 // src/boot/sbat.ts
@@ -60166,22 +60162,11 @@ async function buildUki(options) {
   logger2.info(`UKI ${built.path}: ${built.size} bytes, ${built.digest}`);
   return { ...built, builder };
 }
-async function fileSize(path, what) {
-  try {
-    const info2 = await stat4(path);
-    if (!info2.isFile()) throw new PublishError(`${what} ${path} is not a regular file`);
-    return info2.size;
-  } catch (error2) {
-    if (error2.code === "ENOENT")
-      throw new PublishError(`${what} not found: ${path}`, { cause: error2 });
-    throw error2;
-  }
-}
 async function checkInputs(options) {
-  const kernelSize = await fileSize(options.kernel, "kernel");
-  const initrdSize = typeof options.initrd === "string" ? await fileSize(options.initrd, "initrd") : options.initrd.size;
-  if (options.osRelease !== void 0) await fileSize(options.osRelease, "os-release file");
-  await fileSize(options.stub, "EFI stub");
+  const kernelSize = await regularFileSize(options.kernel, "kernel");
+  const initrdSize = typeof options.initrd === "string" ? await regularFileSize(options.initrd, "initrd") : options.initrd.size;
+  if (options.osRelease !== void 0) await regularFileSize(options.osRelease, "os-release file");
+  await regularFileSize(options.stub, "EFI stub");
   const stubHeaders = await readPeHeaders(options.stub, "EFI stub");
   const stubArch = archOfMachine(stubHeaders.machine);
   if (!stubArch) {
@@ -60313,21 +60298,9 @@ async function nativeSections(options, inputs) {
 function digestOf(content) {
   return { size: content.length, sha256: createHash4("sha256").update(content).digest("hex") };
 }
-async function digestOfFile(path, signal, start = 0, length) {
-  const hash = createHash4("sha256");
-  let size = 0;
-  if (length === 0) return digestOf(new Uint8Array());
-  const stream = createReadStream4(path, {
-    start,
-    ...length === void 0 ? {} : { end: start + length - 1 },
-    highWaterMark: 1024 * 1024,
-    ...signal ? { signal } : {}
-  });
-  for await (const chunk of stream) {
-    hash.update(chunk);
-    size += chunk.length;
-  }
-  return { size, sha256: hash.digest("hex") };
+async function digestOfFile(path, signal) {
+  const { size, digest } = await hashFile(path, signal);
+  return { size, sha256: digest.slice("sha256:".length) };
 }
 async function checkUkiLayout(path, machine, written) {
   const { headers, fileLength } = await readUkiHeaders(path, machine);

@@ -14,7 +14,7 @@ import {
   peMachineOf,
   readPeHeaders,
   readPeSections,
-  verifyUki,
+  verifyAndHashUki,
   type BuildUkiOptions,
   type PeSection,
 } from '../../src/boot';
@@ -341,16 +341,16 @@ describe('buildUki checks and failures', () => {
     const expected = [
       { name: '.initrd', size: input.length, sha256: createHash('sha256').update(input).digest('hex') },
     ];
-    await verifyUki(built.path, 0xaa64, expected);
+    expect((await verifyAndHashUki(built.path, 0xaa64, expected)).digest).toBe(built.digest);
     const at = initrdSection.pointerToRawData + 1000;
     bytes.writeUInt8(bytes.readUInt8(at) ^ 0xff, at);
     writeFileSync(built.path, bytes);
     await expectPublishError(
-      verifyUki(built.path, 0xaa64, expected),
+      verifyAndHashUki(built.path, 0xaa64, expected),
       /the UKI's \.initrd section differs from its input/,
     );
     await expectPublishError(
-      verifyUki(built.path, 0x8664, expected),
+      verifyAndHashUki(built.path, 0x8664, expected),
       /is for 0xAA64 \(arm64\), expected 0x8664 \(amd64\)/,
     );
   });

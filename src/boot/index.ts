@@ -9,7 +9,6 @@ export {
 export {
   buildUki,
   cmdlineLimitOf,
-  verifyUki,
   verifyAndHashUki,
   DEFAULT_CMDLINE_LIMIT,
   type BuildUkiOptions,

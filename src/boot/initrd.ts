@@ -2,9 +2,8 @@
 // The kernel unpacks concatenated initramfs archives in order, so the squashfs lands at /root.squashfs, where
 // Garden Linux's live boot module looks for it (DOMAIN.md 1.4): the UKI boots without fetching a root image.
 // Everything is streamed: the squashfs (hundreds of MB) goes file -> cpio framing -> xz framing -> hashing writer.
-import { stat } from 'node:fs/promises';
 import { PublishError, throwIfAborted } from '../util/errors';
-import { writeFileAtomic, type HashedFile } from '../util/files';
+import { regularFileSize, writeFileAtomic, type HashedFile } from '../util/files';
 import { NEWC_MAX_FILE_SIZE, newcDataPadding, newcHeader, newcTrailer } from './cpio';
 import { openForReading } from './pe';
 import { xzCompress, type XzOptions } from './xz';
@@ -119,19 +118,6 @@ async function* cpioOfSquashfs(
   const padding = newcDataPadding(size);
   yield padding;
   yield newcTrailer(header.length + size + padding.length);
-}
-
-async function regularFileSize(path: string, what: string): Promise<number> {
-  try {
-    const info = await stat(path);
-    if (!info.isFile()) throw new PublishError(`${what} ${path} is not a regular file`);
-    return info.size;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new PublishError(`${what} not found: ${path}`, { cause: error });
-    }
-    throw error;
-  }
 }
 
 async function checkSquashfsMagic(path: string): Promise<void> {

@@ -4,10 +4,9 @@
 // input, and its digest); ours by its layout, since the writer streams each section from its input to the offset
 // the section table names.
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { readFile, rm, stat } from 'node:fs/promises';
 import { PublishError, throwIfAborted } from '../util/errors';
-import { writeFileAtomic, type HashedFile } from '../util/files';
+import { hashFile, regularFileSize, writeFileAtomic, type HashedFile } from '../util/files';
 import type { SizedSource } from './initrd';
 import type { Logger } from '../util/logger';
 import {
@@ -139,24 +138,14 @@ interface CheckedInputs {
   uname: string | undefined;
 }
 
-async function fileSize(path: string, what: string): Promise<number> {
-  try {
-    const info = await stat(path);
-    if (!info.isFile()) throw new PublishError(`${what} ${path} is not a regular file`);
-    return info.size;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
-      throw new PublishError(`${what} not found: ${path}`, { cause: error });
-    throw error;
-  }
-}
-
 async function checkInputs(options: BuildUkiOptions): Promise<CheckedInputs> {
-  const kernelSize = await fileSize(options.kernel, 'kernel');
+  const kernelSize = await regularFileSize(options.kernel, 'kernel');
   const initrdSize =
-    typeof options.initrd === 'string' ? await fileSize(options.initrd, 'initrd') : options.initrd.size;
-  if (options.osRelease !== undefined) await fileSize(options.osRelease, 'os-release file');
-  await fileSize(options.stub, 'EFI stub');
+    typeof options.initrd === 'string'
+      ? await regularFileSize(options.initrd, 'initrd')
+      : options.initrd.size;
+  if (options.osRelease !== undefined) await regularFileSize(options.osRelease, 'os-release file');
+  await regularFileSize(options.stub, 'EFI stub');
 
   const stubHeaders = await readPeHeaders(options.stub, 'EFI stub');
   const stubArch = archOfMachine(stubHeaders.machine);
@@ -313,48 +302,13 @@ function digestOf(content: Uint8Array): { size: number; sha256: string } {
   return { size: content.length, sha256: createHash('sha256').update(content).digest('hex') };
 }
 
-async function digestOfFile(
-  path: string,
-  signal?: AbortSignal,
-  start = 0,
-  length?: number,
-): Promise<{ size: number; sha256: string }> {
-  const hash = createHash('sha256');
-  let size = 0;
-  if (length === 0) return digestOf(new Uint8Array());
-  const stream = createReadStream(path, {
-    start,
-    ...(length === undefined ? {} : { end: start + length - 1 }),
-    highWaterMark: 1024 * 1024,
-    ...(signal ? { signal } : {}),
-  });
-  for await (const chunk of stream) {
-    hash.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
-  }
-  return { size, sha256: hash.digest('hex') };
+/** A file's size and bare sha256 hex, as the section checks compare them. */
+async function digestOfFile(path: string, signal?: AbortSignal): Promise<{ size: number; sha256: string }> {
+  const { size, digest } = await hashFile(path, signal);
+  return { size, sha256: digest.slice('sha256:'.length) };
 }
 
-/**
- * Reads the UKI back: a PE for `machine`, and each expected section present with exactly the expected bytes
- * (VirtualSize = content size, the bytes at PointerToRawData hashing to the input's sha256).
- */
-export async function verifyUki(
-  path: string,
-  machine: number,
-  expected: AddedSection[],
-  signal?: AbortSignal,
-): Promise<void> {
-  const { headers, fileLength } = await readUkiHeaders(path, machine);
-  for (const want of expected) {
-    const section = sectionFor(headers, want, fileLength, path);
-    const got = await digestOfFile(path, signal, section.pointerToRawData, want.size);
-    if (got.sha256 !== want.sha256)
-      throw new PublishError(`the UKI's ${want.name} section differs from its input`);
-  }
-}
-
-/** verifyUki without reading the sections: the PE headers, and every expected section where and as large as written. */
+/** verifyAndHashUki without reading the sections: the PE headers, and every section where and as large as written. */
 async function checkUkiLayout(path: string, machine: number, written: WrittenSection[]): Promise<void> {
   const { headers, fileLength } = await readUkiHeaders(path, machine);
   for (const want of written) sectionFor(headers, want, fileLength, path);
@@ -397,8 +351,10 @@ function sectionFor(
 }
 
 /**
- * verifyUki and the UKI's own sha256 in one sequential read: each chunk feeds the file's hash and the hash of
- * every expected section it overlaps (for ukify's output, which arrives unhashed).
+ * Reads the UKI back once: a PE for `machine`, each expected section present with exactly the expected bytes
+ * (VirtualSize = content size, the bytes at PointerToRawData hashing to the input's sha256), and the UKI's own
+ * sha256: each chunk feeds the file's hash and the hash of every section it overlaps (for ukify's output,
+ * which arrives unhashed).
  */
 export async function verifyAndHashUki(
   path: string,

@@ -2,7 +2,8 @@
 // so a crash never leaves a half-written file under its final name; each is hashed while it is written.
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { PublishError } from './errors';
 import { dirname, basename, join } from 'node:path';
 import type { Readable } from 'node:stream';
 
@@ -149,12 +150,26 @@ export class DigestMismatchError extends Error {
 }
 
 /** Hashes a file already on disk. Only for inputs that did not arrive through a hashing writer. */
-export async function hashFile(path: string): Promise<HashedFile> {
+export async function hashFile(path: string, signal?: AbortSignal): Promise<HashedFile> {
   const hash = createHash('sha256');
   let size = 0;
-  for await (const chunk of createReadStream(path, { highWaterMark: 1024 * 1024 }) as AsyncIterable<Buffer>) {
+  const stream = createReadStream(path, { highWaterMark: 1024 * 1024, ...(signal ? { signal } : {}) });
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
     hash.update(chunk);
     size += chunk.length;
   }
   return { path, digest: `sha256:${hash.digest('hex')}`, size };
+}
+
+/** The size of an input that must be a regular file; a missing or odd one is a clear error naming `what`. */
+export async function regularFileSize(path: string, what: string): Promise<number> {
+  try {
+    const info = await stat(path);
+    if (!info.isFile()) throw new PublishError(`${what} ${path} is not a regular file`);
+    return info.size;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new PublishError(`${what} not found: ${path}`, { cause: error });
+    throw error;
+  }
 }
