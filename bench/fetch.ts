@@ -5,12 +5,12 @@
 // Targets: ours/reference <= 0.7, our peak RSS <= 200 MB.
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
-import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { cachedSampleRelease } from './lib/cached-release';
 import { startGitHubApiServer } from '../src/sample/github-server';
-import { generateSampleRelease, type SampleRelease } from '../src/sample/release';
+import type { SampleRelease } from '../src/sample/release';
 
 const MiB = 1024 * 1024;
 const version = '2150.1.0';
@@ -32,31 +32,21 @@ const sizes = {
 const token = 'ghs_benchtoken';
 const base = process.env.BENCH_DIR ?? join(tmpdir(), 'ironcore-bench-fetch');
 const genDir = join(base, 'release');
-const marker = join(genDir, 'release.json');
 const key = JSON.stringify({ version, flavors, arches, sizes, layout: 'flat', v: 1 });
 
-async function generate(): Promise<SampleRelease> {
-  if (existsSync(marker)) {
-    const cached = JSON.parse(await readFile(marker, 'utf8')) as { key: string; release: SampleRelease };
-    if (cached.key === key) return cached.release;
-  }
-  await rm(genDir, { recursive: true, force: true });
-  const t = performance.now();
-  console.log(`generating the sample release in ${genDir} ...`);
-  const release = await generateSampleRelease({
-    dir: genDir,
-    version,
-    commit8: 'b3bc4f1a',
-    flavors,
-    arches,
-    layout: 'flat',
-    sparseRaw: true,
-    sizes,
-    withLogs: true,
-  });
-  console.log(`generated in ${((performance.now() - t) / 1000).toFixed(1)}s`);
-  await writeFile(marker, JSON.stringify({ key, release }));
-  return release;
+function generate(): Promise<SampleRelease> {
+  return cachedSampleRelease(genDir, key, () =>
+    Promise.resolve({
+      version,
+      commit8: 'b3bc4f1a',
+      flavors,
+      arches,
+      layout: 'flat',
+      sparseRaw: true,
+      sizes,
+      withLogs: true,
+    }),
+  );
 }
 
 /**

@@ -20,8 +20,9 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_FLAVORS } from '../src/pipeline/flavors';
+import { cachedSampleRelease } from './lib/cached-release';
 import { startGitHubApiServer } from '../src/sample/github-server';
-import { generateSampleRelease, type SampleRelease } from '../src/sample/release';
+import type { SampleRelease } from '../src/sample/release';
 import { startRegistry } from '../__tests__/helpers/registry';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -59,40 +60,30 @@ const base = process.env.BENCH_DIR ?? join(tmpdir(), 'ironcore-bench-pipeline');
 const key = JSON.stringify({ version, flavors, sizes, layout: 'flat', v: 1 });
 const genDir = join(base, `release-${Buffer.from(key).toString('base64url').slice(-24)}`);
 
-async function release(): Promise<SampleRelease> {
-  const marker = join(genDir, 'release.json');
-  if (existsSync(marker)) {
-    const cached = JSON.parse(await readFile(marker, 'utf8')) as { key: string; release: SampleRelease };
-    if (cached.key === key) return cached.release;
-  }
-  await rm(genDir, { recursive: true, force: true });
-  const started = performance.now();
-  console.log(`generating the release in ${genDir} (once; cached by its parameters) ...`);
-  const [kernelAmd, kernelArm, stubAmd, stubArm] = await Promise.all(
-    [
-      'kernels/vmlinuz-amd64',
-      'kernels/vmlinuz-arm64',
-      'stubs/linuxx64.efi.stub',
-      'stubs/linuxaa64.efi.stub',
-    ].map((p) => readFile(join(tools!, p))),
-  );
-  const generated = await generateSampleRelease({
-    dir: genDir,
-    version,
-    commit8: 'b3bc4f1a',
-    flavors,
-    arches,
-    // Flat members with the .raw as a GNU sparse member, as upstream ships it.
-    layout: 'flat',
-    sparseRaw: true,
-    sizes,
-    withLogs: true,
-    kernel: { amd64: kernelAmd!, arm64: kernelArm! },
-    stubs: { amd64: stubAmd!, arm64: stubArm! },
+function release(): Promise<SampleRelease> {
+  return cachedSampleRelease(genDir, key, async () => {
+    const [kernelAmd, kernelArm, stubAmd, stubArm] = await Promise.all(
+      [
+        'kernels/vmlinuz-amd64',
+        'kernels/vmlinuz-arm64',
+        'stubs/linuxx64.efi.stub',
+        'stubs/linuxaa64.efi.stub',
+      ].map((p) => readFile(join(tools!, p))),
+    );
+    return {
+      version,
+      commit8: 'b3bc4f1a',
+      flavors,
+      arches,
+      // Flat members with the .raw as a GNU sparse member, as upstream ships it.
+      layout: 'flat',
+      sparseRaw: true,
+      sizes,
+      withLogs: true,
+      kernel: { amd64: kernelAmd!, arm64: kernelArm! },
+      stubs: { amd64: stubAmd!, arm64: stubArm! },
+    };
   });
-  console.log(`generated in ${((performance.now() - started) / 1000).toFixed(0)} s`);
-  await writeFile(marker, JSON.stringify({ key, release: generated }));
-  return generated;
 }
 
 interface Timed {
