@@ -9356,7 +9356,7 @@ var require_client_h1 = __commonJS({
       kClosed,
       kUseMilo
     } = require_symbols();
-    var constants2 = require_constants3();
+    var constants4 = require_constants3();
     var { H1Parser, getMiloEnabled } = typeof esbuildDetection === "undefined" ? require_parser_h1() : {};
     var EMPTY_BUF = Buffer.alloc(0);
     var FastBuffer = Buffer[Symbol.species];
@@ -9499,7 +9499,7 @@ var require_client_h1 = __commonJS({
        */
       constructor(client, socket, { exports: exports2 }) {
         this.llhttp = exports2;
-        this.ptr = this.llhttp.llhttp_alloc(constants2.TYPE.RESPONSE);
+        this.ptr = this.llhttp.llhttp_alloc(constants4.TYPE.RESPONSE);
         this.client = client;
         this.socket = socket;
         this.timeout = null;
@@ -9599,11 +9599,11 @@ var require_client_h1 = __commonJS({
             currentParser = null;
             currentBufferRef = null;
           }
-          if (ret !== constants2.ERROR.OK) {
+          if (ret !== constants4.ERROR.OK) {
             const data = chunk.subarray(llhttp.llhttp_get_error_pos(this.ptr) - currentBufferPtr);
-            if (ret === constants2.ERROR.PAUSED_UPGRADE) {
+            if (ret === constants4.ERROR.PAUSED_UPGRADE) {
               this.onUpgrade(data);
-            } else if (ret === constants2.ERROR.PAUSED) {
+            } else if (ret === constants4.ERROR.PAUSED) {
               this.paused = true;
               socket.unshift(data);
             } else {
@@ -9638,10 +9638,10 @@ var require_client_h1 = __commonJS({
         } finally {
           currentParser = null;
         }
-        if (ret === constants2.ERROR.OK) {
+        if (ret === constants4.ERROR.OK) {
           return null;
         }
-        if (ret === constants2.ERROR.PAUSED || ret === constants2.ERROR.PAUSED_UPGRADE) {
+        if (ret === constants4.ERROR.PAUSED || ret === constants4.ERROR.PAUSED_UPGRADE) {
           this.paused = true;
           return null;
         }
@@ -9658,7 +9658,7 @@ var require_client_h1 = __commonJS({
           const len = new Uint8Array(llhttp.memory.buffer, ptr).indexOf(0);
           message = "Response does not match the HTTP/1.1 protocol (" + Buffer.from(llhttp.memory.buffer, ptr, len).toString() + ")";
         }
-        return new HTTPParserError(message, constants2.ERROR[ret], data);
+        return new HTTPParserError(message, constants4.ERROR[ret], data);
       }
       destroy() {
         assert(currentParser === null);
@@ -9880,7 +9880,7 @@ var require_client_h1 = __commonJS({
           socket[kBlocking] = false;
           client[kResume]();
         }
-        return pause ? constants2.ERROR.PAUSED : 0;
+        return pause ? constants4.ERROR.PAUSED : 0;
       }
       /**
        * @param {Buffer} buf
@@ -9906,7 +9906,7 @@ var require_client_h1 = __commonJS({
         }
         this.bytesRead += buf.length;
         if (request4.onResponseData(buf) === false) {
-          return constants2.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         }
         return 0;
       }
@@ -9947,13 +9947,13 @@ var require_client_h1 = __commonJS({
         if (socket[kWriting]) {
           assert(client[kRunning] === 0);
           util.destroy(socket, new InformationalError("reset"));
-          return constants2.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         } else if (!shouldKeepAlive) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants2.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         } else if (socket[kReset] && client[kRunning] === 0) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants2.ERROR.PAUSED;
+          return constants4.ERROR.PAUSED;
         } else if (client[kPipelining] == null || client[kPipelining] === 1) {
           setImmediate(client[kResume]);
         } else {
@@ -18250,7 +18250,7 @@ var require_snapshot_utils = __commonJS({
 var require_snapshot_recorder = __commonJS({
   "node_modules/undici/lib/mock/snapshot-recorder.js"(exports, module) {
     "use strict";
-    var { writeFile: writeFile4, readFile: readFile6, mkdir: mkdir5 } = __require("node:fs/promises");
+    var { writeFile: writeFile6, readFile: readFile8, mkdir: mkdir6 } = __require("node:fs/promises");
     var { dirname: dirname2, resolve } = __require("node:path");
     var { setTimeout: setTimeout2, clearTimeout: clearTimeout2 } = __require("node:timers");
     var { InvalidArgumentError, UndiciError } = require_errors();
@@ -18468,7 +18468,7 @@ var require_snapshot_recorder = __commonJS({
           throw new InvalidArgumentError("Snapshot path is required");
         }
         try {
-          const data = await readFile6(resolve(path), "utf8");
+          const data = await readFile8(resolve(path), "utf8");
           const parsed = JSON.parse(data);
           if (Array.isArray(parsed)) {
             this.#snapshots.clear();
@@ -18498,12 +18498,12 @@ var require_snapshot_recorder = __commonJS({
           throw new InvalidArgumentError("Snapshot path is required");
         }
         const resolvedPath = resolve(path);
-        await mkdir5(dirname2(resolvedPath), { recursive: true });
+        await mkdir6(dirname2(resolvedPath), { recursive: true });
         const data = Array.from(this.#snapshots.entries()).map(([hash, snapshot]) => ({
           hash,
           snapshot
         }));
-        await writeFile4(resolvedPath, JSON.stringify(data, null, 2), { flush: true });
+        await writeFile6(resolvedPath, JSON.stringify(data, null, 2), { flush: true });
       }
       /**
        * Clears all recorded snapshots
@@ -22648,7 +22648,7 @@ var require_cache2 = __commonJS({
 var require_decompress = __commonJS({
   "node_modules/undici/lib/interceptor/decompress.js"(exports, module) {
     "use strict";
-    var { createInflate, createGunzip: createGunzip3, createBrotliDecompress, createZstdDecompress: createZstdDecompress2, constants: constants2 } = __require("node:zlib");
+    var { createInflate, createGunzip: createGunzip3, createBrotliDecompress, createZstdDecompress: createZstdDecompress2, constants: constants4 } = __require("node:zlib");
     var { pipeline: pipeline2, Transform: TransformStream2 } = __require("node:stream");
     var { InvalidArgumentError, ResponseExceededMaxSizeError } = require_errors();
     var DecoratorHandler = require_decorator_handler();
@@ -22714,7 +22714,7 @@ var require_decompress = __commonJS({
       br: createBrotliDecompress,
       deflate: createInflate,
       // https://www.rfc-editor.org/rfc/rfc9659.html#section-3
-      zstd: createZstdDecompress2.bind(null, { params: { [constants2.ZSTD_d_windowLogMax]: 23 } })
+      zstd: createZstdDecompress2.bind(null, { params: { [constants4.ZSTD_d_windowLogMax]: 23 } })
     };
     var defaultSkipStatusCodes = (
       /** @type {const} */
@@ -24202,12 +24202,12 @@ var require_headers = __commonJS({
       append(name, value, isLowerCase) {
         this.sortedMap = null;
         const lowercaseName = isLowerCase ? name : name.toLowerCase();
-        const exists2 = this.headersMap.get(lowercaseName);
-        if (exists2) {
+        const exists3 = this.headersMap.get(lowercaseName);
+        if (exists3) {
           const delimiter2 = lowercaseName === "cookie" ? "; " : ", ";
           this.headersMap.set(lowercaseName, {
-            name: exists2.name,
-            value: `${exists2.value}${delimiter2}${value}`
+            name: exists3.name,
+            value: `${exists3.value}${delimiter2}${value}`
           });
         } else {
           this.headersMap.set(lowercaseName, { name, value });
@@ -38955,10 +38955,11 @@ var require_xz_decompress = __commonJS({
 });
 
 // src/cli/main.ts
-import { readFile as readFile5 } from "node:fs/promises";
-import { parseArgs } from "node:util";
+import { readFile as readFile7 } from "node:fs/promises";
+import { parseArgs as parseArgs2 } from "node:util";
 
 // src/oci/layout/store.ts
+import { createReadStream as createReadStream2 } from "node:fs";
 import { link, mkdir as mkdir2, readFile, rename as rename2, stat as stat2, writeFile, copyFile, rm as rm2 } from "node:fs/promises";
 import { join as join2 } from "node:path";
 
@@ -39411,6 +39412,11 @@ var LayoutRepository = class {
   }
   async resolveTag(tag) {
     return (await this.find(tag))?.digest;
+  }
+  async openBlob(digest) {
+    const path = this.blobPath(digest);
+    if (!await exists(path)) throw new PublishError(`blob ${digest} not found in ${this.location}`);
+    return createReadStream2(path, { highWaterMark: 1024 * 1024 });
   }
   async readBlob(digest) {
     try {
@@ -40627,6 +40633,23 @@ async function resolveTag(ctx, tag, signal) {
   if (digest && isDigest(digest)) return digest;
   return (await getManifest(ctx, tag, signal))?.digest;
 }
+async function openBlob(ctx, digest, signal) {
+  const operation = `reading blob ${digest} from ${ctx.location}`;
+  const res = await ctx.client.send({
+    method: "GET",
+    url: `/v2/${ctx.repo}/blobs/${digest}`,
+    scopes: [pullScope(ctx.repo)],
+    operation,
+    expect: [200, 404],
+    followRedirects: true,
+    ...signal ? { signal } : {}
+  });
+  if (res.status === 404) {
+    await discard(res.body);
+    throw new PublishError(`${operation}: the blob does not exist`);
+  }
+  return res.body;
+}
 async function readBlob(ctx, digest, signal, limit = 16 * 1024 * 1024) {
   const operation = `reading blob ${digest} from ${ctx.location}`;
   const res = await ctx.client.send({
@@ -40693,6 +40716,7 @@ function createRegistryStore(options) {
       },
       pushManifest: (manifest, tags, signal) => pushManifest(ctx, manifest, tags, signal),
       getManifest: (tagOrDigest, signal) => getManifest(ctx, tagOrDigest, signal),
+      openBlob: (digest, signal) => openBlob(ctx, digest, signal),
       readBlob: (digest, signal) => readBlob(ctx, digest, signal),
       resolveTag: (tag, signal) => resolveTag(ctx, tag, signal)
     };
@@ -40719,14 +40743,14 @@ function createRegistryStore(options) {
 var import_yaml = __toESM(require_dist(), 1);
 
 // src/oci/blob.ts
-import { createReadStream as createReadStream2 } from "node:fs";
+import { createReadStream as createReadStream3 } from "node:fs";
 import { Readable as Readable2 } from "node:stream";
 function fileBlob(path, digest, size, label = path) {
   return {
     digest,
     size,
     label,
-    open: (start = 0) => size === 0 ? Readable2.from([]) : createReadStream2(path, { start, highWaterMark: 1024 * 1024 })
+    open: (start = 0) => size === 0 ? Readable2.from([]) : createReadStream3(path, { start, highWaterMark: 1024 * 1024 })
   };
 }
 var ZEROS = Buffer.alloc(1024 * 1024);
@@ -40751,7 +40775,7 @@ async function* sparseBytes(path, size, extents, start) {
       yield* zeros(extent.offset - position);
       position = extent.offset;
     }
-    for await (const chunk of createReadStream2(path, {
+    for await (const chunk of createReadStream3(path, {
       start: position,
       end: end - 1,
       highWaterMark: 1024 * 1024
@@ -45474,7 +45498,7 @@ function levenshtein(a, b) {
 
 // src/gardenlinux/fetch.ts
 import { createHash as createHash4 } from "node:crypto";
-import { createReadStream as createReadStream3 } from "node:fs";
+import { createReadStream as createReadStream4 } from "node:fs";
 import { mkdir as mkdir3, stat as stat3 } from "node:fs/promises";
 import { basename as basename2 } from "node:path";
 
@@ -46413,7 +46437,7 @@ async function unpackFlavorArchive(options) {
     label: name,
     base: assetBaseName({ name }),
     expected: { size, ...options.expectedDigest ? { digest: options.expectedDigest } : {} },
-    open: (signal) => createReadStream3(options.archive, { highWaterMark: 1024 * 1024, signal })
+    open: (signal) => createReadStream4(options.archive, { highWaterMark: 1024 * 1024, signal })
   });
 }
 async function* limitExpansion(source, compressedSoFar, limits, label) {
@@ -46696,9 +46720,9 @@ function formatTable(header, rows) {
 }
 
 // src/pipeline/publish.ts
-import { mkdtemp, rm as rm7 } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join as join6 } from "node:path";
+import { mkdtemp as mkdtemp2, rm as rm10 } from "node:fs/promises";
+import { tmpdir as tmpdir2 } from "node:os";
+import { join as join10 } from "node:path";
 
 // src/boot/cpio.ts
 var MAGIC = "070701";
@@ -46780,13 +46804,13 @@ var NotPeError = class extends Error {
 };
 function parsePeHeaders(head) {
   const buf = Buffer.from(head.buffer, head.byteOffset, head.byteLength);
-  const need = (end, what) => {
+  const need2 = (end, what) => {
     if (end > buf.length) throw new NotPeError(`truncated ${what}`);
   };
-  need(64, "DOS header");
+  need2(64, "DOS header");
   if (buf.readUInt16LE(0) !== 23117) throw new NotPeError("no MZ signature");
   const peOffset = buf.readUInt32LE(60);
-  need(peOffset + 24, "PE header");
+  need2(peOffset + 24, "PE header");
   if (buf.readUInt32LE(peOffset) !== 17744) throw new NotPeError("no PE signature");
   const fh = peOffset + 4;
   const machine = buf.readUInt16LE(fh);
@@ -46796,7 +46820,7 @@ function parsePeHeaders(head) {
   const sizeOfOptionalHeader = buf.readUInt16LE(fh + 16);
   const characteristics = buf.readUInt16LE(fh + 18);
   const oh = fh + 20;
-  need(oh + Math.max(sizeOfOptionalHeader, 2), "optional header");
+  need2(oh + Math.max(sizeOfOptionalHeader, 2), "optional header");
   const magic = buf.readUInt16LE(oh);
   if (magic !== PE32_MAGIC && magic !== PE32PLUS_MAGIC)
     throw new NotPeError(`unknown optional header magic 0x${magic.toString(16)}`);
@@ -46809,7 +46833,7 @@ function parsePeHeaders(head) {
     dataDirectories.push([buf.readUInt32LE(at), buf.readUInt32LE(at + 4)]);
   }
   const sectionTableOffset = oh + sizeOfOptionalHeader;
-  need(sectionTableOffset + numberOfSections * SECTION_HEADER_SIZE, "section table");
+  need2(sectionTableOffset + numberOfSections * SECTION_HEADER_SIZE, "section table");
   const sections = [];
   for (let i = 0; i < numberOfSections; i++) {
     const at = sectionTableOffset + i * SECTION_HEADER_SIZE;
@@ -47157,7 +47181,7 @@ ${entries.join("\n")}
 }
 
 // src/boot/uname.ts
-import { createReadStream as createReadStream4 } from "node:fs";
+import { createReadStream as createReadStream5 } from "node:fs";
 import { createGunzip as createGunzip2, createZstdDecompress } from "node:zlib";
 var X86_VERSION = /^([a-z0-9._-]+) \([^ )]+\) #[^\n]*/;
 var TEXT_VERSION = /Linux version ([0-9]\.[^ \t\n\r\f\v]+) \(/;
@@ -47196,7 +47220,7 @@ function scrapeX86(head) {
   return X86_VERSION.exec(decoded)?.[1];
 }
 function decompressedView(kernel, head, size, signal) {
-  const read = (start = 0, end) => createReadStream4(kernel, {
+  const read = (start = 0, end) => createReadStream5(kernel, {
     start,
     ...end === void 0 ? {} : { end },
     highWaterMark: 1024 * 1024,
@@ -47464,11 +47488,13 @@ function writeSectionHeader(data, section, fresh) {
 }
 
 // src/boot/uki-ukify.ts
+import { rename as rename4, rm as rm5, stat as stat5, writeFile as writeFile2 } from "node:fs/promises";
+
+// src/util/system.ts
 import { spawn as spawn3 } from "node:child_process";
 import { constants } from "node:fs";
-import { access, rename as rename4, rm as rm5, stat as stat5, writeFile as writeFile2 } from "node:fs/promises";
+import { access } from "node:fs/promises";
 import { delimiter, join as join5 } from "node:path";
-var UKIFY_INSTALL_HINT = 'install it: on GitHub\'s Ubuntu 24.04 runners `sudo apt-get install -y systemd-ukify` (it also needs python3-pefile and, for arm64 kernels, readelf from binutils); or use builder "native", which needs nothing outside Node';
 async function findOnPath(name, path = process.env.PATH ?? "") {
   for (const dir of path.split(delimiter)) {
     if (!dir) continue;
@@ -47481,45 +47507,60 @@ async function findOnPath(name, path = process.env.PATH ?? "") {
   }
   return void 0;
 }
-function run(command, args, signal) {
+function runCommand(command, args, signal, options = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn3(command, args, { stdio: ["ignore", "pipe", "pipe"], ...signal ? { signal } : {} });
+    const child = spawn3(command, args, {
+      stdio: [options.input === void 0 ? "ignore" : "pipe", "pipe", "pipe"],
+      ...signal ? { signal } : {}
+    });
     let stdout = "";
     let stderr = "";
     const keep = (text) => text.length > 16384 ? text.slice(-16384) : text;
-    child.stdout.setEncoding("utf8").on("data", (d) => void (stdout = keep(stdout + d)));
-    child.stderr.setEncoding("utf8").on("data", (d) => void (stderr = keep(stderr + d)));
+    child.stdout?.setEncoding("utf8").on("data", (d) => void (stdout = keep(stdout + d)));
+    child.stderr?.setEncoding("utf8").on("data", (d) => void (stderr = keep(stderr + d)));
+    if (options.input !== void 0) child.stdin?.end(options.input);
     child.once("error", reject);
     child.once("close", (code, sig) => resolve({ code, signal: sig, stdout, stderr }));
   });
 }
-async function installUkify(logger, signal) {
-  const isRoot = process.getuid?.() === 0;
-  let prefix = [];
-  if (!isRoot) {
-    const sudo = await findOnPath("sudo");
-    if (!sudo || (await run(sudo, ["-n", "true"], signal).catch(() => void 0))?.code !== 0) {
-      logger.warning("ukify is missing and cannot be installed: not root and no passwordless sudo");
-      return void 0;
-    }
-    prefix = [sudo, "-n"];
+async function rootPrefix(signal) {
+  if (process.getuid?.() === 0) return [];
+  const sudo = await findOnPath("sudo");
+  if (!sudo) return void 0;
+  const check = await runCommand(sudo, ["-n", "true"], signal).catch(() => void 0);
+  return check?.code === 0 ? [sudo, "-n"] : void 0;
+}
+async function runAsRoot(args, signal, options = {}) {
+  const prefix = await rootPrefix(signal);
+  if (!prefix) return void 0;
+  const [command, ...rest] = [...prefix, ...args];
+  return runCommand(command, rest, signal, options);
+}
+async function aptInstall(packages, logger, signal) {
+  if (!await rootPrefix(signal)) {
+    logger.warning(`cannot install ${packages.join(" ")}: not root and no passwordless sudo`);
+    return false;
   }
-  const apt = async (...args) => {
-    const [command, ...rest] = [...prefix, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", ...args];
-    return run(command, rest, signal);
-  };
-  logger.info("installing systemd-ukify with apt-get");
-  let result = await apt("install", "-y", "-q", "systemd-ukify");
-  if (result.code !== 0) {
+  const apt = (...args) => runAsRoot(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", ...args], signal);
+  logger.info(`installing ${packages.join(" ")} with apt-get`);
+  let result = await apt("install", "-y", "-q", "--no-install-recommends", ...packages);
+  if (result?.code !== 0) {
     await apt("update", "-q");
-    result = await apt("install", "-y", "-q", "systemd-ukify");
+    result = await apt("install", "-y", "-q", "--no-install-recommends", ...packages);
   }
-  if (result.code !== 0) {
+  if (result?.code !== 0) {
     logger.warning(
-      `apt-get install systemd-ukify failed: ${result.stderr.trim().split("\n").slice(-3).join(" ")}`
+      `apt-get install ${packages.join(" ")} failed: ${(result?.stderr ?? "").trim().split("\n").slice(-3).join(" ")}`
     );
-    return void 0;
+    return false;
   }
+  return true;
+}
+
+// src/boot/uki-ukify.ts
+var UKIFY_INSTALL_HINT = 'install it: on GitHub\'s Ubuntu 24.04 runners `sudo apt-get install -y systemd-ukify` (it also needs python3-pefile and, for arm64 kernels, readelf from binutils); or use builder "native", which needs nothing outside Node';
+async function installUkify(logger, signal) {
+  if (!await aptInstall(["systemd-ukify"], logger, signal)) return void 0;
   return findOnPath("ukify");
 }
 async function runUkify(options) {
@@ -47543,7 +47584,7 @@ async function runUkify(options) {
   try {
     let result;
     try {
-      result = await run(options.ukify, args, signal);
+      result = await runCommand(options.ukify, args, signal);
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
       throw new PublishError(`cannot run ukify (${options.ukify}): ${error.message}`, {
@@ -47851,6 +47892,946 @@ var BlobPusher = class {
   }
 };
 
+// src/pipeline/boot-test.ts
+import { join as join9 } from "node:path";
+
+// src/verify/accel.ts
+import { constants as constants2 } from "node:fs";
+import { access as access2, mkdtemp, rm as rm7, writeFile as writeFile3 } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join as join6 } from "node:path";
+
+// src/verify/qemu.ts
+import { spawn as spawn4 } from "node:child_process";
+var QEMU_BINARY = {
+  amd64: "qemu-system-x86_64",
+  arm64: "qemu-system-aarch64"
+};
+var QEMU_PACKAGES = {
+  amd64: ["qemu-system-x86", "ovmf"],
+  arm64: ["qemu-system-arm", "qemu-efi-aarch64"]
+};
+function qemuInstallHint(arch) {
+  return `install it: \`sudo apt-get install -y ${QEMU_PACKAGES[arch].join(" ")}\` (in the action, set \`install-qemu: true\`), or turn boot tests off with \`boot-test: none\``;
+}
+function hostArch() {
+  if (process.arch === "x64") return "amd64";
+  if (process.arch === "arm64") return "arm64";
+  return void 0;
+}
+async function findQemu(arch) {
+  const binary = await findOnPath(QEMU_BINARY[arch]);
+  if (!binary) {
+    throw new PublishError(
+      `${QEMU_BINARY[arch]} is not installed: it is needed to boot-test ${arch} images`,
+      {
+        hint: qemuInstallHint(arch)
+      }
+    );
+  }
+  return binary;
+}
+function machineArguments(arch, accelerator) {
+  if (arch === "amd64")
+    return ["-machine", "q35", "-accel", accelerator, "-cpu", accelerator === "kvm" ? "host" : "max"];
+  return [
+    "-machine",
+    "virt,gic-version=max",
+    "-accel",
+    accelerator,
+    "-cpu",
+    accelerator === "kvm" ? "host" : "max,pauth-impdef=on"
+  ];
+}
+var setprivPath;
+async function spawnQemu(binary, args, options = {}) {
+  setprivPath ??= findOnPath("setpriv");
+  const setpriv = await setprivPath;
+  const [command, commandArgs] = setpriv ? [setpriv, ["--pdeathsig", "KILL", "--", binary, ...args]] : [binary, args];
+  return spawn4(command, commandArgs, {
+    stdio: ["ignore", "pipe", "pipe"],
+    ...options.env ? { env: options.env } : {},
+    ...options.cwd ? { cwd: options.cwd } : {}
+  });
+}
+async function stopQemu(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise((resolve) => child.once("close", () => resolve()));
+  child.kill("SIGKILL");
+  await gone;
+}
+
+// src/verify/accel.ts
+var PROBE_SECONDS = 8;
+var KVM_ACCESS_HINT = "give the runner user access to /dev/kvm (GitHub's runners: a udev rule, as `install-qemu: true` writes), or use boot-test-accel: tcg";
+function amd64Probe() {
+  const rom = Buffer.alloc(64 * 1024);
+  rom.set([176, 16, 230, 244, 244, 235, 253], 65520);
+  return rom;
+}
+function arm64Probe() {
+  const code = Buffer.alloc(16);
+  [1384120576, 1924169728, 3556769794, 335544320].forEach((insn, i) => code.writeUInt32LE(insn, i * 4));
+  return code;
+}
+var probes = /* @__PURE__ */ new Map();
+function probeKvm(qemu, arch) {
+  const key2 = `${qemu}:${arch}`;
+  let probe = probes.get(key2);
+  if (!probe) {
+    probe = runProbe(qemu, arch);
+    probes.set(key2, probe);
+  }
+  return probe;
+}
+async function runProbe(qemu, arch) {
+  try {
+    await access2("/dev/kvm", constants2.R_OK | constants2.W_OK);
+  } catch (error) {
+    const code = error.code;
+    return {
+      works: false,
+      reason: code === "ENOENT" ? "/dev/kvm does not exist" : `/dev/kvm cannot be opened (${code})`
+    };
+  }
+  const dir = await mkdtemp(join6(tmpdir(), "kvm-probe-"));
+  try {
+    const image = join6(dir, "probe.bin");
+    await writeFile3(image, arch === "amd64" ? amd64Probe() : arm64Probe());
+    const args = [
+      ...machineArguments(arch, "kvm"),
+      "-m",
+      "64",
+      "-nodefaults",
+      "-display",
+      "none",
+      "-no-reboot",
+      ...arch === "amd64" ? ["-bios", image, "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"] : ["-kernel", image]
+    ];
+    const expected = arch === "amd64" ? 33 : 0;
+    const child = await spawnQemu(qemu, args);
+    let stderr = "";
+    child.stderr?.setEncoding("utf8").on("data", (d) => stderr = (stderr + d).slice(-2e3));
+    child.stdout?.resume();
+    const outcome = await new Promise((resolve) => {
+      const timer = setTimeout(() => resolve("timeout"), PROBE_SECONDS * 1e3);
+      child.once("error", (error) => {
+        clearTimeout(timer);
+        resolve(error);
+      });
+      child.once("close", (code) => {
+        clearTimeout(timer);
+        resolve({ code });
+      });
+    });
+    await stopQemu(child);
+    if (outcome === "timeout")
+      return {
+        works: false,
+        reason: `a KVM guest did not finish within ${PROBE_SECONDS} s (nested KVM that hangs)`
+      };
+    if (outcome instanceof Error) return { works: false, reason: `cannot start ${qemu}: ${outcome.message}` };
+    if (outcome.code === expected) return { works: true, reason: "KVM probe guest ran" };
+    const last = stderr.trim().split("\n").slice(-1)[0] ?? "";
+    return { works: false, reason: `a KVM guest failed (exit ${outcome.code}${last ? `: ${last}` : ""})` };
+  } finally {
+    await rm7(dir, { recursive: true, force: true });
+  }
+}
+async function chooseAccelerator(choice, arch, qemu) {
+  if (choice === "tcg") return { accelerator: "tcg", why: "boot-test-accel: tcg" };
+  const native = hostArch() === arch;
+  if (!native) {
+    if (choice === "kvm") {
+      throw new PublishError(
+        `boot-test-accel is kvm, but a ${arch} guest cannot use KVM on a ${process.arch} host`,
+        {
+          hint: "use boot-test-accel: auto (emulates foreign architectures) or boot-test: native"
+        }
+      );
+    }
+    return { accelerator: "tcg", why: `${arch} guest on a ${process.arch} host: emulated` };
+  }
+  const probe = await probeKvm(qemu, arch);
+  if (probe.works) return { accelerator: "kvm", why: probe.reason };
+  if (choice === "kvm") {
+    throw new PublishError(`boot-test-accel is kvm, but KVM does not work here: ${probe.reason}`, {
+      hint: KVM_ACCESS_HINT
+    });
+  }
+  return { accelerator: "tcg", why: `KVM not usable: ${probe.reason}` };
+}
+
+// src/verify/boot.ts
+import { createReadStream as createReadStream7, createWriteStream } from "node:fs";
+import { mkdir as mkdir4, readFile as readFile6, rm as rm9, stat as stat9, writeFile as writeFile4 } from "node:fs/promises";
+import { createServer } from "node:http";
+import { join as join8 } from "node:path";
+
+// src/verify/console.ts
+var BAD_SIGNS = [
+  { reason: "kernel panic", pattern: /Kernel panic - not syncing: ?(.*)/ },
+  { reason: "kernel panic", pattern: /\bOops: (.*)/ },
+  {
+    reason: "emergency shell",
+    pattern: /(Press Enter for emergency shell|Starting Emergency Shell|You are in emergency mode|Entering emergency mode)/
+  },
+  { reason: "unit failed", pattern: /Failed to start (.*)/ },
+  { reason: "unit failed", pattern: /Dependency failed for (.*)/ },
+  { reason: "kernel panic", pattern: /systemd\[1\]: (Freezing execution.*)/ },
+  { reason: "firmware refused the image", pattern: /BdsDxe: failed to (?:load|start) (Boot\w+ .*)/ },
+  { reason: "firmware refused the image", pattern: /!!!! (\w+ Exception Type.*)/ },
+  {
+    reason: "firmware refused the image",
+    pattern: /(UEFI Interactive Shell|No bootable option or device was found)/
+  }
+];
+var ALLOWED_FAILURES = /ipmievd|google-|sshguard/;
+var DEFAULT_EXPECT = /Welcome to (?![^\n]*Initramfs)[^\n]*!|\blogin: *$/;
+var ESCAPES = /\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[[0-9;!?=]*[a-zA-Z]|\x1b[a-zA-Z=>()]/g;
+var CONTROL = /[\x00-\x08\x0b-\x1f\x7f]/g;
+function cleanConsoleText(text) {
+  return text.replace(ESCAPES, "").replace(/\r\n?/g, "\n").replace(CONTROL, "");
+}
+var ConsoleWatcher = class {
+  constructor(expect = DEFAULT_EXPECT, keep = 40) {
+    this.expect = expect;
+    this.keep = keep;
+  }
+  expect;
+  keep;
+  partial = "";
+  tail = [];
+  /** The first verdict the new text gives, if any. A prompt without a newline is checked as it stands. */
+  push(text) {
+    const lines = (this.partial + cleanConsoleText(text)).split("\n");
+    this.partial = lines.pop() ?? "";
+    if (this.partial.length > 4096) this.partial = this.partial.slice(-4096);
+    let event;
+    for (const line of lines) {
+      this.remember(line);
+      event ??= this.judge(line);
+    }
+    return event ?? (this.partial ? this.judge(this.partial) : void 0);
+  }
+  /** The last lines seen (the unfinished one too). */
+  lastLines() {
+    const lines = [...this.tail];
+    if (this.partial.trim()) lines.push(this.partial);
+    return lines.slice(-this.keep);
+  }
+  remember(line) {
+    if (!line.trim()) return;
+    this.tail.push(line);
+    if (this.tail.length > this.keep) this.tail.shift();
+  }
+  judge(line) {
+    for (const sign of BAD_SIGNS) {
+      const match = sign.pattern.exec(line);
+      if (!match) continue;
+      if (sign.reason === "unit failed" && ALLOWED_FAILURES.test(line)) continue;
+      return { kind: "failure", reason: sign.reason, detail: (match[1] ?? match[0]).trim(), line };
+    }
+    this.expect.lastIndex = 0;
+    if (this.expect.test(line)) return { kind: "success", line: line.trim() };
+    return void 0;
+  }
+};
+
+// src/verify/esp.ts
+import { createReadStream as createReadStream6 } from "node:fs";
+import { open as open5, rename as rename5, rm as rm8, stat as stat7 } from "node:fs/promises";
+var SECTOR = 512;
+var SECTORS_PER_CLUSTER = 8;
+var CLUSTER = SECTOR * SECTORS_PER_CLUSTER;
+var RESERVED_SECTORS = 32;
+var FATS = 2;
+var MIN_CLUSTERS = 66e3;
+var END_OF_CHAIN = 268435455;
+var FAT_DATE = 0 << 9 | 1 << 5 | 1;
+function defaultLoaderName(arch) {
+  return arch === "amd64" ? "BOOTX64.EFI" : "BOOTAA64.EFI";
+}
+function dirEntry(name83, attributes, cluster, size) {
+  const e = Buffer.alloc(32);
+  e.write(name83.padEnd(11, " "), 0, 11, "latin1");
+  e[11] = attributes;
+  e.writeUInt16LE(cluster >>> 16, 20);
+  e.writeUInt16LE(0, 22);
+  e.writeUInt16LE(FAT_DATE, 24);
+  e.writeUInt16LE(FAT_DATE, 16);
+  e.writeUInt16LE(FAT_DATE, 18);
+  e.writeUInt16LE(cluster & 65535, 26);
+  e.writeUInt32LE(size, 28);
+  return e;
+}
+function directory(entries) {
+  const cluster = Buffer.alloc(CLUSTER);
+  entries.forEach((entry, i) => entry.copy(cluster, i * 32));
+  return cluster;
+}
+async function writeEspImage(source, output, arch, signal) {
+  const { size } = await stat7(source);
+  if (size >= 2 ** 32) throw new Error(`${source} is too large for FAT32 (${size} bytes)`);
+  const fileClusters = Math.max(1, Math.ceil(size / CLUSTER));
+  const firstFileCluster = 5;
+  const clusters = Math.max(MIN_CLUSTERS, firstFileCluster - 2 + fileClusters + 16);
+  const fatSectors = Math.ceil((clusters + 2) * 4 / SECTOR);
+  const dataStart = (RESERVED_SECTORS + FATS * fatSectors) * SECTOR;
+  const totalSectors = RESERVED_SECTORS + FATS * fatSectors + clusters * SECTORS_PER_CLUSTER;
+  const clusterOffset = (n) => dataStart + (n - 2) * CLUSTER;
+  const boot = Buffer.alloc(SECTOR);
+  boot.set([235, 88, 144], 0);
+  boot.write("IRONCORE", 3, 8, "latin1");
+  boot.writeUInt16LE(SECTOR, 11);
+  boot[13] = SECTORS_PER_CLUSTER;
+  boot.writeUInt16LE(RESERVED_SECTORS, 14);
+  boot[16] = FATS;
+  boot[21] = 248;
+  boot.writeUInt16LE(63, 24);
+  boot.writeUInt16LE(255, 26);
+  boot.writeUInt32LE(totalSectors, 32);
+  boot.writeUInt32LE(fatSectors, 36);
+  boot.writeUInt32LE(2, 44);
+  boot.writeUInt16LE(1, 48);
+  boot.writeUInt16LE(6, 50);
+  boot[64] = 128;
+  boot[66] = 41;
+  boot.writeUInt32LE(470738417, 67);
+  boot.write("ESP        ", 71, 11, "latin1");
+  boot.write("FAT32   ", 82, 8, "latin1");
+  boot.writeUInt16LE(43605, 510);
+  const info = Buffer.alloc(SECTOR);
+  info.writeUInt32LE(1096897106, 0);
+  info.writeUInt32LE(1631679090, 484);
+  info.writeUInt32LE(clusters - (firstFileCluster - 2 + fileClusters), 488);
+  info.writeUInt32LE(firstFileCluster + fileClusters, 492);
+  info.writeUInt32LE(2857697280, 508);
+  const fat = Buffer.alloc(fatSectors * SECTOR);
+  fat.writeUInt32LE(268435448, 0);
+  fat.writeUInt32LE(END_OF_CHAIN, 4);
+  for (const folder of [2, 3, 4]) fat.writeUInt32LE(END_OF_CHAIN, folder * 4);
+  for (let i = 0; i < fileClusters; i++) {
+    const n = firstFileCluster + i;
+    fat.writeUInt32LE(i === fileClusters - 1 ? END_OF_CHAIN : n + 1, n * 4);
+  }
+  const root = directory([dirEntry("ESP", 8, 0, 0), dirEntry("EFI", 16, 3, 0)]);
+  const efi = directory([
+    dirEntry(".", 16, 3, 0),
+    dirEntry("..", 16, 0, 0),
+    dirEntry("BOOT", 16, 4, 0)
+  ]);
+  const [stem, extension] = defaultLoaderName(arch).split(".");
+  const bootDir = directory([
+    dirEntry(".", 16, 4, 0),
+    dirEntry("..", 16, 3, 0),
+    dirEntry(stem.padEnd(8, " ") + extension, 32, size === 0 ? 0 : firstFileCluster, size)
+  ]);
+  const temp = temporaryPathFor(output);
+  const fh = await open5(temp, "w", 420);
+  try {
+    await fh.truncate(totalSectors * SECTOR);
+    await fh.write(boot, 0, SECTOR, 0);
+    await fh.write(info, 0, SECTOR, SECTOR);
+    await fh.write(boot, 0, SECTOR, 6 * SECTOR);
+    await fh.write(info, 0, SECTOR, 7 * SECTOR);
+    for (let i = 0; i < FATS; i++)
+      await fh.write(fat, 0, fat.length, (RESERVED_SECTORS + i * fatSectors) * SECTOR);
+    await fh.write(root, 0, CLUSTER, clusterOffset(2));
+    await fh.write(efi, 0, CLUSTER, clusterOffset(3));
+    await fh.write(bootDir, 0, CLUSTER, clusterOffset(4));
+    let position = clusterOffset(firstFileCluster);
+    for await (const chunk of createReadStream6(source, { highWaterMark: 1024 * 1024 })) {
+      throwIfAborted(signal);
+      const bytes = chunk;
+      await fh.write(bytes, 0, bytes.length, position);
+      position += bytes.length;
+    }
+    await fh.close();
+    await rename5(temp, output);
+  } catch (error) {
+    await fh.close().catch(() => {
+    });
+    await rm8(temp, { force: true });
+    throw error;
+  }
+}
+
+// src/verify/firmware.ts
+import { copyFile as copyFile2, open as open6, readdir, readFile as readFile5, stat as stat8 } from "node:fs/promises";
+import { join as join7 } from "node:path";
+var DESCRIPTOR_DIRS = ["/etc/qemu/firmware", "/usr/share/qemu/firmware"];
+var QEMU_ARCH = { amd64: "x86_64", arm64: "aarch64" };
+var AARCH64_FLASH = 64 * 1024 * 1024;
+var KNOWN = {
+  amd64: [
+    { code: "/usr/share/OVMF/OVMF_CODE_4M.fd", vars: "/usr/share/OVMF/OVMF_VARS_4M.fd" },
+    { code: "/usr/share/OVMF/OVMF_CODE.fd", vars: "/usr/share/OVMF/OVMF_VARS.fd" },
+    { code: "/usr/share/edk2/ovmf/OVMF_CODE.fd", vars: "/usr/share/edk2/ovmf/OVMF_VARS.fd" },
+    { code: "/usr/share/edk2/x64/OVMF_CODE.4m.fd", vars: "/usr/share/edk2/x64/OVMF_VARS.4m.fd" }
+  ],
+  arm64: [
+    { code: "/usr/share/AAVMF/AAVMF_CODE.fd", vars: "/usr/share/AAVMF/AAVMF_VARS.fd" },
+    {
+      code: "/usr/share/edk2/aarch64/QEMU_EFI-pflash.raw",
+      vars: "/usr/share/edk2/aarch64/vars-template-pflash.raw"
+    },
+    { code: "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd", vars: "/usr/share/qemu-efi-aarch64/QEMU_VARS.fd" }
+  ]
+};
+var FIRMWARE_INSTALL_HINT = {
+  amd64: "install OVMF: `sudo apt-get install -y ovmf` (or set install-qemu: true)",
+  arm64: "install AAVMF: `sudo apt-get install -y qemu-efi-aarch64` (or set install-qemu: true)"
+};
+async function exists2(path) {
+  return stat8(path).then(
+    (s) => s.isFile(),
+    () => false
+  );
+}
+async function fromDescriptors(arch) {
+  const candidates = [];
+  for (const dir of DESCRIPTOR_DIRS) {
+    const names = await readdir(dir).catch(() => []);
+    for (const name of names.filter((n) => n.endsWith(".json"))) {
+      let d;
+      try {
+        d = JSON.parse(await readFile5(join7(dir, name), "utf8"));
+      } catch {
+        continue;
+      }
+      const features = d.features ?? [];
+      const code = d.mapping?.executable?.filename;
+      const vars = d.mapping?.["nvram-template"]?.filename;
+      if (!d["interface-types"]?.includes("uefi") || d.mapping?.device !== "flash" || d.mapping.mode !== void 0 && d.mapping.mode !== "split" || d.mapping.executable?.format !== "raw" || !d.targets?.some((t) => t.architecture === QEMU_ARCH[arch]) || features.some((f) => ["secure-boot", "enrolled-keys", "requires-smm", "amd-sev-es"].includes(f)) || !code || !vars)
+        continue;
+      if (await exists2(code) && await exists2(vars)) candidates.push({ name, code, vars });
+    }
+  }
+  candidates.sort((a, b) => a.name.localeCompare(b.name));
+  return candidates[0];
+}
+async function findFirmware(arch) {
+  const found = await fromDescriptors(arch) ?? await findKnown(arch);
+  if (!found) {
+    throw new PublishError(`no UEFI firmware for ${arch} guests found`, {
+      hint: FIRMWARE_INSTALL_HINT[arch]
+    });
+  }
+  return {
+    code: found.code,
+    varsTemplate: found.vars,
+    ...arch === "arm64" ? { padTo: AARCH64_FLASH } : {}
+  };
+}
+async function findKnown(arch) {
+  for (const pair of KNOWN[arch]) if (await exists2(pair.code) && await exists2(pair.vars)) return pair;
+  return void 0;
+}
+async function prepareFlash(firmware, dir) {
+  const vars = join7(dir, "efivars.fd");
+  await copyFile2(firmware.varsTemplate, vars);
+  let code = firmware.code;
+  if (firmware.padTo !== void 0) {
+    if ((await stat8(code)).size < firmware.padTo) {
+      code = join7(dir, "efi-code.fd");
+      await copyFile2(firmware.code, code);
+      await pad(code, firmware.padTo);
+    }
+    await pad(vars, firmware.padTo);
+  }
+  return { code, vars };
+}
+async function pad(path, size) {
+  const fh = await open6(path, "r+");
+  try {
+    if ((await fh.stat()).size < size) await fh.truncate(size);
+  } finally {
+    await fh.close();
+  }
+}
+
+// src/verify/hook.ts
+var HOOK_FW_CFG_NAME = "opt/gardenlinux/config_script";
+var REPORT_PORT = "io.ironcore.boot-report";
+var HOOK_SCRIPT = `#!/bin/sh
+# IronCore publisher boot test: report the system state to the host over virtio-serial, then power off.
+port=/dev/virtio-ports/${REPORT_PORT}
+if [ ! -e "$port" ]; then
+  # Without udev's symlinks: find the port by its name in sysfs.
+  for d in /sys/class/virtio-ports/*; do
+    [ "$(cat "$d/name" 2>/dev/null)" = "${REPORT_PORT}" ] && port="/dev/\${d##*/}"
+  done
+fi
+exec 3>"$port" || exit 1
+trap 'poweroff -f' EXIT
+echo started >&3
+# Services that cannot work in a VM (as Garden Linux's own QEMU test clears them).
+systemctl reset-failed ipmievd.service 'google-*' sshguard.service >/dev/null 2>&1
+state=$(timeout 600 systemctl is-system-running --wait 2>/dev/null)
+echo "state=\${state:-unknown}" >&3
+systemctl list-units --failed --plain --no-legend 2>/dev/null | while read -r unit rest; do
+  echo "failed=$unit" >&3
+done
+echo done >&3
+`;
+function parseHookReport(text) {
+  const report = { started: false, done: false, failedUnits: [] };
+  for (const line of text.split("\n").map((l) => l.trim())) {
+    if (line === "started") report.started = true;
+    else if (line === "done") report.done = true;
+    else if (line.startsWith("state=")) report.state = line.slice(6);
+    else if (line.startsWith("failed=")) report.failedUnits.push(line.slice(7));
+  }
+  return report;
+}
+
+// src/verify/boot.ts
+function defaultBootTimeout(accelerator) {
+  return accelerator === "kvm" ? 300 : 900;
+}
+function hookGraceSeconds(accelerator) {
+  return accelerator === "kvm" ? 60 : 180;
+}
+var IGNITION_CONFIG = '{"ignition":{"version":"3.0.0"}}\n';
+function serialConsole(arch) {
+  return arch === "amd64" ? "console=ttyS0,115200" : "console=ttyAMA0";
+}
+async function bootImage(request4) {
+  const { logger, signal, arch } = request4;
+  const qemu = await findQemu(arch);
+  const firmware = await findFirmware(arch);
+  const { accelerator, why } = await chooseAccelerator(request4.accelerator, arch, qemu);
+  const dir = request4.workDir;
+  await mkdir4(dir, { recursive: true });
+  const serialLog = join8(dir, "serial.log");
+  const reportFile = join8(dir, "report");
+  await writeFile4(reportFile, "");
+  const timeoutSeconds = request4.timeoutSeconds ?? defaultBootTimeout(accelerator);
+  logger.info(
+    `${request4.image}: booting (${request4.path}, ${arch}, ${accelerator}: ${why}; timeout ${timeoutSeconds} s)`
+  );
+  const flash = await prepareFlash(firmware, dir);
+  await writeFile4(join8(dir, "fwcfg-script.sh"), HOOK_SCRIPT);
+  const args = [
+    ...machineArguments(arch, accelerator),
+    "-m",
+    String(request4.memoryMiB ?? await memoryFor(request4.files)),
+    "-smp",
+    "2",
+    "-nodefaults",
+    "-display",
+    "none",
+    "-no-reboot",
+    "-chardev",
+    "stdio,id=console,signal=off",
+    "-serial",
+    "chardev:console",
+    "-drive",
+    `if=pflash,unit=0,format=raw,readonly=on,file=${flash.code}`,
+    "-drive",
+    `if=pflash,unit=1,format=raw,file=${flash.vars}`,
+    "-fw_cfg",
+    `name=${HOOK_FW_CFG_NAME},file=${join8(dir, "fwcfg-script.sh")}`,
+    "-device",
+    "virtio-serial-pci,id=vser",
+    "-chardev",
+    `file,id=report,path=${reportFile}`,
+    "-device",
+    `virtserialport,bus=vser.0,chardev=report,name=${REPORT_PORT}`
+  ];
+  let server;
+  const cleanup = [flash.vars];
+  if (flash.code.startsWith(dir)) cleanup.push(flash.code);
+  try {
+    if (request4.path === "uki") {
+      const uki = need(request4, "uki");
+      const esp = join8(dir, "esp.img");
+      cleanup.push(esp);
+      await writeEspImage(uki, esp, arch, signal);
+      const extra = `io.systemd.stub.kernel-cmdline-extra=ignition.firstboot=0 ${serialConsole(arch)}`;
+      args.push(
+        "-drive",
+        `if=none,id=esp,format=raw,readonly=on,file=${esp}`,
+        "-device",
+        "virtio-blk-pci,drive=esp,bootindex=1",
+        "-smbios",
+        `type=11,value=${extra.replaceAll(",", ",,")}`
+      );
+    } else if (request4.path === "pxe") {
+      const kernel = need(request4, "kernel");
+      const initramfs = need(request4, "initramfs");
+      server = await serveSquashfs(need(request4, "squashfs"));
+      const port = server.server.address().port;
+      const cmdline = [
+        request4.commandLine ?? "",
+        `gl.url=http://10.0.2.2:${port}/root.squashfs gl.live=1 ignition.firstboot=0`,
+        serialConsole(arch)
+      ].filter(Boolean).join(" ");
+      args.push(
+        "-kernel",
+        kernel,
+        "-initrd",
+        initramfs,
+        "-append",
+        cmdline,
+        "-netdev",
+        "user,id=net0",
+        // No option ROM: the firmware must not try a network boot of its own.
+        "-device",
+        "virtio-net-pci,netdev=net0,romfile="
+      );
+    } else {
+      const disk = need(request4, "disk");
+      const ignition = join8(dir, "config.ign");
+      await writeFile4(ignition, IGNITION_CONFIG);
+      args.push(
+        // snapshot=on: writes go to a temporary overlay (in TMPDIR, set to this folder), never to the layer.
+        "-drive",
+        `if=none,id=disk,format=raw,snapshot=on,file=${disk}`,
+        "-device",
+        "virtio-blk-pci,drive=disk,bootindex=1",
+        "-fw_cfg",
+        `name=opt/com.coreos/config,file=${ignition}`
+      );
+    }
+    const result = await run(qemu, args, request4, {
+      accelerator,
+      timeoutSeconds,
+      serialLog,
+      reportFile,
+      ...server ? { squashfsRequests: server.requests } : {}
+    });
+    logger.info(
+      `${request4.image}: ${request4.path} boot ${result.result}${result.reason ? ` (${result.reason}${result.detail ? `: ${result.detail}` : ""})` : ""} in ${result.seconds.toFixed(1)} s; serial log ${serialLog}`
+    );
+    return result;
+  } finally {
+    await new Promise((resolve) => server ? server.server.close(() => resolve()) : resolve());
+    await Promise.all(cleanup.map((f) => rm9(f, { force: true })));
+  }
+}
+function need(request4, file) {
+  const path = request4.files[file];
+  if (!path)
+    throw new PublishError(
+      `${request4.image}: the ${request4.path} boot needs the ${file} layer, which the image lacks`
+    );
+  return path;
+}
+async function memoryFor(files) {
+  let inRam = 0;
+  for (const path of [files.uki, files.initramfs, files.squashfs]) {
+    if (path) inRam += (await stat9(path)).size;
+  }
+  return Math.max(2048, 2048 + Math.ceil(inRam * 2.5 / 2 ** 20 / 256) * 256);
+}
+async function serveSquashfs(path) {
+  const size = (await stat9(path)).size;
+  let requests = 0;
+  const server = createServer((req, res) => {
+    if (req.url !== "/root.squashfs" || req.method !== "GET" && req.method !== "HEAD") {
+      res.writeHead(404).end();
+      return;
+    }
+    requests++;
+    res.writeHead(200, { "content-length": size, "content-type": "application/octet-stream" });
+    if (req.method === "HEAD") res.end();
+    else createReadStream7(path, { highWaterMark: 1024 * 1024 }).pipe(res);
+  });
+  await new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve());
+  });
+  return { server, requests: () => requests };
+}
+async function run(qemu, args, request4, options) {
+  const started = performance.now();
+  const watcher = new ConsoleWatcher(request4.expect ?? DEFAULT_EXPECT);
+  const log = createWriteStream(options.serialLog);
+  const child = await spawnQemu(qemu, args, { env: { ...process.env, TMPDIR: request4.workDir } });
+  let stderr = "";
+  let consoleSuccess;
+  let verdict;
+  let settle = () => {
+  };
+  const settled = new Promise((resolve) => settle = resolve);
+  const decide = (v2) => {
+    if (verdict) return;
+    verdict = v2;
+    settle();
+  };
+  child.stdout?.on("data", (chunk) => {
+    log.write(chunk);
+    const event = watcher.push(chunk.toString("latin1"));
+    if (!event) return;
+    if (event.kind === "failure") decide({ result: "failed", reason: event.reason, detail: event.detail });
+    else if (!consoleSuccess) {
+      consoleSuccess = { line: event.line, at: performance.now() };
+      if (!request4.expectHook) decide({ result: "passed", signal: "console", detail: event.line });
+    }
+  });
+  child.stderr?.setEncoding("utf8").on("data", (d) => stderr = (stderr + d).slice(-4e3));
+  child.once(
+    "error",
+    (error) => decide({ result: "failed", reason: "QEMU failed to start", detail: error.message })
+  );
+  child.once("close", (code, sig) => {
+    void readReport(options.reportFile).then((report) => {
+      const fromHook = judgeReport(report);
+      if (fromHook) return decide(fromHook);
+      if (consoleSuccess) return decide({ result: "passed", signal: "console", detail: consoleSuccess.line });
+      const complaint = stderr.trim().split("\n").slice(-3).join(" ");
+      const early = watcher.lastLines().length === 0;
+      decide({
+        result: "failed",
+        reason: early && code !== 0 ? "QEMU failed to start" : "QEMU exited",
+        detail: `${code === null ? `signal ${sig}` : `exit ${code}`} before the system came up${complaint ? `: ${complaint}` : ""}`
+      });
+    });
+  });
+  const poll = setInterval(() => {
+    void readReport(options.reportFile).then((report) => {
+      const fromHook = judgeReport(report);
+      if (fromHook) return decide(fromHook);
+      if (consoleSuccess && !report.started && (performance.now() - consoleSuccess.at) / 1e3 > hookGraceSeconds(options.accelerator)) {
+        decide({
+          result: "passed",
+          signal: "console",
+          detail: `${consoleSuccess.line} (no report from the _fwcfg hook)`
+        });
+      }
+    });
+  }, 500);
+  const timer = setTimeout(
+    () => decide({
+      result: "failed",
+      reason: "timeout",
+      detail: `no sign of a running system within ${options.timeoutSeconds} s`
+    }),
+    options.timeoutSeconds * 1e3
+  );
+  const onAbort = () => decide({ result: "failed", reason: "cancelled", detail: "the run was cancelled" });
+  request4.signal?.addEventListener("abort", onAbort, { once: true });
+  if (request4.signal?.aborted) onAbort();
+  try {
+    await settled;
+  } finally {
+    clearInterval(poll);
+    clearTimeout(timer);
+    request4.signal?.removeEventListener("abort", onAbort);
+    await stopQemu(child);
+    await new Promise((resolve) => log.end(() => resolve()));
+  }
+  if (request4.signal?.aborted)
+    throw request4.signal.reason instanceof Error ? request4.signal.reason : new PublishError("cancelled");
+  let v = verdict;
+  if (v.result === "passed" && options.squashfsRequests?.() === 0) {
+    v = {
+      result: "failed",
+      reason: "system not running",
+      detail: "the system came up without fetching root.squashfs from the PXE server (gl.url)"
+    };
+  }
+  return {
+    image: request4.image,
+    path: request4.path,
+    arch: request4.arch,
+    accelerator: options.accelerator,
+    ...v,
+    seconds: (performance.now() - started) / 1e3,
+    serialLog: options.serialLog,
+    tail: watcher.lastLines()
+  };
+}
+async function readReport(path) {
+  return parseHookReport(await readFile6(path, "utf8").catch(() => ""));
+}
+function judgeReport(report) {
+  if (!report.done) return void 0;
+  if (report.state === "running" && report.failedUnits.length === 0)
+    return { result: "passed", signal: "hook", detail: "systemctl is-system-running: running" };
+  return {
+    result: "failed",
+    reason: report.failedUnits.length > 0 ? "unit failed" : "system not running",
+    signal: "hook",
+    detail: `systemctl is-system-running: ${report.state ?? "unknown"}${report.failedUnits.length ? `; failed: ${report.failedUnits.join(", ")}` : ""}`
+  };
+}
+function bootFailure(result) {
+  const lines = result.tail.length ? result.tail.join("\n") : "(the serial console printed nothing)";
+  return new PublishError(
+    `boot test failed: ${result.image} (${result.path} boot, ${result.arch}, ${result.accelerator}): ${result.reason}${result.detail ? `: ${result.detail}` : ""}
+--- last ${result.tail.length} lines of the serial console (${result.serialLog}) ---
+${lines}
+---`,
+    { hint: "No tag of this version was written. Fix the image and run again: what was uploaded is reused." }
+  );
+}
+
+// src/verify/install.ts
+import { constants as constants3 } from "node:fs";
+import { access as access3 } from "node:fs/promises";
+var KVM_RULE = 'KERNEL=="kvm", GROUP="kvm", MODE="0666", OPTIONS+="static_node=kvm"';
+async function installQemu(arches, logger, signal) {
+  const packages = [];
+  for (const arch of arches) {
+    const hasQemu = await findOnPath(QEMU_BINARY[arch]);
+    const hasFirmware = await findFirmware(arch).then(
+      () => true,
+      () => false
+    );
+    if (!hasQemu) packages.push(QEMU_PACKAGES[arch][0]);
+    if (!hasFirmware) packages.push(QEMU_PACKAGES[arch][1]);
+  }
+  if (packages.length > 0) await aptInstall(packages, logger, signal);
+  else logger.info(`QEMU and firmware for ${arches.join(", ")} are installed`);
+  const native = hostArch();
+  if (!native || !arches.includes(native)) return;
+  const kvmUsable = await access3("/dev/kvm", constants3.R_OK | constants3.W_OK).then(
+    () => true,
+    () => false
+  );
+  if (kvmUsable) return;
+  const exists3 = await access3("/dev/kvm").then(
+    () => true,
+    () => false
+  );
+  if (!exists3) {
+    logger.info("/dev/kvm does not exist here: boots are emulated (TCG)");
+    return;
+  }
+  const result = await runAsRoot(
+    [
+      "sh",
+      "-c",
+      "cat > /etc/udev/rules.d/99-kvm4all.rules && udevadm control --reload-rules && udevadm trigger --name-match=kvm"
+    ],
+    signal,
+    { input: `${KVM_RULE}
+` }
+  );
+  if (result?.code === 0) logger.info("gave every user access to /dev/kvm (udev rule 99-kvm4all)");
+  else
+    logger.warning(
+      `cannot give access to /dev/kvm: ${result ? result.stderr.trim() : "not root and no passwordless sudo"}`
+    );
+}
+
+// src/pipeline/boot-test.ts
+var BootTestError = class extends PublishError {
+  constructor(cause, bootTests) {
+    super(cause.message, { ...cause.hint ? { hint: cause.hint } : {} });
+    this.bootTests = bootTests;
+  }
+  bootTests;
+};
+function parseBootTestChoice(text) {
+  const value = text.trim().toLowerCase() || "none";
+  if (value !== "none" && value !== "native" && value !== "all")
+    throw new PublishError(`boot-test "${text}" must be none, native or all`);
+  return value;
+}
+function parseAcceleratorChoice(text) {
+  const value = text.trim().toLowerCase() || "auto";
+  if (value !== "auto" && value !== "kvm" && value !== "tcg")
+    throw new PublishError(`boot-test-accel "${text}" must be auto, kvm or tcg`);
+  return value;
+}
+function parseExpect(text) {
+  if (!text.trim()) return void 0;
+  try {
+    return new RegExp(text, "m");
+  } catch (error) {
+    throw new PublishError(`boot-test-expect is not a valid regular expression: ${error.message}`);
+  }
+}
+function hasFwcfgHook(version) {
+  const parts = parseVersion(version);
+  if (!parts) return false;
+  const [major, minor] = parts;
+  return major > 1877 || major === 1877 && minor >= 14;
+}
+function pathsFor(variant) {
+  return variant === "metal" ? ["uki", "pxe"] : ["disk"];
+}
+var BootTester = class {
+  constructor(settings, version, logger) {
+    this.settings = settings;
+    this.version = version;
+    this.logger = logger;
+    this.slots = new Semaphore(1);
+  }
+  settings;
+  version;
+  logger;
+  records = [];
+  slots;
+  /** Whether this arch is booted at all (`native`: the runner's own; `all`: both, the foreign one emulated). */
+  wants(architecture) {
+    if (this.settings.mode === "none") return false;
+    return this.settings.mode === "all" || hostArch() === architecture;
+  }
+  /** Before any download: QEMU and firmware for every arch to boot, so a missing one costs nothing. */
+  async preflight(architectures) {
+    const arches = architectures.filter((a) => this.wants(a));
+    if (this.settings.mode === "native" && arches.length === 0) {
+      this.logger.warning(
+        `boot-test: native boots the runner's architecture (${hostArch() ?? process.arch}), which this run does not publish: nothing is booted`
+      );
+    }
+    for (const arch of arches) {
+      await findQemu(arch);
+      await findFirmware(arch);
+    }
+  }
+  /** Boots one arch image by every path its variant has; throws a BootTestError on the first failure. */
+  async test(reference, variant, architecture, files, commandLine, signal) {
+    for (const path of pathsFor(variant)) {
+      const dir = join9(this.settings.logDir, `${reference.replace(/[^A-Za-z0-9_.-]+/g, "_")}-${path}`);
+      const result = await this.slots.run(
+        () => bootImage({
+          image: reference,
+          arch: architecture,
+          path,
+          files,
+          ...commandLine !== void 0 ? { commandLine } : {},
+          accelerator: this.settings.accelerator,
+          ...this.settings.timeoutSeconds !== void 0 ? { timeoutSeconds: this.settings.timeoutSeconds } : {},
+          ...this.settings.expect ? { expect: this.settings.expect } : {},
+          expectHook: hasFwcfgHook(this.version),
+          workDir: dir,
+          logger: this.logger,
+          ...signal ? { signal } : {}
+        })
+      );
+      this.records.push({
+        image: reference,
+        path,
+        architecture,
+        accelerator: result.accelerator,
+        result: result.result,
+        ...result.reason ? { reason: result.reason } : {},
+        seconds: Math.round(result.seconds * 10) / 10,
+        serialLog: result.serialLog
+      });
+      if (result.result === "failed") throw new BootTestError(bootFailure(result), this.records);
+    }
+  }
+};
+var BOOT_TEST_HEADERS = ["image", "boot", "arch", "accelerator", "result", "seconds", "serial log"];
+function bootTestRows(records) {
+  return records.map((r) => [
+    r.image,
+    r.path,
+    r.architecture,
+    r.accelerator,
+    r.result + (r.reason ? ` (${r.reason})` : ""),
+    r.seconds.toFixed(1),
+    r.serialLog
+  ]);
+}
+
 // src/pipeline/publish.ts
 async function publish(options) {
   const { logger, signal } = options;
@@ -47892,7 +48873,8 @@ async function publish(options) {
       tags: Object.keys(digests2),
       digests: digests2,
       images: [],
-      bytesUploaded: 0
+      bytesUploaded: 0,
+      bootTests: []
     };
   }
   const toBuild = archImages(plan).filter(
@@ -47911,7 +48893,9 @@ async function publish(options) {
   logger.info(
     toBuild.length === 0 ? "every arch image is published; writing the missing indexes" : `${toBuild.length} arch image(s) to build: ${toBuild.map((a) => `${flavorKey(a.flavor)}/${a.architecture}`).join(", ")}`
   );
-  const workDir = options.workDir ?? await mkdtemp(join6(tmpdir(), "ironcore-publish-"));
+  const tester = options.bootTest && options.bootTest.mode !== "none" && toBuild.length > 0 ? new BootTester(options.bootTest, version, logger) : void 0;
+  await tester?.preflight([...new Set(toBuild.map((a) => a.architecture))]);
+  const workDir = options.workDir ?? await mkdtemp2(join10(tmpdir2(), "ironcore-publish-"));
   const pushers = options.stores.map((s) => new BlobPusher(s));
   const results = [];
   const digests = {};
@@ -47928,19 +48912,38 @@ async function publish(options) {
       throwIfAborted(signal);
       const repository = repositoryOf(plan, arch);
       const started = performance.now();
-      const unitDir = join6(workDir, `${i}-${arch.flavor.variant}-${arch.architecture}`);
-      const image = await building.run(
+      const unitDir = join10(workDir, `${i}-${arch.flavor.variant}-${arch.architecture}`);
+      const product = await building.run(
         async () => failure2 ? void 0 : buildArchImageFor(arch, unitDir, options)
       );
-      if (!image) return;
-      let bytesUploaded2 = 0;
-      for (const pusher of pushers) {
-        const outcomes = await Promise.all(image.blobs.map((blob) => pusher.push(repository, blob, signal)));
-        bytesUploaded2 += image.blobs.reduce((n, b, j) => n + (outcomes[j] === "uploaded" ? b.size : 0), 0);
-      }
-      await rm7(unitDir, { recursive: true, force: true });
-      const seconds = (performance.now() - started) / 1e3;
+      if (!product) return;
+      const { image } = product;
       const ref2 = reference(repository, arch.tag);
+      let bytesUploaded2 = 0;
+      const upload = async () => {
+        for (const pusher of pushers) {
+          const outcomes = await Promise.all(
+            image.blobs.map((blob) => pusher.push(repository, blob, signal))
+          );
+          bytesUploaded2 += image.blobs.reduce((n, b, j) => n + (outcomes[j] === "uploaded" ? b.size : 0), 0);
+        }
+      };
+      const boot = async () => {
+        if (tester?.wants(arch.architecture))
+          await tester.test(
+            ref2,
+            arch.flavor.variant,
+            arch.architecture,
+            product.bootFiles,
+            product.commandLine,
+            signal
+          );
+      };
+      const [uploaded, booted] = await Promise.allSettled([upload(), boot()]);
+      if (uploaded.status === "rejected") throw uploaded.reason;
+      if (booted.status === "rejected") throw booted.reason;
+      await rm10(unitDir, { recursive: true, force: true });
+      const seconds = (performance.now() - started) / 1e3;
       pending[i] = { repository, tag: arch.tag, manifest: image.manifest };
       built.set(key(repository, arch.tag), image.manifest);
       digests[ref2] = image.manifest.digest;
@@ -47957,16 +48960,19 @@ async function publish(options) {
         `${ref2} ${image.manifest.digest} built and uploaded (${formatBytes(size)} in ${formatDuration(seconds)})`
       );
     };
-    await logger.group("Fetch, build and upload arch images", async () => {
-      await Promise.all(
-        toBuild.map(
-          (arch, i) => onDisk.run(() => buildAndUpload(arch, i)).catch((error) => {
-            failure2 ??= { error };
-          })
-        )
-      );
-      if (failure2) throw failure2.error;
-    });
+    await logger.group(
+      tester ? "Fetch, build, upload and boot-test arch images" : "Fetch, build and upload arch images",
+      async () => {
+        await Promise.all(
+          toBuild.map(
+            (arch, i) => onDisk.run(() => buildAndUpload(arch, i)).catch((error) => {
+              failure2 ??= { error };
+            })
+          )
+        );
+        if (failure2) throw failure2.error;
+      }
+    );
     await logger.group("Write arch image tags", async () => {
       for (const { repository, tag, manifest } of pending.filter((p) => p !== void 0)) {
         for (const store of options.stores)
@@ -48005,7 +49011,7 @@ async function publish(options) {
       }
     });
   } finally {
-    if (!options.workDir) await rm7(workDir, { recursive: true, force: true });
+    if (!options.workDir) await rm10(workDir, { recursive: true, force: true });
   }
   async function writeIndex(image, tag, index, kind) {
     const ref2 = reference(image.repository, tag);
@@ -48041,7 +49047,8 @@ async function publish(options) {
     tags: ordered,
     digests: Object.fromEntries(ordered.filter((r) => digests[r]).map((r) => [r, digests[r]])),
     images: results,
-    bytesUploaded
+    bytesUploaded,
+    bootTests: tester?.records ?? []
   };
 }
 function key(repository, tag) {
@@ -48118,7 +49125,7 @@ async function buildArchImageFor(arch, dir, options) {
   const commandLine = commandLineFor(flavor.cmdline, architecture);
   const title = `${flavor.image} ${options.source.release.version} ${flavor.variant} ${architecture}`;
   if (flavor.variant === "kvm") {
-    return buildArchImage({
+    const image2 = buildArchImage({
       architecture,
       variant: ironCoreVariantOf(flavor.variant),
       title,
@@ -48126,6 +49133,7 @@ async function buildArchImageFor(arch, dir, options) {
       layers: [layer("rootfs", artifacts.files.raw, "rootfs.raw", "disk image (.raw)")],
       annotations
     });
+    return { image: image2, bootFiles: { disk: artifacts.files.raw.path }, commandLine };
   }
   const layers = metalLayers(artifacts, layer);
   const ukiInput = await buildMetalUki(artifacts, arch, dir, options);
@@ -48135,7 +49143,7 @@ async function buildArchImageFor(arch, dir, options) {
     title: "uki.efi"
   });
   throwIfAborted(signal);
-  return buildArchImage({
+  const image = buildArchImage({
     architecture,
     variant: ironCoreVariantOf(flavor.variant),
     title,
@@ -48143,6 +49151,12 @@ async function buildArchImageFor(arch, dir, options) {
     layers,
     annotations
   });
+  const { files } = artifacts;
+  const bootFiles = { uki: ukiInput.path };
+  if (files.kernel) bootFiles.kernel = files.kernel.path;
+  if (files.initrd) bootFiles.initramfs = files.initrd.path;
+  if (files.squashfs) bootFiles.squashfs = files.squashfs.path;
+  return { image, bootFiles, commandLine };
 }
 function metalLayers(artifacts, layer) {
   return [
@@ -48175,7 +49189,7 @@ async function buildMetalUki(artifacts, arch, dir, options) {
     arch: arch.architecture,
     cmdline,
     ...files.release ? { osRelease: files.release.path } : {},
-    output: join6(dir, "uki.efi"),
+    output: join10(dir, "uki.efi"),
     logger: options.logger,
     ...options.signal ? { signal: options.signal } : {},
     ...options.installUkify ? { installUkify: true } : {},
@@ -48196,7 +49210,9 @@ function summaryRows(result) {
 }
 
 // src/pipeline/run.ts
-import { resolve as resolvePath } from "node:path";
+import { mkdtemp as mkdtemp3 } from "node:fs/promises";
+import { tmpdir as tmpdir3 } from "node:os";
+import { join as join11, resolve as resolvePath } from "node:path";
 
 // src/pipeline/sources.ts
 function releaseSource(release, options) {
@@ -48240,6 +49256,11 @@ function validateSettings(settings) {
   if (!settings.registry && !settings.ociLayout && !settings.dryRun) {
     throw new PublishError("nothing to publish to: give a registry, an oci-layout folder, or dry-run");
   }
+  if (settings.bootTestTimeout !== void 0 && (!Number.isInteger(settings.bootTestTimeout) || settings.bootTestTimeout < 10 || settings.bootTestTimeout > 86400)) {
+    throw new PublishError(
+      `boot-test-timeout must be whole seconds from 10 to 86400, not ${settings.bootTestTimeout}`
+    );
+  }
   for (const name of Object.keys(settings.annotations)) {
     if (!/^[A-Za-z0-9][A-Za-z0-9._/-]*$/.test(name))
       throw new PublishError(`annotation name "${printable(name)}" is not valid`);
@@ -48263,6 +49284,10 @@ function selectFlavors(flavors, selection) {
 async function runPublish(settings, logger, options = {}) {
   const flavors = validateSettings(settings);
   const { signal } = options;
+  const bootArches = settings.architectures.filter((a) => settings.bootTest === "all" || a === hostArch());
+  if (settings.bootTest !== "none" && settings.installQemu && bootArches.length > 0) {
+    await logger.group("Install QEMU", () => installQemu(bootArches, logger, signal));
+  }
   const source = options.source ?? releaseSource(
     await logger.group(
       "Resolve release",
@@ -48311,6 +49336,15 @@ async function runPublish(settings, logger, options = {}) {
       annotations: settings.annotations,
       ...settings.description ? { description: settings.description } : {},
       ...settings.workDir ? { workDir: settings.workDir } : {},
+      ...settings.bootTest !== "none" ? {
+        bootTest: {
+          mode: settings.bootTest,
+          accelerator: settings.bootTestAccel,
+          ...settings.bootTestTimeout !== void 0 ? { timeoutSeconds: settings.bootTestTimeout } : {},
+          ...settings.bootTestExpect ? { expect: settings.bootTestExpect } : {},
+          logDir: settings.bootLogDir ?? (settings.workDir ? join11(settings.workDir, "boot-logs") : await mkdtemp3(join11(tmpdir3(), "ironcore-boot-logs-")))
+        }
+      } : {},
       logger,
       ...signal ? { signal } : {}
     });
@@ -48332,15 +49366,15 @@ function parseAnnotations(text) {
 }
 
 // src/sample/demo.ts
-import { mkdtemp as mkdtemp2, rm as rm9 } from "node:fs/promises";
-import { tmpdir as tmpdir2 } from "node:os";
-import { join as join8 } from "node:path";
+import { mkdtemp as mkdtemp4, rm as rm12 } from "node:fs/promises";
+import { tmpdir as tmpdir4 } from "node:os";
+import { join as join13 } from "node:path";
 
 // src/sample/github-server.ts
 import { createHash as createHash8 } from "node:crypto";
-import { createReadStream as createReadStream5 } from "node:fs";
-import { stat as stat7 } from "node:fs/promises";
-import { createServer } from "node:http";
+import { createReadStream as createReadStream8 } from "node:fs";
+import { stat as stat10 } from "node:fs/promises";
+import { createServer as createServer2 } from "node:http";
 var DEFAULT_TIME = "2025-01-01T00:00:00Z";
 async function listen(server, host) {
   await new Promise((resolve, reject) => {
@@ -48354,8 +49388,8 @@ async function describeAsset(asset) {
   if (asset.data)
     return { size: asset.data.length, digest: `sha256:${hash.update(asset.data).digest("hex")}` };
   if (!asset.path) throw new Error(`fake asset ${asset.name} has neither path nor data`);
-  const { size } = await stat7(asset.path);
-  for await (const c of createReadStream5(asset.path)) hash.update(c);
+  const { size } = await stat10(asset.path);
+  for await (const c of createReadStream8(asset.path)) hash.update(c);
   return { size, digest: `sha256:${hash.digest("hex")}` };
 }
 function json(res, status, body, headers = {}) {
@@ -48403,8 +49437,8 @@ async function startGitHubApiServer(options) {
     }
     byRelease.set(release, list);
   }
-  const api = createServer();
-  const dl = createServer();
+  const api = createServer2();
+  const dl = createServer2();
   const apiPort = await listen(api, host);
   const dlPort = await listen(dl, dlHost);
   const apiUrl = `http://${host}:${apiPort}`;
@@ -48566,7 +49600,7 @@ async function startGitHubApiServer(options) {
       // 1 MiB reads: every socket write costs a loopback TCP round through the kernel, and in 64 KiB
       // writes (the default) serving costs ~2.8 s of CPU per GiB here against ~0.8 s: CPU the pipelines
       // being measured would otherwise lose to a stand-in for a CDN that is not on the runner at all.
-      createReadStream5(s.asset.path, { start, end: end - 1, highWaterMark: 1024 * 1024 })
+      createReadStream8(s.asset.path, { start, end: end - 1, highWaterMark: 1024 * 1024 })
     ) : (async function* () {
     })();
     void (async () => {
@@ -48675,10 +49709,10 @@ function createSamplePeStub(arch) {
 }
 
 // src/sample/release.ts
-import { spawn as spawn4 } from "node:child_process";
+import { spawn as spawn5 } from "node:child_process";
 import { createCipheriv, createHash as createHash9 } from "node:crypto";
-import { chmod, mkdir as mkdir4, open as open5, readdir, rm as rm8, symlink, writeFile as writeFile3 } from "node:fs/promises";
-import { join as join7 } from "node:path";
+import { chmod, mkdir as mkdir5, open as open7, readdir as readdir2, rm as rm11, symlink, writeFile as writeFile5 } from "node:fs/promises";
+import { join as join12 } from "node:path";
 var MTIME = "@1704067200";
 var BLOCK2 = 64 * 1024;
 var SAMPLE_CMDLINE = "gl.ovl=/:tmpfs gl.live=1 ip=any console=ttyS0,115200 console=tty0";
@@ -48715,13 +49749,13 @@ async function* withMagic(magic, rest) {
   yield* rest;
 }
 async function writeBytes(path, bytes) {
-  await writeFile3(path, bytes);
+  await writeFile5(path, bytes);
   await chmod(path, 420);
   const buf = typeof bytes === "string" ? Buffer.from(bytes) : bytes;
   return { digest: `sha256:${createHash9("sha256").update(buf).digest("hex")}`, size: buf.length };
 }
 async function writeSparseRaw(path, seed, size, data, entropy) {
-  const fh = await open5(path, "w", 420);
+  const fh = await open7(path, "w", 420);
   try {
     await fh.truncate(size);
     const head = Math.min(size, Math.ceil(data / 2 / 4096) * 4096);
@@ -48740,9 +49774,15 @@ async function writeSparseRaw(path, seed, size, data, entropy) {
   const h = await hashFile(path);
   return { digest: h.digest, size: h.size };
 }
+async function copyGiven(source, path) {
+  await run2("cp", ["--sparse=always", source, path]);
+  await chmod(path, 420);
+  const h = await hashFile(path);
+  return { digest: h.digest, size: h.size };
+}
 function run2(command, args, cwd) {
   return new Promise((resolve, reject) => {
-    const child = spawn4(command, args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn5(command, args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     child.stderr.on("data", (d) => stderr += d.toString());
     child.on("error", reject);
@@ -48783,19 +49823,19 @@ async function generateSampleRelease(options) {
   const format = options.tarFormat ?? "gnu";
   const xz = `xz -T2 -${options.xzPreset ?? 0} -c`;
   const sparse = options.sparseRaw ?? options.layout === "flat";
-  await mkdir4(options.dir, { recursive: true });
+  await mkdir5(options.dir, { recursive: true });
   const assets = [];
   for (const flavor of options.flavors) {
     for (const arch of options.arches) {
       const base = `${flavor.asset}-${arch}-${options.version}-${options.commit8}`;
       const seed = `${base}`;
-      const work = join7(options.dir, `.work-${base}`);
-      await rm8(work, { recursive: true, force: true });
-      const folder = join7(work, "content", base);
-      await mkdir4(folder, { recursive: true });
+      const work = join12(options.dir, `.work-${base}`);
+      await rm11(work, { recursive: true, force: true });
+      const folder = join12(work, "content", base);
+      await mkdir5(folder, { recursive: true });
       const expected = {};
       expected.release = await writeBytes(
-        join7(folder, `${base}.release`),
+        join12(folder, `${base}.release`),
         `ID=gardenlinux
 NAME="Garden Linux"
 VERSION_ID=${options.version}
@@ -48805,54 +49845,58 @@ GARDENLINUX_COMMIT_ID=${options.commit8}
 `
       );
       expected.manifest = await writeBytes(
-        join7(folder, `${base}.manifest`),
+        join12(folder, `${base}.manifest`),
         `base-files 13
 systemd 256
 linux-image-6.12-${arch} 6.12.1
 `
       );
       expected.sbom = await writeBytes(
-        join7(folder, `${base}.sbom`),
+        join12(folder, `${base}.sbom`),
         `${JSON.stringify({ bomFormat: "CycloneDX", specVersion: "1.5", metadata: { component: { name: base } } })}
 `
       );
-      await writeBytes(join7(folder, `${base}.requirements`), `arch=${arch}
+      await writeBytes(join12(folder, `${base}.requirements`), `arch=${arch}
 `);
-      await writeBytes(join7(folder, `${base}.manifest.log`), `build log of ${base}.manifest
+      await writeBytes(join12(folder, `${base}.manifest.log`), `build log of ${base}.manifest
 `);
-      if (flavor.kind === "kvm") {
+      const given = options.files?.[arch];
+      if (flavor.kind === "kvm" && given?.raw) {
+        expected.raw = await copyGiven(given.raw, join12(folder, `${base}.raw`));
+        await writeBytes(join12(folder, `${base}.raw.log`), "raw build log\n");
+      } else if (flavor.kind === "kvm") {
         expected.raw = await writeSparseRaw(
-          join7(folder, `${base}.raw`),
+          join12(folder, `${base}.raw`),
           `${seed}/raw`,
           sizes.raw ?? 8 * 1024 * 1024,
           sizes.rawData ?? 512 * 1024,
           entropy
         );
-        await writeBytes(join7(folder, `${base}.raw.log`), "raw build log\n");
+        await writeBytes(join12(folder, `${base}.raw.log`), "raw build log\n");
       } else {
-        const rootfs = join7(work, "rootfs");
-        const efi = join7(rootfs, "usr/lib/systemd/boot/efi");
-        await mkdir4(efi, { recursive: true });
-        await mkdir4(join7(rootfs, "etc"), { recursive: true });
-        await mkdir4(join7(rootfs, "usr/share/gardenlinux"), { recursive: true });
+        const rootfs = join12(work, "rootfs");
+        const efi = join12(rootfs, "usr/lib/systemd/boot/efi");
+        await mkdir5(efi, { recursive: true });
+        await mkdir5(join12(rootfs, "etc"), { recursive: true });
+        await mkdir5(join12(rootfs, "usr/share/gardenlinux"), { recursive: true });
         const stubName = arch === "arm64" ? "linuxaa64.efi.stub" : "linuxx64.efi.stub";
         const stub = options.stubs?.[arch] ?? Buffer.from(`MZ placeholder EFI stub for ${arch}
 `.repeat(64));
-        expected.efiStub = await writeBytes(join7(efi, stubName), stub);
+        expected.efiStub = await writeBytes(join12(efi, stubName), stub);
         await writeBytes(
-          join7(efi, arch === "arm64" ? "linuxx64.efi.stub" : "linuxaa64.efi.stub"),
+          join12(efi, arch === "arm64" ? "linuxx64.efi.stub" : "linuxaa64.efi.stub"),
           "wrong arch stub\n"
         );
         await writeBytes(
-          join7(rootfs, "usr/lib/os-release"),
+          join12(rootfs, "usr/lib/os-release"),
           `ID=gardenlinux
 VERSION_ID=${options.version}
 `
         );
-        await symlink("../usr/lib/os-release", join7(rootfs, "etc/os-release"));
-        await symlink("/proc/self/mounts", join7(rootfs, "etc/mtab"));
+        await symlink("../usr/lib/os-release", join12(rootfs, "etc/os-release"));
+        await symlink("/proc/self/mounts", join12(rootfs, "etc/mtab"));
         await writeContent(
-          join7(rootfs, "usr/share/gardenlinux/bulk.bin"),
+          join12(rootfs, "usr/share/gardenlinux/bulk.bin"),
           `${seed}/rootfs`,
           sizes.rootfs ?? 64 * 1024,
           entropy
@@ -48860,24 +49904,19 @@ VERSION_ID=${options.version}
         await run2("tar", [
           ...tarFlags("gnu"),
           "-cf",
-          join7(folder, `${base}.tar`),
+          join12(folder, `${base}.tar`),
           "-C",
           rootfs,
           "etc",
           "usr"
         ]);
-        await chmod(join7(folder, `${base}.tar`), 420);
-        const pxe = join7(work, "pxe");
-        await mkdir4(pxe, { recursive: true });
-        expected.kernel = options.kernel?.[arch] ? await writeBytes(join7(pxe, "vmlinuz"), options.kernel[arch]) : await writeContent(join7(pxe, "vmlinuz"), `${seed}/kernel`, sizes.kernel ?? 32 * 1024, entropy);
-        expected.initrd = await writeContent(
-          join7(pxe, "initrd"),
-          `${seed}/initrd`,
-          sizes.initrd ?? 48 * 1024,
-          entropy
-        );
-        expected.squashfs = await writeContent(
-          join7(pxe, "root.squashfs"),
+        await chmod(join12(folder, `${base}.tar`), 420);
+        const pxe = join12(work, "pxe");
+        await mkdir5(pxe, { recursive: true });
+        expected.kernel = options.kernel?.[arch] ? await writeBytes(join12(pxe, "vmlinuz"), options.kernel[arch]) : await writeContent(join12(pxe, "vmlinuz"), `${seed}/kernel`, sizes.kernel ?? 32 * 1024, entropy);
+        expected.initrd = given?.initrd ? await copyGiven(given.initrd, join12(pxe, "initrd")) : await writeContent(join12(pxe, "initrd"), `${seed}/initrd`, sizes.initrd ?? 48 * 1024, entropy);
+        expected.squashfs = given?.squashfs ? await copyGiven(given.squashfs, join12(pxe, "root.squashfs")) : await writeContent(
+          join12(pxe, "root.squashfs"),
           `${seed}/squashfs`,
           sizes.squashfs ?? 96 * 1024,
           entropy,
@@ -48886,21 +49925,21 @@ VERSION_ID=${options.version}
         const members = ["initrd", "root.squashfs", "vmlinuz"];
         if (options.cmdline !== false) {
           const cmdline = options.cmdline ?? SAMPLE_CMDLINE;
-          await writeBytes(join7(pxe, "cmdline"), `${cmdline}
+          await writeBytes(join12(pxe, "cmdline"), `${cmdline}
 `);
           expected.cmdline = cmdline;
           members.unshift("cmdline");
         }
-        await tarCompress(pxe, members, join7(folder, `${base}.pxe.tar.gz`), "gzip -n -1", tarFlags("gnu"));
-        await chmod(join7(folder, `${base}.pxe.tar.gz`), 420);
+        await tarCompress(pxe, members, join12(folder, `${base}.pxe.tar.gz`), "gzip -n -1", tarFlags("gnu"));
+        await chmod(join12(folder, `${base}.pxe.tar.gz`), 420);
       }
       const name = `${base}.tar.xz`;
-      const out = join7(options.dir, name);
+      const out = join12(options.dir, name);
       const flags = [...tarFlags(format), ...sparse ? ["-S"] : []];
-      if (options.layout === "folder") await tarCompress(join7(work, "content"), [base], out, xz, flags);
+      if (options.layout === "folder") await tarCompress(join12(work, "content"), [base], out, xz, flags);
       else if (options.layout === "dot-slash") await tarCompress(folder, ["."], out, xz, flags);
       else {
-        const files = (await readdir(folder)).sort();
+        const files = (await readdir2(folder)).sort();
         await tarCompress(folder, files, out, xz, flags);
       }
       const h = await hashFile(out);
@@ -48917,16 +49956,16 @@ VERSION_ID=${options.version}
         expected
       });
       if (options.withLogs) {
-        const logs = join7(work, "logs");
-        await mkdir4(logs, { recursive: true });
-        await writeBytes(join7(logs, `${base}.build.log`), `build log of ${base}
+        const logs = join12(work, "logs");
+        await mkdir5(logs, { recursive: true });
+        await writeBytes(join12(logs, `${base}.build.log`), `build log of ${base}
 `);
         const logName = `${base}.logs.tar.xz`;
-        await tarCompress(logs, [`${base}.build.log`], join7(options.dir, logName), xz, tarFlags("gnu"));
-        const lh = await hashFile(join7(options.dir, logName));
+        await tarCompress(logs, [`${base}.build.log`], join12(options.dir, logName), xz, tarFlags("gnu"));
+        const lh = await hashFile(join12(options.dir, logName));
         assets.push({
           name: logName,
-          path: join7(options.dir, logName),
+          path: join12(options.dir, logName),
           size: lh.size,
           digest: lh.digest,
           flavor: flavor.asset,
@@ -48936,7 +49975,7 @@ VERSION_ID=${options.version}
           companion: true
         });
       }
-      await rm8(work, { recursive: true, force: true });
+      await rm11(work, { recursive: true, force: true });
     }
   }
   return { version: options.version, commit8: options.commit8, assets };
@@ -48948,11 +49987,11 @@ var DEMO_COMMIT = "c0ffee42";
 var DEMO_PUBLISHED_AT = "2026-01-15T10:00:00Z";
 async function runDemo(options) {
   const { logger } = options;
-  const work = await mkdtemp2(join8(tmpdir2(), "ironcore-demo-"));
+  const work = await mkdtemp4(join13(tmpdir4(), "ironcore-demo-"));
   try {
     const release = await logger.group("Generate the sample release", async () => {
       const generated = await generateSampleRelease({
-        dir: join8(work, "assets"),
+        dir: join13(work, "assets"),
         version: DEMO_VERSION,
         commit8: DEMO_COMMIT,
         flavors: DEFAULT_FLAVORS.map((f) => ({ asset: f.asset, kind: f.variant })),
@@ -48962,7 +50001,7 @@ async function runDemo(options) {
         withLogs: true
       });
       logger.info(
-        `${generated.assets.length} assets of Garden Linux ${DEMO_VERSION} (sample) in ${join8(work, "assets")}`
+        `${generated.assets.length} assets of Garden Linux ${DEMO_VERSION} (sample) in ${join13(work, "assets")}`
       );
       return generated;
     });
@@ -48997,9 +50036,12 @@ async function runDemo(options) {
           // native builder needs nothing outside Node, so the demo runs on any machine.
           ukiBuilder: "native",
           installUkify: false,
+          bootTest: "none",
+          bootTestAccel: "auto",
+          installQemu: false,
           tagSuffix: "",
           annotations: {},
-          workDir: join8(work, "build")
+          workDir: join13(work, "build")
         },
         logger,
         options.signal ? { signal: options.signal } : {}
@@ -49008,8 +50050,104 @@ async function runDemo(options) {
       await server.stop();
     }
   } finally {
-    await rm9(work, { recursive: true, force: true });
+    await rm12(work, { recursive: true, force: true });
   }
+}
+
+// src/cli/boot.ts
+import { mkdtemp as mkdtemp5, rm as rm13 } from "node:fs/promises";
+import { tmpdir as tmpdir5 } from "node:os";
+import { join as join15 } from "node:path";
+import { parseArgs } from "node:util";
+
+// src/oci/pull.ts
+import { join as join14 } from "node:path";
+function parseJson(bytes, what) {
+  try {
+    return JSON.parse(Buffer.from(bytes).toString("utf8"));
+  } catch {
+    throw new PublishError(`${what} is not valid JSON`);
+  }
+}
+function normalizeVariant(variant) {
+  return variant === "kvm" ? "virtualization" : variant;
+}
+async function selectImage(repo, tagOrDigest, selection, signal) {
+  const top = await repo.getManifest(tagOrDigest, signal);
+  if (!top) throw new PublishError(`${repo.location}:${tagOrDigest} does not exist`);
+  let digest = top.digest;
+  let bytes = top.bytes;
+  let indexAnnotations2 = {};
+  const variant = normalizeVariant(selection.variant);
+  if (isIndexMediaType(top.mediaType)) {
+    const index = parseJson(top.bytes, `${repo.location}:${tagOrDigest}`);
+    indexAnnotations2 = index.annotations ?? {};
+    const matches = index.manifests.filter(
+      (m) => (!selection.architecture || m.platform?.architecture === selection.architecture) && (!variant || m.annotations?.variant === variant)
+    );
+    const offered = index.manifests.map((m) => `${m.platform?.architecture ?? "?"}/${m.annotations?.variant ?? "?"}`).join(", ");
+    if (matches.length === 0) {
+      throw new PublishError(
+        `${repo.location}:${tagOrDigest} has no image for ${selection.architecture ?? "any arch"}${variant ? `/${variant}` : ""}; it has ${offered}`
+      );
+    }
+    if (matches.length > 1) {
+      throw new PublishError(
+        `${repo.location}:${tagOrDigest} has ${matches.length} images matching; choose one with --arch and --variant (it has ${offered})`
+      );
+    }
+    const child = await repo.getManifest(matches[0].digest, signal);
+    if (!child) throw new PublishError(`${repo.location}@${matches[0].digest} is listed but missing`);
+    digest = child.digest;
+    bytes = child.bytes;
+  }
+  const manifest = parseJson(bytes, `${repo.location}@${digest}`);
+  if (!isIronCoreConfig(manifest.config.mediaType)) {
+    throw new PublishError(
+      `${repo.location}@${digest} is not an IronCore image (config ${manifest.config.mediaType})`
+    );
+  }
+  const config = parseJson(
+    await repo.readBlob(manifest.config.digest, signal),
+    "config"
+  );
+  const annotations = { ...indexAnnotations2, ...manifest.annotations };
+  return {
+    digest,
+    manifest,
+    architecture: manifest.annotations?.architecture ?? selection.architecture ?? "",
+    variant: manifest.annotations?.variant,
+    commandLine: config.commandLine,
+    annotations
+  };
+}
+function layersByRole(image) {
+  const layers = /* @__PURE__ */ new Map();
+  for (const layer of image.manifest.layers) {
+    const role = layerRoleOf(layer.mediaType);
+    if (!role) throw new PublishError(`layer ${layer.digest} has an unknown media type ${layer.mediaType}`);
+    layers.set(role, layer);
+  }
+  return layers;
+}
+async function pullLayers(repo, image, roles, dir, signal) {
+  const layers = layersByRole(image);
+  const files = {};
+  for (const role of roles) {
+    const layer = layers.get(role);
+    if (!layer) continue;
+    const path = join14(dir, role);
+    const written = await writeFileAtomic(path, await repo.openBlob(layer.digest, signal), {
+      expectedDigest: layer.digest,
+      ...signal ? { signal } : {}
+    }).catch((error) => {
+      if (error instanceof DigestMismatchError)
+        throw new PublishError(`${repo.location}: layer ${role} does not match its digest ${layer.digest}`);
+      throw error;
+    });
+    files[role] = written.path;
+  }
+  return files;
 }
 
 // src/util/logger.ts
@@ -49032,12 +50170,173 @@ function consoleLogger(options = {}) {
   };
 }
 
+// src/cli/boot.ts
+var BOOT_USAGE = `Usage: ironcore-publish boot REF [options]
+
+Boots an IronCore image under QEMU the way its consumer does and says whether it reached userspace:
+metal images by UKI (HTTP boot, on a FAT ESP) and by PXE (kernel + initramfs, squashfs over HTTP),
+kvm images as a virtio disk. The serial console is kept in the work folder.
+
+REF is registry/repository:tag (or @sha256:...) or oci:DIR:TAG.
+
+Options:
+  --arch A             amd64 or arm64 (default: this machine's; needed for a multi-arch index)
+  --variant V          metal or kvm (virtualization); needed for a combined index
+  --path P             uki, pxe or disk (default: every path of the variant)
+  --accel A            auto (KVM when it works, else TCG), kvm or tcg (default auto)
+  --timeout S          seconds per boot (default 300 under KVM, 900 under TCG)
+  --expect REGEX       console marker of a booted system (default: "Welcome to ...!" or "login:")
+  --work-dir DIR       keep downloaded layers and serial logs here (default: a temporary folder,
+                       removed afterwards except the serial logs)
+  --username U         registry user (password from $REGISTRY_PASSWORD)
+  --insecure-registry  plain HTTP to a non-loopback registry
+
+Examples:
+  ironcore-publish boot ghcr.io/ironcore-dev/gardenlinux:2150.1.0-metal --arch amd64
+  ironcore-publish boot oci:out/demo/gardenlinux/gardener:2150.1.0 --arch arm64 --variant kvm --accel tcg
+`;
+async function bootCommand(args, signal) {
+  const { positionals, values } = parseArgs({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      arch: { type: "string" },
+      variant: { type: "string" },
+      path: { type: "string" },
+      accel: { type: "string", default: "auto" },
+      timeout: { type: "string" },
+      expect: { type: "string", default: "" },
+      "work-dir": { type: "string" },
+      username: { type: "string" },
+      "insecure-registry": { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false }
+    }
+  });
+  if (values.help) {
+    process.stdout.write(BOOT_USAGE);
+    return 0;
+  }
+  const ref2 = positionals[0];
+  if (!ref2 || positionals.length > 1)
+    throw new PublishError("boot takes one reference: registry/repo:tag or oci:DIR:TAG");
+  const accelerator = parseAcceleratorChoice(values.accel);
+  const expect = parseExpect(values.expect);
+  const timeout = values.timeout === void 0 ? void 0 : Number(values.timeout);
+  if (timeout !== void 0 && (!Number.isInteger(timeout) || timeout < 10))
+    throw new PublishError(
+      `--timeout "${printable(values.timeout ?? "")}" must be whole seconds (at least 10)`
+    );
+  if (values.arch !== void 0 && values.arch !== "amd64" && values.arch !== "arm64")
+    throw new PublishError(`--arch "${printable(values.arch)}" must be amd64 or arm64`);
+  if (values.path !== void 0 && !["uki", "pxe", "disk"].includes(values.path))
+    throw new PublishError(`--path "${printable(values.path)}" must be uki, pxe or disk`);
+  const logger = consoleLogger();
+  const { repo, close, tag } = openRepository(ref2, values.username, values["insecure-registry"], signal);
+  const work = values["work-dir"] ?? await mkdtemp5(join15(tmpdir5(), "ironcore-boot-"));
+  const layersDir = join15(work, "layers");
+  const results = [];
+  try {
+    const image = await selectImage(
+      repo,
+      tag,
+      {
+        ...values.arch ? { architecture: values.arch } : hostArch() ? { architecture: hostArch() } : {},
+        ...values.variant ? { variant: values.variant } : {}
+      },
+      signal
+    );
+    const arch = image.architecture;
+    if (arch !== "amd64" && arch !== "arm64")
+      throw new PublishError(`${ref2}: cannot boot architecture "${arch}"`);
+    const variant = image.variant === "virtualization" ? "kvm" : "metal";
+    const paths = values.path ? [values.path] : pathsFor(variant);
+    logger.info(`${ref2}: ${arch} ${variant} image ${image.digest}; boot paths: ${paths.join(", ")}`);
+    const roles = paths.flatMap(
+      (p) => p === "uki" ? ["uki"] : p === "pxe" ? ["kernel", "initramfs", "squashfs"] : ["rootfs"]
+    );
+    const files = await pullLayers(repo, image, roles, layersDir, signal);
+    const version = image.annotations["io.gardenlinux.version"] ?? "";
+    for (const path of paths) {
+      const result = await bootImage({
+        image: ref2,
+        arch,
+        path,
+        files: {
+          ...files.uki ? { uki: files.uki } : {},
+          ...files.kernel ? { kernel: files.kernel } : {},
+          ...files.initramfs ? { initramfs: files.initramfs } : {},
+          ...files.squashfs ? { squashfs: files.squashfs } : {},
+          ...files.rootfs ? { disk: files.rootfs } : {}
+        },
+        ...image.commandLine ? { commandLine: image.commandLine } : {},
+        accelerator,
+        ...timeout !== void 0 ? { timeoutSeconds: timeout } : {},
+        ...expect ? { expect } : {},
+        expectHook: hasFwcfgHook(version),
+        workDir: join15(work, `boot-${path}`),
+        logger,
+        signal
+      });
+      results.push(result);
+      if (result.result === "failed") {
+        process.stderr.write(`error: ${bootFailure(result).message}
+`);
+        break;
+      }
+    }
+  } finally {
+    await close();
+    await rm13(layersDir, { recursive: true, force: true });
+  }
+  process.stdout.write(
+    `${formatTable(
+      ["image", "path", "arch", "accel", "result", "seconds", "serial log"],
+      results.map((r) => [
+        r.image,
+        r.path,
+        r.arch,
+        r.accelerator,
+        r.result + (r.reason ? ` (${r.reason})` : ""),
+        r.seconds.toFixed(1),
+        r.serialLog
+      ])
+    )}
+`
+  );
+  return results.every((r) => r.result === "passed") ? 0 : 1;
+}
+function openRepository(ref2, username, insecure, signal) {
+  if (ref2.startsWith("oci:")) {
+    const rest = ref2.slice(4);
+    const colon = rest.lastIndexOf(":");
+    if (colon <= 0) throw new PublishError(`"${printable(ref2)}": expected oci:DIR:TAG`);
+    return { repo: openLayout(rest.slice(0, colon)), tag: rest.slice(colon + 1), close: async () => {
+    } };
+  }
+  const parsed = parseReference(ref2);
+  const password = process.env.REGISTRY_PASSWORD;
+  const store = createRegistryStore({
+    registry: parsed.registry,
+    ...username && password ? { credentials: { username, password } } : {},
+    insecure,
+    logger: consoleLogger(),
+    signal
+  });
+  return {
+    repo: store.repository(parsed.repository),
+    tag: parsed.digest ?? parsed.tag ?? "latest",
+    close: () => store.close()
+  };
+}
+
 // src/cli/main.ts
 var USAGE = `Usage: ironcore-publish <command> [options]
 
 Commands:
   publish   Publish a Garden Linux release as IronCore OS images
   inspect   Show an image: ironcore-publish inspect ghcr.io/owner/gardenlinux:2150.1.0 | oci:DIR:TAG
+  boot      Boot an image under QEMU and check it reaches userspace (ironcore-publish boot --help)
   demo      Run the whole pipeline offline on a built-in sample release into an OCI layout
 
 publish options (the action's inputs):
@@ -49066,6 +50365,16 @@ publish options (the action's inputs):
   --work-dir DIR         keep downloads and builds here (default: a temporary folder)
   --from-file FILE       build from downloaded asset files instead of a release (repeatable);
                          tags get a -manual-<8 hex> suffix
+  --boot-test MODE       none|native|all: boot every arch image under QEMU before any tag is
+                         written (native: this machine's arch; all: both, the other emulated)
+  --boot-test-accel A    auto|kvm|tcg (default auto: KVM when it really works, else TCG)
+  --boot-test-timeout S  seconds per boot (default 300 under KVM, 900 under TCG)
+  --boot-test-expect RE  console marker for images without the _fwcfg hook
+  --install-qemu         install QEMU and UEFI firmware with apt-get where missing
+
+Examples:
+  ironcore-publish publish --namespace my-org --version 2150.1.0 --boot-test native
+  ironcore-publish publish --registry '' --oci-layout out --from-file baremetal_pxe-amd64-2150.1.0-1a2b3c4d.tar.xz
 The GitHub token comes from $GITHUB_TOKEN; the API from $GITHUB_API_URL (default https://api.github.com).
 `;
 async function readStdin() {
@@ -49074,7 +50383,7 @@ async function readStdin() {
   return Buffer.concat(chunks).toString("utf8").trim();
 }
 async function publishCommand(args, signal) {
-  const { values } = parseArgs({
+  const { values } = parseArgs2({
     args,
     strict: true,
     options: {
@@ -49101,6 +50410,11 @@ async function publishCommand(args, signal) {
       description: { type: "string" },
       "work-dir": { type: "string" },
       "from-file": { type: "string", multiple: true, default: [] },
+      "boot-test": { type: "string", default: "none" },
+      "boot-test-accel": { type: "string", default: "auto" },
+      "boot-test-timeout": { type: "string" },
+      "boot-test-expect": { type: "string", default: "" },
+      "install-qemu": { type: "boolean", default: false },
       verbose: { type: "boolean", default: false }
     }
   });
@@ -49112,12 +50426,13 @@ async function publishCommand(args, signal) {
   }
   let flavorsText = "";
   if (values.flavors) {
-    flavorsText = await readFile5(values.flavors, "utf8").catch(() => {
+    flavorsText = await readFile7(values.flavors, "utf8").catch(() => {
       throw new PublishError(`--flavors: cannot read ${values.flavors}`);
     });
   }
   const password = values["password-stdin"] ? await readStdin() : process.env.REGISTRY_PASSWORD;
   const combined = values["combined-index"];
+  const bootExpect = parseExpect(values["boot-test-expect"]);
   if (combined !== void 0 && combined !== "true" && combined !== "false") {
     throw new PublishError("--combined-index must be true or false");
   }
@@ -49145,7 +50460,14 @@ async function publishCommand(args, signal) {
     tagSuffix: values["tag-suffix"],
     annotations: parseAnnotations(values.annotation.join("\n")),
     ...values.description ? { description: values.description } : {},
-    ...values["work-dir"] ? { workDir: values["work-dir"] } : {}
+    ...values["work-dir"] ? { workDir: values["work-dir"] } : {},
+    bootTest: parseBootTestChoice(values["boot-test"]),
+    bootTestAccel: parseAcceleratorChoice(values["boot-test-accel"]),
+    ...values["boot-test-timeout"] !== void 0 ? {
+      bootTestTimeout: /^[0-9]+$/.test(values["boot-test-timeout"]) ? Number(values["boot-test-timeout"]) : NaN
+    } : {},
+    ...bootExpect ? { bootTestExpect: bootExpect } : {},
+    installQemu: values["install-qemu"]
   };
   let result;
   if (values["from-file"].length > 0) {
@@ -49176,6 +50498,11 @@ function printResult(result) {
 
 `);
   }
+  if (result.bootTests.length > 0) {
+    out.write(`${formatTable(BOOT_TEST_HEADERS, bootTestRows(result.bootTests))}
+
+`);
+  }
   out.write(
     `${formatTable(
       ["tag", "digest"],
@@ -49185,7 +50512,7 @@ function printResult(result) {
   );
 }
 async function inspectCommand(args, signal) {
-  const { positionals, values } = parseArgs({
+  const { positionals, values } = parseArgs2({
     args,
     allowPositionals: true,
     options: { username: { type: "string" }, "insecure-registry": { type: "boolean", default: false } }
@@ -49226,7 +50553,8 @@ async function inspectCommand(args, signal) {
 }
 async function main(argv) {
   const controller = new AbortController();
-  process.once("SIGINT", () => controller.abort(new PublishError("interrupted")));
+  for (const signal of ["SIGINT", "SIGTERM"])
+    process.once(signal, () => controller.abort(new PublishError(`interrupted (${signal})`)));
   const [command, ...rest] = argv;
   try {
     switch (command) {
@@ -49236,8 +50564,10 @@ async function main(argv) {
       case "inspect":
         await inspectCommand(rest, controller.signal);
         return 0;
+      case "boot":
+        return await bootCommand(rest, controller.signal);
       case "demo": {
-        const { values } = parseArgs({
+        const { values } = parseArgs2({
           args: rest,
           options: { out: { type: "string", default: "out/demo" } }
         });

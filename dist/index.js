@@ -5785,7 +5785,7 @@ var require_client_h1 = __commonJS({
       kResume,
       kHTTPContext
     } = require_symbols();
-    var constants4 = require_constants2();
+    var constants6 = require_constants2();
     var EMPTY_BUF = Buffer.alloc(0);
     var FastBuffer = Buffer[Symbol.species];
     var addListener = util.addListener;
@@ -5860,7 +5860,7 @@ var require_client_h1 = __commonJS({
       constructor(client, socket, { exports: exports2 }) {
         assert(Number.isFinite(client[kMaxHeadersSize]) && client[kMaxHeadersSize] > 0);
         this.llhttp = exports2;
-        this.ptr = this.llhttp.llhttp_alloc(constants4.TYPE.RESPONSE);
+        this.ptr = this.llhttp.llhttp_alloc(constants6.TYPE.RESPONSE);
         this.client = client;
         this.socket = socket;
         this.timeout = null;
@@ -5955,11 +5955,11 @@ var require_client_h1 = __commonJS({
             currentBufferRef = null;
           }
           const offset = llhttp.llhttp_get_error_pos(this.ptr) - currentBufferPtr;
-          if (ret !== constants4.ERROR.OK) {
+          if (ret !== constants6.ERROR.OK) {
             const body = data.subarray(offset);
-            if (ret === constants4.ERROR.PAUSED_UPGRADE) {
+            if (ret === constants6.ERROR.PAUSED_UPGRADE) {
               this.onUpgrade(body);
-            } else if (ret === constants4.ERROR.PAUSED) {
+            } else if (ret === constants6.ERROR.PAUSED) {
               this.paused = true;
               socket.unshift(body);
             } else {
@@ -5982,10 +5982,10 @@ var require_client_h1 = __commonJS({
         } finally {
           currentParser = null;
         }
-        if (ret === constants4.ERROR.OK) {
+        if (ret === constants6.ERROR.OK) {
           return null;
         }
-        if (ret === constants4.ERROR.PAUSED || ret === constants4.ERROR.PAUSED_UPGRADE) {
+        if (ret === constants6.ERROR.PAUSED || ret === constants6.ERROR.PAUSED_UPGRADE) {
           this.paused = true;
           return null;
         }
@@ -6002,7 +6002,7 @@ var require_client_h1 = __commonJS({
           const len = new Uint8Array(llhttp.memory.buffer, ptr).indexOf(0);
           message = "Response does not match the HTTP/1.1 protocol (" + Buffer.from(llhttp.memory.buffer, ptr, len).toString() + ")";
         }
-        return new HTTPParserError(message, constants4.ERROR[ret], data);
+        return new HTTPParserError(message, constants6.ERROR[ret], data);
       }
       destroy() {
         assert(this.ptr != null);
@@ -6182,7 +6182,7 @@ var require_client_h1 = __commonJS({
           socket[kBlocking] = false;
           client[kResume]();
         }
-        return pause ? constants4.ERROR.PAUSED : 0;
+        return pause ? constants6.ERROR.PAUSED : 0;
       }
       onBody(buf) {
         const { client, socket, statusCode, maxResponseSize } = this;
@@ -6204,7 +6204,7 @@ var require_client_h1 = __commonJS({
         }
         this.bytesRead += buf.length;
         if (request4.onData(buf) === false) {
-          return constants4.ERROR.PAUSED;
+          return constants6.ERROR.PAUSED;
         }
       }
       onMessageComplete() {
@@ -6240,13 +6240,13 @@ var require_client_h1 = __commonJS({
         if (socket[kWriting]) {
           assert(client[kRunning] === 0);
           util.destroy(socket, new InformationalError("reset"));
-          return constants4.ERROR.PAUSED;
+          return constants6.ERROR.PAUSED;
         } else if (!shouldKeepAlive) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants4.ERROR.PAUSED;
+          return constants6.ERROR.PAUSED;
         } else if (socket[kReset] && client[kRunning] === 0) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants4.ERROR.PAUSED;
+          return constants6.ERROR.PAUSED;
         } else if (client[kPipelining] == null || client[kPipelining] === 1) {
           setImmediate(() => client[kResume]());
         } else {
@@ -12034,12 +12034,12 @@ var require_headers = __commonJS({
       append(name, value, isLowerCase) {
         this[kHeadersSortedMap] = null;
         const lowercaseName = isLowerCase ? name : name.toLowerCase();
-        const exists3 = this[kHeadersMap].get(lowercaseName);
-        if (exists3) {
+        const exists4 = this[kHeadersMap].get(lowercaseName);
+        if (exists4) {
           const delimiter2 = lowercaseName === "cookie" ? "; " : ", ";
           this[kHeadersMap].set(lowercaseName, {
-            name: exists3.name,
-            value: `${exists3.value}${delimiter2}${value}`
+            name: exists4.name,
+            value: `${exists4.value}${delimiter2}${value}`
           });
         } else {
           this[kHeadersMap].set(lowercaseName, { name, value });
@@ -35799,7 +35799,7 @@ var require_client_h12 = __commonJS({
       kClosed,
       kUseMilo
     } = require_symbols6();
-    var constants4 = require_constants8();
+    var constants6 = require_constants8();
     var { H1Parser, getMiloEnabled } = typeof esbuildDetection === "undefined" ? require_parser_h1() : {};
     var EMPTY_BUF = Buffer.alloc(0);
     var FastBuffer = Buffer[Symbol.species];
@@ -35942,7 +35942,7 @@ var require_client_h12 = __commonJS({
        */
       constructor(client, socket, { exports: exports2 }) {
         this.llhttp = exports2;
-        this.ptr = this.llhttp.llhttp_alloc(constants4.TYPE.RESPONSE);
+        this.ptr = this.llhttp.llhttp_alloc(constants6.TYPE.RESPONSE);
         this.client = client;
         this.socket = socket;
         this.timeout = null;
@@ -36042,11 +36042,11 @@ var require_client_h12 = __commonJS({
             currentParser = null;
             currentBufferRef = null;
           }
-          if (ret !== constants4.ERROR.OK) {
+          if (ret !== constants6.ERROR.OK) {
             const data = chunk.subarray(llhttp.llhttp_get_error_pos(this.ptr) - currentBufferPtr);
-            if (ret === constants4.ERROR.PAUSED_UPGRADE) {
+            if (ret === constants6.ERROR.PAUSED_UPGRADE) {
               this.onUpgrade(data);
-            } else if (ret === constants4.ERROR.PAUSED) {
+            } else if (ret === constants6.ERROR.PAUSED) {
               this.paused = true;
               socket.unshift(data);
             } else {
@@ -36081,10 +36081,10 @@ var require_client_h12 = __commonJS({
         } finally {
           currentParser = null;
         }
-        if (ret === constants4.ERROR.OK) {
+        if (ret === constants6.ERROR.OK) {
           return null;
         }
-        if (ret === constants4.ERROR.PAUSED || ret === constants4.ERROR.PAUSED_UPGRADE) {
+        if (ret === constants6.ERROR.PAUSED || ret === constants6.ERROR.PAUSED_UPGRADE) {
           this.paused = true;
           return null;
         }
@@ -36101,7 +36101,7 @@ var require_client_h12 = __commonJS({
           const len = new Uint8Array(llhttp.memory.buffer, ptr).indexOf(0);
           message = "Response does not match the HTTP/1.1 protocol (" + Buffer.from(llhttp.memory.buffer, ptr, len).toString() + ")";
         }
-        return new HTTPParserError(message, constants4.ERROR[ret], data);
+        return new HTTPParserError(message, constants6.ERROR[ret], data);
       }
       destroy() {
         assert(currentParser === null);
@@ -36323,7 +36323,7 @@ var require_client_h12 = __commonJS({
           socket[kBlocking] = false;
           client[kResume]();
         }
-        return pause ? constants4.ERROR.PAUSED : 0;
+        return pause ? constants6.ERROR.PAUSED : 0;
       }
       /**
        * @param {Buffer} buf
@@ -36349,7 +36349,7 @@ var require_client_h12 = __commonJS({
         }
         this.bytesRead += buf.length;
         if (request4.onResponseData(buf) === false) {
-          return constants4.ERROR.PAUSED;
+          return constants6.ERROR.PAUSED;
         }
         return 0;
       }
@@ -36390,13 +36390,13 @@ var require_client_h12 = __commonJS({
         if (socket[kWriting]) {
           assert(client[kRunning] === 0);
           util.destroy(socket, new InformationalError("reset"));
-          return constants4.ERROR.PAUSED;
+          return constants6.ERROR.PAUSED;
         } else if (!shouldKeepAlive) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants4.ERROR.PAUSED;
+          return constants6.ERROR.PAUSED;
         } else if (socket[kReset] && client[kRunning] === 0) {
           util.destroy(socket, new InformationalError("reset"));
-          return constants4.ERROR.PAUSED;
+          return constants6.ERROR.PAUSED;
         } else if (client[kPipelining] == null || client[kPipelining] === 1) {
           setImmediate(client[kResume]);
         } else {
@@ -44693,7 +44693,7 @@ var require_snapshot_utils = __commonJS({
 var require_snapshot_recorder = __commonJS({
   "node_modules/undici/lib/mock/snapshot-recorder.js"(exports, module) {
     "use strict";
-    var { writeFile: writeFile4, readFile: readFile5, mkdir: mkdir5 } = __require("node:fs/promises");
+    var { writeFile: writeFile6, readFile: readFile7, mkdir: mkdir6 } = __require("node:fs/promises");
     var { dirname: dirname2, resolve } = __require("node:path");
     var { setTimeout: setTimeout2, clearTimeout: clearTimeout2 } = __require("node:timers");
     var { InvalidArgumentError, UndiciError } = require_errors3();
@@ -44911,7 +44911,7 @@ var require_snapshot_recorder = __commonJS({
           throw new InvalidArgumentError("Snapshot path is required");
         }
         try {
-          const data = await readFile5(resolve(path), "utf8");
+          const data = await readFile7(resolve(path), "utf8");
           const parsed = JSON.parse(data);
           if (Array.isArray(parsed)) {
             this.#snapshots.clear();
@@ -44941,12 +44941,12 @@ var require_snapshot_recorder = __commonJS({
           throw new InvalidArgumentError("Snapshot path is required");
         }
         const resolvedPath = resolve(path);
-        await mkdir5(dirname2(resolvedPath), { recursive: true });
+        await mkdir6(dirname2(resolvedPath), { recursive: true });
         const data = Array.from(this.#snapshots.entries()).map(([hash, snapshot]) => ({
           hash,
           snapshot
         }));
-        await writeFile4(resolvedPath, JSON.stringify(data, null, 2), { flush: true });
+        await writeFile6(resolvedPath, JSON.stringify(data, null, 2), { flush: true });
       }
       /**
        * Clears all recorded snapshots
@@ -49091,7 +49091,7 @@ var require_cache3 = __commonJS({
 var require_decompress = __commonJS({
   "node_modules/undici/lib/interceptor/decompress.js"(exports, module) {
     "use strict";
-    var { createInflate, createGunzip: createGunzip3, createBrotliDecompress, createZstdDecompress: createZstdDecompress2, constants: constants4 } = __require("node:zlib");
+    var { createInflate, createGunzip: createGunzip3, createBrotliDecompress, createZstdDecompress: createZstdDecompress2, constants: constants6 } = __require("node:zlib");
     var { pipeline: pipeline2, Transform: TransformStream2 } = __require("node:stream");
     var { InvalidArgumentError, ResponseExceededMaxSizeError } = require_errors3();
     var DecoratorHandler = require_decorator_handler2();
@@ -49157,7 +49157,7 @@ var require_decompress = __commonJS({
       br: createBrotliDecompress,
       deflate: createInflate,
       // https://www.rfc-editor.org/rfc/rfc9659.html#section-3
-      zstd: createZstdDecompress2.bind(null, { params: { [constants4.ZSTD_d_windowLogMax]: 23 } })
+      zstd: createZstdDecompress2.bind(null, { params: { [constants6.ZSTD_d_windowLogMax]: 23 } })
     };
     var defaultSkipStatusCodes = (
       /** @type {const} */
@@ -50645,12 +50645,12 @@ var require_headers2 = __commonJS({
       append(name, value, isLowerCase) {
         this.sortedMap = null;
         const lowercaseName = isLowerCase ? name : name.toLowerCase();
-        const exists3 = this.headersMap.get(lowercaseName);
-        if (exists3) {
+        const exists4 = this.headersMap.get(lowercaseName);
+        if (exists4) {
           const delimiter2 = lowercaseName === "cookie" ? "; " : ", ";
           this.headersMap.set(lowercaseName, {
-            name: exists3.name,
-            value: `${exists3.value}${delimiter2}${value}`
+            name: exists4.name,
+            value: `${exists4.value}${delimiter2}${value}`
           });
         } else {
           this.headersMap.set(lowercaseName, { name, value });
@@ -59105,9 +59105,9 @@ function formatTable(header, rows) {
 }
 
 // src/pipeline/publish.ts
-import { mkdtemp, rm as rm5 } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join as join3 } from "node:path";
+import { mkdtemp as mkdtemp2, rm as rm8 } from "node:fs/promises";
+import { tmpdir as tmpdir2 } from "node:os";
+import { join as join7 } from "node:path";
 
 // src/util/files.ts
 import { createHash as createHash2, randomBytes } from "node:crypto";
@@ -59323,13 +59323,13 @@ var NotPeError = class extends Error {
 };
 function parsePeHeaders(head) {
   const buf = Buffer.from(head.buffer, head.byteOffset, head.byteLength);
-  const need = (end, what) => {
+  const need2 = (end, what) => {
     if (end > buf.length) throw new NotPeError(`truncated ${what}`);
   };
-  need(64, "DOS header");
+  need2(64, "DOS header");
   if (buf.readUInt16LE(0) !== 23117) throw new NotPeError("no MZ signature");
   const peOffset = buf.readUInt32LE(60);
-  need(peOffset + 24, "PE header");
+  need2(peOffset + 24, "PE header");
   if (buf.readUInt32LE(peOffset) !== 17744) throw new NotPeError("no PE signature");
   const fh = peOffset + 4;
   const machine = buf.readUInt16LE(fh);
@@ -59339,7 +59339,7 @@ function parsePeHeaders(head) {
   const sizeOfOptionalHeader = buf.readUInt16LE(fh + 16);
   const characteristics = buf.readUInt16LE(fh + 18);
   const oh = fh + 20;
-  need(oh + Math.max(sizeOfOptionalHeader, 2), "optional header");
+  need2(oh + Math.max(sizeOfOptionalHeader, 2), "optional header");
   const magic = buf.readUInt16LE(oh);
   if (magic !== PE32_MAGIC && magic !== PE32PLUS_MAGIC)
     throw new NotPeError(`unknown optional header magic 0x${magic.toString(16)}`);
@@ -59352,7 +59352,7 @@ function parsePeHeaders(head) {
     dataDirectories.push([buf.readUInt32LE(at), buf.readUInt32LE(at + 4)]);
   }
   const sectionTableOffset = oh + sizeOfOptionalHeader;
-  need(sectionTableOffset + numberOfSections * SECTION_HEADER_SIZE, "section table");
+  need2(sectionTableOffset + numberOfSections * SECTION_HEADER_SIZE, "section table");
   const sections = [];
   for (let i = 0; i < numberOfSections; i++) {
     const at = sectionTableOffset + i * SECTION_HEADER_SIZE;
@@ -60007,11 +60007,13 @@ function writeSectionHeader(data, section, fresh) {
 }
 
 // src/boot/uki-ukify.ts
+import { rename as rename3, rm as rm3, stat as stat3, writeFile as writeFile2 } from "node:fs/promises";
+
+// src/util/system.ts
 import { spawn } from "node:child_process";
 import { constants as constants3 } from "node:fs";
-import { access as access2, rename as rename3, rm as rm3, stat as stat3, writeFile as writeFile2 } from "node:fs/promises";
+import { access as access2 } from "node:fs/promises";
 import { delimiter, join as join2 } from "node:path";
-var UKIFY_INSTALL_HINT = 'install it: on GitHub\'s Ubuntu 24.04 runners `sudo apt-get install -y systemd-ukify` (it also needs python3-pefile and, for arm64 kernels, readelf from binutils); or use builder "native", which needs nothing outside Node';
 async function findOnPath(name, path = process.env.PATH ?? "") {
   for (const dir of path.split(delimiter)) {
     if (!dir) continue;
@@ -60024,45 +60026,60 @@ async function findOnPath(name, path = process.env.PATH ?? "") {
   }
   return void 0;
 }
-function run(command, args, signal) {
+function runCommand(command, args, signal, options = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], ...signal ? { signal } : {} });
+    const child = spawn(command, args, {
+      stdio: [options.input === void 0 ? "ignore" : "pipe", "pipe", "pipe"],
+      ...signal ? { signal } : {}
+    });
     let stdout = "";
     let stderr = "";
     const keep = (text) => text.length > 16384 ? text.slice(-16384) : text;
-    child.stdout.setEncoding("utf8").on("data", (d) => void (stdout = keep(stdout + d)));
-    child.stderr.setEncoding("utf8").on("data", (d) => void (stderr = keep(stderr + d)));
+    child.stdout?.setEncoding("utf8").on("data", (d) => void (stdout = keep(stdout + d)));
+    child.stderr?.setEncoding("utf8").on("data", (d) => void (stderr = keep(stderr + d)));
+    if (options.input !== void 0) child.stdin?.end(options.input);
     child.once("error", reject);
     child.once("close", (code, sig) => resolve({ code, signal: sig, stdout, stderr }));
   });
 }
-async function installUkify(logger2, signal) {
-  const isRoot = process.getuid?.() === 0;
-  let prefix = [];
-  if (!isRoot) {
-    const sudo = await findOnPath("sudo");
-    if (!sudo || (await run(sudo, ["-n", "true"], signal).catch(() => void 0))?.code !== 0) {
-      logger2.warning("ukify is missing and cannot be installed: not root and no passwordless sudo");
-      return void 0;
-    }
-    prefix = [sudo, "-n"];
+async function rootPrefix(signal) {
+  if (process.getuid?.() === 0) return [];
+  const sudo = await findOnPath("sudo");
+  if (!sudo) return void 0;
+  const check = await runCommand(sudo, ["-n", "true"], signal).catch(() => void 0);
+  return check?.code === 0 ? [sudo, "-n"] : void 0;
+}
+async function runAsRoot(args, signal, options = {}) {
+  const prefix = await rootPrefix(signal);
+  if (!prefix) return void 0;
+  const [command, ...rest] = [...prefix, ...args];
+  return runCommand(command, rest, signal, options);
+}
+async function aptInstall(packages, logger2, signal) {
+  if (!await rootPrefix(signal)) {
+    logger2.warning(`cannot install ${packages.join(" ")}: not root and no passwordless sudo`);
+    return false;
   }
-  const apt = async (...args) => {
-    const [command, ...rest] = [...prefix, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", ...args];
-    return run(command, rest, signal);
-  };
-  logger2.info("installing systemd-ukify with apt-get");
-  let result = await apt("install", "-y", "-q", "systemd-ukify");
-  if (result.code !== 0) {
+  const apt = (...args) => runAsRoot(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", ...args], signal);
+  logger2.info(`installing ${packages.join(" ")} with apt-get`);
+  let result = await apt("install", "-y", "-q", "--no-install-recommends", ...packages);
+  if (result?.code !== 0) {
     await apt("update", "-q");
-    result = await apt("install", "-y", "-q", "systemd-ukify");
+    result = await apt("install", "-y", "-q", "--no-install-recommends", ...packages);
   }
-  if (result.code !== 0) {
+  if (result?.code !== 0) {
     logger2.warning(
-      `apt-get install systemd-ukify failed: ${result.stderr.trim().split("\n").slice(-3).join(" ")}`
+      `apt-get install ${packages.join(" ")} failed: ${(result?.stderr ?? "").trim().split("\n").slice(-3).join(" ")}`
     );
-    return void 0;
+    return false;
   }
+  return true;
+}
+
+// src/boot/uki-ukify.ts
+var UKIFY_INSTALL_HINT = 'install it: on GitHub\'s Ubuntu 24.04 runners `sudo apt-get install -y systemd-ukify` (it also needs python3-pefile and, for arm64 kernels, readelf from binutils); or use builder "native", which needs nothing outside Node';
+async function installUkify(logger2, signal) {
+  if (!await aptInstall(["systemd-ukify"], logger2, signal)) return void 0;
   return findOnPath("ukify");
 }
 async function runUkify(options) {
@@ -60086,7 +60103,7 @@ async function runUkify(options) {
   try {
     let result;
     try {
-      result = await run(options.ukify, args, signal);
+      result = await runCommand(options.ukify, args, signal);
     } catch (error2) {
       if (signal?.aborted) throw signal.reason;
       throw new PublishError(`cannot run ukify (${options.ukify}): ${error2.message}`, {
@@ -60492,6 +60509,977 @@ var BlobPusher = class {
   }
 };
 
+// src/pipeline/boot-test.ts
+import { join as join6 } from "node:path";
+
+// src/gardenlinux/versions.ts
+var PLAIN_VERSION = /^\d{3,}\.\d+(\.\d+)?$/;
+var EXPLICIT_VERSION = /^\d+\.\d+(\.\d+)?$/;
+function parseVersion(version) {
+  if (!EXPLICIT_VERSION.test(version)) return void 0;
+  const parts = version.split(".").map((p) => Number.parseInt(p, 10));
+  return [parts[0] ?? 0, parts[1] ?? 0, parts[2] ?? 0];
+}
+function compareVersions(a, b) {
+  const pa = parseVersion(a);
+  const pb = parseVersion(b);
+  if (!pa || !pb) return (pa ? 1 : 0) - (pb ? 1 : 0);
+  for (let i = 0; i < 3; i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+function isPlainVersion(tag) {
+  return PLAIN_VERSION.test(tag);
+}
+function validateVersion(input) {
+  const version = input.trim();
+  if (!EXPLICIT_VERSION.test(version)) {
+    throw new PublishError(`invalid Garden Linux version "${printable(input)}"`, {
+      hint: "A version is two or three dot-separated numbers, e.g. 1877.23 or 2150.9.0."
+    });
+  }
+  return version;
+}
+
+// src/verify/accel.ts
+import { constants as constants4 } from "node:fs";
+import { access as access3, mkdtemp, rm as rm5, writeFile as writeFile3 } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join as join3 } from "node:path";
+
+// src/verify/qemu.ts
+import { spawn as spawn2 } from "node:child_process";
+var QEMU_BINARY = {
+  amd64: "qemu-system-x86_64",
+  arm64: "qemu-system-aarch64"
+};
+var QEMU_PACKAGES = {
+  amd64: ["qemu-system-x86", "ovmf"],
+  arm64: ["qemu-system-arm", "qemu-efi-aarch64"]
+};
+function qemuInstallHint(arch2) {
+  return `install it: \`sudo apt-get install -y ${QEMU_PACKAGES[arch2].join(" ")}\` (in the action, set \`install-qemu: true\`), or turn boot tests off with \`boot-test: none\``;
+}
+function hostArch() {
+  if (process.arch === "x64") return "amd64";
+  if (process.arch === "arm64") return "arm64";
+  return void 0;
+}
+async function findQemu(arch2) {
+  const binary = await findOnPath(QEMU_BINARY[arch2]);
+  if (!binary) {
+    throw new PublishError(
+      `${QEMU_BINARY[arch2]} is not installed: it is needed to boot-test ${arch2} images`,
+      {
+        hint: qemuInstallHint(arch2)
+      }
+    );
+  }
+  return binary;
+}
+function machineArguments(arch2, accelerator) {
+  if (arch2 === "amd64")
+    return ["-machine", "q35", "-accel", accelerator, "-cpu", accelerator === "kvm" ? "host" : "max"];
+  return [
+    "-machine",
+    "virt,gic-version=max",
+    "-accel",
+    accelerator,
+    "-cpu",
+    accelerator === "kvm" ? "host" : "max,pauth-impdef=on"
+  ];
+}
+var setprivPath;
+async function spawnQemu(binary, args, options = {}) {
+  setprivPath ??= findOnPath("setpriv");
+  const setpriv = await setprivPath;
+  const [command, commandArgs] = setpriv ? [setpriv, ["--pdeathsig", "KILL", "--", binary, ...args]] : [binary, args];
+  return spawn2(command, commandArgs, {
+    stdio: ["ignore", "pipe", "pipe"],
+    ...options.env ? { env: options.env } : {},
+    ...options.cwd ? { cwd: options.cwd } : {}
+  });
+}
+async function stopQemu(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise((resolve) => child.once("close", () => resolve()));
+  child.kill("SIGKILL");
+  await gone;
+}
+
+// src/verify/accel.ts
+var PROBE_SECONDS = 8;
+var KVM_ACCESS_HINT = "give the runner user access to /dev/kvm (GitHub's runners: a udev rule, as `install-qemu: true` writes), or use boot-test-accel: tcg";
+function amd64Probe() {
+  const rom = Buffer.alloc(64 * 1024);
+  rom.set([176, 16, 230, 244, 244, 235, 253], 65520);
+  return rom;
+}
+function arm64Probe() {
+  const code = Buffer.alloc(16);
+  [1384120576, 1924169728, 3556769794, 335544320].forEach((insn, i) => code.writeUInt32LE(insn, i * 4));
+  return code;
+}
+var probes = /* @__PURE__ */ new Map();
+function probeKvm(qemu, arch2) {
+  const key2 = `${qemu}:${arch2}`;
+  let probe = probes.get(key2);
+  if (!probe) {
+    probe = runProbe(qemu, arch2);
+    probes.set(key2, probe);
+  }
+  return probe;
+}
+async function runProbe(qemu, arch2) {
+  try {
+    await access3("/dev/kvm", constants4.R_OK | constants4.W_OK);
+  } catch (error2) {
+    const code = error2.code;
+    return {
+      works: false,
+      reason: code === "ENOENT" ? "/dev/kvm does not exist" : `/dev/kvm cannot be opened (${code})`
+    };
+  }
+  const dir = await mkdtemp(join3(tmpdir(), "kvm-probe-"));
+  try {
+    const image = join3(dir, "probe.bin");
+    await writeFile3(image, arch2 === "amd64" ? amd64Probe() : arm64Probe());
+    const args = [
+      ...machineArguments(arch2, "kvm"),
+      "-m",
+      "64",
+      "-nodefaults",
+      "-display",
+      "none",
+      "-no-reboot",
+      ...arch2 === "amd64" ? ["-bios", image, "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"] : ["-kernel", image]
+    ];
+    const expected = arch2 === "amd64" ? 33 : 0;
+    const child = await spawnQemu(qemu, args);
+    let stderr = "";
+    child.stderr?.setEncoding("utf8").on("data", (d) => stderr = (stderr + d).slice(-2e3));
+    child.stdout?.resume();
+    const outcome = await new Promise((resolve) => {
+      const timer = setTimeout(() => resolve("timeout"), PROBE_SECONDS * 1e3);
+      child.once("error", (error2) => {
+        clearTimeout(timer);
+        resolve(error2);
+      });
+      child.once("close", (code) => {
+        clearTimeout(timer);
+        resolve({ code });
+      });
+    });
+    await stopQemu(child);
+    if (outcome === "timeout")
+      return {
+        works: false,
+        reason: `a KVM guest did not finish within ${PROBE_SECONDS} s (nested KVM that hangs)`
+      };
+    if (outcome instanceof Error) return { works: false, reason: `cannot start ${qemu}: ${outcome.message}` };
+    if (outcome.code === expected) return { works: true, reason: "KVM probe guest ran" };
+    const last = stderr.trim().split("\n").slice(-1)[0] ?? "";
+    return { works: false, reason: `a KVM guest failed (exit ${outcome.code}${last ? `: ${last}` : ""})` };
+  } finally {
+    await rm5(dir, { recursive: true, force: true });
+  }
+}
+async function chooseAccelerator(choice, arch2, qemu) {
+  if (choice === "tcg") return { accelerator: "tcg", why: "boot-test-accel: tcg" };
+  const native = hostArch() === arch2;
+  if (!native) {
+    if (choice === "kvm") {
+      throw new PublishError(
+        `boot-test-accel is kvm, but a ${arch2} guest cannot use KVM on a ${process.arch} host`,
+        {
+          hint: "use boot-test-accel: auto (emulates foreign architectures) or boot-test: native"
+        }
+      );
+    }
+    return { accelerator: "tcg", why: `${arch2} guest on a ${process.arch} host: emulated` };
+  }
+  const probe = await probeKvm(qemu, arch2);
+  if (probe.works) return { accelerator: "kvm", why: probe.reason };
+  if (choice === "kvm") {
+    throw new PublishError(`boot-test-accel is kvm, but KVM does not work here: ${probe.reason}`, {
+      hint: KVM_ACCESS_HINT
+    });
+  }
+  return { accelerator: "tcg", why: `KVM not usable: ${probe.reason}` };
+}
+
+// src/verify/boot.ts
+import { createReadStream as createReadStream5, createWriteStream } from "node:fs";
+import { mkdir as mkdir3, readFile as readFile4, rm as rm7, stat as stat7, writeFile as writeFile4 } from "node:fs/promises";
+import { createServer } from "node:http";
+import { join as join5 } from "node:path";
+
+// src/verify/console.ts
+var BAD_SIGNS = [
+  { reason: "kernel panic", pattern: /Kernel panic - not syncing: ?(.*)/ },
+  { reason: "kernel panic", pattern: /\bOops: (.*)/ },
+  {
+    reason: "emergency shell",
+    pattern: /(Press Enter for emergency shell|Starting Emergency Shell|You are in emergency mode|Entering emergency mode)/
+  },
+  { reason: "unit failed", pattern: /Failed to start (.*)/ },
+  { reason: "unit failed", pattern: /Dependency failed for (.*)/ },
+  { reason: "kernel panic", pattern: /systemd\[1\]: (Freezing execution.*)/ },
+  { reason: "firmware refused the image", pattern: /BdsDxe: failed to (?:load|start) (Boot\w+ .*)/ },
+  { reason: "firmware refused the image", pattern: /!!!! (\w+ Exception Type.*)/ },
+  {
+    reason: "firmware refused the image",
+    pattern: /(UEFI Interactive Shell|No bootable option or device was found)/
+  }
+];
+var ALLOWED_FAILURES = /ipmievd|google-|sshguard/;
+var DEFAULT_EXPECT = /Welcome to (?![^\n]*Initramfs)[^\n]*!|\blogin: *$/;
+var ESCAPES = /\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[[0-9;!?=]*[a-zA-Z]|\x1b[a-zA-Z=>()]/g;
+var CONTROL = /[\x00-\x08\x0b-\x1f\x7f]/g;
+function cleanConsoleText(text) {
+  return text.replace(ESCAPES, "").replace(/\r\n?/g, "\n").replace(CONTROL, "");
+}
+var ConsoleWatcher = class {
+  constructor(expect = DEFAULT_EXPECT, keep = 40) {
+    this.expect = expect;
+    this.keep = keep;
+  }
+  expect;
+  keep;
+  partial = "";
+  tail = [];
+  /** The first verdict the new text gives, if any. A prompt without a newline is checked as it stands. */
+  push(text) {
+    const lines = (this.partial + cleanConsoleText(text)).split("\n");
+    this.partial = lines.pop() ?? "";
+    if (this.partial.length > 4096) this.partial = this.partial.slice(-4096);
+    let event;
+    for (const line of lines) {
+      this.remember(line);
+      event ??= this.judge(line);
+    }
+    return event ?? (this.partial ? this.judge(this.partial) : void 0);
+  }
+  /** The last lines seen (the unfinished one too). */
+  lastLines() {
+    const lines = [...this.tail];
+    if (this.partial.trim()) lines.push(this.partial);
+    return lines.slice(-this.keep);
+  }
+  remember(line) {
+    if (!line.trim()) return;
+    this.tail.push(line);
+    if (this.tail.length > this.keep) this.tail.shift();
+  }
+  judge(line) {
+    for (const sign of BAD_SIGNS) {
+      const match = sign.pattern.exec(line);
+      if (!match) continue;
+      if (sign.reason === "unit failed" && ALLOWED_FAILURES.test(line)) continue;
+      return { kind: "failure", reason: sign.reason, detail: (match[1] ?? match[0]).trim(), line };
+    }
+    this.expect.lastIndex = 0;
+    if (this.expect.test(line)) return { kind: "success", line: line.trim() };
+    return void 0;
+  }
+};
+
+// src/verify/esp.ts
+import { createReadStream as createReadStream4 } from "node:fs";
+import { open as open4, rename as rename4, rm as rm6, stat as stat5 } from "node:fs/promises";
+var SECTOR = 512;
+var SECTORS_PER_CLUSTER = 8;
+var CLUSTER = SECTOR * SECTORS_PER_CLUSTER;
+var RESERVED_SECTORS = 32;
+var FATS = 2;
+var MIN_CLUSTERS = 66e3;
+var END_OF_CHAIN = 268435455;
+var FAT_DATE = 0 << 9 | 1 << 5 | 1;
+function defaultLoaderName(arch2) {
+  return arch2 === "amd64" ? "BOOTX64.EFI" : "BOOTAA64.EFI";
+}
+function dirEntry(name83, attributes, cluster, size) {
+  const e = Buffer.alloc(32);
+  e.write(name83.padEnd(11, " "), 0, 11, "latin1");
+  e[11] = attributes;
+  e.writeUInt16LE(cluster >>> 16, 20);
+  e.writeUInt16LE(0, 22);
+  e.writeUInt16LE(FAT_DATE, 24);
+  e.writeUInt16LE(FAT_DATE, 16);
+  e.writeUInt16LE(FAT_DATE, 18);
+  e.writeUInt16LE(cluster & 65535, 26);
+  e.writeUInt32LE(size, 28);
+  return e;
+}
+function directory(entries) {
+  const cluster = Buffer.alloc(CLUSTER);
+  entries.forEach((entry, i) => entry.copy(cluster, i * 32));
+  return cluster;
+}
+async function writeEspImage(source, output, arch2, signal) {
+  const { size } = await stat5(source);
+  if (size >= 2 ** 32) throw new Error(`${source} is too large for FAT32 (${size} bytes)`);
+  const fileClusters = Math.max(1, Math.ceil(size / CLUSTER));
+  const firstFileCluster = 5;
+  const clusters = Math.max(MIN_CLUSTERS, firstFileCluster - 2 + fileClusters + 16);
+  const fatSectors = Math.ceil((clusters + 2) * 4 / SECTOR);
+  const dataStart = (RESERVED_SECTORS + FATS * fatSectors) * SECTOR;
+  const totalSectors = RESERVED_SECTORS + FATS * fatSectors + clusters * SECTORS_PER_CLUSTER;
+  const clusterOffset = (n) => dataStart + (n - 2) * CLUSTER;
+  const boot = Buffer.alloc(SECTOR);
+  boot.set([235, 88, 144], 0);
+  boot.write("IRONCORE", 3, 8, "latin1");
+  boot.writeUInt16LE(SECTOR, 11);
+  boot[13] = SECTORS_PER_CLUSTER;
+  boot.writeUInt16LE(RESERVED_SECTORS, 14);
+  boot[16] = FATS;
+  boot[21] = 248;
+  boot.writeUInt16LE(63, 24);
+  boot.writeUInt16LE(255, 26);
+  boot.writeUInt32LE(totalSectors, 32);
+  boot.writeUInt32LE(fatSectors, 36);
+  boot.writeUInt32LE(2, 44);
+  boot.writeUInt16LE(1, 48);
+  boot.writeUInt16LE(6, 50);
+  boot[64] = 128;
+  boot[66] = 41;
+  boot.writeUInt32LE(470738417, 67);
+  boot.write("ESP        ", 71, 11, "latin1");
+  boot.write("FAT32   ", 82, 8, "latin1");
+  boot.writeUInt16LE(43605, 510);
+  const info2 = Buffer.alloc(SECTOR);
+  info2.writeUInt32LE(1096897106, 0);
+  info2.writeUInt32LE(1631679090, 484);
+  info2.writeUInt32LE(clusters - (firstFileCluster - 2 + fileClusters), 488);
+  info2.writeUInt32LE(firstFileCluster + fileClusters, 492);
+  info2.writeUInt32LE(2857697280, 508);
+  const fat = Buffer.alloc(fatSectors * SECTOR);
+  fat.writeUInt32LE(268435448, 0);
+  fat.writeUInt32LE(END_OF_CHAIN, 4);
+  for (const folder of [2, 3, 4]) fat.writeUInt32LE(END_OF_CHAIN, folder * 4);
+  for (let i = 0; i < fileClusters; i++) {
+    const n = firstFileCluster + i;
+    fat.writeUInt32LE(i === fileClusters - 1 ? END_OF_CHAIN : n + 1, n * 4);
+  }
+  const root = directory([dirEntry("ESP", 8, 0, 0), dirEntry("EFI", 16, 3, 0)]);
+  const efi = directory([
+    dirEntry(".", 16, 3, 0),
+    dirEntry("..", 16, 0, 0),
+    dirEntry("BOOT", 16, 4, 0)
+  ]);
+  const [stem, extension] = defaultLoaderName(arch2).split(".");
+  const bootDir = directory([
+    dirEntry(".", 16, 4, 0),
+    dirEntry("..", 16, 3, 0),
+    dirEntry(stem.padEnd(8, " ") + extension, 32, size === 0 ? 0 : firstFileCluster, size)
+  ]);
+  const temp = temporaryPathFor(output);
+  const fh = await open4(temp, "w", 420);
+  try {
+    await fh.truncate(totalSectors * SECTOR);
+    await fh.write(boot, 0, SECTOR, 0);
+    await fh.write(info2, 0, SECTOR, SECTOR);
+    await fh.write(boot, 0, SECTOR, 6 * SECTOR);
+    await fh.write(info2, 0, SECTOR, 7 * SECTOR);
+    for (let i = 0; i < FATS; i++)
+      await fh.write(fat, 0, fat.length, (RESERVED_SECTORS + i * fatSectors) * SECTOR);
+    await fh.write(root, 0, CLUSTER, clusterOffset(2));
+    await fh.write(efi, 0, CLUSTER, clusterOffset(3));
+    await fh.write(bootDir, 0, CLUSTER, clusterOffset(4));
+    let position = clusterOffset(firstFileCluster);
+    for await (const chunk of createReadStream4(source, { highWaterMark: 1024 * 1024 })) {
+      throwIfAborted(signal);
+      const bytes = chunk;
+      await fh.write(bytes, 0, bytes.length, position);
+      position += bytes.length;
+    }
+    await fh.close();
+    await rename4(temp, output);
+  } catch (error2) {
+    await fh.close().catch(() => {
+    });
+    await rm6(temp, { force: true });
+    throw error2;
+  }
+}
+
+// src/verify/firmware.ts
+import { copyFile as copyFile2, open as open5, readdir as readdir2, readFile as readFile3, stat as stat6 } from "node:fs/promises";
+import { join as join4 } from "node:path";
+var DESCRIPTOR_DIRS = ["/etc/qemu/firmware", "/usr/share/qemu/firmware"];
+var QEMU_ARCH = { amd64: "x86_64", arm64: "aarch64" };
+var AARCH64_FLASH = 64 * 1024 * 1024;
+var KNOWN = {
+  amd64: [
+    { code: "/usr/share/OVMF/OVMF_CODE_4M.fd", vars: "/usr/share/OVMF/OVMF_VARS_4M.fd" },
+    { code: "/usr/share/OVMF/OVMF_CODE.fd", vars: "/usr/share/OVMF/OVMF_VARS.fd" },
+    { code: "/usr/share/edk2/ovmf/OVMF_CODE.fd", vars: "/usr/share/edk2/ovmf/OVMF_VARS.fd" },
+    { code: "/usr/share/edk2/x64/OVMF_CODE.4m.fd", vars: "/usr/share/edk2/x64/OVMF_VARS.4m.fd" }
+  ],
+  arm64: [
+    { code: "/usr/share/AAVMF/AAVMF_CODE.fd", vars: "/usr/share/AAVMF/AAVMF_VARS.fd" },
+    {
+      code: "/usr/share/edk2/aarch64/QEMU_EFI-pflash.raw",
+      vars: "/usr/share/edk2/aarch64/vars-template-pflash.raw"
+    },
+    { code: "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd", vars: "/usr/share/qemu-efi-aarch64/QEMU_VARS.fd" }
+  ]
+};
+var FIRMWARE_INSTALL_HINT = {
+  amd64: "install OVMF: `sudo apt-get install -y ovmf` (or set install-qemu: true)",
+  arm64: "install AAVMF: `sudo apt-get install -y qemu-efi-aarch64` (or set install-qemu: true)"
+};
+async function exists2(path) {
+  return stat6(path).then(
+    (s) => s.isFile(),
+    () => false
+  );
+}
+async function fromDescriptors(arch2) {
+  const candidates = [];
+  for (const dir of DESCRIPTOR_DIRS) {
+    const names = await readdir2(dir).catch(() => []);
+    for (const name of names.filter((n) => n.endsWith(".json"))) {
+      let d;
+      try {
+        d = JSON.parse(await readFile3(join4(dir, name), "utf8"));
+      } catch {
+        continue;
+      }
+      const features = d.features ?? [];
+      const code = d.mapping?.executable?.filename;
+      const vars = d.mapping?.["nvram-template"]?.filename;
+      if (!d["interface-types"]?.includes("uefi") || d.mapping?.device !== "flash" || d.mapping.mode !== void 0 && d.mapping.mode !== "split" || d.mapping.executable?.format !== "raw" || !d.targets?.some((t) => t.architecture === QEMU_ARCH[arch2]) || features.some((f) => ["secure-boot", "enrolled-keys", "requires-smm", "amd-sev-es"].includes(f)) || !code || !vars)
+        continue;
+      if (await exists2(code) && await exists2(vars)) candidates.push({ name, code, vars });
+    }
+  }
+  candidates.sort((a, b) => a.name.localeCompare(b.name));
+  return candidates[0];
+}
+async function findFirmware(arch2) {
+  const found = await fromDescriptors(arch2) ?? await findKnown(arch2);
+  if (!found) {
+    throw new PublishError(`no UEFI firmware for ${arch2} guests found`, {
+      hint: FIRMWARE_INSTALL_HINT[arch2]
+    });
+  }
+  return {
+    code: found.code,
+    varsTemplate: found.vars,
+    ...arch2 === "arm64" ? { padTo: AARCH64_FLASH } : {}
+  };
+}
+async function findKnown(arch2) {
+  for (const pair of KNOWN[arch2]) if (await exists2(pair.code) && await exists2(pair.vars)) return pair;
+  return void 0;
+}
+async function prepareFlash(firmware, dir) {
+  const vars = join4(dir, "efivars.fd");
+  await copyFile2(firmware.varsTemplate, vars);
+  let code = firmware.code;
+  if (firmware.padTo !== void 0) {
+    if ((await stat6(code)).size < firmware.padTo) {
+      code = join4(dir, "efi-code.fd");
+      await copyFile2(firmware.code, code);
+      await pad(code, firmware.padTo);
+    }
+    await pad(vars, firmware.padTo);
+  }
+  return { code, vars };
+}
+async function pad(path, size) {
+  const fh = await open5(path, "r+");
+  try {
+    if ((await fh.stat()).size < size) await fh.truncate(size);
+  } finally {
+    await fh.close();
+  }
+}
+
+// src/verify/hook.ts
+var HOOK_FW_CFG_NAME = "opt/gardenlinux/config_script";
+var REPORT_PORT = "io.ironcore.boot-report";
+var HOOK_SCRIPT = `#!/bin/sh
+# IronCore publisher boot test: report the system state to the host over virtio-serial, then power off.
+port=/dev/virtio-ports/${REPORT_PORT}
+if [ ! -e "$port" ]; then
+  # Without udev's symlinks: find the port by its name in sysfs.
+  for d in /sys/class/virtio-ports/*; do
+    [ "$(cat "$d/name" 2>/dev/null)" = "${REPORT_PORT}" ] && port="/dev/\${d##*/}"
+  done
+fi
+exec 3>"$port" || exit 1
+trap 'poweroff -f' EXIT
+echo started >&3
+# Services that cannot work in a VM (as Garden Linux's own QEMU test clears them).
+systemctl reset-failed ipmievd.service 'google-*' sshguard.service >/dev/null 2>&1
+state=$(timeout 600 systemctl is-system-running --wait 2>/dev/null)
+echo "state=\${state:-unknown}" >&3
+systemctl list-units --failed --plain --no-legend 2>/dev/null | while read -r unit rest; do
+  echo "failed=$unit" >&3
+done
+echo done >&3
+`;
+function parseHookReport(text) {
+  const report = { started: false, done: false, failedUnits: [] };
+  for (const line of text.split("\n").map((l) => l.trim())) {
+    if (line === "started") report.started = true;
+    else if (line === "done") report.done = true;
+    else if (line.startsWith("state=")) report.state = line.slice(6);
+    else if (line.startsWith("failed=")) report.failedUnits.push(line.slice(7));
+  }
+  return report;
+}
+
+// src/verify/boot.ts
+function defaultBootTimeout(accelerator) {
+  return accelerator === "kvm" ? 300 : 900;
+}
+function hookGraceSeconds(accelerator) {
+  return accelerator === "kvm" ? 60 : 180;
+}
+var IGNITION_CONFIG = '{"ignition":{"version":"3.0.0"}}\n';
+function serialConsole(arch2) {
+  return arch2 === "amd64" ? "console=ttyS0,115200" : "console=ttyAMA0";
+}
+async function bootImage(request4) {
+  const { logger: logger2, signal, arch: arch2 } = request4;
+  const qemu = await findQemu(arch2);
+  const firmware = await findFirmware(arch2);
+  const { accelerator, why } = await chooseAccelerator(request4.accelerator, arch2, qemu);
+  const dir = request4.workDir;
+  await mkdir3(dir, { recursive: true });
+  const serialLog = join5(dir, "serial.log");
+  const reportFile = join5(dir, "report");
+  await writeFile4(reportFile, "");
+  const timeoutSeconds = request4.timeoutSeconds ?? defaultBootTimeout(accelerator);
+  logger2.info(
+    `${request4.image}: booting (${request4.path}, ${arch2}, ${accelerator}: ${why}; timeout ${timeoutSeconds} s)`
+  );
+  const flash = await prepareFlash(firmware, dir);
+  await writeFile4(join5(dir, "fwcfg-script.sh"), HOOK_SCRIPT);
+  const args = [
+    ...machineArguments(arch2, accelerator),
+    "-m",
+    String(request4.memoryMiB ?? await memoryFor(request4.files)),
+    "-smp",
+    "2",
+    "-nodefaults",
+    "-display",
+    "none",
+    "-no-reboot",
+    "-chardev",
+    "stdio,id=console,signal=off",
+    "-serial",
+    "chardev:console",
+    "-drive",
+    `if=pflash,unit=0,format=raw,readonly=on,file=${flash.code}`,
+    "-drive",
+    `if=pflash,unit=1,format=raw,file=${flash.vars}`,
+    "-fw_cfg",
+    `name=${HOOK_FW_CFG_NAME},file=${join5(dir, "fwcfg-script.sh")}`,
+    "-device",
+    "virtio-serial-pci,id=vser",
+    "-chardev",
+    `file,id=report,path=${reportFile}`,
+    "-device",
+    `virtserialport,bus=vser.0,chardev=report,name=${REPORT_PORT}`
+  ];
+  let server;
+  const cleanup = [flash.vars];
+  if (flash.code.startsWith(dir)) cleanup.push(flash.code);
+  try {
+    if (request4.path === "uki") {
+      const uki = need(request4, "uki");
+      const esp = join5(dir, "esp.img");
+      cleanup.push(esp);
+      await writeEspImage(uki, esp, arch2, signal);
+      const extra = `io.systemd.stub.kernel-cmdline-extra=ignition.firstboot=0 ${serialConsole(arch2)}`;
+      args.push(
+        "-drive",
+        `if=none,id=esp,format=raw,readonly=on,file=${esp}`,
+        "-device",
+        "virtio-blk-pci,drive=esp,bootindex=1",
+        "-smbios",
+        `type=11,value=${extra.replaceAll(",", ",,")}`
+      );
+    } else if (request4.path === "pxe") {
+      const kernel = need(request4, "kernel");
+      const initramfs = need(request4, "initramfs");
+      server = await serveSquashfs(need(request4, "squashfs"));
+      const port = server.server.address().port;
+      const cmdline = [
+        request4.commandLine ?? "",
+        `gl.url=http://10.0.2.2:${port}/root.squashfs gl.live=1 ignition.firstboot=0`,
+        serialConsole(arch2)
+      ].filter(Boolean).join(" ");
+      args.push(
+        "-kernel",
+        kernel,
+        "-initrd",
+        initramfs,
+        "-append",
+        cmdline,
+        "-netdev",
+        "user,id=net0",
+        // No option ROM: the firmware must not try a network boot of its own.
+        "-device",
+        "virtio-net-pci,netdev=net0,romfile="
+      );
+    } else {
+      const disk = need(request4, "disk");
+      const ignition = join5(dir, "config.ign");
+      await writeFile4(ignition, IGNITION_CONFIG);
+      args.push(
+        // snapshot=on: writes go to a temporary overlay (in TMPDIR, set to this folder), never to the layer.
+        "-drive",
+        `if=none,id=disk,format=raw,snapshot=on,file=${disk}`,
+        "-device",
+        "virtio-blk-pci,drive=disk,bootindex=1",
+        "-fw_cfg",
+        `name=opt/com.coreos/config,file=${ignition}`
+      );
+    }
+    const result = await run(qemu, args, request4, {
+      accelerator,
+      timeoutSeconds,
+      serialLog,
+      reportFile,
+      ...server ? { squashfsRequests: server.requests } : {}
+    });
+    logger2.info(
+      `${request4.image}: ${request4.path} boot ${result.result}${result.reason ? ` (${result.reason}${result.detail ? `: ${result.detail}` : ""})` : ""} in ${result.seconds.toFixed(1)} s; serial log ${serialLog}`
+    );
+    return result;
+  } finally {
+    await new Promise((resolve) => server ? server.server.close(() => resolve()) : resolve());
+    await Promise.all(cleanup.map((f) => rm7(f, { force: true })));
+  }
+}
+function need(request4, file) {
+  const path = request4.files[file];
+  if (!path)
+    throw new PublishError(
+      `${request4.image}: the ${request4.path} boot needs the ${file} layer, which the image lacks`
+    );
+  return path;
+}
+async function memoryFor(files) {
+  let inRam = 0;
+  for (const path of [files.uki, files.initramfs, files.squashfs]) {
+    if (path) inRam += (await stat7(path)).size;
+  }
+  return Math.max(2048, 2048 + Math.ceil(inRam * 2.5 / 2 ** 20 / 256) * 256);
+}
+async function serveSquashfs(path) {
+  const size = (await stat7(path)).size;
+  let requests = 0;
+  const server = createServer((req, res) => {
+    if (req.url !== "/root.squashfs" || req.method !== "GET" && req.method !== "HEAD") {
+      res.writeHead(404).end();
+      return;
+    }
+    requests++;
+    res.writeHead(200, { "content-length": size, "content-type": "application/octet-stream" });
+    if (req.method === "HEAD") res.end();
+    else createReadStream5(path, { highWaterMark: 1024 * 1024 }).pipe(res);
+  });
+  await new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve());
+  });
+  return { server, requests: () => requests };
+}
+async function run(qemu, args, request4, options) {
+  const started = performance.now();
+  const watcher = new ConsoleWatcher(request4.expect ?? DEFAULT_EXPECT);
+  const log = createWriteStream(options.serialLog);
+  const child = await spawnQemu(qemu, args, { env: { ...process.env, TMPDIR: request4.workDir } });
+  let stderr = "";
+  let consoleSuccess;
+  let verdict;
+  let settle = () => {
+  };
+  const settled = new Promise((resolve) => settle = resolve);
+  const decide = (v2) => {
+    if (verdict) return;
+    verdict = v2;
+    settle();
+  };
+  child.stdout?.on("data", (chunk) => {
+    log.write(chunk);
+    const event = watcher.push(chunk.toString("latin1"));
+    if (!event) return;
+    if (event.kind === "failure") decide({ result: "failed", reason: event.reason, detail: event.detail });
+    else if (!consoleSuccess) {
+      consoleSuccess = { line: event.line, at: performance.now() };
+      if (!request4.expectHook) decide({ result: "passed", signal: "console", detail: event.line });
+    }
+  });
+  child.stderr?.setEncoding("utf8").on("data", (d) => stderr = (stderr + d).slice(-4e3));
+  child.once(
+    "error",
+    (error2) => decide({ result: "failed", reason: "QEMU failed to start", detail: error2.message })
+  );
+  child.once("close", (code, sig) => {
+    void readReport(options.reportFile).then((report) => {
+      const fromHook = judgeReport(report);
+      if (fromHook) return decide(fromHook);
+      if (consoleSuccess) return decide({ result: "passed", signal: "console", detail: consoleSuccess.line });
+      const complaint = stderr.trim().split("\n").slice(-3).join(" ");
+      const early = watcher.lastLines().length === 0;
+      decide({
+        result: "failed",
+        reason: early && code !== 0 ? "QEMU failed to start" : "QEMU exited",
+        detail: `${code === null ? `signal ${sig}` : `exit ${code}`} before the system came up${complaint ? `: ${complaint}` : ""}`
+      });
+    });
+  });
+  const poll = setInterval(() => {
+    void readReport(options.reportFile).then((report) => {
+      const fromHook = judgeReport(report);
+      if (fromHook) return decide(fromHook);
+      if (consoleSuccess && !report.started && (performance.now() - consoleSuccess.at) / 1e3 > hookGraceSeconds(options.accelerator)) {
+        decide({
+          result: "passed",
+          signal: "console",
+          detail: `${consoleSuccess.line} (no report from the _fwcfg hook)`
+        });
+      }
+    });
+  }, 500);
+  const timer = setTimeout(
+    () => decide({
+      result: "failed",
+      reason: "timeout",
+      detail: `no sign of a running system within ${options.timeoutSeconds} s`
+    }),
+    options.timeoutSeconds * 1e3
+  );
+  const onAbort = () => decide({ result: "failed", reason: "cancelled", detail: "the run was cancelled" });
+  request4.signal?.addEventListener("abort", onAbort, { once: true });
+  if (request4.signal?.aborted) onAbort();
+  try {
+    await settled;
+  } finally {
+    clearInterval(poll);
+    clearTimeout(timer);
+    request4.signal?.removeEventListener("abort", onAbort);
+    await stopQemu(child);
+    await new Promise((resolve) => log.end(() => resolve()));
+  }
+  if (request4.signal?.aborted)
+    throw request4.signal.reason instanceof Error ? request4.signal.reason : new PublishError("cancelled");
+  let v = verdict;
+  if (v.result === "passed" && options.squashfsRequests?.() === 0) {
+    v = {
+      result: "failed",
+      reason: "system not running",
+      detail: "the system came up without fetching root.squashfs from the PXE server (gl.url)"
+    };
+  }
+  return {
+    image: request4.image,
+    path: request4.path,
+    arch: request4.arch,
+    accelerator: options.accelerator,
+    ...v,
+    seconds: (performance.now() - started) / 1e3,
+    serialLog: options.serialLog,
+    tail: watcher.lastLines()
+  };
+}
+async function readReport(path) {
+  return parseHookReport(await readFile4(path, "utf8").catch(() => ""));
+}
+function judgeReport(report) {
+  if (!report.done) return void 0;
+  if (report.state === "running" && report.failedUnits.length === 0)
+    return { result: "passed", signal: "hook", detail: "systemctl is-system-running: running" };
+  return {
+    result: "failed",
+    reason: report.failedUnits.length > 0 ? "unit failed" : "system not running",
+    signal: "hook",
+    detail: `systemctl is-system-running: ${report.state ?? "unknown"}${report.failedUnits.length ? `; failed: ${report.failedUnits.join(", ")}` : ""}`
+  };
+}
+function bootFailure(result) {
+  const lines = result.tail.length ? result.tail.join("\n") : "(the serial console printed nothing)";
+  return new PublishError(
+    `boot test failed: ${result.image} (${result.path} boot, ${result.arch}, ${result.accelerator}): ${result.reason}${result.detail ? `: ${result.detail}` : ""}
+--- last ${result.tail.length} lines of the serial console (${result.serialLog}) ---
+${lines}
+---`,
+    { hint: "No tag of this version was written. Fix the image and run again: what was uploaded is reused." }
+  );
+}
+
+// src/verify/install.ts
+import { constants as constants5 } from "node:fs";
+import { access as access4 } from "node:fs/promises";
+var KVM_RULE = 'KERNEL=="kvm", GROUP="kvm", MODE="0666", OPTIONS+="static_node=kvm"';
+async function installQemu(arches, logger2, signal) {
+  const packages = [];
+  for (const arch2 of arches) {
+    const hasQemu = await findOnPath(QEMU_BINARY[arch2]);
+    const hasFirmware = await findFirmware(arch2).then(
+      () => true,
+      () => false
+    );
+    if (!hasQemu) packages.push(QEMU_PACKAGES[arch2][0]);
+    if (!hasFirmware) packages.push(QEMU_PACKAGES[arch2][1]);
+  }
+  if (packages.length > 0) await aptInstall(packages, logger2, signal);
+  else logger2.info(`QEMU and firmware for ${arches.join(", ")} are installed`);
+  const native = hostArch();
+  if (!native || !arches.includes(native)) return;
+  const kvmUsable = await access4("/dev/kvm", constants5.R_OK | constants5.W_OK).then(
+    () => true,
+    () => false
+  );
+  if (kvmUsable) return;
+  const exists4 = await access4("/dev/kvm").then(
+    () => true,
+    () => false
+  );
+  if (!exists4) {
+    logger2.info("/dev/kvm does not exist here: boots are emulated (TCG)");
+    return;
+  }
+  const result = await runAsRoot(
+    [
+      "sh",
+      "-c",
+      "cat > /etc/udev/rules.d/99-kvm4all.rules && udevadm control --reload-rules && udevadm trigger --name-match=kvm"
+    ],
+    signal,
+    { input: `${KVM_RULE}
+` }
+  );
+  if (result?.code === 0) logger2.info("gave every user access to /dev/kvm (udev rule 99-kvm4all)");
+  else
+    logger2.warning(
+      `cannot give access to /dev/kvm: ${result ? result.stderr.trim() : "not root and no passwordless sudo"}`
+    );
+}
+
+// src/pipeline/boot-test.ts
+var BootTestError = class extends PublishError {
+  constructor(cause, bootTests) {
+    super(cause.message, { ...cause.hint ? { hint: cause.hint } : {} });
+    this.bootTests = bootTests;
+  }
+  bootTests;
+};
+function parseBootTestChoice(text) {
+  const value = text.trim().toLowerCase() || "none";
+  if (value !== "none" && value !== "native" && value !== "all")
+    throw new PublishError(`boot-test "${text}" must be none, native or all`);
+  return value;
+}
+function parseAcceleratorChoice(text) {
+  const value = text.trim().toLowerCase() || "auto";
+  if (value !== "auto" && value !== "kvm" && value !== "tcg")
+    throw new PublishError(`boot-test-accel "${text}" must be auto, kvm or tcg`);
+  return value;
+}
+function parseExpect(text) {
+  if (!text.trim()) return void 0;
+  try {
+    return new RegExp(text, "m");
+  } catch (error2) {
+    throw new PublishError(`boot-test-expect is not a valid regular expression: ${error2.message}`);
+  }
+}
+function hasFwcfgHook(version) {
+  const parts = parseVersion(version);
+  if (!parts) return false;
+  const [major, minor] = parts;
+  return major > 1877 || major === 1877 && minor >= 14;
+}
+function pathsFor(variant) {
+  return variant === "metal" ? ["uki", "pxe"] : ["disk"];
+}
+var BootTester = class {
+  constructor(settings, version, logger2) {
+    this.settings = settings;
+    this.version = version;
+    this.logger = logger2;
+    this.slots = new Semaphore(1);
+  }
+  settings;
+  version;
+  logger;
+  records = [];
+  slots;
+  /** Whether this arch is booted at all (`native`: the runner's own; `all`: both, the foreign one emulated). */
+  wants(architecture) {
+    if (this.settings.mode === "none") return false;
+    return this.settings.mode === "all" || hostArch() === architecture;
+  }
+  /** Before any download: QEMU and firmware for every arch to boot, so a missing one costs nothing. */
+  async preflight(architectures) {
+    const arches = architectures.filter((a) => this.wants(a));
+    if (this.settings.mode === "native" && arches.length === 0) {
+      this.logger.warning(
+        `boot-test: native boots the runner's architecture (${hostArch() ?? process.arch}), which this run does not publish: nothing is booted`
+      );
+    }
+    for (const arch2 of arches) {
+      await findQemu(arch2);
+      await findFirmware(arch2);
+    }
+  }
+  /** Boots one arch image by every path its variant has; throws a BootTestError on the first failure. */
+  async test(reference, variant, architecture, files, commandLine, signal) {
+    for (const path of pathsFor(variant)) {
+      const dir = join6(this.settings.logDir, `${reference.replace(/[^A-Za-z0-9_.-]+/g, "_")}-${path}`);
+      const result = await this.slots.run(
+        () => bootImage({
+          image: reference,
+          arch: architecture,
+          path,
+          files,
+          ...commandLine !== void 0 ? { commandLine } : {},
+          accelerator: this.settings.accelerator,
+          ...this.settings.timeoutSeconds !== void 0 ? { timeoutSeconds: this.settings.timeoutSeconds } : {},
+          ...this.settings.expect ? { expect: this.settings.expect } : {},
+          expectHook: hasFwcfgHook(this.version),
+          workDir: dir,
+          logger: this.logger,
+          ...signal ? { signal } : {}
+        })
+      );
+      this.records.push({
+        image: reference,
+        path,
+        architecture,
+        accelerator: result.accelerator,
+        result: result.result,
+        ...result.reason ? { reason: result.reason } : {},
+        seconds: Math.round(result.seconds * 10) / 10,
+        serialLog: result.serialLog
+      });
+      if (result.result === "failed") throw new BootTestError(bootFailure(result), this.records);
+    }
+  }
+};
+var BOOT_TEST_HEADERS = ["image", "boot", "arch", "accelerator", "result", "seconds", "serial log"];
+function bootTestRows(records) {
+  return records.map((r) => [
+    r.image,
+    r.path,
+    r.architecture,
+    r.accelerator,
+    r.result + (r.reason ? ` (${r.reason})` : ""),
+    r.seconds.toFixed(1),
+    r.serialLog
+  ]);
+}
+
 // src/pipeline/publish.ts
 async function publish(options) {
   const { logger: logger2, signal } = options;
@@ -60533,7 +61521,8 @@ async function publish(options) {
       tags: Object.keys(digests2),
       digests: digests2,
       images: [],
-      bytesUploaded: 0
+      bytesUploaded: 0,
+      bootTests: []
     };
   }
   const toBuild = archImages(plan).filter(
@@ -60552,7 +61541,9 @@ async function publish(options) {
   logger2.info(
     toBuild.length === 0 ? "every arch image is published; writing the missing indexes" : `${toBuild.length} arch image(s) to build: ${toBuild.map((a) => `${flavorKey(a.flavor)}/${a.architecture}`).join(", ")}`
   );
-  const workDir = options.workDir ?? await mkdtemp(join3(tmpdir(), "ironcore-publish-"));
+  const tester = options.bootTest && options.bootTest.mode !== "none" && toBuild.length > 0 ? new BootTester(options.bootTest, version, logger2) : void 0;
+  await tester?.preflight([...new Set(toBuild.map((a) => a.architecture))]);
+  const workDir = options.workDir ?? await mkdtemp2(join7(tmpdir2(), "ironcore-publish-"));
   const pushers = options.stores.map((s) => new BlobPusher(s));
   const results = [];
   const digests = {};
@@ -60569,19 +61560,38 @@ async function publish(options) {
       throwIfAborted(signal);
       const repository = repositoryOf(plan, arch2);
       const started = performance.now();
-      const unitDir = join3(workDir, `${i}-${arch2.flavor.variant}-${arch2.architecture}`);
-      const image = await building.run(
+      const unitDir = join7(workDir, `${i}-${arch2.flavor.variant}-${arch2.architecture}`);
+      const product = await building.run(
         async () => failure2 ? void 0 : buildArchImageFor(arch2, unitDir, options)
       );
-      if (!image) return;
-      let bytesUploaded2 = 0;
-      for (const pusher of pushers) {
-        const outcomes = await Promise.all(image.blobs.map((blob) => pusher.push(repository, blob, signal)));
-        bytesUploaded2 += image.blobs.reduce((n, b, j) => n + (outcomes[j] === "uploaded" ? b.size : 0), 0);
-      }
-      await rm5(unitDir, { recursive: true, force: true });
-      const seconds = (performance.now() - started) / 1e3;
+      if (!product) return;
+      const { image } = product;
       const ref2 = reference(repository, arch2.tag);
+      let bytesUploaded2 = 0;
+      const upload = async () => {
+        for (const pusher of pushers) {
+          const outcomes = await Promise.all(
+            image.blobs.map((blob) => pusher.push(repository, blob, signal))
+          );
+          bytesUploaded2 += image.blobs.reduce((n, b, j) => n + (outcomes[j] === "uploaded" ? b.size : 0), 0);
+        }
+      };
+      const boot = async () => {
+        if (tester?.wants(arch2.architecture))
+          await tester.test(
+            ref2,
+            arch2.flavor.variant,
+            arch2.architecture,
+            product.bootFiles,
+            product.commandLine,
+            signal
+          );
+      };
+      const [uploaded, booted] = await Promise.allSettled([upload(), boot()]);
+      if (uploaded.status === "rejected") throw uploaded.reason;
+      if (booted.status === "rejected") throw booted.reason;
+      await rm8(unitDir, { recursive: true, force: true });
+      const seconds = (performance.now() - started) / 1e3;
       pending[i] = { repository, tag: arch2.tag, manifest: image.manifest };
       built.set(key(repository, arch2.tag), image.manifest);
       digests[ref2] = image.manifest.digest;
@@ -60598,16 +61608,19 @@ async function publish(options) {
         `${ref2} ${image.manifest.digest} built and uploaded (${formatBytes(size)} in ${formatDuration(seconds)})`
       );
     };
-    await logger2.group("Fetch, build and upload arch images", async () => {
-      await Promise.all(
-        toBuild.map(
-          (arch2, i) => onDisk.run(() => buildAndUpload(arch2, i)).catch((error2) => {
-            failure2 ??= { error: error2 };
-          })
-        )
-      );
-      if (failure2) throw failure2.error;
-    });
+    await logger2.group(
+      tester ? "Fetch, build, upload and boot-test arch images" : "Fetch, build and upload arch images",
+      async () => {
+        await Promise.all(
+          toBuild.map(
+            (arch2, i) => onDisk.run(() => buildAndUpload(arch2, i)).catch((error2) => {
+              failure2 ??= { error: error2 };
+            })
+          )
+        );
+        if (failure2) throw failure2.error;
+      }
+    );
     await logger2.group("Write arch image tags", async () => {
       for (const { repository, tag, manifest } of pending.filter((p) => p !== void 0)) {
         for (const store of options.stores)
@@ -60646,7 +61659,7 @@ async function publish(options) {
       }
     });
   } finally {
-    if (!options.workDir) await rm5(workDir, { recursive: true, force: true });
+    if (!options.workDir) await rm8(workDir, { recursive: true, force: true });
   }
   async function writeIndex(image, tag, index, kind) {
     const ref2 = reference(image.repository, tag);
@@ -60682,7 +61695,8 @@ async function publish(options) {
     tags: ordered,
     digests: Object.fromEntries(ordered.filter((r) => digests[r]).map((r) => [r, digests[r]])),
     images: results,
-    bytesUploaded
+    bytesUploaded,
+    bootTests: tester?.records ?? []
   };
 }
 function key(repository, tag) {
@@ -60759,7 +61773,7 @@ async function buildArchImageFor(arch2, dir, options) {
   const commandLine = commandLineFor(flavor.cmdline, architecture);
   const title = `${flavor.image} ${options.source.release.version} ${flavor.variant} ${architecture}`;
   if (flavor.variant === "kvm") {
-    return buildArchImage({
+    const image2 = buildArchImage({
       architecture,
       variant: ironCoreVariantOf(flavor.variant),
       title,
@@ -60767,6 +61781,7 @@ async function buildArchImageFor(arch2, dir, options) {
       layers: [layer("rootfs", artifacts.files.raw, "rootfs.raw", "disk image (.raw)")],
       annotations
     });
+    return { image: image2, bootFiles: { disk: artifacts.files.raw.path }, commandLine };
   }
   const layers = metalLayers(artifacts, layer);
   const ukiInput = await buildMetalUki(artifacts, arch2, dir, options);
@@ -60776,7 +61791,7 @@ async function buildArchImageFor(arch2, dir, options) {
     title: "uki.efi"
   });
   throwIfAborted(signal);
-  return buildArchImage({
+  const image = buildArchImage({
     architecture,
     variant: ironCoreVariantOf(flavor.variant),
     title,
@@ -60784,6 +61799,12 @@ async function buildArchImageFor(arch2, dir, options) {
     layers,
     annotations
   });
+  const { files } = artifacts;
+  const bootFiles = { uki: ukiInput.path };
+  if (files.kernel) bootFiles.kernel = files.kernel.path;
+  if (files.initrd) bootFiles.initramfs = files.initrd.path;
+  if (files.squashfs) bootFiles.squashfs = files.squashfs.path;
+  return { image, bootFiles, commandLine };
 }
 function metalLayers(artifacts, layer) {
   return [
@@ -60816,7 +61837,7 @@ async function buildMetalUki(artifacts, arch2, dir, options) {
     arch: arch2.architecture,
     cmdline,
     ...files.release ? { osRelease: files.release.path } : {},
-    output: join3(dir, "uki.efi"),
+    output: join7(dir, "uki.efi"),
     logger: options.logger,
     ...options.signal ? { signal: options.signal } : {},
     ...options.installUkify ? { installUkify: true } : {},
@@ -60837,7 +61858,9 @@ function summaryRows(result) {
 }
 
 // src/pipeline/run.ts
-import { resolve as resolvePath } from "node:path";
+import { mkdtemp as mkdtemp3 } from "node:fs/promises";
+import { tmpdir as tmpdir3 } from "node:os";
+import { join as join11, resolve as resolvePath } from "node:path";
 
 // node_modules/universal-user-agent/index.js
 function getUserAgent() {
@@ -64964,37 +65987,6 @@ function networkMessage(error2) {
   return error2 instanceof Error ? error2.message : String(error2);
 }
 
-// src/gardenlinux/versions.ts
-var PLAIN_VERSION = /^\d{3,}\.\d+(\.\d+)?$/;
-var EXPLICIT_VERSION = /^\d+\.\d+(\.\d+)?$/;
-function parseVersion(version) {
-  if (!EXPLICIT_VERSION.test(version)) return void 0;
-  const parts = version.split(".").map((p) => Number.parseInt(p, 10));
-  return [parts[0] ?? 0, parts[1] ?? 0, parts[2] ?? 0];
-}
-function compareVersions(a, b) {
-  const pa = parseVersion(a);
-  const pb = parseVersion(b);
-  if (!pa || !pb) return (pa ? 1 : 0) - (pb ? 1 : 0);
-  for (let i = 0; i < 3; i++) {
-    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
-    if (d !== 0) return d;
-  }
-  return 0;
-}
-function isPlainVersion(tag) {
-  return PLAIN_VERSION.test(tag);
-}
-function validateVersion(input) {
-  const version = input.trim();
-  if (!EXPLICIT_VERSION.test(version)) {
-    throw new PublishError(`invalid Garden Linux version "${printable(input)}"`, {
-      hint: "A version is two or three dot-separated numbers, e.g. 1877.23 or 2150.9.0."
-    });
-  }
-  return version;
-}
-
 // src/gardenlinux/release.ts
 var MAX_PAGES = 200;
 function defaultApiUrl() {
@@ -65311,7 +66303,7 @@ function levenshtein(a, b) {
 
 // src/gardenlinux/fetch.ts
 import { createHash as createHash6 } from "node:crypto";
-import { mkdir as mkdir3, stat as stat5 } from "node:fs/promises";
+import { mkdir as mkdir4, stat as stat8 } from "node:fs/promises";
 
 // src/gardenlinux/download.ts
 var import_undici2 = __toESM(require_undici2(), 1);
@@ -65344,7 +66336,7 @@ function sleep2(ms, signal) {
     signal?.addEventListener("abort", onAbort, { once: true });
   });
 }
-async function open4(options, offset) {
+async function open6(options, offset) {
   const origin = new URL(options.url).origin;
   let current = new URL(options.url);
   for (let hop = 0; hop < 6; hop++) {
@@ -65408,7 +66400,7 @@ async function* downloadAsset(options) {
   while (true) {
     attempt++;
     try {
-      const { res } = await open4(options, offset);
+      const { res } = await open6(options, offset);
       let skip = 0;
       if (res.statusCode === 206) {
         const range = /^bytes (\d+)-/.exec(String(res.headers["content-range"] ?? ""));
@@ -65876,14 +66868,14 @@ async function* readTar(source, options) {
 }
 
 // src/gardenlinux/unpack.ts
-import { rm as rm7, rmdir as rmdir2 } from "node:fs/promises";
-import { join as join4, posix as posix2 } from "node:path";
+import { rm as rm10, rmdir as rmdir2 } from "node:fs/promises";
+import { join as join8, posix as posix2 } from "node:path";
 import { Readable as Readable2 } from "node:stream";
 import { createGunzip as createGunzip2 } from "node:zlib";
 
 // src/gardenlinux/tar/sparse.ts
 import { createHash as createHash5 } from "node:crypto";
-import { open as open5, rename as rename4, rm as rm6 } from "node:fs/promises";
+import { open as open7, rename as rename5, rm as rm9 } from "node:fs/promises";
 var ZEROS2 = Buffer.alloc(1024 * 1024);
 function isAllZero(buf) {
   for (let off = 0; off < buf.length; off += ZEROS2.length) {
@@ -65895,7 +66887,7 @@ function isAllZero(buf) {
 async function writeSparseFileAtomic(path, body, options) {
   const temp = temporaryPathFor(path);
   const hash = createHash5("sha256");
-  const fh = await open5(temp, "wx");
+  const fh = await open7(temp, "wx");
   const writer = new CoalescingWriter(fh);
   let logical = 0;
   const extents = [];
@@ -65948,12 +66940,12 @@ async function writeSparseFileAtomic(path, body, options) {
     await writer.close();
     await fh.truncate(options.size);
     await fh.close();
-    await rename4(temp, path);
+    await rename5(temp, path);
     return { path, digest: `sha256:${hash.digest("hex")}`, size: options.size, dataExtents: extents };
   } catch (error2) {
     await fh.close().catch(() => {
     });
-    await rm6(temp, { force: true });
+    await rm9(temp, { force: true });
     throw error2;
   }
 }
@@ -66002,7 +66994,7 @@ async function unpackFlavorTar(tar, options) {
   let sawRootfs = false;
   const claim = (key2, name) => {
     if (files[key2]) throw new PublishError(`${label}: member ${name} appears twice`);
-    const path = join4(dir, name);
+    const path = join8(dir, name);
     options.written.push(path);
     return path;
   };
@@ -66090,7 +67082,7 @@ async function unpackPxe(m, options, files, result) {
     const key2 = names[name];
     if (!key2) continue;
     if (files[key2]) throw new PublishError(`${label}: member ${name} appears twice`);
-    const path = join4(options.dir, name);
+    const path = join8(options.dir, name);
     options.written.push(path);
     files[key2] = await writeFileAtomic(path, inner.body, options.signal ? { signal: options.signal } : {});
   }
@@ -66103,27 +67095,27 @@ async function extractStub(m, options, files) {
     if (inner.entry.type !== "file") {
       throw new PublishError(`${label}: ${wanted} is a ${inner.entry.type}, not a regular file`);
     }
-    const path = join4(options.dir, efiStubName(options.arch));
+    const path = join8(options.dir, efiStubName(options.arch));
     options.written.push(path);
     files.efiStub = await writeFileAtomic(path, inner.body, options.signal ? { signal: options.signal } : {});
     break;
   }
 }
 async function removeWritten(dir, written) {
-  await Promise.all(written.map((p) => rm7(p, { force: true })));
+  await Promise.all(written.map((p) => rm10(p, { force: true })));
   await rmdir2(dir).catch(() => {
   });
 }
 
 // src/gardenlinux/xz.ts
-import { spawn as spawn2 } from "node:child_process";
+import { spawn as spawn3 } from "node:child_process";
 import { availableParallelism } from "node:os";
 import { Readable as Readable3 } from "node:stream";
 import { pipeline } from "node:stream/promises";
 var xzAvailable;
 function hasSystemXz() {
   xzAvailable ??= new Promise((resolve) => {
-    const child = spawn2("xz", ["--version"], { stdio: "ignore" });
+    const child = spawn3("xz", ["--version"], { stdio: "ignore" });
     child.on("error", () => resolve(false));
     child.on("close", (code) => resolve(code === 0));
   });
@@ -66144,7 +67136,7 @@ function xzThreads() {
   return Math.max(1, Math.floor(availableParallelism() / (running + 1)));
 }
 async function* systemXz(source, label) {
-  const child = spawn2("xz", ["-dc", `-T${xzThreads()}`], { stdio: ["pipe", "pipe", "pipe"] });
+  const child = spawn3("xz", ["-dc", `-T${xzThreads()}`], { stdio: ["pipe", "pipe", "pipe"] });
   running++;
   child.once("close", () => running--);
   let stderr = "";
@@ -66257,7 +67249,7 @@ async function unpackFromSource(options) {
   const written = [];
   const started = performance.now();
   try {
-    await mkdir3(options.dir, { recursive: true });
+    await mkdir4(options.dir, { recursive: true });
     const hash = createHash6("sha256");
     let compressed = 0;
     const download = options.open(controller.signal);
@@ -66319,8 +67311,9 @@ async function unpackFromSource(options) {
 }
 
 // src/oci/layout/store.ts
-import { link, mkdir as mkdir4, readFile as readFile3, rename as rename5, stat as stat6, writeFile as writeFile3, copyFile as copyFile2, rm as rm8 } from "node:fs/promises";
-import { join as join5 } from "node:path";
+import { createReadStream as createReadStream6 } from "node:fs";
+import { link, mkdir as mkdir5, readFile as readFile5, rename as rename6, stat as stat9, writeFile as writeFile5, copyFile as copyFile3, rm as rm11 } from "node:fs/promises";
+import { join as join9 } from "node:path";
 
 // src/oci/store.ts
 function emptyStats() {
@@ -66339,7 +67332,7 @@ function createLayoutStore(root) {
       validateRepositoryName(name);
       let repo = repositories.get(name);
       if (!repo) {
-        repo = new LayoutRepository(join5(root, name), stats, (other) => join5(root, other));
+        repo = new LayoutRepository(join9(root, name), stats, (other) => join9(root, other));
         repositories.set(name, repo);
       }
       return repo;
@@ -66363,22 +67356,22 @@ var LayoutRepository = class {
   /** index.json updates are serialized: read-modify-write must not interleave. */
   indexLock = Promise.resolve();
   blobPath(digest, dir = this.dir) {
-    return join5(dir, "blobs", "sha256", digestHex(digest));
+    return join9(dir, "blobs", "sha256", digestHex(digest));
   }
   init() {
     this.ready ??= (async () => {
-      await mkdir4(join5(this.dir, "blobs", "sha256"), { recursive: true });
-      if (!await exists2(join5(this.dir, "oci-layout"))) {
-        await writeAtomic(join5(this.dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
+      await mkdir5(join9(this.dir, "blobs", "sha256"), { recursive: true });
+      if (!await exists3(join9(this.dir, "oci-layout"))) {
+        await writeAtomic(join9(this.dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
       }
-      if (!await exists2(join5(this.dir, "index.json"))) {
+      if (!await exists3(join9(this.dir, "index.json"))) {
         await this.writeIndex({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] });
       }
     })();
     return this.ready;
   }
   async hasBlob(digest) {
-    return exists2(this.blobPath(digest));
+    return exists3(this.blobPath(digest));
   }
   async pushBlob(blob, options = {}) {
     await this.init();
@@ -66439,7 +67432,7 @@ var LayoutRepository = class {
   async getManifest(tagOrDigest) {
     const descriptor = await this.find(tagOrDigest);
     if (!descriptor) return void 0;
-    const bytes = await readFile3(this.blobPath(descriptor.digest)).catch(() => void 0);
+    const bytes = await readFile5(this.blobPath(descriptor.digest)).catch(() => void 0);
     if (!bytes) return void 0;
     let mediaType = descriptor.mediaType;
     if (!mediaType) {
@@ -66454,9 +67447,14 @@ var LayoutRepository = class {
   async resolveTag(tag) {
     return (await this.find(tag))?.digest;
   }
+  async openBlob(digest) {
+    const path = this.blobPath(digest);
+    if (!await exists3(path)) throw new PublishError(`blob ${digest} not found in ${this.location}`);
+    return createReadStream6(path, { highWaterMark: 1024 * 1024 });
+  }
   async readBlob(digest) {
     try {
-      const bytes = await readFile3(this.blobPath(digest));
+      const bytes = await readFile5(this.blobPath(digest));
       if (sha256Digest(bytes) !== digest)
         throw new PublishError(`blob ${digest} in ${this.location} is corrupt`);
       return bytes;
@@ -66473,23 +67471,23 @@ var LayoutRepository = class {
   }
   async find(tagOrDigest) {
     if (isDigest(tagOrDigest)) {
-      return await exists2(this.blobPath(tagOrDigest)) ? { mediaType: "", digest: tagOrDigest, size: await sizeOf2(this.blobPath(tagOrDigest)) ?? 0 } : void 0;
+      return await exists3(this.blobPath(tagOrDigest)) ? { mediaType: "", digest: tagOrDigest, size: await sizeOf2(this.blobPath(tagOrDigest)) ?? 0 } : void 0;
     }
     const index = await this.readIndex();
     return index?.manifests.find((d) => d.annotations?.[REF_NAME] === tagOrDigest);
   }
   async readIndex() {
     try {
-      return JSON.parse(await readFile3(join5(this.dir, "index.json"), "utf8"));
+      return JSON.parse(await readFile5(join9(this.dir, "index.json"), "utf8"));
     } catch (error2) {
       if (error2.code === "ENOENT") return void 0;
       throw new PublishError(
-        `${join5(this.dir, "index.json")} is not a valid OCI layout index: ${String(error2)}`
+        `${join9(this.dir, "index.json")} is not a valid OCI layout index: ${String(error2)}`
       );
     }
   }
   writeIndex(index) {
-    return writeAtomic(join5(this.dir, "index.json"), canonicalJson(index));
+    return writeAtomic(join9(this.dir, "index.json"), canonicalJson(index));
   }
   updateIndex(change) {
     const next = this.indexLock.then(async () => {
@@ -66505,12 +67503,12 @@ var LayoutRepository = class {
     return next;
   }
 };
-async function exists2(path) {
+async function exists3(path) {
   return await sizeOf2(path) !== void 0;
 }
 async function sizeOf2(path) {
   try {
-    return (await stat6(path)).size;
+    return (await stat9(path)).size;
   } catch {
     return void 0;
   }
@@ -66518,20 +67516,20 @@ async function sizeOf2(path) {
 async function writeAtomic(path, data) {
   const temp = temporaryPathFor(path);
   try {
-    await writeFile3(temp, data);
-    await rename5(temp, path);
+    await writeFile5(temp, data);
+    await rename6(temp, path);
   } catch (error2) {
-    await rm8(temp, { force: true });
+    await rm11(temp, { force: true });
     throw error2;
   }
 }
 async function linkOrCopy(source, target) {
   const temp = temporaryPathFor(target);
   try {
-    await link(source, temp).catch(() => copyFile2(source, temp));
-    await rename5(temp, target);
+    await link(source, temp).catch(() => copyFile3(source, temp));
+    await rename6(temp, target);
   } catch (error2) {
-    await rm8(temp, { force: true });
+    await rm11(temp, { force: true });
     throw error2;
   }
 }
@@ -67388,12 +68386,12 @@ async function pushBlob(ctx, blob, options = {}) {
 }
 
 // src/oci/registry/credentials.ts
-import { spawn as spawn3 } from "node:child_process";
-import { readFile as readFile4 } from "node:fs/promises";
+import { spawn as spawn4 } from "node:child_process";
+import { readFile as readFile6 } from "node:fs/promises";
 import { homedir } from "node:os";
-import { join as join6 } from "node:path";
+import { join as join10 } from "node:path";
 function defaultDockerConfigDir() {
-  return process.env.DOCKER_CONFIG || join6(homedir(), ".docker");
+  return process.env.DOCKER_CONFIG || join10(homedir(), ".docker");
 }
 function normalizeKey(key2) {
   return key2.replace(/^[a-z]+:\/\//i, "").replace(/\/.*$/, "").toLowerCase();
@@ -67416,7 +68414,7 @@ function decodeAuth(auth2, registry) {
 function runCredentialHelper(helper, registry) {
   const program = `docker-credential-${helper}`;
   return new Promise((resolve, reject) => {
-    const child = spawn3(program, ["get"], { stdio: ["pipe", "pipe", "pipe"] });
+    const child = spawn4(program, ["get"], { stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d) => stdout += d.toString());
@@ -67451,10 +68449,10 @@ function runCredentialHelper(helper, registry) {
 }
 async function resolveCredentials(registry, options) {
   if (options.credentials) return options.credentials;
-  const file = join6(options.dockerConfig ?? defaultDockerConfigDir(), "config.json");
+  const file = join10(options.dockerConfig ?? defaultDockerConfigDir(), "config.json");
   let config;
   try {
-    config = JSON.parse(await readFile4(file, "utf8"));
+    config = JSON.parse(await readFile6(file, "utf8"));
   } catch (error2) {
     if (error2.code === "ENOENT") return void 0;
     throw new PublishError(`cannot read the docker config ${file}: ${error2.message}`);
@@ -67571,6 +68569,23 @@ async function resolveTag(ctx, tag, signal) {
   if (digest && isDigest(digest)) return digest;
   return (await getManifest(ctx, tag, signal))?.digest;
 }
+async function openBlob(ctx, digest, signal) {
+  const operation = `reading blob ${digest} from ${ctx.location}`;
+  const res = await ctx.client.send({
+    method: "GET",
+    url: `/v2/${ctx.repo}/blobs/${digest}`,
+    scopes: [pullScope(ctx.repo)],
+    operation,
+    expect: [200, 404],
+    followRedirects: true,
+    ...signal ? { signal } : {}
+  });
+  if (res.status === 404) {
+    await discard(res.body);
+    throw new PublishError(`${operation}: the blob does not exist`);
+  }
+  return res.body;
+}
 async function readBlob(ctx, digest, signal, limit = 16 * 1024 * 1024) {
   const operation = `reading blob ${digest} from ${ctx.location}`;
   const res = await ctx.client.send({
@@ -67637,6 +68652,7 @@ function createRegistryStore(options) {
       },
       pushManifest: (manifest, tags, signal) => pushManifest(ctx, manifest, tags, signal),
       getManifest: (tagOrDigest, signal) => getManifest(ctx, tagOrDigest, signal),
+      openBlob: (digest, signal) => openBlob(ctx, digest, signal),
       readBlob: (digest, signal) => readBlob(ctx, digest, signal),
       resolveTag: (tag, signal) => resolveTag(ctx, tag, signal)
     };
@@ -67701,6 +68717,11 @@ function validateSettings(settings) {
   if (!settings.registry && !settings.ociLayout && !settings.dryRun) {
     throw new PublishError("nothing to publish to: give a registry, an oci-layout folder, or dry-run");
   }
+  if (settings.bootTestTimeout !== void 0 && (!Number.isInteger(settings.bootTestTimeout) || settings.bootTestTimeout < 10 || settings.bootTestTimeout > 86400)) {
+    throw new PublishError(
+      `boot-test-timeout must be whole seconds from 10 to 86400, not ${settings.bootTestTimeout}`
+    );
+  }
   for (const name of Object.keys(settings.annotations)) {
     if (!/^[A-Za-z0-9][A-Za-z0-9._/-]*$/.test(name))
       throw new PublishError(`annotation name "${printable(name)}" is not valid`);
@@ -67724,6 +68745,10 @@ function selectFlavors(flavors, selection) {
 async function runPublish(settings, logger2, options = {}) {
   const flavors = validateSettings(settings);
   const { signal } = options;
+  const bootArches = settings.architectures.filter((a) => settings.bootTest === "all" || a === hostArch());
+  if (settings.bootTest !== "none" && settings.installQemu && bootArches.length > 0) {
+    await logger2.group("Install QEMU", () => installQemu(bootArches, logger2, signal));
+  }
   const source = options.source ?? releaseSource(
     await logger2.group(
       "Resolve release",
@@ -67772,6 +68797,15 @@ async function runPublish(settings, logger2, options = {}) {
       annotations: settings.annotations,
       ...settings.description ? { description: settings.description } : {},
       ...settings.workDir ? { workDir: settings.workDir } : {},
+      ...settings.bootTest !== "none" ? {
+        bootTest: {
+          mode: settings.bootTest,
+          accelerator: settings.bootTestAccel,
+          ...settings.bootTestTimeout !== void 0 ? { timeoutSeconds: settings.bootTestTimeout } : {},
+          ...settings.bootTestExpect ? { expect: settings.bootTestExpect } : {},
+          logDir: settings.bootLogDir ?? (settings.workDir ? join11(settings.workDir, "boot-logs") : await mkdtemp3(join11(tmpdir3(), "ironcore-boot-logs-")))
+        }
+      } : {},
       logger: logger2,
       ...signal ? { signal } : {}
     });
@@ -67793,6 +68827,7 @@ function parseAnnotations(text) {
 }
 
 // src/action/context.ts
+import { join as join12 } from "node:path";
 function bool(name) {
   const value = getInput(name).trim().toLowerCase();
   if (value === "" || value === "false") return false;
@@ -67815,6 +68850,8 @@ function readSettings(env = process.env) {
   const concurrencyText = getInput("concurrency") || "4";
   const description = getInput("description");
   const ociLayout = getInput("oci-layout");
+  const bootTimeout = getInput("boot-test-timeout").trim();
+  const bootExpect = parseExpect(getInput("boot-test-expect"));
   return {
     version: getInput("version").trim(),
     sourceRepository: getInput("source-repository") || "gardenlinux/gardenlinux",
@@ -67838,7 +68875,14 @@ function readSettings(env = process.env) {
     installUkify: bool("install-ukify"),
     tagSuffix: getInput("tag-suffix").trim(),
     annotations: parseAnnotations(getInput("annotations")),
-    ...description ? { description } : {}
+    ...description ? { description } : {},
+    bootTest: parseBootTestChoice(getInput("boot-test")),
+    bootTestAccel: parseAcceleratorChoice(getInput("boot-test-accel")),
+    ...bootTimeout ? { bootTestTimeout: /^[0-9]+$/.test(bootTimeout) ? Number(bootTimeout) : NaN } : {},
+    ...bootExpect ? { bootTestExpect: bootExpect } : {},
+    installQemu: bool("install-qemu"),
+    // Serial logs outlive the step: a later upload-artifact step can keep them.
+    ...env.RUNNER_TEMP ? { bootLogDir: join12(env.RUNNER_TEMP, "ironcore-boot-logs") } : {}
   };
 }
 
@@ -67862,6 +68906,7 @@ async function main() {
     setOutput("skipped-reason", result.skippedReason ?? "");
     setOutput("tags", result.tags.join("\n"));
     setOutput("digests", JSON.stringify(result.digests));
+    setOutput("boot-tests", JSON.stringify(result.bootTests));
     const summary2 = summary.addHeading(`Garden Linux ${result.version}`, 2);
     if (!result.published) {
       summary2.addRaw(
@@ -67882,11 +68927,26 @@ async function main() {
       ]);
       summary2.addRaw(`Blob bytes uploaded: ${result.bytesUploaded}`, true);
     }
+    addBootTests(summary2, result.bootTests);
     summary2.addDetails("All tags", `<pre>${result.tags.join("\n")}</pre>`);
     await summary2.write();
     info(formatTable(["image", "digest", "size", "time", "throughput"], summaryRows(result)));
+    if (result.bootTests.length > 0)
+      info(formatTable(BOOT_TEST_HEADERS, bootTestRows(result.bootTests)));
   } catch (error2) {
+    if (error2 instanceof BootTestError) {
+      setOutput("boot-tests", JSON.stringify(error2.bootTests));
+      const summary2 = summary.addHeading("Boot tests failed: no tag was written", 2);
+      addBootTests(summary2, error2.bootTests);
+      await summary2.write().catch(() => {
+      });
+    }
     setFailed(describeError(error2));
   }
+}
+function addBootTests(summary2, records) {
+  if (records.length === 0) return;
+  summary2.addHeading("Boot tests", 3);
+  summary2.addTable([BOOT_TEST_HEADERS.map((h) => ({ data: h, header: true })), ...bootTestRows(records)]);
 }
 await main();

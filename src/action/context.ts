@@ -1,9 +1,11 @@
 // Turns the action's inputs into one typed settings object (the docker/build-push-action habit), so
 // main.ts stays short and every input is validated in one place before any work starts.
+import { join } from 'node:path';
 import * as core from '@actions/core';
 import type { UkiBuilderChoice } from '../boot';
 import { parseArchitectures, parseFlavors } from '../pipeline/flavors';
 import { parseAnnotations, type RunSettings } from '../pipeline/run';
+import { parseAcceleratorChoice, parseBootTestChoice, parseExpect } from '../pipeline/boot-test';
 import { PublishError, printable } from '../util/errors';
 
 function bool(name: string): boolean {
@@ -31,6 +33,8 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): RunSettings 
   const concurrencyText = core.getInput('concurrency') || '4';
   const description = core.getInput('description');
   const ociLayout = core.getInput('oci-layout');
+  const bootTimeout = core.getInput('boot-test-timeout').trim();
+  const bootExpect = parseExpect(core.getInput('boot-test-expect'));
   return {
     version: core.getInput('version').trim(),
     sourceRepository: core.getInput('source-repository') || 'gardenlinux/gardenlinux',
@@ -58,5 +62,12 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): RunSettings 
     tagSuffix: core.getInput('tag-suffix').trim(),
     annotations: parseAnnotations(core.getInput('annotations')),
     ...(description ? { description } : {}),
+    bootTest: parseBootTestChoice(core.getInput('boot-test')),
+    bootTestAccel: parseAcceleratorChoice(core.getInput('boot-test-accel')),
+    ...(bootTimeout ? { bootTestTimeout: /^[0-9]+$/.test(bootTimeout) ? Number(bootTimeout) : NaN } : {}),
+    ...(bootExpect ? { bootTestExpect: bootExpect } : {}),
+    installQemu: bool('install-qemu'),
+    // Serial logs outlive the step: a later upload-artifact step can keep them.
+    ...(env.RUNNER_TEMP ? { bootLogDir: join(env.RUNNER_TEMP, 'ironcore-boot-logs') } : {}),
   };
 }

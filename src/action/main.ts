@@ -4,6 +4,7 @@ import * as core from '@actions/core';
 import { formatTable } from '../pipeline/plan';
 import { summaryRows } from '../pipeline/publish';
 import { runPublish } from '../pipeline/run';
+import { BOOT_TEST_HEADERS, BootTestError, bootTestRows, type BootTestRecord } from '../pipeline/boot-test';
 import { describeError } from '../util/errors';
 import type { Logger } from '../util/logger';
 import { readSettings } from './context';
@@ -29,6 +30,7 @@ async function main(): Promise<void> {
     core.setOutput('skipped-reason', result.skippedReason ?? '');
     core.setOutput('tags', result.tags.join('\n'));
     core.setOutput('digests', JSON.stringify(result.digests));
+    core.setOutput('boot-tests', JSON.stringify(result.bootTests));
 
     const summary = core.summary.addHeading(`Garden Linux ${result.version}`, 2);
     if (!result.published) {
@@ -50,12 +52,28 @@ async function main(): Promise<void> {
       ]);
       summary.addRaw(`Blob bytes uploaded: ${result.bytesUploaded}`, true);
     }
+    addBootTests(summary, result.bootTests);
     summary.addDetails('All tags', `<pre>${result.tags.join('\n')}</pre>`);
     await summary.write();
     core.info(formatTable(['image', 'digest', 'size', 'time', 'throughput'], summaryRows(result)));
+    if (result.bootTests.length > 0)
+      core.info(formatTable(BOOT_TEST_HEADERS, bootTestRows(result.bootTests)));
   } catch (error) {
+    // A failed boot still reports every boot of the run: which one failed, and where its console log is.
+    if (error instanceof BootTestError) {
+      core.setOutput('boot-tests', JSON.stringify(error.bootTests));
+      const summary = core.summary.addHeading('Boot tests failed: no tag was written', 2);
+      addBootTests(summary, error.bootTests);
+      await summary.write().catch(() => {});
+    }
     core.setFailed(describeError(error));
   }
+}
+
+function addBootTests(summary: typeof core.summary, records: readonly BootTestRecord[]): void {
+  if (records.length === 0) return;
+  summary.addHeading('Boot tests', 3);
+  summary.addTable([BOOT_TEST_HEADERS.map((h) => ({ data: h, header: true })), ...bootTestRows(records)]);
 }
 
 await main();

@@ -1,86 +1,24 @@
 // Runs the real `ukify build`, as the current workflow does, for teams that want systemd's own tool in the loop.
 // Text arguments go through files (`@path`): ukify 254 collapses whitespace in a --cmdline given as text and
 // would read a command line starting with "@" as a path; a file is copied verbatim.
-import { spawn } from 'node:child_process';
-import { constants } from 'node:fs';
-import { access, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
+import { rename, rm, stat, writeFile } from 'node:fs/promises';
 import { PublishError } from '../util/errors';
 import type { Logger } from '../util/logger';
 import { hashFile, temporaryPathFor, type HashedFile } from '../util/files';
+import { aptInstall, findOnPath, runCommand, type CommandResult } from '../util/system';
+
+export { findOnPath };
 
 export const UKIFY_INSTALL_HINT =
   "install it: on GitHub's Ubuntu 24.04 runners `sudo apt-get install -y systemd-ukify` (it also needs python3-pefile and, " +
   'for arm64 kernels, readelf from binutils); or use builder "native", which needs nothing outside Node';
-
-/** The first executable `name` on PATH, or undefined. */
-export async function findOnPath(name: string, path = process.env.PATH ?? ''): Promise<string | undefined> {
-  for (const dir of path.split(delimiter)) {
-    if (!dir) continue;
-    const candidate = join(dir, name);
-    try {
-      await access(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // not here
-    }
-  }
-  return undefined;
-}
-
-interface RunResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function run(command: string, args: string[], signal?: AbortSignal): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], ...(signal ? { signal } : {}) });
-    let stdout = '';
-    let stderr = '';
-    // Keep the tail: a Python traceback's last lines carry the reason.
-    const keep = (text: string) => (text.length > 16384 ? text.slice(-16384) : text);
-    child.stdout.setEncoding('utf8').on('data', (d: string) => void (stdout = keep(stdout + d)));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => void (stderr = keep(stderr + d)));
-    child.once('error', reject);
-    child.once('close', (code, sig) => resolve({ code, signal: sig, stdout, stderr }));
-  });
-}
 
 /**
  * Installs systemd-ukify with apt-get, only when that can happen without a password prompt (root, or
  * passwordless sudo as on GitHub's runners). Returns the ukify path, or undefined when it could not.
  */
 export async function installUkify(logger: Logger, signal?: AbortSignal): Promise<string | undefined> {
-  const isRoot = process.getuid?.() === 0;
-  let prefix: string[] = [];
-  if (!isRoot) {
-    const sudo = await findOnPath('sudo');
-    if (!sudo || (await run(sudo, ['-n', 'true'], signal).catch(() => undefined))?.code !== 0) {
-      logger.warning('ukify is missing and cannot be installed: not root and no passwordless sudo');
-      return undefined;
-    }
-    prefix = [sudo, '-n'];
-  }
-  const apt = async (...args: string[]) => {
-    const [command, ...rest] = [...prefix, 'env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', ...args];
-    return run(command as string, rest, signal);
-  };
-  logger.info('installing systemd-ukify with apt-get');
-  let result = await apt('install', '-y', '-q', 'systemd-ukify');
-  if (result.code !== 0) {
-    // The runner's package lists may predate the package: refresh once and retry.
-    await apt('update', '-q');
-    result = await apt('install', '-y', '-q', 'systemd-ukify');
-  }
-  if (result.code !== 0) {
-    logger.warning(
-      `apt-get install systemd-ukify failed: ${result.stderr.trim().split('\n').slice(-3).join(' ')}`,
-    );
-    return undefined;
-  }
+  if (!(await aptInstall(['systemd-ukify'], logger, signal))) return undefined;
   return findOnPath('ukify');
 }
 
@@ -119,9 +57,9 @@ export async function runUkify(options: UkifyRunOptions): Promise<HashedFile> {
   args.push('--output', temp);
   logger.info(`running ${options.ukify} ${args.join(' ')}`);
   try {
-    let result: RunResult;
+    let result: CommandResult;
     try {
-      result = await run(options.ukify, args, signal);
+      result = await runCommand(options.ukify, args, signal);
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
       throw new PublishError(`cannot run ukify (${options.ukify}): ${(error as Error).message}`, {

@@ -1,6 +1,7 @@
 // The CLI front door: the same pipeline as the action, from a terminal.
 //   ironcore-publish publish [options]             publish a release (or --from-file assets)
 //   ironcore-publish inspect REF                   show an image (registry ref or oci:DIR:TAG)
+//   ironcore-publish boot REF                      boot an image under QEMU (registry ref or oci:DIR:TAG)
 //   ironcore-publish demo [--out DIR]              the whole pipeline offline on a built-in sample release
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
@@ -15,6 +16,14 @@ import { formatTable } from '../pipeline/plan';
 import { summaryRows } from '../pipeline/publish';
 import { parseAnnotations, runPublish, type RunResult, type RunSettings } from '../pipeline/run';
 import { runDemo } from '../sample/demo';
+import {
+  BOOT_TEST_HEADERS,
+  bootTestRows,
+  parseAcceleratorChoice,
+  parseBootTestChoice,
+  parseExpect,
+} from '../pipeline/boot-test';
+import { bootCommand } from './boot';
 import { describeError, printable, PublishError } from '../util/errors';
 import { consoleLogger } from '../util/logger';
 
@@ -23,6 +32,7 @@ const USAGE = `Usage: ironcore-publish <command> [options]
 Commands:
   publish   Publish a Garden Linux release as IronCore OS images
   inspect   Show an image: ironcore-publish inspect ghcr.io/owner/gardenlinux:2150.1.0 | oci:DIR:TAG
+  boot      Boot an image under QEMU and check it reaches userspace (ironcore-publish boot --help)
   demo      Run the whole pipeline offline on a built-in sample release into an OCI layout
 
 publish options (the action's inputs):
@@ -51,6 +61,16 @@ publish options (the action's inputs):
   --work-dir DIR         keep downloads and builds here (default: a temporary folder)
   --from-file FILE       build from downloaded asset files instead of a release (repeatable);
                          tags get a -manual-<8 hex> suffix
+  --boot-test MODE       none|native|all: boot every arch image under QEMU before any tag is
+                         written (native: this machine's arch; all: both, the other emulated)
+  --boot-test-accel A    auto|kvm|tcg (default auto: KVM when it really works, else TCG)
+  --boot-test-timeout S  seconds per boot (default 300 under KVM, 900 under TCG)
+  --boot-test-expect RE  console marker for images without the _fwcfg hook
+  --install-qemu         install QEMU and UEFI firmware with apt-get where missing
+
+Examples:
+  ironcore-publish publish --namespace my-org --version 2150.1.0 --boot-test native
+  ironcore-publish publish --registry '' --oci-layout out --from-file baremetal_pxe-amd64-2150.1.0-1a2b3c4d.tar.xz
 The GitHub token comes from $GITHUB_TOKEN; the API from $GITHUB_API_URL (default https://api.github.com).
 `;
 
@@ -88,6 +108,11 @@ async function publishCommand(args: string[], signal: AbortSignal): Promise<void
       description: { type: 'string' },
       'work-dir': { type: 'string' },
       'from-file': { type: 'string', multiple: true, default: [] },
+      'boot-test': { type: 'string', default: 'none' },
+      'boot-test-accel': { type: 'string', default: 'auto' },
+      'boot-test-timeout': { type: 'string' },
+      'boot-test-expect': { type: 'string', default: '' },
+      'install-qemu': { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
     },
   });
@@ -105,6 +130,7 @@ async function publishCommand(args: string[], signal: AbortSignal): Promise<void
   }
   const password = values['password-stdin'] ? await readStdin() : process.env.REGISTRY_PASSWORD;
   const combined = values['combined-index'];
+  const bootExpect = parseExpect(values['boot-test-expect']);
   if (combined !== undefined && combined !== 'true' && combined !== 'false') {
     throw new PublishError('--combined-index must be true or false');
   }
@@ -133,6 +159,17 @@ async function publishCommand(args: string[], signal: AbortSignal): Promise<void
     annotations: parseAnnotations(values.annotation.join('\n')),
     ...(values.description ? { description: values.description } : {}),
     ...(values['work-dir'] ? { workDir: values['work-dir'] } : {}),
+    bootTest: parseBootTestChoice(values['boot-test']),
+    bootTestAccel: parseAcceleratorChoice(values['boot-test-accel']),
+    ...(values['boot-test-timeout'] !== undefined
+      ? {
+          bootTestTimeout: /^[0-9]+$/.test(values['boot-test-timeout'])
+            ? Number(values['boot-test-timeout'])
+            : NaN,
+        }
+      : {}),
+    ...(bootExpect ? { bootTestExpect: bootExpect } : {}),
+    installQemu: values['install-qemu'],
   };
   let result: RunResult;
   if (values['from-file'].length > 0) {
@@ -160,6 +197,9 @@ export function printResult(result: RunResult): void {
     out.write(`Garden Linux ${result.version}: nothing pushed (${result.skippedReason}).\n`);
   if (result.images.length > 0) {
     out.write(`${formatTable(['image', 'digest', 'size', 'time', 'throughput'], summaryRows(result))}\n\n`);
+  }
+  if (result.bootTests.length > 0) {
+    out.write(`${formatTable(BOOT_TEST_HEADERS, bootTestRows(result.bootTests))}\n\n`);
   }
   out.write(
     `${formatTable(
@@ -210,7 +250,8 @@ async function inspectCommand(args: string[], signal: AbortSignal): Promise<void
 
 async function main(argv: string[]): Promise<number> {
   const controller = new AbortController();
-  process.once('SIGINT', () => controller.abort(new PublishError('interrupted')));
+  for (const signal of ['SIGINT', 'SIGTERM'] as const)
+    process.once(signal, () => controller.abort(new PublishError(`interrupted (${signal})`)));
   const [command, ...rest] = argv;
   try {
     switch (command) {
@@ -220,6 +261,8 @@ async function main(argv: string[]): Promise<number> {
       case 'inspect':
         await inspectCommand(rest, controller.signal);
         return 0;
+      case 'boot':
+        return await bootCommand(rest, controller.signal);
       case 'demo': {
         const { values } = parseArgs({
           args: rest,

@@ -34,6 +34,11 @@ export interface Repository {
   pushManifest(manifest: SerializedManifest, tags: readonly string[], signal?: AbortSignal): Promise<void>;
   /** The manifest a tag or digest names, or undefined when there is none. */
   getManifest(tagOrDigest: string, signal?: AbortSignal): Promise<FetchedManifest | undefined>;
+  /**
+   * A blob's bytes as a stream, for layers (`pull`, `boot`): not checked here, so the caller hashes them while
+   * writing and compares with the digest (writeFileAtomic's expectedDigest). Throws PublishError when missing.
+   */
+  openBlob(digest: string, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array>>;
   /** A small blob's bytes (a config); callers never use this for layers. Throws PublishError when missing. */
   readBlob(digest: string, signal?: AbortSignal): Promise<Uint8Array>;
   /** The digest a tag points at, or undefined when the tag does not exist (cheaper than getManifest). */

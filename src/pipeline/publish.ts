@@ -34,6 +34,8 @@ import {
   type PlannedImage,
 } from './plan';
 import type { ArtifactSource } from './sources';
+import { BootTester, type BootTestRecord, type BootTestSettings } from './boot-test';
+import type { BootFiles } from '../verify';
 
 export interface PublishOptions {
   /** Where artifacts come from (a resolved release, or local files). */
@@ -60,6 +62,8 @@ export interface PublishOptions {
   /** Extra annotations on every manifest and index. */
   annotations?: Annotations;
   description?: string;
+  /** Boot-test each built arch image under QEMU before any tag is written (off when absent or `none`). */
+  bootTest?: BootTestSettings;
   /** Working folder for downloads and builds; a temporary one (removed afterwards) when not given. */
   workDir?: string;
   logger: Logger;
@@ -86,6 +90,8 @@ export interface PublishResult {
   digests: Record<string, string>;
   images: PublishedImage[];
   bytesUploaded: number;
+  /** Every boot of the run, in the order they finished. */
+  bootTests: BootTestRecord[];
 }
 
 interface ExistingTag {
@@ -138,6 +144,7 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
       digests,
       images: [],
       bytesUploaded: 0,
+      bootTests: [],
     };
   }
 
@@ -159,6 +166,13 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
       ? 'every arch image is published; writing the missing indexes'
       : `${toBuild.length} arch image(s) to build: ${toBuild.map((a) => `${flavorKey(a.flavor)}/${a.architecture}`).join(', ')}`,
   );
+
+  const tester =
+    options.bootTest && options.bootTest.mode !== 'none' && toBuild.length > 0
+      ? new BootTester(options.bootTest, version, logger)
+      : undefined;
+  // A missing QEMU or firmware is found before anything is downloaded.
+  await tester?.preflight([...new Set(toBuild.map((a) => a.architecture))]);
 
   const workDir = options.workDir ?? (await mkdtemp(join(tmpdir(), 'ironcore-publish-')));
   const pushers = options.stores.map((s) => new BlobPusher(s));
@@ -187,18 +201,39 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
       const repository = repositoryOf(plan, arch);
       const started = performance.now();
       const unitDir = join(workDir, `${i}-${arch.flavor.variant}-${arch.architecture}`);
-      const image = await building.run(async () =>
+      const product = await building.run(async () =>
         failure ? undefined : buildArchImageFor(arch, unitDir, options),
       );
-      if (!image) return;
+      if (!product) return;
+      const { image } = product;
+      const ref = reference(repository, arch.tag);
       let bytesUploaded = 0;
-      for (const pusher of pushers) {
-        const outcomes = await Promise.all(image.blobs.map((blob) => pusher.push(repository, blob, signal)));
-        bytesUploaded += image.blobs.reduce((n, b, j) => n + (outcomes[j] === 'uploaded' ? b.size : 0), 0);
-      }
+      const upload = async (): Promise<void> => {
+        for (const pusher of pushers) {
+          const outcomes = await Promise.all(
+            image.blobs.map((blob) => pusher.push(repository, blob, signal)),
+          );
+          bytesUploaded += image.blobs.reduce((n, b, j) => n + (outcomes[j] === 'uploaded' ? b.size : 0), 0);
+        }
+      };
+      // The boot reads the same files the blobs are sent from, while they go up: both must finish (and the
+      // files stay) before the image counts as done, and its tag waits for every image of the run.
+      const boot = async (): Promise<void> => {
+        if (tester?.wants(arch.architecture))
+          await tester.test(
+            ref,
+            arch.flavor.variant,
+            arch.architecture,
+            product.bootFiles,
+            product.commandLine,
+            signal,
+          );
+      };
+      const [uploaded, booted] = await Promise.allSettled([upload(), boot()]);
+      if (uploaded.status === 'rejected') throw uploaded.reason;
+      if (booted.status === 'rejected') throw booted.reason;
       await rm(unitDir, { recursive: true, force: true });
       const seconds = (performance.now() - started) / 1000;
-      const ref = reference(repository, arch.tag);
       pending[i] = { repository, tag: arch.tag, manifest: image.manifest };
       built.set(key(repository, arch.tag), image.manifest);
       digests[ref] = image.manifest.digest;
@@ -215,18 +250,21 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
         `${ref} ${image.manifest.digest} built and uploaded (${formatBytes(size)} in ${formatDuration(seconds)})`,
       );
     };
-    await logger.group('Fetch, build and upload arch images', async () => {
-      await Promise.all(
-        toBuild.map((arch, i) =>
-          onDisk
-            .run(() => buildAndUpload(arch, i))
-            .catch((error: unknown) => {
-              failure ??= { error };
-            }),
-        ),
-      );
-      if (failure) throw failure.error;
-    });
+    await logger.group(
+      tester ? 'Fetch, build, upload and boot-test arch images' : 'Fetch, build and upload arch images',
+      async () => {
+        await Promise.all(
+          toBuild.map((arch, i) =>
+            onDisk
+              .run(() => buildAndUpload(arch, i))
+              .catch((error: unknown) => {
+                failure ??= { error };
+              }),
+          ),
+        );
+        if (failure) throw failure.error;
+      },
+    );
 
     await logger.group('Write arch image tags', async () => {
       for (const { repository, tag, manifest } of pending.filter((p) => p !== undefined)) {
@@ -312,6 +350,7 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     digests: Object.fromEntries(ordered.filter((r) => digests[r]).map((r) => [r, digests[r]!])),
     images: results,
     bytesUploaded,
+    bootTests: tester?.records ?? [],
   };
 }
 
@@ -395,11 +434,18 @@ function releaseAnnotations(options: PublishOptions): Annotations {
   };
 }
 
+interface BuiltForPublish {
+  image: BuiltArchImage;
+  /** The files the layers are sent from, by role: what a boot test boots. */
+  bootFiles: BootFiles;
+  commandLine: string | undefined;
+}
+
 async function buildArchImageFor(
   arch: PlannedArchImage,
   dir: string,
   options: PublishOptions,
-): Promise<BuiltArchImage> {
+): Promise<BuiltForPublish> {
   const { flavor, architecture } = arch;
   const { logger, signal } = options;
   const artifacts = await options.source.fetch(flavor, architecture, dir, logger, signal);
@@ -425,7 +471,7 @@ async function buildArchImageFor(
   const title = `${flavor.image} ${options.source.release.version} ${flavor.variant} ${architecture}`;
 
   if (flavor.variant === 'kvm') {
-    return buildArchImage({
+    const image = buildArchImage({
       architecture,
       variant: ironCoreVariantOf(flavor.variant),
       title,
@@ -433,6 +479,7 @@ async function buildArchImageFor(
       layers: [layer('rootfs', artifacts.files.raw, 'rootfs.raw', 'disk image (.raw)')],
       annotations,
     });
+    return { image, bootFiles: { disk: artifacts.files.raw!.path }, commandLine };
   }
   const layers = metalLayers(artifacts, layer);
   const ukiInput = await buildMetalUki(artifacts, arch, dir, options);
@@ -442,7 +489,7 @@ async function buildArchImageFor(
     title: 'uki.efi',
   });
   throwIfAborted(signal);
-  return buildArchImage({
+  const image = buildArchImage({
     architecture,
     variant: ironCoreVariantOf(flavor.variant),
     title,
@@ -450,6 +497,12 @@ async function buildArchImageFor(
     layers,
     annotations,
   });
+  const { files } = artifacts;
+  const bootFiles: BootFiles = { uki: ukiInput.path };
+  if (files.kernel) bootFiles.kernel = files.kernel.path;
+  if (files.initrd) bootFiles.initramfs = files.initrd.path;
+  if (files.squashfs) bootFiles.squashfs = files.squashfs.path;
+  return { image, bootFiles, commandLine };
 }
 
 function metalLayers(

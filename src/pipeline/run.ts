@@ -1,6 +1,8 @@
 // One typed set of settings, shared by the action and the CLI: validated up front (before any network
 // or disk work), turned into stores and a source, then handed to `publish`.
-import { resolve as resolvePath } from 'node:path';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve as resolvePath } from 'node:path';
 import type { UkiBuilderChoice } from '../boot';
 import { resolveRelease, validateVersion } from '../gardenlinux';
 import type { Architecture } from '../oci/ironcore';
@@ -14,6 +16,9 @@ import type { Logger } from '../util/logger';
 import { type Flavor, flavorKey } from './flavors';
 import { publish, type PublishResult } from './publish';
 import { releaseSource, type ArtifactSource } from './sources';
+import type { BootTestChoice } from './boot-test';
+import type { AcceleratorChoice } from '../verify';
+import { hostArch, installQemu } from '../verify';
 
 export interface RunSettings {
   /** Empty: the newest stable release. */
@@ -44,6 +49,16 @@ export interface RunSettings {
   annotations: Annotations;
   description?: string;
   workDir?: string;
+  /** Boot-test arch images under QEMU before tagging: none, native (the runner's arch) or all. */
+  bootTest: BootTestChoice;
+  bootTestAccel: AcceleratorChoice;
+  /** Seconds per boot; undefined: 300 under KVM, 900 under TCG. */
+  bootTestTimeout?: number;
+  bootTestExpect?: RegExp;
+  /** Install QEMU and firmware with apt-get where missing, and open /dev/kvm to the runner user. */
+  installQemu: boolean;
+  /** Where serial logs of boot tests are kept; default `<work-dir>/boot-logs` or a temporary folder. */
+  bootLogDir?: string;
 }
 
 /** Checks everything that can be checked without the network, and returns the flavors to publish. */
@@ -64,6 +79,16 @@ export function validateSettings(settings: RunSettings): Flavor[] {
   }
   if (!settings.registry && !settings.ociLayout && !settings.dryRun) {
     throw new PublishError('nothing to publish to: give a registry, an oci-layout folder, or dry-run');
+  }
+  if (
+    settings.bootTestTimeout !== undefined &&
+    (!Number.isInteger(settings.bootTestTimeout) ||
+      settings.bootTestTimeout < 10 ||
+      settings.bootTestTimeout > 86400)
+  ) {
+    throw new PublishError(
+      `boot-test-timeout must be whole seconds from 10 to 86400, not ${settings.bootTestTimeout}`,
+    );
   }
   for (const name of Object.keys(settings.annotations)) {
     if (!/^[A-Za-z0-9][A-Za-z0-9._/-]*$/.test(name))
@@ -100,6 +125,10 @@ export async function runPublish(
 ): Promise<RunResult> {
   const flavors = validateSettings(settings);
   const { signal } = options;
+  const bootArches = settings.architectures.filter((a) => settings.bootTest === 'all' || a === hostArch());
+  if (settings.bootTest !== 'none' && settings.installQemu && bootArches.length > 0) {
+    await logger.group('Install QEMU', () => installQemu(bootArches, logger, signal));
+  }
   const source =
     options.source ??
     releaseSource(
@@ -154,6 +183,21 @@ export async function runPublish(
       annotations: settings.annotations,
       ...(settings.description ? { description: settings.description } : {}),
       ...(settings.workDir ? { workDir: settings.workDir } : {}),
+      ...(settings.bootTest !== 'none'
+        ? {
+            bootTest: {
+              mode: settings.bootTest,
+              accelerator: settings.bootTestAccel,
+              ...(settings.bootTestTimeout !== undefined ? { timeoutSeconds: settings.bootTestTimeout } : {}),
+              ...(settings.bootTestExpect ? { expect: settings.bootTestExpect } : {}),
+              logDir:
+                settings.bootLogDir ??
+                (settings.workDir
+                  ? join(settings.workDir, 'boot-logs')
+                  : await mkdtemp(join(tmpdir(), 'ironcore-boot-logs-'))),
+            },
+          }
+        : {}),
       logger,
       ...(signal ? { signal } : {}),
     });

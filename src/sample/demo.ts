@@ -71,6 +71,9 @@ export async function runDemo(options: {
           // native builder needs nothing outside Node, so the demo runs on any machine.
           ukiBuilder: 'native',
           installUkify: false,
+          bootTest: 'none',
+          bootTestAccel: 'auto',
+          installQemu: false,
           tagSuffix: '',
           annotations: {},
           workDir: join(work, 'build'),

@@ -42,6 +42,8 @@ export interface SampleReleaseOptions {
   sizes?: SampleSizes;
   /** EFI stubs to put into the rootfs; placeholder bytes when absent. */
   stubs?: Partial<Record<SampleArch, Uint8Array>>;
+  /** Files to ship instead of generated content (bootable test images): initrd, squashfs, the kvm `.raw`. */
+  files?: Partial<Record<SampleArch, { initrd?: string; squashfs?: string; raw?: string }>>;
   /** Kernels for the PXE tarball; placeholder bytes when absent. */
   kernel?: Partial<Record<SampleArch, Uint8Array>>;
   /** Store the `.raw` as a GNU sparse member (`tar -S`); default: only in the flat layout, as upstream did. */
@@ -175,6 +177,14 @@ async function writeSparseRaw(
   return { digest: h.digest, size: h.size };
 }
 
+/** A given file copied in (holes kept), mode 0644 as the generated ones. */
+async function copyGiven(source: string, path: string): Promise<ExpectedFile> {
+  await run('cp', ['--sparse=always', source, path]);
+  await chmod(path, 0o644);
+  const h = await hashFile(path);
+  return { digest: h.digest, size: h.size };
+}
+
 function run(command: string, args: string[], cwd?: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
@@ -255,7 +265,11 @@ export async function generateSampleRelease(options: SampleReleaseOptions): Prom
       await writeBytes(join(folder, `${base}.requirements`), `arch=${arch}\n`);
       await writeBytes(join(folder, `${base}.manifest.log`), `build log of ${base}.manifest\n`);
 
-      if (flavor.kind === 'kvm') {
+      const given = options.files?.[arch];
+      if (flavor.kind === 'kvm' && given?.raw) {
+        expected.raw = await copyGiven(given.raw, join(folder, `${base}.raw`));
+        await writeBytes(join(folder, `${base}.raw.log`), 'raw build log\n');
+      } else if (flavor.kind === 'kvm') {
         expected.raw = await writeSparseRaw(
           join(folder, `${base}.raw`),
           `${seed}/raw`,
@@ -307,20 +321,19 @@ export async function generateSampleRelease(options: SampleReleaseOptions): Prom
         expected.kernel = options.kernel?.[arch]
           ? await writeBytes(join(pxe, 'vmlinuz'), options.kernel[arch] as Uint8Array)
           : await writeContent(join(pxe, 'vmlinuz'), `${seed}/kernel`, sizes.kernel ?? 32 * 1024, entropy);
-        expected.initrd = await writeContent(
-          join(pxe, 'initrd'),
-          `${seed}/initrd`,
-          sizes.initrd ?? 48 * 1024,
-          entropy,
-        );
+        expected.initrd = given?.initrd
+          ? await copyGiven(given.initrd, join(pxe, 'initrd'))
+          : await writeContent(join(pxe, 'initrd'), `${seed}/initrd`, sizes.initrd ?? 48 * 1024, entropy);
         // Starts with the squashfs magic: the boot side refuses a root.squashfs without it.
-        expected.squashfs = await writeContent(
-          join(pxe, 'root.squashfs'),
-          `${seed}/squashfs`,
-          sizes.squashfs ?? 96 * 1024,
-          entropy,
-          Buffer.from('hsqs'),
-        );
+        expected.squashfs = given?.squashfs
+          ? await copyGiven(given.squashfs, join(pxe, 'root.squashfs'))
+          : await writeContent(
+              join(pxe, 'root.squashfs'),
+              `${seed}/squashfs`,
+              sizes.squashfs ?? 96 * 1024,
+              entropy,
+              Buffer.from('hsqs'),
+            );
         const members = ['initrd', 'root.squashfs', 'vmlinuz'];
         if (options.cmdline !== false) {
           const cmdline = options.cmdline ?? SAMPLE_CMDLINE;

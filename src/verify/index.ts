@@ -15,3 +15,4 @@ export { writeEspImage } from './esp';
 export { findFirmware } from './firmware';
 export { HOOK_SCRIPT } from './hook';
 export { findQemu, hostArch, QEMU_PACKAGES, qemuInstallHint, type Accelerator, type GuestArch } from './qemu';
+export { installQemu } from './install';

@@ -1,7 +1,7 @@
 // Everything about starting QEMU in one place (the mkosi habit): which binary, the machine and CPU for each
 // architecture and accelerator, and a child process that cannot outlive us.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { findOnPath } from '../boot';
+import { findOnPath } from '../util/system';
 import { PublishError } from '../util/errors';
 
 export type GuestArch = 'amd64' | 'arm64';

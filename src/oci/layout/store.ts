@@ -2,6 +2,7 @@
 // so `skopeo inspect oci:<root>/<repository>:<tag>` reads each image. Blobs are written under a
 // temporary name and renamed when complete and verified; index.json is replaced atomically too, so a
 // crash leaves either the old or the new state, never a half-written file.
+import { createReadStream } from 'node:fs';
 import { link, mkdir, readFile, rename, stat, writeFile, copyFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Blob } from '../blob';
@@ -156,6 +157,12 @@ class LayoutRepository implements Repository {
 
   async resolveTag(tag: string): Promise<string | undefined> {
     return (await this.find(tag))?.digest;
+  }
+
+  async openBlob(digest: string): Promise<AsyncIterable<Uint8Array>> {
+    const path = this.blobPath(digest);
+    if (!(await exists(path))) throw new PublishError(`blob ${digest} not found in ${this.location}`);
+    return createReadStream(path, { highWaterMark: 1024 * 1024 });
   }
 
   async readBlob(digest: string): Promise<Uint8Array> {

@@ -12,7 +12,7 @@ import type { BlobContext } from './blobs';
 import { resolveCredentials } from './credentials';
 import type { Credentials } from './credentials';
 import { RegistryClient } from './http';
-import { getManifest, pushManifest, readBlob, resolveTag } from './manifests';
+import { getManifest, openBlob, pushManifest, readBlob, resolveTag } from './manifests';
 import { profileFor } from './profiles';
 import type { RetryOptions } from './retry';
 
@@ -96,6 +96,7 @@ export function createRegistryStore(options: RegistryStoreOptions): RegistryStor
         pushManifest(ctx, manifest, tags, signal),
       getManifest: (tagOrDigest: string, signal?: AbortSignal): Promise<FetchedManifest | undefined> =>
         getManifest(ctx, tagOrDigest, signal),
+      openBlob: (digest: string, signal?: AbortSignal) => openBlob(ctx, digest, signal),
       readBlob: (digest: string, signal?: AbortSignal) => readBlob(ctx, digest, signal),
       resolveTag: (tag: string, signal?: AbortSignal) => resolveTag(ctx, tag, signal),
     };

@@ -140,6 +140,28 @@ export async function resolveTag(
 }
 
 /** A small blob (a config), read into memory and checked against its digest. */
+export async function openBlob(
+  ctx: ManifestContext,
+  digest: string,
+  signal?: AbortSignal,
+): Promise<AsyncIterable<Uint8Array>> {
+  const operation = `reading blob ${digest} from ${ctx.location}`;
+  const res = await ctx.client.send({
+    method: 'GET',
+    url: `/v2/${ctx.repo}/blobs/${digest}`,
+    scopes: [pullScope(ctx.repo)],
+    operation,
+    expect: [200, 404],
+    followRedirects: true,
+    ...(signal ? { signal } : {}),
+  });
+  if (res.status === 404) {
+    await discard(res.body);
+    throw new PublishError(`${operation}: the blob does not exist`);
+  }
+  return res.body;
+}
+
 export async function readBlob(
   ctx: ManifestContext,
   digest: string,
