@@ -6,13 +6,16 @@
 //      `uki-builder: auto` builds natively (BENCH_ONLY=...,ukify adds a run with ukify on PATH, as auto then uses it);
 //   2. the reference shell workflow (bench/reference-shell.sh: curl, tar -xf, cpio | xz, ukify, skopeo);
 //   3. the bound: `xz -dc` of every asset to /dev/null, one after another.
+//   4. the boot phase (BENCH_ONLY=...,boot, on by default): a bootable release of the same shape (real kernels,
+//      busybox initrds, squashfs and raw disks of the same sizes) published with `boot-test: none` and with
+//      `boot-test: native`, same release, same run: seconds per boot and accelerator, and the whole run's ratio.
 // Each repetition uses fresh registries; the table shows medians.
 //   npm run bench                      full size, 3 repetitions
 //   BENCH_QUICK=1 npm run bench        small release, for a quick check of the harness
 // Knobs: BENCH_RUNS, BENCH_DIR (cache of the generated release), BENCH_RAW_GIB, BENCH_RAW_DATA_MIB,
 // BENCH_SQUASHFS_MIB, BENCH_ROOTFS_MIB, BENCH_ONLY=action|ukify|shell|bound (comma-separated), BENCH_SHELL_RUNS,
 // BENCH_PROF=DIR (node --cpu-prof of the action into DIR), BENCH_INPUTS='{"concurrency":"4"}' (extra inputs),
-// BENCH_DIST=DIR (run that build of the action instead of ./dist).
+// BENCH_DIST=DIR (run that build of the action instead of ./dist), BENCH_BOOT_ACCEL=auto|kvm|tcg.
 import { spawn } from 'node:child_process';
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -24,6 +27,7 @@ import { cachedSampleRelease } from './lib/cached-release';
 import { startGitHubApiServer } from '../src/sample/github-server';
 import type { SampleRelease } from '../src/sample/release';
 import { startRegistry } from '../__tests__/helpers/registry';
+import { makeBootableArtifacts } from '../__tests__/helpers/bootable';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const MiB = 1024 * 1024;
@@ -37,7 +41,7 @@ const runs = num('BENCH_RUNS', quick ? 1 : 3);
 const shellRuns = num('BENCH_SHELL_RUNS', runs);
 // Another build of the action (e.g. an older commit's dist/, to measure a change against it).
 const dist = resolve(process.env.BENCH_DIST ?? join(ROOT, 'dist'));
-const only = new Set((process.env.BENCH_ONLY ?? 'action,shell,bound').split(','));
+const only = new Set((process.env.BENCH_ONLY ?? 'action,shell,bound,boot').split(','));
 const version = '2150.1.0';
 const token = 'ghs_benchtoken';
 const tools = process.env.IRONCORE_TOOLS_DIR;
@@ -82,6 +86,42 @@ function release(): Promise<SampleRelease> {
       withLogs: true,
       kernel: { amd64: kernelAmd!, arm64: kernelArm! },
       stubs: { amd64: stubAmd!, arm64: stubArm! },
+    };
+  });
+}
+
+/** The same shape, bootable: one set of boot artifacts per arch, shared by the flavors of that arch. */
+function bootableRelease(): Promise<SampleRelease> {
+  const bootKey = JSON.stringify({ version, flavors, sizes, layout: 'flat', bootable: 1 });
+  const dir = join(base, `bootable-${Buffer.from(bootKey).toString('base64url').slice(-24)}`);
+  return cachedSampleRelease(dir, bootKey, async () => {
+    const files: Record<string, { initrd: string; squashfs: string; raw: string }> = {};
+    const stubs: Record<string, Buffer> = {};
+    const kernel: Record<string, Buffer> = {};
+    for (const arch of arches) {
+      const art = await makeBootableArtifacts({
+        dir: join(dir, `boot-${arch}`),
+        arch,
+        version,
+        squashfsPadding: sizes.squashfs,
+        rawSize: sizes.raw,
+        rawData: sizes.rawData,
+      });
+      files[arch] = { initrd: art.initrd, squashfs: art.squashfs, raw: art.raw };
+      stubs[arch] = await readFile(art.stub);
+      kernel[arch] = await readFile(art.kernel);
+    }
+    return {
+      version,
+      commit8: 'b00710ad',
+      flavors,
+      arches,
+      layout: 'flat',
+      sparseRaw: true,
+      sizes,
+      kernel: { amd64: kernel.amd64!, arm64: kernel.arm64! },
+      stubs: { amd64: stubs.amd64!, arm64: stubs.arm64! },
+      files,
     };
   });
 }
@@ -158,6 +198,7 @@ interface ActionResult {
   bytesUploaded: number;
   digests: Record<string, string>;
   published: boolean;
+  bootTests: BootRecord[];
   lines: Timed['lines'];
 }
 
@@ -170,6 +211,7 @@ async function runAction(
   registryPid: number | undefined,
   withUkify: boolean,
   prof?: string,
+  extraInputs: Record<string, string> = {},
 ): Promise<ActionResult> {
   await mkdir(work, { recursive: true });
   const outputFile = join(work, 'output');
@@ -183,6 +225,7 @@ async function runAction(
     registry,
     namespace,
     ...(JSON.parse(process.env.BENCH_INPUTS ?? '{}') as Record<string, string>),
+    ...extraInputs,
   };
   const env: NodeJS.ProcessEnv = {
     PATH: withUkify ? process.env.PATH : pathWithoutUkify(),
@@ -224,6 +267,7 @@ async function runAction(
   const output = await readFile(outputFile, 'utf8');
   const digests = /digests<<(.+)\n([^\n]*)\n\1/.exec(output)?.[2] ?? '{}';
   const published = /published<<(.+)\ntrue\n\1/.test(output);
+  const bootTests = /boot-tests<<(.+)\n([^\n]*)\n\1/.exec(output)?.[2] ?? '[]';
   return {
     seconds: timed.seconds,
     maxRssKiB: probe.maxRssKiB,
@@ -236,8 +280,18 @@ async function runAction(
     bytesUploaded: Number(/Blob bytes uploaded: (\d+)/.exec(summary)?.[1] ?? 0),
     digests: JSON.parse(digests) as Record<string, string>,
     published,
+    bootTests: JSON.parse(bootTests) as BootRecord[],
     lines: timed.lines,
   };
+}
+
+interface BootRecord {
+  image: string;
+  path: string;
+  architecture: string;
+  accelerator: string;
+  result: string;
+  seconds: number;
 }
 
 /**
@@ -371,6 +425,27 @@ async function measureAction(i: number, withUkify: boolean): Promise<void> {
   }
 }
 
+/** The bootable release, published without and with `boot-test: native`, each into a fresh registry. */
+async function measureBoot(i: number, apiUrl: string): Promise<void> {
+  for (const mode of ['none', 'native'] as const) {
+    const registry = await startRegistry();
+    try {
+      const ns = `bench-boot-${mode}-${i}`;
+      const r = await runAction(apiUrl, registry.host, ns, join(work, ns), registry.pid, false, undefined, {
+        'boot-test': mode,
+        'boot-test-accel': process.env.BENCH_BOOT_ACCEL ?? 'auto',
+      });
+      results.boot[mode].push(r);
+      console.log(`run ${i}: bootable release, boot-test ${mode}: ${r.seconds.toFixed(1)} s, peak RSS ${(r.maxRssKiB / 1024).toFixed(0)} MiB`);
+      for (const b of r.bootTests)
+        console.log(`  boot ${b.image.replace(/^[^/]+\//, '')} ${b.path}: ${b.result} in ${b.seconds.toFixed(1)} s (${b.accelerator})`);
+      if (mode === 'native' && r.bootTests.some((b) => b.result !== 'passed')) throw new Error('a boot test failed');
+    } finally {
+      await registry.stop();
+    }
+  }
+}
+
 const generated = await release();
 const archives = generated.assets.filter((a) => !a.companion);
 const compressed = archives.reduce((n, a) => n + a.size, 0);
@@ -391,7 +466,8 @@ const results: {
   rerun: ActionResult[];
   shell: number[];
   bound: number[];
-} = { action: [], ukify: [], rerun: [], shell: [], bound: [] };
+  boot: { none: ActionResult[]; native: ActionResult[] };
+} = { action: [], ukify: [], rerun: [], shell: [], bound: [], boot: { none: [], native: [] } };
 const work = join(base, 'work');
 try {
   console.log(
@@ -430,6 +506,27 @@ try {
       } finally {
         await registry.stop();
       }
+    }
+  }
+  if (only.has('boot')) {
+    const bootable = await bootableRelease();
+    const bootServer = await startGitHubApiServer({
+      releases: [
+        {
+          tag: version,
+          publishedAt: '2026-01-15T10:00:00Z',
+          assets: bootable.assets.map((x) => ({ name: x.name, path: x.path })),
+        },
+      ],
+      token,
+    });
+    try {
+      for (let i = 1; i <= runs; i++) {
+        await rm(work, { recursive: true, force: true });
+        await measureBoot(i, bootServer.apiUrl);
+      }
+    } finally {
+      await bootServer.stop();
     }
   }
 } finally {
@@ -473,6 +570,27 @@ if (results.action.length) {
     row('machine busy, all CPUs (s)', m((r) => r.machineCpuSeconds).toFixed(1)),
     row('re-run (s)', median(results.rerun.map((r) => r.seconds)).toFixed(2), '< 3'),
     row('re-run blob bytes sent', String(Math.max(...results.rerun.map((r) => r.bytesUploaded))), '0'),
+  );
+}
+if (results.boot.native.length) {
+  const none = median(results.boot.none.map((r) => r.seconds));
+  const native = median(results.boot.native.map((r) => r.seconds));
+  const boots = results.boot.native.flatMap((r) => r.bootTests);
+  const accels = [...new Set(boots.map((x) => x.accelerator))].join(', ');
+  const byPath = (p: string): string => {
+    const xs = boots.filter((x) => x.path === p).map((x) => x.seconds);
+    return xs.length ? `${median(xs).toFixed(1)} s (${xs.length} boots)` : '-';
+  };
+  lines.push(
+    row('bootable release, boot-test none (s)', none.toFixed(1)),
+    row(`boot-test native (s), ${accels}`, native.toFixed(1)),
+    row('boot-test native / none', (native / none).toFixed(2)),
+    row('boot phase share of the run', `${(((native - none) / native) * 100).toFixed(0)} %`, '<= 20 % on KVM'),
+    row('boots per native run', String(boots.length / results.boot.native.length)),
+    row('median boot, metal UKI', byPath('uki')),
+    row('median boot, metal PXE', byPath('pxe')),
+    row('median boot, kvm disk', byPath('disk')),
+    row('boot seconds summed (one run)', (boots.reduce((n, x) => n + x.seconds, 0) / results.boot.native.length).toFixed(1)),
   );
 }
 console.log(`\n${lines.join('\n')}`);

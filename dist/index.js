@@ -60739,7 +60739,8 @@ var DEFAULT_EXPECT = /Welcome to (?![^\n]*Initramfs)[^\n]*!|\blogin: *$/;
 var ESCAPES = /\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[[0-9;!?=]*[a-zA-Z]|\x1b[a-zA-Z=>()]/g;
 var CONTROL = /[\x00-\x08\x0b-\x1f\x7f]/g;
 function cleanConsoleText(text) {
-  return text.replace(ESCAPES, "").replace(/\r\n?/g, "\n").replace(CONTROL, "");
+  const lines = text.replace(ESCAPES, "").replace(/\r+\n/g, "\n").split("\n").map((l) => l.split("\r").filter(Boolean).pop() ?? "");
+  return lines.join("\n").replace(CONTROL, "");
 }
 var ConsoleWatcher = class {
   constructor(expect = DEFAULT_EXPECT, keep = 40) {
@@ -60750,22 +60751,29 @@ var ConsoleWatcher = class {
   keep;
   partial = "";
   tail = [];
-  /** The first verdict the new text gives, if any. A prompt without a newline is checked as it stands. */
+  /**
+   * The first verdict the new text gives, if any. Bad signs are judged on whole lines only (a chunk may end
+   * inside one, and its detail is the rest of it); a prompt without a newline counts as success as it stands.
+   */
   push(text) {
-    const lines = (this.partial + cleanConsoleText(text)).split("\n");
+    const lines = (this.partial + text).split("\n");
     this.partial = lines.pop() ?? "";
     if (this.partial.length > 4096) this.partial = this.partial.slice(-4096);
     let event;
-    for (const line of lines) {
+    for (const raw of lines) {
+      const line = cleanConsoleText(raw);
       this.remember(line);
       event ??= this.judge(line);
     }
-    return event ?? (this.partial ? this.judge(this.partial) : void 0);
+    if (event || !this.partial) return event;
+    const prompt = this.judge(cleanConsoleText(this.partial));
+    return prompt?.kind === "success" ? prompt : void 0;
   }
   /** The last lines seen (the unfinished one too). */
   lastLines() {
     const lines = [...this.tail];
-    if (this.partial.trim()) lines.push(this.partial);
+    const partial = cleanConsoleText(this.partial);
+    if (partial.trim()) lines.push(partial);
     return lines.slice(-this.keep);
   }
   remember(line) {

@@ -117,6 +117,9 @@ export interface BootableOptions {
   squashfsPadding?: number;
   /** Skip the raw disk (metal-only releases). */
   withoutRaw?: boolean;
+  /** The bench's realistic disk: grown to this logical size (holes), with `rawData` random bytes past the ESP. */
+  rawSize?: number;
+  rawData?: number;
 }
 
 async function initrdTree(root: string, arch: RealArch, version: string, mode: InitMode): Promise<void> {
@@ -192,7 +195,24 @@ export async function makeBootableArtifacts(options: BootableOptions): Promise<B
   await cpioGz(root, initrd);
 
   let raw = '';
-  if (!options.withoutRaw) raw = await makeRawDisk(dir, arch, version, mode, kernel, stub);
+  if (!options.withoutRaw) {
+    raw = await makeRawDisk(dir, arch, version, mode, kernel, stub);
+    if (options.rawSize) {
+      // Unpartitioned data after the ESP (firmware ignores it), the GPT backup header moved to the new end.
+      await sh(
+        [
+          `truncate -s ${options.rawSize} disk.raw`,
+          `sgdisk -e disk.raw >/dev/null`,
+          ...(options.rawData
+            ? [
+                `openssl enc -aes-256-ctr -nosalt -pass pass:boottest-raw-${arch} -in /dev/zero 2>/dev/null | head -c ${options.rawData} | dd of=disk.raw bs=1M seek=64 conv=notrunc,sparse status=none iflag=fullblock`,
+              ]
+            : []),
+        ].join(' && '),
+        dir,
+      );
+    }
+  }
   await rm(sqRoot, { recursive: true, force: true });
   await rm(root, { recursive: true, force: true });
   return { kernel, initrd, squashfs, raw, stub };

@@ -54,7 +54,13 @@ const ESCAPES = /\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[[0-9;!?=]*[a-zA-Z]|\x1b[
 const CONTROL = /[\x00-\x08\x0b-\x1f\x7f]/g;
 
 export function cleanConsoleText(text: string): string {
-  return text.replace(ESCAPES, '').replace(/\r\n?/g, '\n').replace(CONTROL, '');
+  // A carriage return alone rewrites the line (countdowns): keep what was written last.
+  const lines = text
+    .replace(ESCAPES, '')
+    .replace(/\r+\n/g, '\n')
+    .split('\n')
+    .map((l) => l.split('\r').filter(Boolean).pop() ?? '');
+  return lines.join('\n').replace(CONTROL, '');
 }
 
 export type ConsoleEvent =
@@ -71,24 +77,32 @@ export class ConsoleWatcher {
     private readonly keep = 40,
   ) {}
 
-  /** The first verdict the new text gives, if any. A prompt without a newline is checked as it stands. */
+  /**
+   * The first verdict the new text gives, if any. Bad signs are judged on whole lines only (a chunk may end
+   * inside one, and its detail is the rest of it); a prompt without a newline counts as success as it stands.
+   */
   push(text: string): ConsoleEvent | undefined {
-    const lines = (this.partial + cleanConsoleText(text)).split('\n');
+    // Split the raw text first: an escape sequence may be cut between chunks, but never holds a newline.
+    const lines = (this.partial + text).split('\n');
     this.partial = lines.pop() ?? '';
     // Firmware countdowns rewrite one line for ever: keep the partial line bounded.
     if (this.partial.length > 4096) this.partial = this.partial.slice(-4096);
     let event: ConsoleEvent | undefined;
-    for (const line of lines) {
+    for (const raw of lines) {
+      const line = cleanConsoleText(raw);
       this.remember(line);
       event ??= this.judge(line);
     }
-    return event ?? (this.partial ? this.judge(this.partial) : undefined);
+    if (event || !this.partial) return event;
+    const prompt = this.judge(cleanConsoleText(this.partial));
+    return prompt?.kind === 'success' ? prompt : undefined;
   }
 
   /** The last lines seen (the unfinished one too). */
   lastLines(): string[] {
     const lines = [...this.tail];
-    if (this.partial.trim()) lines.push(this.partial);
+    const partial = cleanConsoleText(this.partial);
+    if (partial.trim()) lines.push(partial);
     return lines.slice(-this.keep);
   }
 
