@@ -436,10 +436,15 @@ async function measureBoot(i: number, apiUrl: string): Promise<void> {
         'boot-test-accel': process.env.BENCH_BOOT_ACCEL ?? 'auto',
       });
       results.boot[mode].push(r);
-      console.log(`run ${i}: bootable release, boot-test ${mode}: ${r.seconds.toFixed(1)} s, peak RSS ${(r.maxRssKiB / 1024).toFixed(0)} MiB`);
+      console.log(
+        `run ${i}: bootable release, boot-test ${mode}: ${r.seconds.toFixed(1)} s, peak RSS ${(r.maxRssKiB / 1024).toFixed(0)} MiB`,
+      );
       for (const b of r.bootTests)
-        console.log(`  boot ${b.image.replace(/^[^/]+\//, '')} ${b.path}: ${b.result} in ${b.seconds.toFixed(1)} s (${b.accelerator})`);
-      if (mode === 'native' && r.bootTests.some((b) => b.result !== 'passed')) throw new Error('a boot test failed');
+        console.log(
+          `  boot ${b.image.replace(/^[^/]+\//, '')} ${b.path}: ${b.result} in ${b.seconds.toFixed(1)} s (${b.accelerator})`,
+        );
+      if (mode === 'native' && r.bootTests.some((b) => b.result !== 'passed'))
+        throw new Error('a boot test failed');
     } finally {
       await registry.stop();
     }
@@ -585,12 +590,19 @@ if (results.boot.native.length) {
     row('bootable release, boot-test none (s)', none.toFixed(1)),
     row(`boot-test native (s), ${accels}`, native.toFixed(1)),
     row('boot-test native / none', (native / none).toFixed(2)),
-    row('boot phase share of the run', `${(((native - none) / native) * 100).toFixed(0)} %`, '<= 20 % on KVM'),
+    row(
+      'boot phase share of the run',
+      `${(((native - none) / native) * 100).toFixed(0)} %`,
+      '<= 20 % on KVM',
+    ),
     row('boots per native run', String(boots.length / results.boot.native.length)),
     row('median boot, metal UKI', byPath('uki')),
     row('median boot, metal PXE', byPath('pxe')),
     row('median boot, kvm disk', byPath('disk')),
-    row('boot seconds summed (one run)', (boots.reduce((n, x) => n + x.seconds, 0) / results.boot.native.length).toFixed(1)),
+    row(
+      'boot seconds summed (one run)',
+      (boots.reduce((n, x) => n + x.seconds, 0) / results.boot.native.length).toFixed(1),
+    ),
   );
 }
 console.log(`\n${lines.join('\n')}`);

@@ -47893,6 +47893,7 @@ var BlobPusher = class {
 };
 
 // src/pipeline/boot-test.ts
+import { availableParallelism as availableParallelism2 } from "node:os";
 import { join as join9 } from "node:path";
 
 // src/verify/accel.ts
@@ -48768,7 +48769,7 @@ var BootTester = class {
     this.settings = settings;
     this.version = version;
     this.logger = logger;
-    this.slots = new Semaphore(1);
+    this.slots = new Semaphore(Math.max(1, Math.floor(availableParallelism2() / 2)));
   }
   settings;
   version;

@@ -60510,6 +60510,7 @@ var BlobPusher = class {
 };
 
 // src/pipeline/boot-test.ts
+import { availableParallelism } from "node:os";
 import { join as join6 } from "node:path";
 
 // src/gardenlinux/versions.ts
@@ -61416,7 +61417,7 @@ var BootTester = class {
     this.settings = settings;
     this.version = version;
     this.logger = logger2;
-    this.slots = new Semaphore(1);
+    this.slots = new Semaphore(Math.max(1, Math.floor(availableParallelism() / 2)));
   }
   settings;
   version;
@@ -67117,7 +67118,7 @@ async function removeWritten(dir, written) {
 
 // src/gardenlinux/xz.ts
 import { spawn as spawn3 } from "node:child_process";
-import { availableParallelism } from "node:os";
+import { availableParallelism as availableParallelism2 } from "node:os";
 import { Readable as Readable3 } from "node:stream";
 import { pipeline } from "node:stream/promises";
 var xzAvailable;
@@ -67141,7 +67142,7 @@ function isPipeError(error2) {
 }
 var running = 0;
 function xzThreads() {
-  return Math.max(1, Math.floor(availableParallelism() / (running + 1)));
+  return Math.max(1, Math.floor(availableParallelism2() / (running + 1)));
 }
 async function* systemXz(source, label) {
   const child = spawn3("xz", ["-dc", `-T${xzThreads()}`], { stdio: ["pipe", "pipe", "pipe"] });

@@ -5,10 +5,11 @@
 // system then says `Welcome to ...!` and runs the `_fwcfg` hook script the way `qemu-fw_cfg-script.service`
 // does. A `mode` makes an image break in one of the ways the boot test must catch.
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { chmod, copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createCipheriv, createHash } from 'node:crypto';
+import { chmod, copyFile, mkdir, open, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { hashFile } from '../../src/util/files';
 import { realUkify, toolsDir, type RealArch } from './real-tools';
 
 const exec = promisify(execFile);
@@ -85,6 +86,22 @@ case "$*" in
 esac
 exit 0
 `;
+
+/** Seeded incompressible bytes (AES-CTR keystream) written at `offset`, in 1 MiB writes. */
+async function writeRandom(path: string, size: number, seed: string, offset = 0): Promise<void> {
+  const cipher = createCipheriv('aes-256-ctr', createHash('sha256').update(seed).digest(), Buffer.alloc(16));
+  const zeros = Buffer.alloc(1024 * 1024);
+  const fh = await open(path, offset > 0 ? 'r+' : 'w');
+  try {
+    for (let done = 0; done < size;) {
+      const n = Math.min(zeros.length, size - done);
+      await fh.write(cipher.update(zeros.subarray(0, n)), 0, n, offset + done);
+      done += n;
+    }
+  } finally {
+    await fh.close();
+  }
+}
 
 async function sh(script: string, cwd: string): Promise<void> {
   await exec('bash', ['-c', `set -euo pipefail; ${script}`], { cwd, maxBuffer: 16 * 1024 * 1024 });
@@ -163,10 +180,7 @@ export async function makeBootableArtifacts(options: BootableOptions): Promise<B
     `echo "${WELCOME} ${version} (squashfs from $sq)!"\n`,
   );
   if (options.squashfsPadding) {
-    await sh(
-      `openssl enc -aes-256-ctr -nosalt -pass pass:boottest-${arch} -in /dev/zero 2>/dev/null | head -c ${options.squashfsPadding} > usr/lib/boottest/bulk.bin`,
-      sqRoot,
-    );
+    await writeRandom(join(sqRoot, 'usr/lib/boottest/bulk.bin'), options.squashfsPadding, `bulk-${arch}`);
   }
   const squashfs = join(dir, 'root.squashfs');
   await rm(squashfs, { force: true });
@@ -183,9 +197,7 @@ export async function makeBootableArtifacts(options: BootableOptions): Promise<B
     EPOCH,
     ...(options.squashfsPadding ? ['-noD', '-noF'] : []),
   ]);
-  const digest = createHash('sha256')
-    .update(await readFile(squashfs))
-    .digest('hex');
+  const digest = (await hashFile(squashfs)).digest.slice('sha256:'.length);
 
   // The initrd: busybox, modules, /init; and, as Garden Linux's, the squashfs checksum.
   const root = join(dir, 'initrd-root');
@@ -199,18 +211,8 @@ export async function makeBootableArtifacts(options: BootableOptions): Promise<B
     raw = await makeRawDisk(dir, arch, version, mode, kernel, stub);
     if (options.rawSize) {
       // Unpartitioned data after the ESP (firmware ignores it), the GPT backup header moved to the new end.
-      await sh(
-        [
-          `truncate -s ${options.rawSize} disk.raw`,
-          `sgdisk -e disk.raw >/dev/null`,
-          ...(options.rawData
-            ? [
-                `openssl enc -aes-256-ctr -nosalt -pass pass:boottest-raw-${arch} -in /dev/zero 2>/dev/null | head -c ${options.rawData} | dd of=disk.raw bs=1M seek=64 conv=notrunc,sparse status=none iflag=fullblock`,
-              ]
-            : []),
-        ].join(' && '),
-        dir,
-      );
+      await sh(`truncate -s ${options.rawSize} disk.raw && sgdisk -e disk.raw >/dev/null`, dir);
+      if (options.rawData) await writeRandom(raw, options.rawData, `raw-${arch}`, 64 * 1024 * 1024);
     }
   }
   await rm(sqRoot, { recursive: true, force: true });

@@ -2,6 +2,7 @@
 // chosen for it is booted under QEMU from the very files that are published, the way its consumer boots it
 // (metal: the UKI over HTTP boot and kernel + initramfs + squashfs over PXE; kvm: the rootfs disk). A failed
 // boot fails the run like a bad archive does: no tag of the version is written.
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { parseVersion } from '../gardenlinux/versions';
 import type { Architecture } from '../oci/ironcore';
@@ -103,8 +104,8 @@ export class BootTester {
     private readonly version: string,
     private readonly logger: Logger,
   ) {
-    // One VM per core pair: TCG keeps a core busy per vCPU, and downloads and builds go on beside it.
-    this.slots = new Semaphore(1);
+    // One VM per core pair (two vCPUs each): downloads, builds and uploads go on beside them.
+    this.slots = new Semaphore(Math.max(1, Math.floor(availableParallelism() / 2)));
   }
 
   /** Whether this arch is booted at all (`native`: the runner's own; `all`: both, the foreign one emulated). */
