@@ -47975,6 +47975,20 @@ function arm64Probe() {
   [1384120576, 1924169728, 3556769794, 335544320].forEach((insn, i) => code.writeUInt32LE(insn, i * 4));
   return code;
 }
+async function probeGuest(arch, accelerator, image) {
+  await writeFile3(image, arch === "amd64" ? amd64Probe() : arm64Probe());
+  const args = [
+    ...machineArguments(arch, accelerator),
+    "-m",
+    "64",
+    "-nodefaults",
+    "-display",
+    "none",
+    "-no-reboot",
+    ...arch === "amd64" ? ["-bios", image, "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"] : ["-kernel", image]
+  ];
+  return { args, expectedExit: arch === "amd64" ? 33 : 0 };
+}
 var probes = /* @__PURE__ */ new Map();
 function probeKvm(qemu, arch) {
   const key2 = `${qemu}:${arch}`;
@@ -47998,18 +48012,8 @@ async function runProbe(qemu, arch) {
   const dir = await mkdtemp(join6(tmpdir(), "kvm-probe-"));
   try {
     const image = join6(dir, "probe.bin");
-    await writeFile3(image, arch === "amd64" ? amd64Probe() : arm64Probe());
-    const args = [
-      ...machineArguments(arch, "kvm"),
-      "-m",
-      "64",
-      "-nodefaults",
-      "-display",
-      "none",
-      "-no-reboot",
-      ...arch === "amd64" ? ["-bios", image, "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"] : ["-kernel", image]
-    ];
-    const expected = arch === "amd64" ? 33 : 0;
+    const { args, expectedExit } = await probeGuest(arch, "kvm", image);
+    const expected = expectedExit;
     const child = await spawnQemu(qemu, args);
     let stderr = "";
     child.stderr?.setEncoding("utf8").on("data", (d) => stderr = (stderr + d).slice(-2e3));
@@ -48045,13 +48049,13 @@ async function chooseAccelerator(choice, arch, qemu) {
   if (!native) {
     if (choice === "kvm") {
       throw new PublishError(
-        `boot-test-accel is kvm, but a ${arch} guest cannot use KVM on a ${process.arch} host`,
+        `boot-test-accel is kvm, but an ${arch} guest cannot use KVM on an ${process.arch} host`,
         {
           hint: "use boot-test-accel: auto (emulates foreign architectures) or boot-test: native"
         }
       );
     }
-    return { accelerator: "tcg", why: `${arch} guest on a ${process.arch} host: emulated` };
+    return { accelerator: "tcg", why: `${arch} guest on an ${process.arch} host: emulated` };
   }
   const probe = await probeKvm(qemu, arch);
   if (probe.works) return { accelerator: "kvm", why: probe.reason };

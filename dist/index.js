@@ -60623,6 +60623,20 @@ function arm64Probe() {
   [1384120576, 1924169728, 3556769794, 335544320].forEach((insn, i) => code.writeUInt32LE(insn, i * 4));
   return code;
 }
+async function probeGuest(arch2, accelerator, image) {
+  await writeFile3(image, arch2 === "amd64" ? amd64Probe() : arm64Probe());
+  const args = [
+    ...machineArguments(arch2, accelerator),
+    "-m",
+    "64",
+    "-nodefaults",
+    "-display",
+    "none",
+    "-no-reboot",
+    ...arch2 === "amd64" ? ["-bios", image, "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"] : ["-kernel", image]
+  ];
+  return { args, expectedExit: arch2 === "amd64" ? 33 : 0 };
+}
 var probes = /* @__PURE__ */ new Map();
 function probeKvm(qemu, arch2) {
   const key2 = `${qemu}:${arch2}`;
@@ -60646,18 +60660,8 @@ async function runProbe(qemu, arch2) {
   const dir = await mkdtemp(join3(tmpdir(), "kvm-probe-"));
   try {
     const image = join3(dir, "probe.bin");
-    await writeFile3(image, arch2 === "amd64" ? amd64Probe() : arm64Probe());
-    const args = [
-      ...machineArguments(arch2, "kvm"),
-      "-m",
-      "64",
-      "-nodefaults",
-      "-display",
-      "none",
-      "-no-reboot",
-      ...arch2 === "amd64" ? ["-bios", image, "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"] : ["-kernel", image]
-    ];
-    const expected = arch2 === "amd64" ? 33 : 0;
+    const { args, expectedExit } = await probeGuest(arch2, "kvm", image);
+    const expected = expectedExit;
     const child = await spawnQemu(qemu, args);
     let stderr = "";
     child.stderr?.setEncoding("utf8").on("data", (d) => stderr = (stderr + d).slice(-2e3));
@@ -60693,13 +60697,13 @@ async function chooseAccelerator(choice, arch2, qemu) {
   if (!native) {
     if (choice === "kvm") {
       throw new PublishError(
-        `boot-test-accel is kvm, but a ${arch2} guest cannot use KVM on a ${process.arch} host`,
+        `boot-test-accel is kvm, but an ${arch2} guest cannot use KVM on an ${process.arch} host`,
         {
           hint: "use boot-test-accel: auto (emulates foreign architectures) or boot-test: native"
         }
       );
     }
-    return { accelerator: "tcg", why: `${arch2} guest on a ${process.arch} host: emulated` };
+    return { accelerator: "tcg", why: `${arch2} guest on an ${process.arch} host: emulated` };
   }
   const probe = await probeKvm(qemu, arch2);
   if (probe.works) return { accelerator: "kvm", why: probe.reason };

@@ -1,6 +1,6 @@
 // Booting an image under QEMU before it is published: firmware discovery, accelerator choice, the three boot
 // paths, and the verdict from the console or the image's own report. Knows nothing of releases or registries.
-export { chooseAccelerator, probeKvm, KVM_ACCESS_HINT, type AcceleratorChoice } from './accel';
+export { chooseAccelerator, probeGuest, probeKvm, KVM_ACCESS_HINT, type AcceleratorChoice } from './accel';
 export {
   bootFailure,
   bootImage,
