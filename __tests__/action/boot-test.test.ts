@@ -147,7 +147,9 @@ describe('boot-verified publishing through the action', () => {
     }
     // The log names the accelerator and why, per image.
     expect(run.stdout).toMatch(/metal-amd64: booting \(uki, amd64, (kvm|tcg): /);
-    expect(run.stdout).toMatch(/metal-arm64: booting \(uki, arm64, tcg: arm64 guest on an x64 host: emulated/);
+    expect(run.stdout).toMatch(
+      /metal-arm64: booting \(uki, arm64, tcg: arm64 guest on an x64 host: emulated/,
+    );
     // The summary has a row per boot.
     expect(run.summary).toContain('Boot tests');
     expect(run.summary.match(/<td>passed<\/td>/g)).toHaveLength(6);
