@@ -40652,21 +40652,7 @@ async function openBlob(ctx, digest, signal) {
 }
 async function readBlob(ctx, digest, signal, limit = 16 * 1024 * 1024) {
   const operation = `reading blob ${digest} from ${ctx.location}`;
-  const res = await ctx.client.send({
-    method: "GET",
-    url: `/v2/${ctx.repo}/blobs/${digest}`,
-    scopes: [pullScope(ctx.repo)],
-    operation,
-    expect: [200, 404],
-    // Blob downloads redirect to a CDN; the client drops the Authorization header when the host changes.
-    followRedirects: true,
-    ...signal ? { signal } : {}
-  });
-  if (res.status === 404) {
-    await discard(res.body);
-    throw new PublishError(`${operation}: the blob does not exist`);
-  }
-  const bytes = await readBytes(res.body, limit, operation);
+  const bytes = await readBytes(await openBlob(ctx, digest, signal), limit, operation);
   const actual = sha256Digest(bytes);
   if (actual !== digest)
     throw new PublishError(`${operation}: the registry sent bytes whose digest is ${actual}`);
@@ -48818,20 +48804,23 @@ var BootTester = class {
           ...signal ? { signal } : {}
         })
       );
-      this.records.push({
-        image: reference,
-        path,
-        architecture,
-        accelerator: result.accelerator,
-        result: result.result,
-        ...result.reason ? { reason: result.reason } : {},
-        seconds: Math.round(result.seconds * 10) / 10,
-        serialLog: result.serialLog
-      });
+      this.records.push(bootTestRecord(result));
       if (result.result === "failed") throw new BootTestError(bootFailure(result), this.records);
     }
   }
 };
+function bootTestRecord(result) {
+  return {
+    image: result.image,
+    path: result.path,
+    architecture: result.arch,
+    accelerator: result.accelerator,
+    result: result.result,
+    ...result.reason ? { reason: result.reason } : {},
+    seconds: Math.round(result.seconds * 10) / 10,
+    serialLog: result.serialLog
+  };
+}
 var BOOT_TEST_HEADERS = ["image", "boot", "arch", "accelerator", "result", "seconds", "serial log"];
 function bootTestRows(records) {
   return records.map((r) => [
@@ -48941,6 +48930,10 @@ async function publish(options) {
           bytesUploaded2 += image.blobs.reduce((n, b, j) => n + (outcomes[j] === "uploaded" ? b.size : 0), 0);
         }
       };
+      const bootAbort = new AbortController();
+      const onAbort = () => bootAbort.abort(signal?.reason);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      if (signal?.aborted) onAbort();
       const boot = async () => {
         if (tester?.wants(arch.architecture))
           await tester.test(
@@ -48949,10 +48942,16 @@ async function publish(options) {
             arch.architecture,
             product.bootFiles,
             product.commandLine,
-            signal
+            bootAbort.signal
           );
       };
-      const [uploaded, booted] = await Promise.allSettled([upload(), boot()]);
+      const [uploaded, booted] = await Promise.allSettled([
+        upload().catch((error) => {
+          bootAbort.abort(error);
+          throw error;
+        }),
+        boot()
+      ]).finally(() => signal?.removeEventListener("abort", onAbort));
       if (uploaded.status === "rejected") throw uploaded.reason;
       if (booted.status === "rejected") throw booted.reason;
       await rm10(unitDir, { recursive: true, force: true });
@@ -50302,21 +50301,8 @@ async function bootCommand(args, signal) {
     await close();
     await rm13(layersDir, { recursive: true, force: true });
   }
-  process.stdout.write(
-    `${formatTable(
-      ["image", "path", "arch", "accel", "result", "seconds", "serial log"],
-      results.map((r) => [
-        r.image,
-        r.path,
-        r.arch,
-        r.accelerator,
-        r.result + (r.reason ? ` (${r.reason})` : ""),
-        r.seconds.toFixed(1),
-        r.serialLog
-      ])
-    )}
-`
-  );
+  process.stdout.write(`${formatTable(BOOT_TEST_HEADERS, bootTestRows(results.map(bootTestRecord)))}
+`);
   return results.every((r) => r.result === "passed") ? 0 : 1;
 }
 function openRepository(ref2, username, insecure, signal) {

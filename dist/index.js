@@ -61466,20 +61466,23 @@ var BootTester = class {
           ...signal ? { signal } : {}
         })
       );
-      this.records.push({
-        image: reference,
-        path,
-        architecture,
-        accelerator: result.accelerator,
-        result: result.result,
-        ...result.reason ? { reason: result.reason } : {},
-        seconds: Math.round(result.seconds * 10) / 10,
-        serialLog: result.serialLog
-      });
+      this.records.push(bootTestRecord(result));
       if (result.result === "failed") throw new BootTestError(bootFailure(result), this.records);
     }
   }
 };
+function bootTestRecord(result) {
+  return {
+    image: result.image,
+    path: result.path,
+    architecture: result.arch,
+    accelerator: result.accelerator,
+    result: result.result,
+    ...result.reason ? { reason: result.reason } : {},
+    seconds: Math.round(result.seconds * 10) / 10,
+    serialLog: result.serialLog
+  };
+}
 var BOOT_TEST_HEADERS = ["image", "boot", "arch", "accelerator", "result", "seconds", "serial log"];
 function bootTestRows(records) {
   return records.map((r) => [
@@ -61589,6 +61592,10 @@ async function publish(options) {
           bytesUploaded2 += image.blobs.reduce((n, b, j) => n + (outcomes[j] === "uploaded" ? b.size : 0), 0);
         }
       };
+      const bootAbort = new AbortController();
+      const onAbort = () => bootAbort.abort(signal?.reason);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      if (signal?.aborted) onAbort();
       const boot = async () => {
         if (tester?.wants(arch2.architecture))
           await tester.test(
@@ -61597,10 +61604,16 @@ async function publish(options) {
             arch2.architecture,
             product.bootFiles,
             product.commandLine,
-            signal
+            bootAbort.signal
           );
       };
-      const [uploaded, booted] = await Promise.allSettled([upload(), boot()]);
+      const [uploaded, booted] = await Promise.allSettled([
+        upload().catch((error2) => {
+          bootAbort.abort(error2);
+          throw error2;
+        }),
+        boot()
+      ]).finally(() => signal?.removeEventListener("abort", onAbort));
       if (uploaded.status === "rejected") throw uploaded.reason;
       if (booted.status === "rejected") throw booted.reason;
       await rm8(unitDir, { recursive: true, force: true });
@@ -68601,21 +68614,7 @@ async function openBlob(ctx, digest, signal) {
 }
 async function readBlob(ctx, digest, signal, limit = 16 * 1024 * 1024) {
   const operation = `reading blob ${digest} from ${ctx.location}`;
-  const res = await ctx.client.send({
-    method: "GET",
-    url: `/v2/${ctx.repo}/blobs/${digest}`,
-    scopes: [pullScope(ctx.repo)],
-    operation,
-    expect: [200, 404],
-    // Blob downloads redirect to a CDN; the client drops the Authorization header when the host changes.
-    followRedirects: true,
-    ...signal ? { signal } : {}
-  });
-  if (res.status === 404) {
-    await discard(res.body);
-    throw new PublishError(`${operation}: the blob does not exist`);
-  }
-  const bytes = await readBytes(res.body, limit, operation);
+  const bytes = await readBytes(await openBlob(ctx, digest, signal), limit, operation);
   const actual = sha256Digest(bytes);
   if (actual !== digest)
     throw new PublishError(`${operation}: the registry sent bytes whose digest is ${actual}`);

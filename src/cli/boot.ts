@@ -9,7 +9,15 @@ import { pullLayers, selectImage } from '../oci/pull';
 import { parseReference } from '../oci/reference';
 import { createRegistryStore } from '../oci/registry';
 import type { Repository } from '../oci/store';
-import { hasFwcfgHook, parseAcceleratorChoice, parseExpect, pathsFor } from '../pipeline/boot-test';
+import {
+  BOOT_TEST_HEADERS,
+  bootTestRecord,
+  bootTestRows,
+  hasFwcfgHook,
+  parseAcceleratorChoice,
+  parseExpect,
+  pathsFor,
+} from '../pipeline/boot-test';
 import { formatTable } from '../pipeline/plan';
 import { printable, PublishError } from '../util/errors';
 import { consoleLogger } from '../util/logger';
@@ -134,20 +142,7 @@ export async function bootCommand(args: string[], signal: AbortSignal): Promise<
     await close();
     await rm(layersDir, { recursive: true, force: true });
   }
-  process.stdout.write(
-    `${formatTable(
-      ['image', 'path', 'arch', 'accel', 'result', 'seconds', 'serial log'],
-      results.map((r) => [
-        r.image,
-        r.path,
-        r.arch,
-        r.accelerator,
-        r.result + (r.reason ? ` (${r.reason})` : ''),
-        r.seconds.toFixed(1),
-        r.serialLog,
-      ]),
-    )}\n`,
-  );
+  process.stdout.write(`${formatTable(BOOT_TEST_HEADERS, bootTestRows(results.map(bootTestRecord)))}\n`);
   return results.every((r) => r.result === 'passed') ? 0 : 1;
 }
 

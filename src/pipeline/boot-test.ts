@@ -157,19 +157,23 @@ export class BootTester {
           ...(signal ? { signal } : {}),
         }),
       );
-      this.records.push({
-        image: reference,
-        path,
-        architecture,
-        accelerator: result.accelerator,
-        result: result.result,
-        ...(result.reason ? { reason: result.reason } : {}),
-        seconds: Math.round(result.seconds * 10) / 10,
-        serialLog: result.serialLog,
-      });
+      this.records.push(bootTestRecord(result));
       if (result.result === 'failed') throw new BootTestError(bootFailure(result), this.records);
     }
   }
+}
+
+export function bootTestRecord(result: BootResult): BootTestRecord {
+  return {
+    image: result.image,
+    path: result.path,
+    architecture: result.arch,
+    accelerator: result.accelerator,
+    result: result.result,
+    ...(result.reason ? { reason: result.reason } : {}),
+    seconds: Math.round(result.seconds * 10) / 10,
+    serialLog: result.serialLog,
+  };
 }
 
 export const BOOT_TEST_HEADERS = ['image', 'boot', 'arch', 'accelerator', 'result', 'seconds', 'serial log'];

@@ -217,7 +217,12 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
         }
       };
       // The boot reads the same files the blobs are sent from, while they go up: both must finish (and the
-      // files stay) before the image counts as done, and its tag waits for every image of the run.
+      // files stay) before the image counts as done, and its tag waits for every image of the run. A failed
+      // upload stops the boot (the run fails anyway); a failed boot lets the upload finish (a re-run reuses it).
+      const bootAbort = new AbortController();
+      const onAbort = (): void => bootAbort.abort(signal?.reason);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      if (signal?.aborted) onAbort();
       const boot = async (): Promise<void> => {
         if (tester?.wants(arch.architecture))
           await tester.test(
@@ -226,10 +231,16 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
             arch.architecture,
             product.bootFiles,
             product.commandLine,
-            signal,
+            bootAbort.signal,
           );
       };
-      const [uploaded, booted] = await Promise.allSettled([upload(), boot()]);
+      const [uploaded, booted] = await Promise.allSettled([
+        upload().catch((error: unknown) => {
+          bootAbort.abort(error);
+          throw error;
+        }),
+        boot(),
+      ]).finally(() => signal?.removeEventListener('abort', onAbort));
       if (uploaded.status === 'rejected') throw uploaded.reason;
       if (booted.status === 'rejected') throw booted.reason;
       await rm(unitDir, { recursive: true, force: true });

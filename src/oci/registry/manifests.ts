@@ -9,6 +9,9 @@ import type { Logger } from '../../util/logger';
 import { hasErrorCode } from './errors';
 import { discard, readBytes, registryBodyOf, statusOf } from './http';
 import type { RegistryClient } from './http';
+import type { Dispatcher } from 'undici';
+
+type BlobBody = Dispatcher.ResponseData['body'];
 import { pullScope, pushScope } from './blobs';
 import { TransientError, withRetry } from './retry';
 
@@ -139,12 +142,15 @@ export async function resolveTag(
   return (await getManifest(ctx, tag, signal))?.digest;
 }
 
-/** A small blob (a config), read into memory and checked against its digest. */
+/**
+ * A blob's body as the registry streams it, not checked: layers are hashed by the caller while written.
+ * Blob downloads redirect to a CDN; the client drops the Authorization header when the host changes.
+ */
 export async function openBlob(
   ctx: ManifestContext,
   digest: string,
   signal?: AbortSignal,
-): Promise<AsyncIterable<Uint8Array>> {
+): Promise<BlobBody> {
   const operation = `reading blob ${digest} from ${ctx.location}`;
   const res = await ctx.client.send({
     method: 'GET',
@@ -162,6 +168,7 @@ export async function openBlob(
   return res.body;
 }
 
+/** A small blob (a config), read into memory and checked against its digest. */
 export async function readBlob(
   ctx: ManifestContext,
   digest: string,
@@ -169,21 +176,7 @@ export async function readBlob(
   limit = 16 * 1024 * 1024,
 ): Promise<Uint8Array> {
   const operation = `reading blob ${digest} from ${ctx.location}`;
-  const res = await ctx.client.send({
-    method: 'GET',
-    url: `/v2/${ctx.repo}/blobs/${digest}`,
-    scopes: [pullScope(ctx.repo)],
-    operation,
-    expect: [200, 404],
-    // Blob downloads redirect to a CDN; the client drops the Authorization header when the host changes.
-    followRedirects: true,
-    ...(signal ? { signal } : {}),
-  });
-  if (res.status === 404) {
-    await discard(res.body);
-    throw new PublishError(`${operation}: the blob does not exist`);
-  }
-  const bytes = await readBytes(res.body, limit, operation);
+  const bytes = await readBytes(await openBlob(ctx, digest, signal), limit, operation);
   const actual = sha256Digest(bytes);
   if (actual !== digest)
     throw new PublishError(`${operation}: the registry sent bytes whose digest is ${actual}`);
