@@ -18,7 +18,7 @@
 // BENCH_DIST=DIR (run that build of the action instead of ./dist), BENCH_BOOT_ACCEL=auto|kvm|tcg.
 import { spawn } from 'node:child_process';
 import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -186,6 +186,8 @@ async function actionInputs(): Promise<Record<string, string>> {
 interface ActionResult {
   seconds: number;
   maxRssKiB: number;
+  /** Peak bytes allocated on disk below the run's work folder (holes do not count), sampled every 250 ms. */
+  peakDiskBytes: number;
   fileBytesRead: number;
   diskReadBytes: number;
   cpuSeconds: number;
@@ -227,9 +229,13 @@ async function runAction(
     ...(JSON.parse(process.env.BENCH_INPUTS ?? '{}') as Record<string, string>),
     ...extraInputs,
   };
+  // The action's temporary work folder lands below `work` (TMPDIR), so its disk use can be sampled there.
+  const tmp = join(work, 'tmp');
+  await mkdir(tmp, { recursive: true });
   const env: NodeJS.ProcessEnv = {
     PATH: withUkify ? process.env.PATH : pathWithoutUkify(),
     HOME: process.env.HOME,
+    TMPDIR: tmp,
     GITHUB_API_URL: apiUrl,
     GITHUB_OUTPUT: outputFile,
     GITHUB_STEP_SUMMARY: summaryFile,
@@ -241,6 +247,7 @@ async function runAction(
   const treeBefore = procCpuSeconds('self', true);
   const machineBefore = machineBusySeconds();
   const registryBefore = registryPid ? procCpuSeconds(registryPid) : NaN;
+  const disk = sampleDiskUse(work);
   const timed = await run(
     process.execPath,
     [
@@ -252,6 +259,7 @@ async function runAction(
     ],
     { env, cwd: work },
   );
+  const peakDiskBytes = await disk.stop();
   const treeCpuSeconds = procCpuSeconds('self', true) - treeBefore;
   const machineCpuSeconds = machineBusySeconds() - machineBefore;
   const registryCpuSeconds = registryPid ? procCpuSeconds(registryPid) - registryBefore : NaN;
@@ -271,6 +279,7 @@ async function runAction(
   return {
     seconds: timed.seconds,
     maxRssKiB: probe.maxRssKiB,
+    peakDiskBytes,
     fileBytesRead: probe.fileBytesRead,
     diskReadBytes: probe.io.read_bytes,
     cpuSeconds: probe.cpu / 1e6,
@@ -304,6 +313,39 @@ function pathWithoutUkify(): string {
     .split(':')
     .filter((dir) => dir && !existsSync(join(dir, 'ukify')))
     .join(':');
+}
+
+/** Samples the bytes allocated below `dir` (st_blocks, so sparse holes are free) until stopped; the peak. */
+function sampleDiskUse(dir: string): { stop(): Promise<number> } {
+  let peak = 0;
+  let stopped = false;
+  const walk = async (path: string): Promise<number> => {
+    let total = 0;
+    const entries = await readdir(path, { withFileTypes: true }).catch(() => []);
+    for (const e of entries) {
+      const child = join(path, e.name);
+      if (e.isDirectory()) total += await walk(child);
+      else
+        total += await lstat(child).then(
+          (st) => st.blocks * 512,
+          () => 0,
+        );
+    }
+    return total;
+  };
+  const loop = (async () => {
+    while (!stopped) {
+      peak = Math.max(peak, await walk(dir));
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  })();
+  return {
+    stop: async () => {
+      stopped = true;
+      await loop;
+      return peak;
+    },
+  };
 }
 
 /** Busy time of all CPUs together (everything but idle and iowait), from the first line of /proc/stat. */
@@ -394,7 +436,7 @@ async function measureAction(i: number, withUkify: boolean): Promise<void> {
     ];
     console.log(
       `run ${i}: ${what} ${a.seconds.toFixed(1)} s (UKIs built with ${builders.join(', ') || 'nothing'}), ` +
-        `peak RSS ${(a.maxRssKiB / 1024).toFixed(0)} MiB, ` +
+        `peak RSS ${(a.maxRssKiB / 1024).toFixed(0)} MiB, peak disk ${fmtMiB(a.peakDiskBytes)}, ` +
         `${fmtMiB(a.fileBytesRead)} read from files, ${fmtMiB(a.diskReadBytes)} from disk, ${fmtMiB(a.bytesUploaded)} sent, node CPU ${a.cpuSeconds.toFixed(1)} s, ` +
         `node + children CPU ${a.treeCpuSeconds.toFixed(1)} s, registry CPU ${a.registryCpuSeconds.toFixed(1)} s, ` +
         `machine busy ${a.machineCpuSeconds.toFixed(1)} CPU-s`,
@@ -569,6 +611,7 @@ if (results.action.length) {
   const m = (f: (r: ActionResult) => number): number => median(results.action.map(f));
   lines.push(
     row('peak RSS (node)', `${(m((r) => r.maxRssKiB) / 1024).toFixed(0)} MiB`, '<= 256 MB'),
+    row('peak disk use of the work folder', fmtMiB(m((r) => r.peakDiskBytes))),
     row('bytes read from files (node)', fmtMiB(m((r) => r.fileBytesRead))),
     row('bytes read from disk (node)', fmtMiB(m((r) => r.diskReadBytes))),
     row('blob bytes sent to the registry', fmtMiB(m((r) => r.bytesUploaded))),
