@@ -60604,7 +60604,7 @@ async function spawnQemu(binary, args, options = {}) {
   });
 }
 async function stopQemu(child) {
-  if (child.exitCode !== null || child.signalCode !== null) return;
+  if (child.pid === void 0 || child.exitCode !== null || child.signalCode !== null) return;
   const gone = new Promise((resolve) => child.once("close", () => resolve()));
   child.kill("SIGKILL");
   await gone;

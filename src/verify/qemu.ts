@@ -84,7 +84,8 @@ export async function spawnQemu(
 
 /** Kills the VM and waits until it is gone (SIGKILL: a guest has nothing to save). */
 export async function stopQemu(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
+  // Never started (spawn failed: no 'close' will come), or gone already.
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
   const gone = new Promise<void>((resolve) => child.once('close', () => resolve()));
   child.kill('SIGKILL');
   await gone;
