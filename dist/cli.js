@@ -5022,9 +5022,9 @@ var require_dispatcher_base = __commonJS({
       }
       close(callback) {
         if (callback === void 0) {
-          return new Promise((resolve, reject) => {
+          return new Promise((resolve2, reject) => {
             this.close((err, data) => {
-              return err ? reject(err) : resolve(data);
+              return err ? reject(err) : resolve2(data);
             });
           });
         }
@@ -5062,9 +5062,9 @@ var require_dispatcher_base = __commonJS({
           err = null;
         }
         if (callback === void 0) {
-          return new Promise((resolve, reject) => {
+          return new Promise((resolve2, reject) => {
             this.destroy(err, (err2, data) => {
-              return err2 ? reject(err2) : resolve(data);
+              return err2 ? reject(err2) : resolve2(data);
             });
           });
         }
@@ -10467,12 +10467,12 @@ upgrade: ${upgrade}\r
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve, reject) => {
+      const waitForDrain = () => new Promise((resolve2, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve;
+          callback = resolve2;
         }
       });
       socket.on("close", onDrain).on("drain", onDrain);
@@ -11982,12 +11982,12 @@ var require_client_h2 = __commonJS({
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve, reject) => {
+      const waitForDrain = () => new Promise((resolve2, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve;
+          callback = resolve2;
         }
       });
       h2stream.on("close", onDrain).on("drain", onDrain);
@@ -12359,16 +12359,16 @@ var require_client = __commonJS({
         return this[kNeedDrain] < 2;
       }
       [kClose]() {
-        return new Promise((resolve) => {
+        return new Promise((resolve2) => {
           if (this[kSize]) {
-            this[kClosedResolve] = resolve;
+            this[kClosedResolve] = resolve2;
           } else {
-            resolve(null);
+            resolve2(null);
           }
         });
       }
       [kDestroy](err) {
-        return new Promise((resolve) => {
+        return new Promise((resolve2) => {
           const requests = this[kQueue].splice(this[kPendingIdx]);
           for (let i = 0; i < requests.length; i++) {
             const request4 = requests[i];
@@ -12381,7 +12381,7 @@ var require_client = __commonJS({
               this[kClosedResolve]();
               this[kClosedResolve] = null;
             }
-            resolve(null);
+            resolve2(null);
           };
           if (this[kHTTPContext]) {
             this[kHTTPContext].destroy(err, callback);
@@ -12858,8 +12858,8 @@ var require_pool_base = __commonJS({
         if (this[kQueue].isEmpty()) {
           return closeClients(this);
         } else {
-          return new Promise((resolve) => {
-            this[kClosedResolve] = resolve;
+          return new Promise((resolve2) => {
+            this[kClosedResolve] = resolve2;
           });
         }
       }
@@ -12928,8 +12928,8 @@ var require_pool_base = __commonJS({
         }
         let done = false;
         let resolveClosed;
-        const closed = new Promise((resolve) => {
-          resolveClosed = resolve;
+        const closed = new Promise((resolve2) => {
+          resolveClosed = resolve2;
         });
         this[kRetiring].set(client, closed);
         client.close(() => {
@@ -15734,7 +15734,7 @@ var require_readable = __commonJS({
         if (this._readableState.closeEmitted) {
           return Promise.resolve(null);
         }
-        return new Promise((resolve, reject) => {
+        return new Promise((resolve2, reject) => {
           if (this[kContentLength] && this[kContentLength] > limit || this[kBytesRead] > limit) {
             this.destroy(new AbortError());
           }
@@ -15748,11 +15748,11 @@ var require_readable = __commonJS({
               if (signal.aborted) {
                 reject(signal.reason ?? new AbortError());
               } else {
-                resolve(null);
+                resolve2(null);
               }
             });
           } else {
-            this.on("close", resolve);
+            this.on("close", resolve2);
           }
           this.on("error", noop3).on("data", () => {
             if (this[kBytesRead] > limit) {
@@ -15780,7 +15780,7 @@ var require_readable = __commonJS({
     }
     function consume(stream, type) {
       assert(!stream[kConsume]);
-      return new Promise((resolve, reject) => {
+      return new Promise((resolve2, reject) => {
         if (isUnusable(stream)) {
           const rState = stream._readableState;
           if (rState.destroyed && rState.closeEmitted === false) {
@@ -15795,7 +15795,7 @@ var require_readable = __commonJS({
             stream[kConsume] = {
               type,
               stream,
-              resolve,
+              resolve: resolve2,
               reject,
               length: 0,
               body: []
@@ -15873,18 +15873,18 @@ var require_readable = __commonJS({
       return buffer;
     }
     function consumeEnd(consume2, encoding) {
-      const { type, body, resolve, stream, length } = consume2;
+      const { type, body, resolve: resolve2, stream, length } = consume2;
       try {
         if (type === "text") {
-          resolve(chunksDecode(body, length, encoding));
+          resolve2(chunksDecode(body, length, encoding));
         } else if (type === "json") {
-          resolve(JSON.parse(chunksDecode(body, length, encoding)));
+          resolve2(JSON.parse(chunksDecode(body, length, encoding)));
         } else if (type === "arrayBuffer") {
-          resolve(chunksConcat(body, length).buffer);
+          resolve2(chunksConcat(body, length).buffer);
         } else if (type === "blob") {
-          resolve(new Blob(body, { type: stream[kContentType] }));
+          resolve2(new Blob(body, { type: stream[kContentType] }));
         } else if (type === "bytes") {
-          resolve(chunksConcat(body, length));
+          resolve2(chunksConcat(body, length));
         }
         consumeFinish(consume2);
       } catch (err) {
@@ -16103,9 +16103,9 @@ var require_api_request = __commonJS({
     };
     function request4(opts, callback) {
       if (callback === void 0) {
-        return new Promise((resolve, reject) => {
+        return new Promise((resolve2, reject) => {
           request4.call(this, opts, (err, data) => {
-            return err ? reject(err) : resolve(data);
+            return err ? reject(err) : resolve2(data);
           });
         });
       }
@@ -16366,9 +16366,9 @@ var require_api_stream = __commonJS({
     };
     function stream(opts, factory, callback) {
       if (callback === void 0) {
-        return new Promise((resolve, reject) => {
+        return new Promise((resolve2, reject) => {
           stream.call(this, opts, factory, (err, data) => {
-            return err ? reject(err) : resolve(data);
+            return err ? reject(err) : resolve2(data);
           });
         });
       }
@@ -16668,9 +16668,9 @@ var require_api_upgrade = __commonJS({
     };
     function upgrade(opts, callback) {
       if (callback === void 0) {
-        return new Promise((resolve, reject) => {
+        return new Promise((resolve2, reject) => {
           upgrade.call(this, opts, (err, data) => {
-            return err ? reject(err) : resolve(data);
+            return err ? reject(err) : resolve2(data);
           });
         });
       }
@@ -16764,9 +16764,9 @@ var require_api_connect = __commonJS({
     };
     function connect(opts, callback) {
       if (callback === void 0) {
-        return new Promise((resolve, reject) => {
+        return new Promise((resolve2, reject) => {
           connect.call(this, opts, (err, data) => {
-            return err ? reject(err) : resolve(data);
+            return err ? reject(err) : resolve2(data);
           });
         });
       }
@@ -18250,8 +18250,8 @@ var require_snapshot_utils = __commonJS({
 var require_snapshot_recorder = __commonJS({
   "node_modules/undici/lib/mock/snapshot-recorder.js"(exports, module) {
     "use strict";
-    var { writeFile: writeFile6, readFile: readFile8, mkdir: mkdir6 } = __require("node:fs/promises");
-    var { dirname: dirname2, resolve } = __require("node:path");
+    var { writeFile: writeFile6, readFile: readFile10, mkdir: mkdir6 } = __require("node:fs/promises");
+    var { dirname: dirname2, resolve: resolve2 } = __require("node:path");
     var { setTimeout: setTimeout2, clearTimeout: clearTimeout2 } = __require("node:timers");
     var { InvalidArgumentError, UndiciError } = require_errors();
     var { setHeader } = require_util();
@@ -18468,7 +18468,7 @@ var require_snapshot_recorder = __commonJS({
           throw new InvalidArgumentError("Snapshot path is required");
         }
         try {
-          const data = await readFile8(resolve(path), "utf8");
+          const data = await readFile10(resolve2(path), "utf8");
           const parsed = JSON.parse(data);
           if (Array.isArray(parsed)) {
             this.#snapshots.clear();
@@ -18497,7 +18497,7 @@ var require_snapshot_recorder = __commonJS({
         if (!path) {
           throw new InvalidArgumentError("Snapshot path is required");
         }
-        const resolvedPath = resolve(path);
+        const resolvedPath = resolve2(path);
         await mkdir6(dirname2(resolvedPath), { recursive: true });
         const data = Array.from(this.#snapshots.entries()).map(([hash, snapshot]) => ({
           hash,
@@ -26804,7 +26804,7 @@ var require_fetch = __commonJS({
         const hasTrailingQuestionMark = url.search.length === 0 && url.href[url.href.length - url.hash.length - 1] === "?";
         return dispatchWithProtocolPreference(body);
         function dispatchWithProtocolPreference(body2, allowH2) {
-          return new Promise((resolve, reject) => agent.dispatch(
+          return new Promise((resolve2, reject) => agent.dispatch(
             {
               path: hasTrailingQuestionMark ? `${path}?` : path,
               origin: url.origin,
@@ -26891,7 +26891,7 @@ var require_fetch = __commonJS({
                 }
                 this.body = new Readable5({ read: () => controller.resume() });
                 const onError = (err) => this.onResponseError(controller, err);
-                resolve({
+                resolve2({
                   status,
                   statusText,
                   headersList,
@@ -26924,7 +26924,7 @@ var require_fetch = __commonJS({
                   fetchParams.controller.off("terminated", this.abort);
                 }
                 if (request4.mode === "websocket" && allowH2 !== false && error?.code === "UND_ERR_INFO" && error?.message === "HTTP/2: Extended CONNECT protocol not supported by server") {
-                  resolve(dispatchWithProtocolPreference(body2, false));
+                  resolve2(dispatchWithProtocolPreference(body2, false));
                   return;
                 }
                 this.body?.destroy(error);
@@ -26943,7 +26943,7 @@ var require_fetch = __commonJS({
                 const rawHeaders = controller?.rawHeaders ?? [];
                 const headersList = new HeadersList();
                 appendHeadersListFromResponseHeaders(headersList, headers, rawHeaders);
-                resolve({
+                resolve2({
                   status,
                   statusText: STATUS_CODES[status],
                   headersList,
@@ -38863,8 +38863,8 @@ var require_xz_decompress = __commonJS({
                   this.locked = true;
                   return;
                 }
-                return new Promise((resolve) => {
-                  this.waitQueue.push(resolve);
+                return new Promise((resolve2) => {
+                  this.waitQueue.push(resolve2);
                 });
               }
               release() {
@@ -38955,8 +38955,8 @@ var require_xz_decompress = __commonJS({
 });
 
 // src/cli/main.ts
-import { readFile as readFile7 } from "node:fs/promises";
-import { parseArgs as parseArgs2 } from "node:util";
+import { readFile as readFile9 } from "node:fs/promises";
+import { parseArgs as parseArgs3 } from "node:util";
 
 // src/oci/layout/store.ts
 import { createReadStream as createReadStream2 } from "node:fs";
@@ -39109,6 +39109,9 @@ function parseReference(text) {
   }
   const repository = validateRepositoryName(rest);
   return { registry, repository, ...tag ? { tag } : {}, ...digest ? { digest } : {} };
+}
+function formatReference(ref2) {
+  return `${ref2.registry}/${ref2.repository}${ref2.tag ? `:${ref2.tag}` : ""}${ref2.digest ? `@${ref2.digest}` : ""}`;
 }
 function isLoopbackHost(registry) {
   const host = registry.replace(/:[0-9]+$/, "").replace(/^\[|\]$/g, "");
@@ -39308,11 +39311,13 @@ function openLayout(dir) {
   return new LayoutRepository(dir, emptyStats(), () => dir);
 }
 var LayoutRepository = class {
-  constructor(dir, stats, dirOf) {
+  constructor(dir, stats, dirOf, naming) {
     this.dir = dir;
     this.stats = stats;
     this.dirOf = dirOf;
-    this.location = `oci:${dir}`;
+    this.location = naming?.location ?? `oci:${dir}`;
+    this.indexLock = naming?.lock ?? { current: Promise.resolve() };
+    this.refName = naming?.refName ?? ((tag) => tag);
   }
   dir;
   stats;
@@ -39320,7 +39325,8 @@ var LayoutRepository = class {
   location;
   ready;
   /** index.json updates are serialized: read-modify-write must not interleave. */
-  indexLock = Promise.resolve();
+  indexLock;
+  refName;
   blobPath(digest, dir = this.dir) {
     return join2(dir, "blobs", "sha256", digestHex(digest));
   }
@@ -39381,14 +39387,15 @@ var LayoutRepository = class {
     }
     this.stats.manifestsPushed++;
     if (tags.length === 0) return;
+    const names = tags.map(this.refName);
     await this.updateIndex((index) => {
-      const kept = index.manifests.filter((d) => !tags.includes(d.annotations?.[REF_NAME] ?? "\0"));
-      for (const tag of tags) {
+      const kept = index.manifests.filter((d) => !names.includes(d.annotations?.[REF_NAME] ?? "\0"));
+      for (const name of names) {
         kept.push({
           mediaType: manifest.mediaType,
           digest: manifest.digest,
           size: manifest.size,
-          annotations: { [REF_NAME]: tag }
+          annotations: { [REF_NAME]: name }
         });
       }
       kept.sort((a, b) => (a.annotations?.[REF_NAME] ?? "").localeCompare(b.annotations?.[REF_NAME] ?? ""));
@@ -39440,7 +39447,8 @@ var LayoutRepository = class {
       return await exists(this.blobPath(tagOrDigest)) ? { mediaType: "", digest: tagOrDigest, size: await sizeOf(this.blobPath(tagOrDigest)) ?? 0 } : void 0;
     }
     const index = await this.readIndex();
-    return index?.manifests.find((d) => d.annotations?.[REF_NAME] === tagOrDigest);
+    const name = this.refName(tagOrDigest);
+    return index?.manifests.find((d) => d.annotations?.[REF_NAME] === name);
   }
   async readIndex() {
     try {
@@ -39455,8 +39463,9 @@ var LayoutRepository = class {
   writeIndex(index) {
     return writeAtomic(join2(this.dir, "index.json"), canonicalJson(index));
   }
+  /** Read-modify-write of index.json, serialized with every other view of this layout. */
   updateIndex(change) {
-    const next = this.indexLock.then(async () => {
+    const next = this.indexLock.current.then(async () => {
       const index = await this.readIndex() ?? {
         schemaVersion: 2,
         mediaType: OCI_INDEX,
@@ -39464,7 +39473,7 @@ var LayoutRepository = class {
       };
       await this.writeIndex(change(index));
     });
-    this.indexLock = next.catch(() => {
+    this.indexLock.current = next.catch(() => {
     });
     return next;
   }
@@ -39500,6 +39509,151 @@ async function linkOrCopy(source, target) {
   }
 }
 
+// src/oci/layout/local.ts
+import { readdir, readFile as readFile2, rm as rm3, stat as stat3 } from "node:fs/promises";
+import { homedir } from "node:os";
+import { join as join3 } from "node:path";
+var REF_NAME2 = "org.opencontainers.image.ref.name";
+function defaultStorePath() {
+  return join3(homedir(), ".ironcore");
+}
+var LocalStore = class _LocalStore {
+  constructor(root) {
+    this.root = root;
+  }
+  root;
+  lock = { current: Promise.resolve() };
+  stats = emptyStats();
+  /** Opens (and on first use creates) the store; a folder with other content is refused, not taken over. */
+  static async open(root) {
+    const entries = await readdir(root).catch((error) => {
+      if (error.code === "ENOENT") return [];
+      throw new PublishError(`cannot read the store folder ${root}: ${error.message}`);
+    });
+    if (entries.length > 0 && !entries.includes("oci-layout")) {
+      throw new PublishError(`${root} is not an OCI image layout (it has no oci-layout file)`, {
+        hint: "Give an empty or new folder, or an existing store, with --store-path."
+      });
+    }
+    if (entries.includes("oci-layout")) {
+      const text = await readFile2(join3(root, "oci-layout"), "utf8").catch(() => "");
+      let version;
+      try {
+        version = JSON.parse(text).imageLayoutVersion;
+      } catch {
+        version = void 0;
+      }
+      if (version !== "1.0.0")
+        throw new PublishError(
+          `${join3(root, "oci-layout")} is not an OCI image layout file (imageLayoutVersion 1.0.0)`
+        );
+    }
+    return new _LocalStore(root);
+  }
+  /** The repository view of `ref`'s image: tags are stored under `registry/repository:tag`. */
+  repository(ref2) {
+    const prefix = `${ref2.registry}/${ref2.repository}`;
+    return new LayoutRepository(this.root, this.stats, () => this.root, {
+      refName: (tag) => `${prefix}:${tag}`,
+      location: `${prefix} (in ${this.root})`,
+      lock: this.lock
+    });
+  }
+  any() {
+    return new LayoutRepository(this.root, this.stats, () => this.root, {
+      refName: (name) => name,
+      location: this.root,
+      lock: this.lock
+    });
+  }
+  /** Every tagged entry, sorted by reference. */
+  async list() {
+    const index = await this.any().readIndex();
+    return (index?.manifests ?? []).filter((d) => d.annotations?.[REF_NAME2]).map((d) => ({ reference: d.annotations[REF_NAME2], descriptor: d })).sort((a, b) => a.reference.localeCompare(b.reference));
+  }
+  async find(ref2) {
+    const wanted = formatReference({ ...ref2, tag: ref2.tag ?? "latest" });
+    return (await this.list()).find((e) => e.reference === wanted);
+  }
+  /** Points `target` at what `source` names (a new index.json entry; no blob is copied). */
+  async tag(source, target) {
+    const found = await this.find(source);
+    if (!found) throw new PublishError(`${formatReference(source)} is not in the store ${this.root}`);
+    const name = formatReference({ ...target, tag: target.tag ?? "latest" });
+    await this.any().updateIndex((index) => ({
+      ...index,
+      manifests: [
+        ...index.manifests.filter((d) => d.annotations?.[REF_NAME2] !== name),
+        { ...found.descriptor, annotations: { ...found.descriptor.annotations, [REF_NAME2]: name } }
+      ].sort((a, b) => (a.annotations?.[REF_NAME2] ?? "").localeCompare(b.annotations?.[REF_NAME2] ?? ""))
+    }));
+    return found.descriptor;
+  }
+  /**
+   * Removes the tag, then every blob no remaining entry reaches (the Go tool leaves them behind). Returns the
+   * number of blobs removed.
+   */
+  async delete(ref2) {
+    const name = formatReference({ ...ref2, tag: ref2.tag ?? "latest" });
+    if (!await this.find(ref2)) throw new PublishError(`${name} is not in the store ${this.root}`);
+    await this.any().updateIndex((index) => ({
+      ...index,
+      manifests: index.manifests.filter((d) => d.annotations?.[REF_NAME2] !== name)
+    }));
+    return this.collectGarbage();
+  }
+  /** Deletes blobs that no index.json entry reaches through indexes and manifests. */
+  async collectGarbage() {
+    const reachable = /* @__PURE__ */ new Set();
+    const visit = async (d) => {
+      if (reachable.has(d.digest)) return;
+      reachable.add(d.digest);
+      const bytes = await readFile2(this.blobPath(d.digest)).catch(() => void 0);
+      if (!bytes) return;
+      let parsed;
+      try {
+        parsed = JSON.parse(bytes.toString("utf8"));
+      } catch {
+        return;
+      }
+      if (isIndexMediaType(d.mediaType) || Array.isArray(parsed.manifests)) {
+        for (const child of parsed.manifests ?? []) await visit(child);
+      } else if (parsed.config && Array.isArray(parsed.layers)) {
+        reachable.add(parsed.config.digest);
+        for (const layer of parsed.layers) reachable.add(layer.digest);
+        if (parsed.subject) reachable.add(parsed.subject.digest);
+      }
+    };
+    const index = await this.any().readIndex();
+    for (const d of index?.manifests ?? []) await visit(d);
+    const dir = join3(this.root, "blobs", "sha256");
+    let removed = 0;
+    for (const hex of await readdir(dir).catch(() => [])) {
+      if (!/^[0-9a-f]{64}$/.test(hex) || reachable.has(`sha256:${hex}`)) continue;
+      await rm3(join3(dir, hex), { force: true });
+      removed++;
+    }
+    return removed;
+  }
+  blobPath(digest) {
+    return join3(this.root, "blobs", "sha256", digestHex(digest));
+  }
+  /** Bytes the store's blobs take (for `list`). */
+  async size() {
+    const dir = join3(this.root, "blobs", "sha256");
+    let total = 0;
+    for (const hex of await readdir(dir).catch(() => []))
+      total += await stat3(join3(dir, hex)).then(
+        (s) => s.size,
+        () => 0
+      );
+    return total;
+  }
+};
+
+// src/cli/main.ts
+import { resolve as resolvePath2 } from "node:path";
+
 // src/util/concurrency.ts
 async function mapLimit(items, limit, fn) {
   const results = new Array(items.length);
@@ -39527,7 +39681,7 @@ var Semaphore = class {
   waiting = [];
   active = 0;
   async run(fn) {
-    if (this.active >= this.limit) await new Promise((resolve) => this.waiting.push(resolve));
+    if (this.active >= this.limit) await new Promise((resolve2) => this.waiting.push(resolve2));
     else this.active++;
     try {
       return await fn();
@@ -39887,11 +40041,11 @@ function backoffDelay(options, attempt) {
   return Math.round(ceiling / 2 + Math.random() * ceiling / 2);
 }
 function sleep(ms, signal) {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve2, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const timer = setTimeout(() => {
       signal?.removeEventListener("abort", onAbort);
-      resolve();
+      resolve2();
     }, ms);
     const onAbort = () => {
       clearTimeout(timer);
@@ -40451,11 +40605,11 @@ async function pushBlob(ctx, blob, options = {}) {
 
 // src/oci/registry/credentials.ts
 import { spawn } from "node:child_process";
-import { readFile as readFile2 } from "node:fs/promises";
-import { homedir } from "node:os";
-import { join as join3 } from "node:path";
+import { readFile as readFile3 } from "node:fs/promises";
+import { homedir as homedir2 } from "node:os";
+import { join as join4 } from "node:path";
 function defaultDockerConfigDir() {
-  return process.env.DOCKER_CONFIG || join3(homedir(), ".docker");
+  return process.env.DOCKER_CONFIG || join4(homedir2(), ".docker");
 }
 function normalizeKey(key2) {
   return key2.replace(/^[a-z]+:\/\//i, "").replace(/\/.*$/, "").toLowerCase();
@@ -40477,7 +40631,7 @@ function decodeAuth(auth2, registry) {
 }
 function runCredentialHelper(helper, registry) {
   const program = `docker-credential-${helper}`;
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve2, reject) => {
     const child = spawn(program, ["get"], { stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
@@ -40489,7 +40643,7 @@ function runCredentialHelper(helper, registry) {
     );
     child.on("close", (code) => {
       if (code !== 0) {
-        if (/credentials not found/i.test(stdout + stderr)) return resolve(void 0);
+        if (/credentials not found/i.test(stdout + stderr)) return resolve2(void 0);
         return reject(
           new PublishError(
             `the docker credential helper ${program} failed (exit code ${code}) for ${registry}`
@@ -40498,8 +40652,8 @@ function runCredentialHelper(helper, registry) {
       }
       try {
         const parsed = JSON.parse(stdout);
-        if (!parsed.Secret) return resolve(void 0);
-        resolve({ username: parsed.Username ?? "", password: parsed.Secret });
+        if (!parsed.Secret) return resolve2(void 0);
+        resolve2({ username: parsed.Username ?? "", password: parsed.Secret });
       } catch {
         reject(
           new PublishError(
@@ -40513,10 +40667,10 @@ function runCredentialHelper(helper, registry) {
 }
 async function resolveCredentials(registry, options) {
   if (options.credentials) return options.credentials;
-  const file = join3(options.dockerConfig ?? defaultDockerConfigDir(), "config.json");
+  const file = join4(options.dockerConfig ?? defaultDockerConfigDir(), "config.json");
   let config;
   try {
-    config = JSON.parse(await readFile2(file, "utf8"));
+    config = JSON.parse(await readFile3(file, "utf8"));
   } catch (error) {
     if (error.code === "ENOENT") return void 0;
     throw new PublishError(`cannot read the docker config ${file}: ${error.message}`);
@@ -41009,7 +41163,7 @@ function parseArchitectures(text) {
 
 // src/pipeline/file-source.ts
 import { createHash as createHash5 } from "node:crypto";
-import { stat as stat4 } from "node:fs/promises";
+import { stat as stat5 } from "node:fs/promises";
 import { basename as basename3 } from "node:path";
 
 // node_modules/universal-user-agent/index.js
@@ -45065,7 +45219,7 @@ var Octokit2 = Octokit.plugin(requestLog, legacyRestEndpointMethods, paginateRes
 // src/gardenlinux/api-fetch.ts
 var DEFAULT_API_RETRY = { attempts: 5, baseDelayMs: 1e3, maxDelayMs: 3e4 };
 function sleep2(ms, signal) {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve2, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const onAbort = () => {
       clearTimeout(timer);
@@ -45073,7 +45227,7 @@ function sleep2(ms, signal) {
     };
     const timer = setTimeout(() => {
       signal?.removeEventListener("abort", onAbort);
-      resolve();
+      resolve2();
     }, ms);
     signal?.addEventListener("abort", onAbort, { once: true });
   });
@@ -45485,7 +45639,7 @@ function levenshtein(a, b) {
 // src/gardenlinux/fetch.ts
 import { createHash as createHash4 } from "node:crypto";
 import { createReadStream as createReadStream4 } from "node:fs";
-import { mkdir as mkdir3, stat as stat3 } from "node:fs/promises";
+import { mkdir as mkdir3, stat as stat4 } from "node:fs/promises";
 import { basename as basename2 } from "node:path";
 
 // src/gardenlinux/download.ts
@@ -45506,7 +45660,7 @@ function retryAfterMs2(value) {
   return Number.isNaN(date) ? void 0 : Math.max(0, date - Date.now());
 }
 function sleep3(ms, signal) {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve2, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const onAbort = () => {
       clearTimeout(timer);
@@ -45514,7 +45668,7 @@ function sleep3(ms, signal) {
     };
     const timer = setTimeout(() => {
       signal?.removeEventListener("abort", onAbort);
-      resolve();
+      resolve2();
     }, ms);
     signal?.addEventListener("abort", onAbort, { once: true });
   });
@@ -46051,14 +46205,14 @@ async function* readTar(source, options) {
 }
 
 // src/gardenlinux/unpack.ts
-import { rm as rm4, rmdir } from "node:fs/promises";
-import { join as join4, posix as posix2 } from "node:path";
+import { rm as rm5, rmdir } from "node:fs/promises";
+import { join as join5, posix as posix2 } from "node:path";
 import { Readable as Readable3 } from "node:stream";
 import { createGunzip } from "node:zlib";
 
 // src/gardenlinux/tar/sparse.ts
 import { createHash as createHash3 } from "node:crypto";
-import { open as open3, rename as rename3, rm as rm3 } from "node:fs/promises";
+import { open as open3, rename as rename3, rm as rm4 } from "node:fs/promises";
 var ZEROS2 = Buffer.alloc(1024 * 1024);
 function isAllZero(buf) {
   for (let off = 0; off < buf.length; off += ZEROS2.length) {
@@ -46083,7 +46237,7 @@ async function writeSparseFileAtomic(path, body, options) {
       sinceYield += n;
       if (sinceYield >= 16 * 1024 * 1024) {
         sinceYield = 0;
-        await new Promise((resolve) => setImmediate(resolve));
+        await new Promise((resolve2) => setImmediate(resolve2));
       }
     }
   };
@@ -46128,7 +46282,7 @@ async function writeSparseFileAtomic(path, body, options) {
   } catch (error) {
     await fh.close().catch(() => {
     });
-    await rm3(temp, { force: true });
+    await rm4(temp, { force: true });
     throw error;
   }
 }
@@ -46177,7 +46331,7 @@ async function unpackFlavorTar(tar, options) {
   let sawRootfs = false;
   const claim = (key2, name) => {
     if (files[key2]) throw new PublishError(`${label}: member ${name} appears twice`);
-    const path = join4(dir, name);
+    const path = join5(dir, name);
     options.written.push(path);
     return path;
   };
@@ -46265,7 +46419,7 @@ async function unpackPxe(m, options, files, result) {
     const key2 = names[name];
     if (!key2) continue;
     if (files[key2]) throw new PublishError(`${label}: member ${name} appears twice`);
-    const path = join4(options.dir, name);
+    const path = join5(options.dir, name);
     options.written.push(path);
     files[key2] = await writeFileAtomic(path, inner.body, options.signal ? { signal: options.signal } : {});
   }
@@ -46278,14 +46432,14 @@ async function extractStub(m, options, files) {
     if (inner.entry.type !== "file") {
       throw new PublishError(`${label}: ${wanted} is a ${inner.entry.type}, not a regular file`);
     }
-    const path = join4(options.dir, efiStubName(options.arch));
+    const path = join5(options.dir, efiStubName(options.arch));
     options.written.push(path);
     files.efiStub = await writeFileAtomic(path, inner.body, options.signal ? { signal: options.signal } : {});
     break;
   }
 }
 async function removeWritten(dir, written) {
-  await Promise.all(written.map((p) => rm4(p, { force: true })));
+  await Promise.all(written.map((p) => rm5(p, { force: true })));
   await rmdir(dir).catch(() => {
   });
 }
@@ -46297,10 +46451,10 @@ import { Readable as Readable4 } from "node:stream";
 import { pipeline } from "node:stream/promises";
 var xzAvailable;
 function hasSystemXz() {
-  xzAvailable ??= new Promise((resolve) => {
+  xzAvailable ??= new Promise((resolve2) => {
     const child = spawn2("xz", ["--version"], { stdio: "ignore" });
-    child.on("error", () => resolve(false));
-    child.on("close", (code) => resolve(code === 0));
+    child.on("error", () => resolve2(false));
+    child.on("close", (code) => resolve2(code === 0));
   });
   return xzAvailable;
 }
@@ -46327,12 +46481,12 @@ async function* systemXz(source, label) {
     if (stderr.length < 4096) stderr += d.toString();
   });
   let spawnError;
-  const closed = new Promise((resolve) => {
+  const closed = new Promise((resolve2) => {
     child.on("error", (e) => {
       spawnError = e;
-      resolve(null);
+      resolve2(null);
     });
-    child.on("close", (code) => resolve(code));
+    child.on("close", (code) => resolve2(code));
   });
   let pumpError;
   const pump = pipeline(Readable4.from(source, { objectMode: false }), child.stdin).catch((error) => {
@@ -46412,7 +46566,7 @@ async function fetchFlavorArtifacts(options) {
 }
 async function unpackFlavorArchive(options) {
   const name = basename2(options.archive);
-  const size = await stat3(options.archive).then(
+  const size = await stat4(options.archive).then(
     (s) => s.size,
     () => {
       throw new PublishError(`${options.archive}: no such file`);
@@ -46548,7 +46702,7 @@ async function fileSource(paths, flavors) {
   }
   const identities = await Promise.all(
     files.map(async (f) => {
-      const size = await stat4(f.path).then(
+      const size = await stat5(f.path).then(
         (s) => s.size,
         () => {
           throw new PublishError(`${f.path}: no such file`);
@@ -46706,9 +46860,9 @@ function formatTable(header, rows) {
 }
 
 // src/pipeline/publish.ts
-import { mkdtemp as mkdtemp2, rm as rm10 } from "node:fs/promises";
+import { mkdtemp as mkdtemp2, rm as rm11 } from "node:fs/promises";
 import { tmpdir as tmpdir2 } from "node:os";
-import { join as join10 } from "node:path";
+import { join as join11 } from "node:path";
 
 // src/boot/cpio.ts
 var MAGIC = "070701";
@@ -47114,7 +47268,7 @@ async function* readExactly(path, size, what, signal, reuse = false) {
 
 // src/boot/uki.ts
 import { createHash as createHash7 } from "node:crypto";
-import { readFile as readFile4, rm as rm6, stat as stat6 } from "node:fs/promises";
+import { readFile as readFile5, rm as rm7, stat as stat7 } from "node:fs/promises";
 
 // src/boot/sbat.ts
 var SBAT_HEADER = "sbat,1,SBAT Version,sbat,1,https://github.com/rhboot/shim/blob/main/SBAT.md";
@@ -47254,7 +47408,7 @@ async function searchText(source) {
 
 // src/boot/uki-native.ts
 import { createHash as createHash6 } from "node:crypto";
-import { readFile as readFile3 } from "node:fs/promises";
+import { readFile as readFile4 } from "node:fs/promises";
 var IMAGE_SCN_CNT_CODE = 32;
 var IMAGE_SCN_CNT_INITIALIZED_DATA = 64;
 var IMAGE_SCN_MEM_READ = 1073741824;
@@ -47263,7 +47417,7 @@ var U32 = 4294967295;
 async function writeNativeUki(options) {
   const { signal } = options;
   throwIfAborted(signal);
-  const stubBytes = await readFile3(options.stub);
+  const stubBytes = await readFile4(options.stub);
   if (stubBytes.length > MAX_STUB_SIZE)
     throw new PublishError(`stub ${options.stub} is ${stubBytes.length} bytes: not an EFI stub`);
   const layout = planLayout(stubBytes, options.stub, options.sections);
@@ -47474,17 +47628,17 @@ function writeSectionHeader(data, section, fresh) {
 }
 
 // src/boot/uki-ukify.ts
-import { rename as rename4, rm as rm5, stat as stat5, writeFile as writeFile2 } from "node:fs/promises";
+import { rename as rename4, rm as rm6, stat as stat6, writeFile as writeFile2 } from "node:fs/promises";
 
 // src/util/system.ts
 import { spawn as spawn3 } from "node:child_process";
 import { constants } from "node:fs";
 import { access } from "node:fs/promises";
-import { delimiter, join as join5 } from "node:path";
+import { delimiter, join as join6 } from "node:path";
 async function findOnPath(name, path = process.env.PATH ?? "") {
   for (const dir of path.split(delimiter)) {
     if (!dir) continue;
-    const candidate = join5(dir, name);
+    const candidate = join6(dir, name);
     try {
       await access(candidate, constants.X_OK);
       return candidate;
@@ -47494,7 +47648,7 @@ async function findOnPath(name, path = process.env.PATH ?? "") {
   return void 0;
 }
 function runCommand(command, args, signal, options = {}) {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve2, reject) => {
     const child = spawn3(command, args, {
       stdio: [options.input === void 0 ? "ignore" : "pipe", "pipe", "pipe"],
       ...signal ? { signal } : {}
@@ -47506,7 +47660,7 @@ function runCommand(command, args, signal, options = {}) {
     child.stderr?.setEncoding("utf8").on("data", (d) => void (stderr = keep(stderr + d)));
     if (options.input !== void 0) child.stdin?.end(options.input);
     child.once("error", reject);
-    child.once("close", (code, sig) => resolve({ code, signal: sig, stdout, stderr }));
+    child.once("close", (code, sig) => resolve2({ code, signal: sig, stdout, stderr }));
   });
 }
 async function rootPrefix(signal) {
@@ -47585,12 +47739,12 @@ async function runUkify(options) {
         `ukify build failed (${result.code === null ? `signal ${result.signal}` : `exit ${result.code}`}): ${message}`
       );
     }
-    const written = options.hashOutput === false ? { digest: "", size: (await stat5(temp)).size } : await hashFile(temp);
+    const written = options.hashOutput === false ? { digest: "", size: (await stat6(temp)).size } : await hashFile(temp);
     await rename4(temp, options.output);
     return { ...written, path: options.output };
   } finally {
-    await rm5(temp, { force: true });
-    await rm5(cmdlineFile, { force: true });
+    await rm6(temp, { force: true });
+    await rm6(cmdlineFile, { force: true });
   }
 }
 
@@ -47633,7 +47787,7 @@ async function buildUki(options) {
         hashOutput: false
       });
     } finally {
-      if (initrdFile) await rm6(initrdFile.path, { force: true });
+      if (initrdFile) await rm7(initrdFile.path, { force: true });
     }
     const inputDigests = initrdFile ? { ...options.inputDigests, initrd: initrdFile.digest } : options.inputDigests;
     const expected = await expectedUserSections(
@@ -47764,7 +47918,7 @@ async function expectedUserSections(options, inputs, signal) {
 async function nativeSections(options, inputs) {
   const sections = [];
   if (options.osRelease !== void 0) {
-    sections.push({ name: ".osrel", content: await readFile4(options.osRelease) });
+    sections.push({ name: ".osrel", content: await readFile5(options.osRelease) });
   }
   if (options.cmdline !== "")
     sections.push({ name: ".cmdline", content: Buffer.from(options.cmdline, "utf8") });
@@ -47799,7 +47953,7 @@ async function readUkiHeaders(path, machine) {
       `the UKI ${path} is for ${describeMachine(headers.machine)}, expected ${describeMachine(machine)}`
     );
   }
-  return { headers, fileLength: (await stat6(path)).size };
+  return { headers, fileLength: (await stat7(path)).size };
 }
 function sectionFor(headers, want, fileLength, path) {
   const section = headers.sections.find((s) => s.name === want.name);
@@ -47880,13 +48034,13 @@ var BlobPusher = class {
 
 // src/pipeline/boot-test.ts
 import { availableParallelism as availableParallelism2 } from "node:os";
-import { join as join9 } from "node:path";
+import { join as join10 } from "node:path";
 
 // src/verify/accel.ts
 import { constants as constants2 } from "node:fs";
-import { access as access2, mkdtemp, rm as rm7, writeFile as writeFile3 } from "node:fs/promises";
+import { access as access2, mkdtemp, rm as rm8, writeFile as writeFile3 } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join as join6 } from "node:path";
+import { join as join7 } from "node:path";
 
 // src/verify/qemu.ts
 import { spawn as spawn4 } from "node:child_process";
@@ -47943,7 +48097,7 @@ async function spawnQemu(binary, args, options = {}) {
 }
 async function stopQemu(child) {
   if (child.pid === void 0 || child.exitCode !== null || child.signalCode !== null) return;
-  const gone = new Promise((resolve) => child.once("close", () => resolve()));
+  const gone = new Promise((resolve2) => child.once("close", () => resolve2()));
   child.kill("SIGKILL");
   await gone;
 }
@@ -47995,24 +48149,24 @@ async function runProbe(qemu, arch) {
       reason: code === "ENOENT" ? "/dev/kvm does not exist" : `/dev/kvm cannot be opened (${code})`
     };
   }
-  const dir = await mkdtemp(join6(tmpdir(), "kvm-probe-"));
+  const dir = await mkdtemp(join7(tmpdir(), "kvm-probe-"));
   try {
-    const image = join6(dir, "probe.bin");
+    const image = join7(dir, "probe.bin");
     const { args, expectedExit } = await probeGuest(arch, "kvm", image);
     const expected = expectedExit;
     const child = await spawnQemu(qemu, args);
     let stderr = "";
     child.stderr?.setEncoding("utf8").on("data", (d) => stderr = (stderr + d).slice(-2e3));
     child.stdout?.resume();
-    const outcome = await new Promise((resolve) => {
-      const timer = setTimeout(() => resolve("timeout"), PROBE_SECONDS * 1e3);
+    const outcome = await new Promise((resolve2) => {
+      const timer = setTimeout(() => resolve2("timeout"), PROBE_SECONDS * 1e3);
       child.once("error", (error) => {
         clearTimeout(timer);
-        resolve(error);
+        resolve2(error);
       });
       child.once("close", (code) => {
         clearTimeout(timer);
-        resolve({ code });
+        resolve2({ code });
       });
     });
     await stopQemu(child);
@@ -48026,7 +48180,7 @@ async function runProbe(qemu, arch) {
     const last = stderr.trim().split("\n").slice(-1)[0] ?? "";
     return { works: false, reason: `a KVM guest failed (exit ${outcome.code}${last ? `: ${last}` : ""})` };
   } finally {
-    await rm7(dir, { recursive: true, force: true });
+    await rm8(dir, { recursive: true, force: true });
   }
 }
 async function chooseAccelerator(choice, arch, qemu) {
@@ -48055,9 +48209,9 @@ async function chooseAccelerator(choice, arch, qemu) {
 
 // src/verify/boot.ts
 import { createReadStream as createReadStream7, createWriteStream } from "node:fs";
-import { mkdir as mkdir4, readFile as readFile6, rm as rm9, stat as stat9, writeFile as writeFile4 } from "node:fs/promises";
+import { mkdir as mkdir4, readFile as readFile7, rm as rm10, stat as stat10, writeFile as writeFile4 } from "node:fs/promises";
 import { createServer } from "node:http";
-import { join as join8 } from "node:path";
+import { join as join9 } from "node:path";
 
 // src/verify/console.ts
 var BAD_SIGNS = [
@@ -48139,7 +48293,7 @@ var ConsoleWatcher = class {
 
 // src/verify/esp.ts
 import { createReadStream as createReadStream6 } from "node:fs";
-import { open as open5, rename as rename5, rm as rm8, stat as stat7 } from "node:fs/promises";
+import { open as open5, rename as rename5, rm as rm9, stat as stat8 } from "node:fs/promises";
 var SECTOR = 512;
 var SECTORS_PER_CLUSTER = 8;
 var CLUSTER = SECTOR * SECTORS_PER_CLUSTER;
@@ -48170,7 +48324,7 @@ function directory(entries) {
   return cluster;
 }
 async function writeEspImage(source, output, arch, signal) {
-  const { size } = await stat7(source);
+  const { size } = await stat8(source);
   if (size >= 2 ** 32) throw new Error(`${source} is too large for FAT32 (${size} bytes)`);
   const fileClusters = Math.max(1, Math.ceil(size / CLUSTER));
   const firstFileCluster = 5;
@@ -48251,14 +48405,14 @@ async function writeEspImage(source, output, arch, signal) {
   } catch (error) {
     await fh.close().catch(() => {
     });
-    await rm8(temp, { force: true });
+    await rm9(temp, { force: true });
     throw error;
   }
 }
 
 // src/verify/firmware.ts
-import { copyFile as copyFile2, open as open6, readdir, readFile as readFile5, stat as stat8 } from "node:fs/promises";
-import { join as join7 } from "node:path";
+import { copyFile as copyFile2, open as open6, readdir as readdir2, readFile as readFile6, stat as stat9 } from "node:fs/promises";
+import { join as join8 } from "node:path";
 var DESCRIPTOR_DIRS = ["/etc/qemu/firmware", "/usr/share/qemu/firmware"];
 var QEMU_ARCH = { amd64: "x86_64", arm64: "aarch64" };
 var AARCH64_FLASH = 64 * 1024 * 1024;
@@ -48283,7 +48437,7 @@ var FIRMWARE_INSTALL_HINT = {
   arm64: "install AAVMF: `sudo apt-get install -y qemu-efi-aarch64` (or set install-qemu: true)"
 };
 async function exists2(path) {
-  return stat8(path).then(
+  return stat9(path).then(
     (s) => s.isFile(),
     () => false
   );
@@ -48291,11 +48445,11 @@ async function exists2(path) {
 async function fromDescriptors(arch) {
   const candidates = [];
   for (const dir of DESCRIPTOR_DIRS) {
-    const names = await readdir(dir).catch(() => []);
+    const names = await readdir2(dir).catch(() => []);
     for (const name of names.filter((n) => n.endsWith(".json"))) {
       let d;
       try {
-        d = JSON.parse(await readFile5(join7(dir, name), "utf8"));
+        d = JSON.parse(await readFile6(join8(dir, name), "utf8"));
       } catch {
         continue;
       }
@@ -48328,12 +48482,12 @@ async function findKnown(arch) {
   return void 0;
 }
 async function prepareFlash(firmware, dir) {
-  const vars = join7(dir, "efivars.fd");
+  const vars = join8(dir, "efivars.fd");
   await copyFile2(firmware.varsTemplate, vars);
   let code = firmware.code;
   if (firmware.padTo !== void 0) {
-    if ((await stat8(code)).size < firmware.padTo) {
-      code = join7(dir, "efi-code.fd");
+    if ((await stat9(code)).size < firmware.padTo) {
+      code = join8(dir, "efi-code.fd");
       await copyFile2(firmware.code, code);
       await pad(code, firmware.padTo);
     }
@@ -48403,15 +48557,15 @@ async function bootImage(request4) {
   const { accelerator, why } = await chooseAccelerator(request4.accelerator, arch, qemu);
   const dir = request4.workDir;
   await mkdir4(dir, { recursive: true });
-  const serialLog = join8(dir, "serial.log");
-  const reportFile = join8(dir, "report");
+  const serialLog = join9(dir, "serial.log");
+  const reportFile = join9(dir, "report");
   await writeFile4(reportFile, "");
   const timeoutSeconds = request4.timeoutSeconds ?? defaultBootTimeout(accelerator);
   logger.info(
     `${request4.image}: booting (${request4.path}, ${arch}, ${accelerator}: ${why}; timeout ${timeoutSeconds} s)`
   );
   const flash = await prepareFlash(firmware, dir);
-  await writeFile4(join8(dir, "fwcfg-script.sh"), HOOK_SCRIPT);
+  await writeFile4(join9(dir, "fwcfg-script.sh"), HOOK_SCRIPT);
   const args = [
     ...machineArguments(arch, accelerator),
     "-m",
@@ -48431,7 +48585,7 @@ async function bootImage(request4) {
     "-drive",
     `if=pflash,unit=1,format=raw,file=${flash.vars}`,
     "-fw_cfg",
-    `name=${HOOK_FW_CFG_NAME},file=${join8(dir, "fwcfg-script.sh")}`,
+    `name=${HOOK_FW_CFG_NAME},file=${join9(dir, "fwcfg-script.sh")}`,
     "-device",
     "virtio-serial-pci,id=vser",
     "-chardev",
@@ -48445,7 +48599,7 @@ async function bootImage(request4) {
   try {
     if (request4.path === "uki") {
       const uki = need(request4, "uki");
-      const esp = join8(dir, "esp.img");
+      const esp = join9(dir, "esp.img");
       cleanup.push(esp);
       await writeEspImage(uki, esp, arch, signal);
       const extra = `io.systemd.stub.kernel-cmdline-extra=ignition.firstboot=0 ${serialConsole(arch)}`;
@@ -48482,7 +48636,7 @@ async function bootImage(request4) {
       );
     } else {
       const disk = need(request4, "disk");
-      const ignition = join8(dir, "config.ign");
+      const ignition = join9(dir, "config.ign");
       await writeFile4(ignition, IGNITION_CONFIG);
       args.push(
         // snapshot=on: writes go to a temporary overlay (in TMPDIR, set to this folder), never to the layer.
@@ -48506,8 +48660,8 @@ async function bootImage(request4) {
     );
     return result;
   } finally {
-    await new Promise((resolve) => server ? server.server.close(() => resolve()) : resolve());
-    await Promise.all(cleanup.map((f) => rm9(f, { force: true })));
+    await new Promise((resolve2) => server ? server.server.close(() => resolve2()) : resolve2());
+    await Promise.all(cleanup.map((f) => rm10(f, { force: true })));
   }
 }
 function need(request4, file) {
@@ -48521,12 +48675,12 @@ function need(request4, file) {
 async function memoryFor(files) {
   let inRam = 0;
   for (const path of [files.uki, files.initramfs, files.squashfs]) {
-    if (path) inRam += (await stat9(path)).size;
+    if (path) inRam += (await stat10(path)).size;
   }
   return Math.max(2048, 2048 + Math.ceil(inRam * 2.5 / 2 ** 20 / 256) * 256);
 }
 async function serveSquashfs(path) {
-  const size = (await stat9(path)).size;
+  const size = (await stat10(path)).size;
   let requests = 0;
   const server = createServer((req, res) => {
     if (req.url !== "/root.squashfs" || req.method !== "GET" && req.method !== "HEAD") {
@@ -48538,9 +48692,9 @@ async function serveSquashfs(path) {
     if (req.method === "HEAD") res.end();
     else createReadStream7(path, { highWaterMark: 1024 * 1024 }).pipe(res);
   });
-  await new Promise((resolve, reject) => {
+  await new Promise((resolve2, reject) => {
     server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve());
+    server.listen(0, "127.0.0.1", () => resolve2());
   });
   return { server, requests: () => requests };
 }
@@ -48554,7 +48708,7 @@ async function run(qemu, args, request4, options) {
   let verdict;
   let settle = () => {
   };
-  const settled = new Promise((resolve) => settle = resolve);
+  const settled = new Promise((resolve2) => settle = resolve2);
   const decide = (v2) => {
     if (verdict) return;
     verdict = v2;
@@ -48620,7 +48774,7 @@ async function run(qemu, args, request4, options) {
     clearTimeout(timer);
     request4.signal?.removeEventListener("abort", onAbort);
     await stopQemu(child);
-    await new Promise((resolve) => log.end(() => resolve()));
+    await new Promise((resolve2) => log.end(() => resolve2()));
   }
   if (request4.signal?.aborted)
     throw request4.signal.reason instanceof Error ? request4.signal.reason : new PublishError("cancelled");
@@ -48644,7 +48798,7 @@ async function run(qemu, args, request4, options) {
   };
 }
 async function readReport(path) {
-  return parseHookReport(await readFile6(path, "utf8").catch(() => ""));
+  return parseHookReport(await readFile7(path, "utf8").catch(() => ""));
 }
 function judgeReport(report) {
   if (!report.done) return void 0;
@@ -48787,7 +48941,7 @@ var BootTester = class {
   /** Boots one arch image by every path its variant has; throws a BootTestError on the first failure. */
   async test(reference, variant, architecture, files, commandLine, signal) {
     for (const path of pathsFor(variant)) {
-      const dir = join9(this.settings.logDir, `${reference.replace(/[^A-Za-z0-9_.-]+/g, "_")}-${path}`);
+      const dir = join10(this.settings.logDir, `${reference.replace(/[^A-Za-z0-9_.-]+/g, "_")}-${path}`);
       const result = await this.slots.run(
         () => bootImage({
           image: reference,
@@ -48897,7 +49051,7 @@ async function publish(options) {
   );
   const tester = options.bootTest && options.bootTest.mode !== "none" && toBuild.length > 0 ? new BootTester(options.bootTest, version, logger) : void 0;
   await tester?.preflight([...new Set(toBuild.map((a) => a.architecture))]);
-  const workDir = options.workDir ?? await mkdtemp2(join10(tmpdir2(), "ironcore-publish-"));
+  const workDir = options.workDir ?? await mkdtemp2(join11(tmpdir2(), "ironcore-publish-"));
   const pushers = options.stores.map((s) => new BlobPusher(s));
   const results = [];
   const digests = {};
@@ -48914,7 +49068,7 @@ async function publish(options) {
       throwIfAborted(signal);
       const repository = repositoryOf(plan, arch);
       const started = performance.now();
-      const unitDir = join10(workDir, `${i}-${arch.flavor.variant}-${arch.architecture}`);
+      const unitDir = join11(workDir, `${i}-${arch.flavor.variant}-${arch.architecture}`);
       const product = await building.run(
         async () => failure2 ? void 0 : buildArchImageFor(arch, unitDir, options)
       );
@@ -48954,7 +49108,7 @@ async function publish(options) {
       ]).finally(() => signal?.removeEventListener("abort", onAbort));
       if (uploaded.status === "rejected") throw uploaded.reason;
       if (booted.status === "rejected") throw booted.reason;
-      await rm10(unitDir, { recursive: true, force: true });
+      await rm11(unitDir, { recursive: true, force: true });
       const seconds = (performance.now() - started) / 1e3;
       pending[i] = { repository, tag: arch.tag, manifest: image.manifest };
       built.set(key(repository, arch.tag), image.manifest);
@@ -49023,7 +49177,7 @@ async function publish(options) {
       }
     });
   } finally {
-    if (!options.workDir) await rm10(workDir, { recursive: true, force: true });
+    if (!options.workDir) await rm11(workDir, { recursive: true, force: true });
   }
   async function writeIndex(image, tag, index, kind) {
     const ref2 = reference(image.repository, tag);
@@ -49201,7 +49355,7 @@ async function buildMetalUki(artifacts, arch, dir, options) {
     arch: arch.architecture,
     cmdline,
     ...files.release ? { osRelease: files.release.path } : {},
-    output: join10(dir, "uki.efi"),
+    output: join11(dir, "uki.efi"),
     logger: options.logger,
     ...options.signal ? { signal: options.signal } : {},
     ...options.installUkify ? { installUkify: true } : {},
@@ -49224,7 +49378,7 @@ function summaryRows(result) {
 // src/pipeline/run.ts
 import { mkdtemp as mkdtemp3 } from "node:fs/promises";
 import { tmpdir as tmpdir3 } from "node:os";
-import { join as join11, resolve as resolvePath } from "node:path";
+import { join as join12, resolve as resolvePath } from "node:path";
 
 // src/pipeline/sources.ts
 function releaseSource(release, options) {
@@ -49354,7 +49508,7 @@ async function runPublish(settings, logger, options = {}) {
           accelerator: settings.bootTestAccel,
           ...settings.bootTestTimeout !== void 0 ? { timeoutSeconds: settings.bootTestTimeout } : {},
           ...settings.bootTestExpect ? { expect: settings.bootTestExpect } : {},
-          logDir: settings.bootLogDir ?? (settings.workDir ? join11(settings.workDir, "boot-logs") : await mkdtemp3(join11(tmpdir3(), "ironcore-boot-logs-")))
+          logDir: settings.bootLogDir ?? (settings.workDir ? join12(settings.workDir, "boot-logs") : await mkdtemp3(join12(tmpdir3(), "ironcore-boot-logs-")))
         }
       } : {},
       logger,
@@ -49378,20 +49532,20 @@ function parseAnnotations(text) {
 }
 
 // src/sample/demo.ts
-import { mkdtemp as mkdtemp4, rm as rm12 } from "node:fs/promises";
+import { mkdtemp as mkdtemp4, rm as rm13 } from "node:fs/promises";
 import { tmpdir as tmpdir4 } from "node:os";
-import { join as join13 } from "node:path";
+import { join as join14 } from "node:path";
 
 // src/sample/github-server.ts
 import { createHash as createHash8 } from "node:crypto";
 import { createReadStream as createReadStream8 } from "node:fs";
-import { stat as stat10 } from "node:fs/promises";
+import { stat as stat11 } from "node:fs/promises";
 import { createServer as createServer2 } from "node:http";
 var DEFAULT_TIME = "2025-01-01T00:00:00Z";
 async function listen(server, host) {
-  await new Promise((resolve, reject) => {
+  await new Promise((resolve2, reject) => {
     server.once("error", reject);
-    server.listen(0, host, () => resolve());
+    server.listen(0, host, () => resolve2());
   });
   return server.address().port;
 }
@@ -49400,7 +49554,7 @@ async function describeAsset(asset) {
   if (asset.data)
     return { size: asset.data.length, digest: `sha256:${hash.update(asset.data).digest("hex")}` };
   if (!asset.path) throw new Error(`fake asset ${asset.name} has neither path nor data`);
-  const { size } = await stat10(asset.path);
+  const { size } = await stat11(asset.path);
   for await (const c of createReadStream8(asset.path)) hash.update(c);
   return { size, digest: `sha256:${hash.digest("hex")}` };
 }
@@ -49638,8 +49792,8 @@ async function startGitHubApiServer(options) {
       }
     })();
   });
-  const close = (server) => new Promise((resolve) => {
-    server.close(() => resolve());
+  const close = (server) => new Promise((resolve2) => {
+    server.close(() => resolve2());
     server.closeAllConnections();
   });
   return {
@@ -49723,8 +49877,8 @@ function createSamplePeStub(arch) {
 // src/sample/release.ts
 import { spawn as spawn5 } from "node:child_process";
 import { createCipheriv, createHash as createHash9 } from "node:crypto";
-import { chmod, mkdir as mkdir5, open as open7, readdir as readdir2, rm as rm11, symlink, writeFile as writeFile5 } from "node:fs/promises";
-import { join as join12 } from "node:path";
+import { chmod, mkdir as mkdir5, open as open7, readdir as readdir3, rm as rm12, symlink, writeFile as writeFile5 } from "node:fs/promises";
+import { join as join13 } from "node:path";
 var MTIME = "@1704067200";
 var BLOCK2 = 64 * 1024;
 var SAMPLE_CMDLINE = "gl.ovl=/:tmpfs gl.live=1 ip=any console=ttyS0,115200 console=tty0";
@@ -49793,14 +49947,14 @@ async function copyGiven(source, path) {
   return { digest: h.digest, size: h.size };
 }
 function run2(command, args, cwd) {
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve2, reject) => {
     const child = spawn5(command, args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     child.stderr.on("data", (d) => stderr += d.toString());
     child.on("error", reject);
     child.on(
       "close",
-      (code) => code === 0 ? resolve() : reject(new Error(`${command} ${args.join(" ")} failed (${code}): ${stderr}`))
+      (code) => code === 0 ? resolve2() : reject(new Error(`${command} ${args.join(" ")} failed (${code}): ${stderr}`))
     );
   });
 }
@@ -49841,13 +49995,13 @@ async function generateSampleRelease(options) {
     for (const arch of options.arches) {
       const base = `${flavor.asset}-${arch}-${options.version}-${options.commit8}`;
       const seed = `${base}`;
-      const work = join12(options.dir, `.work-${base}`);
-      await rm11(work, { recursive: true, force: true });
-      const folder = join12(work, "content", base);
+      const work = join13(options.dir, `.work-${base}`);
+      await rm12(work, { recursive: true, force: true });
+      const folder = join13(work, "content", base);
       await mkdir5(folder, { recursive: true });
       const expected = {};
       expected.release = await writeBytes(
-        join12(folder, `${base}.release`),
+        join13(folder, `${base}.release`),
         `ID=gardenlinux
 NAME="Garden Linux"
 VERSION_ID=${options.version}
@@ -49857,58 +50011,58 @@ GARDENLINUX_COMMIT_ID=${options.commit8}
 `
       );
       expected.manifest = await writeBytes(
-        join12(folder, `${base}.manifest`),
+        join13(folder, `${base}.manifest`),
         `base-files 13
 systemd 256
 linux-image-6.12-${arch} 6.12.1
 `
       );
       expected.sbom = await writeBytes(
-        join12(folder, `${base}.sbom`),
+        join13(folder, `${base}.sbom`),
         `${JSON.stringify({ bomFormat: "CycloneDX", specVersion: "1.5", metadata: { component: { name: base } } })}
 `
       );
-      await writeBytes(join12(folder, `${base}.requirements`), `arch=${arch}
+      await writeBytes(join13(folder, `${base}.requirements`), `arch=${arch}
 `);
-      await writeBytes(join12(folder, `${base}.manifest.log`), `build log of ${base}.manifest
+      await writeBytes(join13(folder, `${base}.manifest.log`), `build log of ${base}.manifest
 `);
       const given = options.files?.[arch];
       if (flavor.kind === "kvm" && given?.raw) {
-        expected.raw = await copyGiven(given.raw, join12(folder, `${base}.raw`));
-        await writeBytes(join12(folder, `${base}.raw.log`), "raw build log\n");
+        expected.raw = await copyGiven(given.raw, join13(folder, `${base}.raw`));
+        await writeBytes(join13(folder, `${base}.raw.log`), "raw build log\n");
       } else if (flavor.kind === "kvm") {
         expected.raw = await writeSparseRaw(
-          join12(folder, `${base}.raw`),
+          join13(folder, `${base}.raw`),
           `${seed}/raw`,
           sizes.raw ?? 8 * 1024 * 1024,
           sizes.rawData ?? 512 * 1024,
           entropy
         );
-        await writeBytes(join12(folder, `${base}.raw.log`), "raw build log\n");
+        await writeBytes(join13(folder, `${base}.raw.log`), "raw build log\n");
       } else {
-        const rootfs = join12(work, "rootfs");
-        const efi = join12(rootfs, "usr/lib/systemd/boot/efi");
+        const rootfs = join13(work, "rootfs");
+        const efi = join13(rootfs, "usr/lib/systemd/boot/efi");
         await mkdir5(efi, { recursive: true });
-        await mkdir5(join12(rootfs, "etc"), { recursive: true });
-        await mkdir5(join12(rootfs, "usr/share/gardenlinux"), { recursive: true });
+        await mkdir5(join13(rootfs, "etc"), { recursive: true });
+        await mkdir5(join13(rootfs, "usr/share/gardenlinux"), { recursive: true });
         const stubName = arch === "arm64" ? "linuxaa64.efi.stub" : "linuxx64.efi.stub";
         const stub = options.stubs?.[arch] ?? Buffer.from(`MZ placeholder EFI stub for ${arch}
 `.repeat(64));
-        expected.efiStub = await writeBytes(join12(efi, stubName), stub);
+        expected.efiStub = await writeBytes(join13(efi, stubName), stub);
         await writeBytes(
-          join12(efi, arch === "arm64" ? "linuxx64.efi.stub" : "linuxaa64.efi.stub"),
+          join13(efi, arch === "arm64" ? "linuxx64.efi.stub" : "linuxaa64.efi.stub"),
           "wrong arch stub\n"
         );
         await writeBytes(
-          join12(rootfs, "usr/lib/os-release"),
+          join13(rootfs, "usr/lib/os-release"),
           `ID=gardenlinux
 VERSION_ID=${options.version}
 `
         );
-        await symlink("../usr/lib/os-release", join12(rootfs, "etc/os-release"));
-        await symlink("/proc/self/mounts", join12(rootfs, "etc/mtab"));
+        await symlink("../usr/lib/os-release", join13(rootfs, "etc/os-release"));
+        await symlink("/proc/self/mounts", join13(rootfs, "etc/mtab"));
         await writeContent(
-          join12(rootfs, "usr/share/gardenlinux/bulk.bin"),
+          join13(rootfs, "usr/share/gardenlinux/bulk.bin"),
           `${seed}/rootfs`,
           sizes.rootfs ?? 64 * 1024,
           entropy
@@ -49916,19 +50070,19 @@ VERSION_ID=${options.version}
         await run2("tar", [
           ...tarFlags("gnu"),
           "-cf",
-          join12(folder, `${base}.tar`),
+          join13(folder, `${base}.tar`),
           "-C",
           rootfs,
           "etc",
           "usr"
         ]);
-        await chmod(join12(folder, `${base}.tar`), 420);
-        const pxe = join12(work, "pxe");
+        await chmod(join13(folder, `${base}.tar`), 420);
+        const pxe = join13(work, "pxe");
         await mkdir5(pxe, { recursive: true });
-        expected.kernel = options.kernel?.[arch] ? await writeBytes(join12(pxe, "vmlinuz"), options.kernel[arch]) : await writeContent(join12(pxe, "vmlinuz"), `${seed}/kernel`, sizes.kernel ?? 32 * 1024, entropy);
-        expected.initrd = given?.initrd ? await copyGiven(given.initrd, join12(pxe, "initrd")) : await writeContent(join12(pxe, "initrd"), `${seed}/initrd`, sizes.initrd ?? 48 * 1024, entropy);
-        expected.squashfs = given?.squashfs ? await copyGiven(given.squashfs, join12(pxe, "root.squashfs")) : await writeContent(
-          join12(pxe, "root.squashfs"),
+        expected.kernel = options.kernel?.[arch] ? await writeBytes(join13(pxe, "vmlinuz"), options.kernel[arch]) : await writeContent(join13(pxe, "vmlinuz"), `${seed}/kernel`, sizes.kernel ?? 32 * 1024, entropy);
+        expected.initrd = given?.initrd ? await copyGiven(given.initrd, join13(pxe, "initrd")) : await writeContent(join13(pxe, "initrd"), `${seed}/initrd`, sizes.initrd ?? 48 * 1024, entropy);
+        expected.squashfs = given?.squashfs ? await copyGiven(given.squashfs, join13(pxe, "root.squashfs")) : await writeContent(
+          join13(pxe, "root.squashfs"),
           `${seed}/squashfs`,
           sizes.squashfs ?? 96 * 1024,
           entropy,
@@ -49937,21 +50091,21 @@ VERSION_ID=${options.version}
         const members = ["initrd", "root.squashfs", "vmlinuz"];
         if (options.cmdline !== false) {
           const cmdline = options.cmdline ?? SAMPLE_CMDLINE;
-          await writeBytes(join12(pxe, "cmdline"), `${cmdline}
+          await writeBytes(join13(pxe, "cmdline"), `${cmdline}
 `);
           expected.cmdline = cmdline;
           members.unshift("cmdline");
         }
-        await tarCompress(pxe, members, join12(folder, `${base}.pxe.tar.gz`), "gzip -n -1", tarFlags("gnu"));
-        await chmod(join12(folder, `${base}.pxe.tar.gz`), 420);
+        await tarCompress(pxe, members, join13(folder, `${base}.pxe.tar.gz`), "gzip -n -1", tarFlags("gnu"));
+        await chmod(join13(folder, `${base}.pxe.tar.gz`), 420);
       }
       const name = `${base}.tar.xz`;
-      const out = join12(options.dir, name);
+      const out = join13(options.dir, name);
       const flags = [...tarFlags(format), ...sparse ? ["-S"] : []];
-      if (options.layout === "folder") await tarCompress(join12(work, "content"), [base], out, xz, flags);
+      if (options.layout === "folder") await tarCompress(join13(work, "content"), [base], out, xz, flags);
       else if (options.layout === "dot-slash") await tarCompress(folder, ["."], out, xz, flags);
       else {
-        const files = (await readdir2(folder)).sort();
+        const files = (await readdir3(folder)).sort();
         await tarCompress(folder, files, out, xz, flags);
       }
       const h = await hashFile(out);
@@ -49968,16 +50122,16 @@ VERSION_ID=${options.version}
         expected
       });
       if (options.withLogs) {
-        const logs = join12(work, "logs");
+        const logs = join13(work, "logs");
         await mkdir5(logs, { recursive: true });
-        await writeBytes(join12(logs, `${base}.build.log`), `build log of ${base}
+        await writeBytes(join13(logs, `${base}.build.log`), `build log of ${base}
 `);
         const logName = `${base}.logs.tar.xz`;
-        await tarCompress(logs, [`${base}.build.log`], join12(options.dir, logName), xz, tarFlags("gnu"));
-        const lh = await hashFile(join12(options.dir, logName));
+        await tarCompress(logs, [`${base}.build.log`], join13(options.dir, logName), xz, tarFlags("gnu"));
+        const lh = await hashFile(join13(options.dir, logName));
         assets.push({
           name: logName,
-          path: join12(options.dir, logName),
+          path: join13(options.dir, logName),
           size: lh.size,
           digest: lh.digest,
           flavor: flavor.asset,
@@ -49987,7 +50141,7 @@ VERSION_ID=${options.version}
           companion: true
         });
       }
-      await rm11(work, { recursive: true, force: true });
+      await rm12(work, { recursive: true, force: true });
     }
   }
   return { version: options.version, commit8: options.commit8, assets };
@@ -49999,11 +50153,11 @@ var DEMO_COMMIT = "c0ffee42";
 var DEMO_PUBLISHED_AT = "2026-01-15T10:00:00Z";
 async function runDemo(options) {
   const { logger } = options;
-  const work = await mkdtemp4(join13(tmpdir4(), "ironcore-demo-"));
+  const work = await mkdtemp4(join14(tmpdir4(), "ironcore-demo-"));
   try {
     const release = await logger.group("Generate the sample release", async () => {
       const generated = await generateSampleRelease({
-        dir: join13(work, "assets"),
+        dir: join14(work, "assets"),
         version: DEMO_VERSION,
         commit8: DEMO_COMMIT,
         flavors: DEFAULT_FLAVORS.map((f) => ({ asset: f.asset, kind: f.variant })),
@@ -50013,7 +50167,7 @@ async function runDemo(options) {
         withLogs: true
       });
       logger.info(
-        `${generated.assets.length} assets of Garden Linux ${DEMO_VERSION} (sample) in ${join13(work, "assets")}`
+        `${generated.assets.length} assets of Garden Linux ${DEMO_VERSION} (sample) in ${join14(work, "assets")}`
       );
       return generated;
     });
@@ -50053,7 +50207,7 @@ async function runDemo(options) {
           installQemu: false,
           tagSuffix: "",
           annotations: {},
-          workDir: join13(work, "build")
+          workDir: join14(work, "build")
         },
         logger,
         options.signal ? { signal: options.signal } : {}
@@ -50062,18 +50216,18 @@ async function runDemo(options) {
       await server.stop();
     }
   } finally {
-    await rm12(work, { recursive: true, force: true });
+    await rm13(work, { recursive: true, force: true });
   }
 }
 
 // src/cli/boot.ts
-import { mkdtemp as mkdtemp5, rm as rm13 } from "node:fs/promises";
+import { mkdtemp as mkdtemp5, rm as rm14 } from "node:fs/promises";
 import { tmpdir as tmpdir5 } from "node:os";
-import { join as join15 } from "node:path";
+import { join as join16 } from "node:path";
 import { parseArgs } from "node:util";
 
 // src/oci/pull.ts
-import { join as join14 } from "node:path";
+import { join as join15 } from "node:path";
 function parseJson(bytes, what) {
   try {
     return JSON.parse(Buffer.from(bytes).toString("utf8"));
@@ -50148,7 +50302,7 @@ async function pullLayers(repo, image, roles, dir, signal) {
   for (const role of roles) {
     const layer = layers.get(role);
     if (!layer) continue;
-    const path = join14(dir, role);
+    const path = join15(dir, role);
     const written = await writeFileAtomic(path, await repo.openBlob(layer.digest, signal), {
       expectedDigest: layer.digest,
       ...signal ? { signal } : {}
@@ -50245,8 +50399,8 @@ async function bootCommand(args, signal) {
     throw new PublishError(`--path "${printable(values.path)}" must be uki, pxe or disk`);
   const logger = consoleLogger();
   const { repo, close, tag } = openRepository(ref2, values.username, values["insecure-registry"], signal);
-  const work = values["work-dir"] ?? await mkdtemp5(join15(tmpdir5(), "ironcore-boot-"));
-  const layersDir = join15(work, "layers");
+  const work = values["work-dir"] ?? await mkdtemp5(join16(tmpdir5(), "ironcore-boot-"));
+  const layersDir = join16(work, "layers");
   const results = [];
   try {
     const image = await selectImage(
@@ -50286,7 +50440,7 @@ async function bootCommand(args, signal) {
         ...timeout !== void 0 ? { timeoutSeconds: timeout } : {},
         ...expect ? { expect } : {},
         expectHook: hasFwcfgHook(version),
-        workDir: join15(work, `boot-${path}`),
+        workDir: join16(work, `boot-${path}`),
         logger,
         signal
       });
@@ -50299,7 +50453,7 @@ async function bootCommand(args, signal) {
     }
   } finally {
     await close();
-    await rm13(layersDir, { recursive: true, force: true });
+    await rm14(layersDir, { recursive: true, force: true });
   }
   process.stdout.write(`${formatTable(BOOT_TEST_HEADERS, bootTestRows(results.map(bootTestRecord)))}
 `);
@@ -50329,6 +50483,220 @@ function openRepository(ref2, username, insecure, signal) {
   };
 }
 
+// src/cli/toolkit.ts
+import { stat as stat12, readFile as readFile8 } from "node:fs/promises";
+import { resolve } from "node:path";
+import { parseArgs as parseArgs2 } from "node:util";
+var LAYER_ORDER = ["rootfs", "squashfs", "initramfs", "kernel", "uki", "iso"];
+var LAYER_TITLES = {
+  rootfs: "rootfs.raw",
+  squashfs: "root.squashfs",
+  initramfs: "initrd",
+  kernel: "vmlinuz",
+  uki: "uki.efi",
+  iso: "image.iso"
+};
+var CONFIG_KEYS = ["arch", ...LAYER_ORDER, "cmdline"];
+var BUILD_USAGE = `Usage: ironcore-publish build --tag REF --config arch=A,KEY=FILE,... [--config ...] [options]
+
+Builds an IronCore image of any OS into the local store: one arch manifest per --config (tagged
+<tag>-<arch>) and an index over them (tagged <tag>).
+
+--config keys: arch (amd64|arm64, required), rootfs, initramfs, kernel, squashfs, uki, iso (files),
+               cmdline (a file whose bytes are the kernel command line)
+Options:
+  --tag REF             full reference with a tag, e.g. ghcr.io/my-org/my-os:1.0
+  --variant V           metal or virtualization (kvm); default: virtualization with a rootfs, else metal
+  --annotation K=V      annotation on every manifest and the index (repeatable)
+  --store-path DIR      the local store (default ~/.ironcore)
+
+Example:
+  ironcore-publish build --tag ghcr.io/my-org/flatcar:4081.2.0 \\
+    --config arch=amd64,kernel=vmlinuz,initramfs=initrd.img,cmdline=cmdline.txt \\
+    --config arch=arm64,kernel=vmlinuz-arm64,initramfs=initrd-arm64.img,cmdline=cmdline.txt
+`;
+var STORE_USAGE = `Usage:
+  ironcore-publish list [--store-path DIR]            the images in the local store
+  ironcore-publish tag SRC DST [--store-path DIR]     point DST at what SRC names
+  ironcore-publish delete REF [--store-path DIR]      remove REF and the blobs nothing else uses
+
+Example:
+  ironcore-publish tag ghcr.io/my-org/my-os:1.0 ghcr.io/my-org/my-os:latest
+`;
+function taggedReference(text, what) {
+  const ref2 = parseReference(text);
+  if (!ref2.tag || ref2.digest) {
+    throw new PublishError(
+      `${what} "${printable(text)}" needs a tag (registry/repository:tag), not a digest or nothing`
+    );
+  }
+  return ref2;
+}
+async function parseArchConfig(text) {
+  const values = /* @__PURE__ */ new Map();
+  for (const part of text.split(",")) {
+    const eq = part.indexOf("=");
+    if (eq <= 0)
+      throw new PublishError(`--config "${printable(text)}": "${printable(part)}" is not key=value`);
+    const key2 = part.slice(0, eq).trim();
+    if (!CONFIG_KEYS.includes(key2))
+      throw new PublishError(
+        `--config "${printable(text)}": unknown key "${printable(key2)}"; known: ${CONFIG_KEYS.join(", ")}`
+      );
+    if (values.has(key2)) throw new PublishError(`--config "${printable(text)}": "${key2}" is given twice`);
+    values.set(key2, part.slice(eq + 1));
+  }
+  const arch = values.get("arch");
+  if (!arch) throw new PublishError(`--config "${printable(text)}" has no arch= (amd64 or arm64)`);
+  if (!ARCHITECTURES.includes(arch))
+    throw new PublishError(`--config "${printable(text)}": arch "${printable(arch)}" must be amd64 or arm64`);
+  const config = { architecture: arch, files: {} };
+  for (const [key2, value] of values) {
+    if (key2 === "arch") continue;
+    const path = resolve(value);
+    const st = await stat12(path).catch(() => void 0);
+    if (!st?.isFile()) throw new PublishError(`--config ${key2}=${printable(value)}: no such file`);
+    if (key2 === "cmdline") config.cmdline = await readFile8(path, "utf8");
+    else config.files[key2] = path;
+  }
+  if (Object.keys(config.files).length === 0)
+    throw new PublishError(`--config "${printable(text)}" names no layer file (${LAYER_ORDER.join(", ")})`);
+  return config;
+}
+function parseVariant(text, config) {
+  if (text === void 0) return config.files.rootfs ? "virtualization" : "metal";
+  if (text === "metal") return "metal";
+  if (text === "virtualization" || text === "kvm") return "virtualization";
+  throw new PublishError(`--variant "${printable(text)}" must be metal or virtualization (kvm)`);
+}
+async function buildCommand(args) {
+  const { values } = parseArgs2({
+    args,
+    strict: true,
+    options: {
+      tag: { type: "string" },
+      config: { type: "string", multiple: true, default: [] },
+      annotation: { type: "string", multiple: true, default: [] },
+      variant: { type: "string" },
+      "store-path": { type: "string" },
+      help: { type: "boolean", short: "h", default: false }
+    }
+  });
+  if (values.help) {
+    process.stdout.write(BUILD_USAGE);
+    return 0;
+  }
+  if (!values.tag) throw new PublishError("build needs --tag REF (e.g. ghcr.io/my-org/my-os:1.0)");
+  const ref2 = taggedReference(values.tag, "--tag");
+  if (values.config.length === 0)
+    throw new PublishError("build needs at least one --config arch=...,kernel=...");
+  const configs = [];
+  for (const text of values.config) configs.push(await parseArchConfig(text));
+  const arches = configs.map((c) => c.architecture);
+  if (new Set(arches).size !== arches.length)
+    throw new PublishError(
+      `build: more than one --config for ${arches.find((a, i) => arches.indexOf(a) !== i)}`
+    );
+  const annotations = parseAnnotations(values.annotation.join("\n"));
+  const store = await LocalStore.open(resolve(values["store-path"] ?? defaultStorePath()));
+  const repo = store.repository(ref2);
+  const built = [];
+  for (const config of configs) {
+    const layers = [];
+    for (const role of LAYER_ORDER) {
+      const path = config.files[role];
+      if (!path) continue;
+      const { digest, size } = await hashFile(path);
+      layers.push({
+        role,
+        blob: fileBlob(path, digest, size),
+        ...LAYER_TITLES[role] ? { title: LAYER_TITLES[role] } : {}
+      });
+    }
+    const variant = parseVariant(values.variant, config);
+    const image = buildArchImage({
+      architecture: config.architecture,
+      variant,
+      title: annotations[ANNOTATION.title] ?? `${ref2.repository}:${ref2.tag} ${config.architecture}`,
+      ...config.cmdline !== void 0 ? { commandLine: config.cmdline } : {},
+      layers,
+      annotations
+    });
+    for (const blob of image.blobs) await repo.pushBlob(blob);
+    await repo.pushManifest(image.manifest, [`${ref2.tag}-${config.architecture}`]);
+    process.stdout.write(
+      `built ${ref2.registry}/${ref2.repository}:${ref2.tag}-${config.architecture} ${image.manifest.digest}
+`
+    );
+    built.push(image);
+  }
+  const index = buildIndex(
+    built.map((b) => ({
+      manifest: b.manifest,
+      architecture: b.architecture,
+      annotations: { [ANNOTATION.variant]: b.variant, [ANNOTATION.architecture]: b.architecture }
+    })),
+    annotations
+  );
+  await repo.pushManifest(index, [ref2.tag]);
+  process.stdout.write(`built ${values.tag} ${index.digest} (index of ${built.length})
+`);
+  return 0;
+}
+async function openStore(path) {
+  return LocalStore.open(resolve(path ?? defaultStorePath()));
+}
+async function listCommand(args) {
+  const { values } = parseArgs2({ args, strict: true, options: { "store-path": { type: "string" } } });
+  const store = await openStore(values["store-path"]);
+  const rows = (await store.list()).map((e) => {
+    const colon = e.reference.lastIndexOf(":");
+    return [
+      e.reference.slice(0, colon),
+      e.reference.slice(colon + 1),
+      e.descriptor.digest.slice(7, 19),
+      e.descriptor.mediaType.includes("index") ? "index" : "manifest"
+    ];
+  });
+  process.stdout.write(`${formatTable(["REPOSITORY", "TAG", "IMAGE ID", "TYPE"], rows)}
+`);
+  process.stderr.write(
+    `${rows.length} tag(s), ${formatBytes(await store.size())} of blobs in ${store.root}
+`
+  );
+  return 0;
+}
+async function tagCommand(args) {
+  const { positionals, values } = parseArgs2({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: { "store-path": { type: "string" } }
+  });
+  if (positionals.length !== 2) throw new PublishError("tag takes two references: SRC DST");
+  const store = await openStore(values["store-path"]);
+  const source = taggedReference(positionals[0], "SRC");
+  const target = taggedReference(positionals[1], "DST");
+  const descriptor = await store.tag(source, target);
+  process.stdout.write(`tagged ${positionals[1]} ${descriptor.digest}
+`);
+  return 0;
+}
+async function deleteCommand(args) {
+  const { positionals, values } = parseArgs2({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: { "store-path": { type: "string" } }
+  });
+  if (positionals.length !== 1) throw new PublishError("delete takes one reference");
+  const store = await openStore(values["store-path"]);
+  const removed = await store.delete(taggedReference(positionals[0], "REF"));
+  process.stdout.write(`deleted ${positionals[0]} (${removed} blob(s) nothing else referenced)
+`);
+  return 0;
+}
+
 // src/cli/main.ts
 var USAGE = `Usage: ironcore-publish <command> [options]
 
@@ -50336,6 +50704,10 @@ Commands:
   publish   Publish a Garden Linux release as IronCore OS images
   inspect   Show an image: ironcore-publish inspect ghcr.io/owner/gardenlinux:2150.1.0 | oci:DIR:TAG
   boot      Boot an image under QEMU and check it reaches userspace (ironcore-publish boot --help)
+  build     Build an IronCore image of any OS into the local store (ironcore-publish build --help)
+  list      List the images in the local store (~/.ironcore, or --store-path)
+  tag       Tag an image of the local store: ironcore-publish tag SRC DST
+  delete    Delete an image from the local store, with the blobs nothing else uses
   demo      Run the whole pipeline offline on a built-in sample release into an OCI layout
 
 publish options (the action's inputs):
@@ -50382,7 +50754,7 @@ async function readStdin() {
   return Buffer.concat(chunks).toString("utf8").trim();
 }
 async function publishCommand(args, signal) {
-  const { values } = parseArgs2({
+  const { values } = parseArgs3({
     args,
     strict: true,
     options: {
@@ -50425,7 +50797,7 @@ async function publishCommand(args, signal) {
   }
   let flavorsText = "";
   if (values.flavors) {
-    flavorsText = await readFile7(values.flavors, "utf8").catch(() => {
+    flavorsText = await readFile9(values.flavors, "utf8").catch(() => {
       throw new PublishError(`--flavors: cannot read ${values.flavors}`);
     });
   }
@@ -50511,10 +50883,14 @@ function printResult(result) {
   );
 }
 async function inspectCommand(args, signal) {
-  const { positionals, values } = parseArgs2({
+  const { positionals, values } = parseArgs3({
     args,
     allowPositionals: true,
-    options: { username: { type: "string" }, "insecure-registry": { type: "boolean", default: false } }
+    options: {
+      username: { type: "string" },
+      "insecure-registry": { type: "boolean", default: false },
+      "store-path": { type: "string" }
+    }
   });
   const ref2 = positionals[0];
   if (!ref2 || positionals.length > 1)
@@ -50530,6 +50906,14 @@ async function inspectCommand(args, signal) {
     return;
   }
   const parsed = parseReference(ref2);
+  const local = await LocalStore.open(resolvePath2(values["store-path"] ?? defaultStorePath())).catch(
+    () => void 0
+  );
+  if (local && parsed.tag && await local.find(parsed)) {
+    process.stdout.write(`${await inspectImage(local.repository(parsed), parsed.tag, signal)}
+`);
+    return;
+  }
   const password = process.env.REGISTRY_PASSWORD;
   const store = createRegistryStore({
     registry: parsed.registry,
@@ -50565,8 +50949,20 @@ async function main(argv) {
         return 0;
       case "boot":
         return await bootCommand(rest, controller.signal);
+      case "build":
+        return await buildCommand(rest);
+      case "list":
+      case "tag":
+      case "delete":
+        if (rest.includes("--help") || rest.includes("-h")) {
+          process.stdout.write(STORE_USAGE);
+          return 0;
+        }
+        return await (command === "list" ? listCommand : command === "tag" ? tagCommand : deleteCommand)(
+          rest
+        );
       case "demo": {
-        const { values } = parseArgs2({
+        const { values } = parseArgs3({
           args: rest,
           options: { out: { type: "string", default: "out/demo" } }
         });

@@ -67368,11 +67368,13 @@ function createLayoutStore(root) {
   };
 }
 var LayoutRepository = class {
-  constructor(dir, stats, dirOf) {
+  constructor(dir, stats, dirOf, naming) {
     this.dir = dir;
     this.stats = stats;
     this.dirOf = dirOf;
-    this.location = `oci:${dir}`;
+    this.location = naming?.location ?? `oci:${dir}`;
+    this.indexLock = naming?.lock ?? { current: Promise.resolve() };
+    this.refName = naming?.refName ?? ((tag) => tag);
   }
   dir;
   stats;
@@ -67380,7 +67382,8 @@ var LayoutRepository = class {
   location;
   ready;
   /** index.json updates are serialized: read-modify-write must not interleave. */
-  indexLock = Promise.resolve();
+  indexLock;
+  refName;
   blobPath(digest, dir = this.dir) {
     return join9(dir, "blobs", "sha256", digestHex(digest));
   }
@@ -67441,14 +67444,15 @@ var LayoutRepository = class {
     }
     this.stats.manifestsPushed++;
     if (tags.length === 0) return;
+    const names = tags.map(this.refName);
     await this.updateIndex((index) => {
-      const kept = index.manifests.filter((d) => !tags.includes(d.annotations?.[REF_NAME] ?? "\0"));
-      for (const tag of tags) {
+      const kept = index.manifests.filter((d) => !names.includes(d.annotations?.[REF_NAME] ?? "\0"));
+      for (const name of names) {
         kept.push({
           mediaType: manifest.mediaType,
           digest: manifest.digest,
           size: manifest.size,
-          annotations: { [REF_NAME]: tag }
+          annotations: { [REF_NAME]: name }
         });
       }
       kept.sort((a, b) => (a.annotations?.[REF_NAME] ?? "").localeCompare(b.annotations?.[REF_NAME] ?? ""));
@@ -67500,7 +67504,8 @@ var LayoutRepository = class {
       return await exists3(this.blobPath(tagOrDigest)) ? { mediaType: "", digest: tagOrDigest, size: await sizeOf2(this.blobPath(tagOrDigest)) ?? 0 } : void 0;
     }
     const index = await this.readIndex();
-    return index?.manifests.find((d) => d.annotations?.[REF_NAME] === tagOrDigest);
+    const name = this.refName(tagOrDigest);
+    return index?.manifests.find((d) => d.annotations?.[REF_NAME] === name);
   }
   async readIndex() {
     try {
@@ -67515,8 +67520,9 @@ var LayoutRepository = class {
   writeIndex(index) {
     return writeAtomic(join9(this.dir, "index.json"), canonicalJson(index));
   }
+  /** Read-modify-write of index.json, serialized with every other view of this layout. */
   updateIndex(change) {
-    const next = this.indexLock.then(async () => {
+    const next = this.indexLock.current.then(async () => {
       const index = await this.readIndex() ?? {
         schemaVersion: 2,
         mediaType: OCI_INDEX,
@@ -67524,7 +67530,7 @@ var LayoutRepository = class {
       };
       await this.writeIndex(change(index));
     });
-    this.indexLock = next.catch(() => {
+    this.indexLock.current = next.catch(() => {
     });
     return next;
   }

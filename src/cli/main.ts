@@ -7,6 +7,8 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import type { UkiBuilderChoice } from '../boot';
 import { openLayout } from '../oci/layout/store';
+import { defaultStorePath, LocalStore } from '../oci/layout/local';
+import { resolve as resolvePath } from 'node:path';
 import { parseReference } from '../oci/reference';
 import { createRegistryStore } from '../oci/registry';
 import { parseArchitectures, parseFlavors } from '../pipeline/flavors';
@@ -24,6 +26,7 @@ import {
   parseExpect,
 } from '../pipeline/boot-test';
 import { bootCommand } from './boot';
+import { buildCommand, deleteCommand, listCommand, STORE_USAGE, tagCommand } from './toolkit';
 import { describeError, printable, PublishError } from '../util/errors';
 import { consoleLogger } from '../util/logger';
 
@@ -33,6 +36,10 @@ Commands:
   publish   Publish a Garden Linux release as IronCore OS images
   inspect   Show an image: ironcore-publish inspect ghcr.io/owner/gardenlinux:2150.1.0 | oci:DIR:TAG
   boot      Boot an image under QEMU and check it reaches userspace (ironcore-publish boot --help)
+  build     Build an IronCore image of any OS into the local store (ironcore-publish build --help)
+  list      List the images in the local store (~/.ironcore, or --store-path)
+  tag       Tag an image of the local store: ironcore-publish tag SRC DST
+  delete    Delete an image from the local store, with the blobs nothing else uses
   demo      Run the whole pipeline offline on a built-in sample release into an OCI layout
 
 publish options (the action's inputs):
@@ -213,7 +220,11 @@ async function inspectCommand(args: string[], signal: AbortSignal): Promise<void
   const { positionals, values } = parseArgs({
     args,
     allowPositionals: true,
-    options: { username: { type: 'string' }, 'insecure-registry': { type: 'boolean', default: false } },
+    options: {
+      username: { type: 'string' },
+      'insecure-registry': { type: 'boolean', default: false },
+      'store-path': { type: 'string' },
+    },
   });
   const ref = positionals[0];
   if (!ref || positionals.length > 1)
@@ -228,6 +239,14 @@ async function inspectCommand(args: string[], signal: AbortSignal): Promise<void
     return;
   }
   const parsed = parseReference(ref);
+  // An image in the local store (build, tag) is shown from there, as ironcore-image does.
+  const local = await LocalStore.open(resolvePath(values['store-path'] ?? defaultStorePath())).catch(
+    () => undefined,
+  );
+  if (local && parsed.tag && (await local.find(parsed))) {
+    process.stdout.write(`${await inspectImage(local.repository(parsed), parsed.tag, signal)}\n`);
+    return;
+  }
   const password = process.env.REGISTRY_PASSWORD;
   const store = createRegistryStore({
     registry: parsed.registry,
@@ -263,6 +282,18 @@ async function main(argv: string[]): Promise<number> {
         return 0;
       case 'boot':
         return await bootCommand(rest, controller.signal);
+      case 'build':
+        return await buildCommand(rest);
+      case 'list':
+      case 'tag':
+      case 'delete':
+        if (rest.includes('--help') || rest.includes('-h')) {
+          process.stdout.write(STORE_USAGE);
+          return 0;
+        }
+        return await (command === 'list' ? listCommand : command === 'tag' ? tagCommand : deleteCommand)(
+          rest,
+        );
       case 'demo': {
         const { values } = parseArgs({
           args: rest,

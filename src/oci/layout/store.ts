@@ -42,18 +42,35 @@ export function openLayout(dir: string): Repository {
   return new LayoutRepository(dir, emptyStats(), () => dir);
 }
 
-class LayoutRepository implements Repository {
+/**
+ * How a repository's tags are named in a shared layout's index.json: the ironcore-image store keeps one layout
+ * for every image, each tag under its full reference (`ghcr.io/owner/image:tag`).
+ */
+export interface RefNaming {
+  /** The `org.opencontainers.image.ref.name` of a tag. */
+  refName(tag: string): string;
+  /** Shown in messages, e.g. `ghcr.io/owner/image` in ~/.ironcore. */
+  location: string;
+  /** One lock per index.json: views of the same layout must not interleave their updates. */
+  lock: { current: Promise<unknown> };
+}
+
+export class LayoutRepository implements Repository {
   readonly location: string;
   private ready: Promise<void> | undefined;
   /** index.json updates are serialized: read-modify-write must not interleave. */
-  private indexLock: Promise<unknown> = Promise.resolve();
+  private readonly indexLock: { current: Promise<unknown> };
+  private readonly refName: (tag: string) => string;
 
   constructor(
     private readonly dir: string,
     private readonly stats: StoreStats,
     private readonly dirOf: (repository: string) => string,
+    naming?: RefNaming,
   ) {
-    this.location = `oci:${dir}`;
+    this.location = naming?.location ?? `oci:${dir}`;
+    this.indexLock = naming?.lock ?? { current: Promise.resolve() };
+    this.refName = naming?.refName ?? ((tag) => tag);
   }
 
   private blobPath(digest: string, dir = this.dir): string {
@@ -123,14 +140,15 @@ class LayoutRepository implements Repository {
     }
     this.stats.manifestsPushed++;
     if (tags.length === 0) return;
+    const names = tags.map(this.refName);
     await this.updateIndex((index) => {
-      const kept = index.manifests.filter((d) => !tags.includes(d.annotations?.[REF_NAME] ?? '\0'));
-      for (const tag of tags) {
+      const kept = index.manifests.filter((d) => !names.includes(d.annotations?.[REF_NAME] ?? '\0'));
+      for (const name of names) {
         kept.push({
           mediaType: manifest.mediaType,
           digest: manifest.digest,
           size: manifest.size,
-          annotations: { [REF_NAME]: tag },
+          annotations: { [REF_NAME]: name },
         });
       }
       // Sorted by tag so the same set of tags always gives the same index.json.
@@ -191,10 +209,11 @@ class LayoutRepository implements Repository {
         : undefined;
     }
     const index = await this.readIndex();
-    return index?.manifests.find((d) => d.annotations?.[REF_NAME] === tagOrDigest);
+    const name = this.refName(tagOrDigest);
+    return index?.manifests.find((d) => d.annotations?.[REF_NAME] === name);
   }
 
-  private async readIndex(): Promise<ImageIndex | undefined> {
+  async readIndex(): Promise<ImageIndex | undefined> {
     try {
       return JSON.parse(await readFile(join(this.dir, 'index.json'), 'utf8')) as ImageIndex;
     } catch (error) {
@@ -209,8 +228,9 @@ class LayoutRepository implements Repository {
     return writeAtomic(join(this.dir, 'index.json'), canonicalJson(index));
   }
 
-  private updateIndex(change: (index: ImageIndex) => ImageIndex): Promise<void> {
-    const next = this.indexLock.then(async () => {
+  /** Read-modify-write of index.json, serialized with every other view of this layout. */
+  updateIndex(change: (index: ImageIndex) => ImageIndex): Promise<void> {
+    const next = this.indexLock.current.then(async () => {
       const index = (await this.readIndex()) ?? {
         schemaVersion: 2 as const,
         mediaType: OCI_INDEX,
@@ -218,7 +238,7 @@ class LayoutRepository implements Repository {
       };
       await this.writeIndex(change(index));
     });
-    this.indexLock = next.catch(() => {});
+    this.indexLock.current = next.catch(() => {});
     return next;
   }
 }
