@@ -5022,9 +5022,9 @@ var require_dispatcher_base = __commonJS({
       }
       close(callback) {
         if (callback === void 0) {
-          return new Promise((resolve2, reject) => {
+          return new Promise((resolve3, reject) => {
             this.close((err, data) => {
-              return err ? reject(err) : resolve2(data);
+              return err ? reject(err) : resolve3(data);
             });
           });
         }
@@ -5062,9 +5062,9 @@ var require_dispatcher_base = __commonJS({
           err = null;
         }
         if (callback === void 0) {
-          return new Promise((resolve2, reject) => {
+          return new Promise((resolve3, reject) => {
             this.destroy(err, (err2, data) => {
-              return err2 ? reject(err2) : resolve2(data);
+              return err2 ? reject(err2) : resolve3(data);
             });
           });
         }
@@ -10467,12 +10467,12 @@ upgrade: ${upgrade}\r
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve2, reject) => {
+      const waitForDrain = () => new Promise((resolve3, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve2;
+          callback = resolve3;
         }
       });
       socket.on("close", onDrain).on("drain", onDrain);
@@ -11982,12 +11982,12 @@ var require_client_h2 = __commonJS({
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve2, reject) => {
+      const waitForDrain = () => new Promise((resolve3, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve2;
+          callback = resolve3;
         }
       });
       h2stream.on("close", onDrain).on("drain", onDrain);
@@ -12359,16 +12359,16 @@ var require_client = __commonJS({
         return this[kNeedDrain] < 2;
       }
       [kClose]() {
-        return new Promise((resolve2) => {
+        return new Promise((resolve3) => {
           if (this[kSize]) {
-            this[kClosedResolve] = resolve2;
+            this[kClosedResolve] = resolve3;
           } else {
-            resolve2(null);
+            resolve3(null);
           }
         });
       }
       [kDestroy](err) {
-        return new Promise((resolve2) => {
+        return new Promise((resolve3) => {
           const requests = this[kQueue].splice(this[kPendingIdx]);
           for (let i = 0; i < requests.length; i++) {
             const request4 = requests[i];
@@ -12381,7 +12381,7 @@ var require_client = __commonJS({
               this[kClosedResolve]();
               this[kClosedResolve] = null;
             }
-            resolve2(null);
+            resolve3(null);
           };
           if (this[kHTTPContext]) {
             this[kHTTPContext].destroy(err, callback);
@@ -12858,8 +12858,8 @@ var require_pool_base = __commonJS({
         if (this[kQueue].isEmpty()) {
           return closeClients(this);
         } else {
-          return new Promise((resolve2) => {
-            this[kClosedResolve] = resolve2;
+          return new Promise((resolve3) => {
+            this[kClosedResolve] = resolve3;
           });
         }
       }
@@ -12928,8 +12928,8 @@ var require_pool_base = __commonJS({
         }
         let done = false;
         let resolveClosed;
-        const closed = new Promise((resolve2) => {
-          resolveClosed = resolve2;
+        const closed = new Promise((resolve3) => {
+          resolveClosed = resolve3;
         });
         this[kRetiring].set(client, closed);
         client.close(() => {
@@ -15518,7 +15518,7 @@ var require_readable = __commonJS({
     "use strict";
     var assert = __require("node:assert");
     var { addAbortListener } = __require("node:events");
-    var { Readable: Readable5 } = __require("node:stream");
+    var { Readable: Readable6 } = __require("node:stream");
     var { RequestAbortedError, NotSupportedError, InvalidArgumentError, AbortError } = require_errors();
     var util = require_util();
     var kConsume = /* @__PURE__ */ Symbol("kConsume");
@@ -15531,7 +15531,7 @@ var require_readable = __commonJS({
     var kBytesRead = /* @__PURE__ */ Symbol("kBytesRead");
     var noop3 = () => {
     };
-    var BodyReadable = class extends Readable5 {
+    var BodyReadable = class extends Readable6 {
       /**
        * @param {object} opts
        * @param {(this: Readable, size: number) => void} opts.resume
@@ -15734,7 +15734,7 @@ var require_readable = __commonJS({
         if (this._readableState.closeEmitted) {
           return Promise.resolve(null);
         }
-        return new Promise((resolve2, reject) => {
+        return new Promise((resolve3, reject) => {
           if (this[kContentLength] && this[kContentLength] > limit || this[kBytesRead] > limit) {
             this.destroy(new AbortError());
           }
@@ -15748,11 +15748,11 @@ var require_readable = __commonJS({
               if (signal.aborted) {
                 reject(signal.reason ?? new AbortError());
               } else {
-                resolve2(null);
+                resolve3(null);
               }
             });
           } else {
-            this.on("close", resolve2);
+            this.on("close", resolve3);
           }
           this.on("error", noop3).on("data", () => {
             if (this[kBytesRead] > limit) {
@@ -15780,7 +15780,7 @@ var require_readable = __commonJS({
     }
     function consume(stream, type) {
       assert(!stream[kConsume]);
-      return new Promise((resolve2, reject) => {
+      return new Promise((resolve3, reject) => {
         if (isUnusable(stream)) {
           const rState = stream._readableState;
           if (rState.destroyed && rState.closeEmitted === false) {
@@ -15795,7 +15795,7 @@ var require_readable = __commonJS({
             stream[kConsume] = {
               type,
               stream,
-              resolve: resolve2,
+              resolve: resolve3,
               reject,
               length: 0,
               body: []
@@ -15873,18 +15873,18 @@ var require_readable = __commonJS({
       return buffer;
     }
     function consumeEnd(consume2, encoding) {
-      const { type, body, resolve: resolve2, stream, length } = consume2;
+      const { type, body, resolve: resolve3, stream, length } = consume2;
       try {
         if (type === "text") {
-          resolve2(chunksDecode(body, length, encoding));
+          resolve3(chunksDecode(body, length, encoding));
         } else if (type === "json") {
-          resolve2(JSON.parse(chunksDecode(body, length, encoding)));
+          resolve3(JSON.parse(chunksDecode(body, length, encoding)));
         } else if (type === "arrayBuffer") {
-          resolve2(chunksConcat(body, length).buffer);
+          resolve3(chunksConcat(body, length).buffer);
         } else if (type === "blob") {
-          resolve2(new Blob(body, { type: stream[kContentType] }));
+          resolve3(new Blob(body, { type: stream[kContentType] }));
         } else if (type === "bytes") {
-          resolve2(chunksConcat(body, length));
+          resolve3(chunksConcat(body, length));
         }
         consumeFinish(consume2);
       } catch (err) {
@@ -15930,7 +15930,7 @@ var require_api_request = __commonJS({
     "use strict";
     var assert = __require("node:assert");
     var { AsyncResource } = __require("node:async_hooks");
-    var { Readable: Readable5 } = require_readable();
+    var { Readable: Readable6 } = require_readable();
     var { InvalidArgumentError, RequestAbortedError } = require_errors();
     var util = require_util();
     function noop3() {
@@ -16016,7 +16016,7 @@ var require_api_request = __commonJS({
         const parsedHeaders = headers;
         const contentType = parsedHeaders?.["content-type"];
         const contentLength = parsedHeaders?.["content-length"];
-        const res = new Readable5({
+        const res = new Readable6({
           resume: () => controller.resume(),
           abort: (reason) => controller.abort(reason),
           contentType,
@@ -16103,9 +16103,9 @@ var require_api_request = __commonJS({
     };
     function request4(opts, callback) {
       if (callback === void 0) {
-        return new Promise((resolve2, reject) => {
+        return new Promise((resolve3, reject) => {
           request4.call(this, opts, (err, data) => {
-            return err ? reject(err) : resolve2(data);
+            return err ? reject(err) : resolve3(data);
           });
         });
       }
@@ -16366,9 +16366,9 @@ var require_api_stream = __commonJS({
     };
     function stream(opts, factory, callback) {
       if (callback === void 0) {
-        return new Promise((resolve2, reject) => {
+        return new Promise((resolve3, reject) => {
           stream.call(this, opts, factory, (err, data) => {
-            return err ? reject(err) : resolve2(data);
+            return err ? reject(err) : resolve3(data);
           });
         });
       }
@@ -16392,7 +16392,7 @@ var require_api_pipeline = __commonJS({
   "node_modules/undici/lib/api/api-pipeline.js"(exports, module) {
     "use strict";
     var {
-      Readable: Readable5,
+      Readable: Readable6,
       Duplex,
       PassThrough
     } = __require("node:stream");
@@ -16409,7 +16409,7 @@ var require_api_pipeline = __commonJS({
     function noop3() {
     }
     var kResume = /* @__PURE__ */ Symbol("resume");
-    var PipelineRequest = class extends Readable5 {
+    var PipelineRequest = class extends Readable6 {
       constructor() {
         super({ autoDestroy: true });
         this[kResume] = null;
@@ -16427,7 +16427,7 @@ var require_api_pipeline = __commonJS({
         callback(err);
       }
     };
-    var PipelineResponse = class extends Readable5 {
+    var PipelineResponse = class extends Readable6 {
       constructor(resume) {
         super({ autoDestroy: true });
         this[kResume] = resume;
@@ -16668,9 +16668,9 @@ var require_api_upgrade = __commonJS({
     };
     function upgrade(opts, callback) {
       if (callback === void 0) {
-        return new Promise((resolve2, reject) => {
+        return new Promise((resolve3, reject) => {
           upgrade.call(this, opts, (err, data) => {
-            return err ? reject(err) : resolve2(data);
+            return err ? reject(err) : resolve3(data);
           });
         });
       }
@@ -16764,9 +16764,9 @@ var require_api_connect = __commonJS({
     };
     function connect(opts, callback) {
       if (callback === void 0) {
-        return new Promise((resolve2, reject) => {
+        return new Promise((resolve3, reject) => {
           connect.call(this, opts, (err, data) => {
-            return err ? reject(err) : resolve2(data);
+            return err ? reject(err) : resolve3(data);
           });
         });
       }
@@ -18251,7 +18251,7 @@ var require_snapshot_recorder = __commonJS({
   "node_modules/undici/lib/mock/snapshot-recorder.js"(exports, module) {
     "use strict";
     var { writeFile: writeFile6, readFile: readFile10, mkdir: mkdir6 } = __require("node:fs/promises");
-    var { dirname: dirname2, resolve: resolve2 } = __require("node:path");
+    var { dirname: dirname2, resolve: resolve3 } = __require("node:path");
     var { setTimeout: setTimeout2, clearTimeout: clearTimeout2 } = __require("node:timers");
     var { InvalidArgumentError, UndiciError } = require_errors();
     var { setHeader } = require_util();
@@ -18468,7 +18468,7 @@ var require_snapshot_recorder = __commonJS({
           throw new InvalidArgumentError("Snapshot path is required");
         }
         try {
-          const data = await readFile10(resolve2(path), "utf8");
+          const data = await readFile10(resolve3(path), "utf8");
           const parsed = JSON.parse(data);
           if (Array.isArray(parsed)) {
             this.#snapshots.clear();
@@ -18497,7 +18497,7 @@ var require_snapshot_recorder = __commonJS({
         if (!path) {
           throw new InvalidArgumentError("Snapshot path is required");
         }
-        const resolvedPath = resolve2(path);
+        const resolvedPath = resolve3(path);
         await mkdir6(dirname2(resolvedPath), { recursive: true });
         const data = Array.from(this.#snapshots.entries()).map(([hash, snapshot]) => ({
           hash,
@@ -22121,7 +22121,7 @@ var require_cache2 = __commonJS({
   "node_modules/undici/lib/interceptor/cache.js"(exports, module) {
     "use strict";
     var assert = __require("node:assert");
-    var { Readable: Readable5 } = __require("node:stream");
+    var { Readable: Readable6 } = __require("node:stream");
     var util = require_util();
     var CacheHandler = require_cache_handler();
     var MemoryCacheStore = require_memory_cache_store();
@@ -22346,7 +22346,7 @@ var require_cache2 = __commonJS({
       return dispatch(opts, new CacheHandler(globalOpts, cacheKey, handler2));
     }
     function sendCachedValue(handler2, opts, result, age, context, isStale2) {
-      const stream = util.isStream(result.body) ? result.body : Readable5.from(result.body ?? []);
+      const stream = util.isStream(result.body) ? result.body : Readable6.from(result.body ?? []);
       assert(!stream.destroyed, "stream should not be destroyed");
       assert(!stream.readableDidRead, "stream should not be readableDidRead");
       let aborted = false;
@@ -25866,7 +25866,7 @@ var require_fetch = __commonJS({
       subresourceSet
     } = require_constants2();
     var EE = __require("node:events");
-    var { Readable: Readable5, pipeline: pipeline2, finished, isErrored, isReadable: isReadable2 } = __require("node:stream");
+    var { Readable: Readable6, pipeline: pipeline2, finished, isErrored, isReadable: isReadable2 } = __require("node:stream");
     var { addAbortListener, bufferToLowerCasedHeaderName } = require_util();
     var { SocketError } = require_errors();
     var { dataURLProcessor, serializeAMimeType, minimizeSupportedMimeType } = require_data_url();
@@ -26804,7 +26804,7 @@ var require_fetch = __commonJS({
         const hasTrailingQuestionMark = url.search.length === 0 && url.href[url.href.length - url.hash.length - 1] === "?";
         return dispatchWithProtocolPreference(body);
         function dispatchWithProtocolPreference(body2, allowH2) {
-          return new Promise((resolve2, reject) => agent.dispatch(
+          return new Promise((resolve3, reject) => agent.dispatch(
             {
               path: hasTrailingQuestionMark ? `${path}?` : path,
               origin: url.origin,
@@ -26889,9 +26889,9 @@ var require_fetch = __commonJS({
                     }
                   }
                 }
-                this.body = new Readable5({ read: () => controller.resume() });
+                this.body = new Readable6({ read: () => controller.resume() });
                 const onError = (err) => this.onResponseError(controller, err);
-                resolve2({
+                resolve3({
                   status,
                   statusText,
                   headersList,
@@ -26924,7 +26924,7 @@ var require_fetch = __commonJS({
                   fetchParams.controller.off("terminated", this.abort);
                 }
                 if (request4.mode === "websocket" && allowH2 !== false && error?.code === "UND_ERR_INFO" && error?.message === "HTTP/2: Extended CONNECT protocol not supported by server") {
-                  resolve2(dispatchWithProtocolPreference(body2, false));
+                  resolve3(dispatchWithProtocolPreference(body2, false));
                   return;
                 }
                 this.body?.destroy(error);
@@ -26943,7 +26943,7 @@ var require_fetch = __commonJS({
                 const rawHeaders = controller?.rawHeaders ?? [];
                 const headersList = new HeadersList();
                 appendHeadersListFromResponseHeaders(headersList, headers, rawHeaders);
-                resolve2({
+                resolve3({
                   status,
                   statusText: STATUS_CODES[status],
                   headersList,
@@ -38863,8 +38863,8 @@ var require_xz_decompress = __commonJS({
                   this.locked = true;
                   return;
                 }
-                return new Promise((resolve2) => {
-                  this.waitQueue.push(resolve2);
+                return new Promise((resolve3) => {
+                  this.waitQueue.push(resolve3);
                 });
               }
               release() {
@@ -38956,7 +38956,7 @@ var require_xz_decompress = __commonJS({
 
 // src/cli/main.ts
 import { readFile as readFile9 } from "node:fs/promises";
-import { parseArgs as parseArgs3 } from "node:util";
+import { parseArgs as parseArgs4 } from "node:util";
 
 // src/oci/layout/store.ts
 import { createReadStream as createReadStream2 } from "node:fs";
@@ -39681,7 +39681,7 @@ var Semaphore = class {
   waiting = [];
   active = 0;
   async run(fn) {
-    if (this.active >= this.limit) await new Promise((resolve2) => this.waiting.push(resolve2));
+    if (this.active >= this.limit) await new Promise((resolve3) => this.waiting.push(resolve3));
     else this.active++;
     try {
       return await fn();
@@ -40041,11 +40041,11 @@ function backoffDelay(options, attempt) {
   return Math.round(ceiling / 2 + Math.random() * ceiling / 2);
 }
 function sleep(ms, signal) {
-  return new Promise((resolve2, reject) => {
+  return new Promise((resolve3, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const timer = setTimeout(() => {
       signal?.removeEventListener("abort", onAbort);
-      resolve2();
+      resolve3();
     }, ms);
     const onAbort = () => {
       clearTimeout(timer);
@@ -40631,7 +40631,7 @@ function decodeAuth(auth2, registry) {
 }
 function runCredentialHelper(helper, registry) {
   const program = `docker-credential-${helper}`;
-  return new Promise((resolve2, reject) => {
+  return new Promise((resolve3, reject) => {
     const child = spawn(program, ["get"], { stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
@@ -40643,7 +40643,7 @@ function runCredentialHelper(helper, registry) {
     );
     child.on("close", (code) => {
       if (code !== 0) {
-        if (/credentials not found/i.test(stdout + stderr)) return resolve2(void 0);
+        if (/credentials not found/i.test(stdout + stderr)) return resolve3(void 0);
         return reject(
           new PublishError(
             `the docker credential helper ${program} failed (exit code ${code}) for ${registry}`
@@ -40652,8 +40652,8 @@ function runCredentialHelper(helper, registry) {
       }
       try {
         const parsed = JSON.parse(stdout);
-        if (!parsed.Secret) return resolve2(void 0);
-        resolve2({ username: parsed.Username ?? "", password: parsed.Secret });
+        if (!parsed.Secret) return resolve3(void 0);
+        resolve3({ username: parsed.Username ?? "", password: parsed.Secret });
       } catch {
         reject(
           new PublishError(
@@ -40864,6 +40864,17 @@ function createRegistryStore(options) {
   return {
     description: registry,
     stats,
+    async blobAccess(repository, digest, signal) {
+      const repo = validateRepositoryName(repository);
+      const ctx = { client, repo, location: `${registry}/${repo}`, stats, profile, logger: options.logger };
+      if (!await blobExists(ctx, digest, [pullScope(repo)], signal))
+        throw new PublishError(`${registry}/${repo}: blob ${digest} does not exist`);
+      const authorization = await client.auth.header([pullScope(repo)]);
+      return {
+        url: `${client.baseUrl}/v2/${repo}/blobs/${digest}`,
+        headers: authorization ? { Authorization: [authorization] } : {}
+      };
+    },
     get tokenRequests() {
       return client.auth.tokenRequests;
     },
@@ -45219,7 +45230,7 @@ var Octokit2 = Octokit.plugin(requestLog, legacyRestEndpointMethods, paginateRes
 // src/gardenlinux/api-fetch.ts
 var DEFAULT_API_RETRY = { attempts: 5, baseDelayMs: 1e3, maxDelayMs: 3e4 };
 function sleep2(ms, signal) {
-  return new Promise((resolve2, reject) => {
+  return new Promise((resolve3, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const onAbort = () => {
       clearTimeout(timer);
@@ -45227,7 +45238,7 @@ function sleep2(ms, signal) {
     };
     const timer = setTimeout(() => {
       signal?.removeEventListener("abort", onAbort);
-      resolve2();
+      resolve3();
     }, ms);
     signal?.addEventListener("abort", onAbort, { once: true });
   });
@@ -45660,7 +45671,7 @@ function retryAfterMs2(value) {
   return Number.isNaN(date) ? void 0 : Math.max(0, date - Date.now());
 }
 function sleep3(ms, signal) {
-  return new Promise((resolve2, reject) => {
+  return new Promise((resolve3, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const onAbort = () => {
       clearTimeout(timer);
@@ -45668,7 +45679,7 @@ function sleep3(ms, signal) {
     };
     const timer = setTimeout(() => {
       signal?.removeEventListener("abort", onAbort);
-      resolve2();
+      resolve3();
     }, ms);
     signal?.addEventListener("abort", onAbort, { once: true });
   });
@@ -46237,7 +46248,7 @@ async function writeSparseFileAtomic(path, body, options) {
       sinceYield += n;
       if (sinceYield >= 16 * 1024 * 1024) {
         sinceYield = 0;
-        await new Promise((resolve2) => setImmediate(resolve2));
+        await new Promise((resolve3) => setImmediate(resolve3));
       }
     }
   };
@@ -46451,10 +46462,10 @@ import { Readable as Readable4 } from "node:stream";
 import { pipeline } from "node:stream/promises";
 var xzAvailable;
 function hasSystemXz() {
-  xzAvailable ??= new Promise((resolve2) => {
+  xzAvailable ??= new Promise((resolve3) => {
     const child = spawn2("xz", ["--version"], { stdio: "ignore" });
-    child.on("error", () => resolve2(false));
-    child.on("close", (code) => resolve2(code === 0));
+    child.on("error", () => resolve3(false));
+    child.on("close", (code) => resolve3(code === 0));
   });
   return xzAvailable;
 }
@@ -46481,12 +46492,12 @@ async function* systemXz(source, label) {
     if (stderr.length < 4096) stderr += d.toString();
   });
   let spawnError;
-  const closed = new Promise((resolve2) => {
+  const closed = new Promise((resolve3) => {
     child.on("error", (e) => {
       spawnError = e;
-      resolve2(null);
+      resolve3(null);
     });
-    child.on("close", (code) => resolve2(code));
+    child.on("close", (code) => resolve3(code));
   });
   let pumpError;
   const pump = pipeline(Readable4.from(source, { objectMode: false }), child.stdin).catch((error) => {
@@ -47648,7 +47659,7 @@ async function findOnPath(name, path = process.env.PATH ?? "") {
   return void 0;
 }
 function runCommand(command, args, signal, options = {}) {
-  return new Promise((resolve2, reject) => {
+  return new Promise((resolve3, reject) => {
     const child = spawn3(command, args, {
       stdio: [options.input === void 0 ? "ignore" : "pipe", "pipe", "pipe"],
       ...signal ? { signal } : {}
@@ -47660,7 +47671,7 @@ function runCommand(command, args, signal, options = {}) {
     child.stderr?.setEncoding("utf8").on("data", (d) => void (stderr = keep(stderr + d)));
     if (options.input !== void 0) child.stdin?.end(options.input);
     child.once("error", reject);
-    child.once("close", (code, sig) => resolve2({ code, signal: sig, stdout, stderr }));
+    child.once("close", (code, sig) => resolve3({ code, signal: sig, stdout, stderr }));
   });
 }
 async function rootPrefix(signal) {
@@ -48097,7 +48108,7 @@ async function spawnQemu(binary, args, options = {}) {
 }
 async function stopQemu(child) {
   if (child.pid === void 0 || child.exitCode !== null || child.signalCode !== null) return;
-  const gone = new Promise((resolve2) => child.once("close", () => resolve2()));
+  const gone = new Promise((resolve3) => child.once("close", () => resolve3()));
   child.kill("SIGKILL");
   await gone;
 }
@@ -48158,15 +48169,15 @@ async function runProbe(qemu, arch) {
     let stderr = "";
     child.stderr?.setEncoding("utf8").on("data", (d) => stderr = (stderr + d).slice(-2e3));
     child.stdout?.resume();
-    const outcome = await new Promise((resolve2) => {
-      const timer = setTimeout(() => resolve2("timeout"), PROBE_SECONDS * 1e3);
+    const outcome = await new Promise((resolve3) => {
+      const timer = setTimeout(() => resolve3("timeout"), PROBE_SECONDS * 1e3);
       child.once("error", (error) => {
         clearTimeout(timer);
-        resolve2(error);
+        resolve3(error);
       });
       child.once("close", (code) => {
         clearTimeout(timer);
-        resolve2({ code });
+        resolve3({ code });
       });
     });
     await stopQemu(child);
@@ -48660,7 +48671,7 @@ async function bootImage(request4) {
     );
     return result;
   } finally {
-    await new Promise((resolve2) => server ? server.server.close(() => resolve2()) : resolve2());
+    await new Promise((resolve3) => server ? server.server.close(() => resolve3()) : resolve3());
     await Promise.all(cleanup.map((f) => rm10(f, { force: true })));
   }
 }
@@ -48692,9 +48703,9 @@ async function serveSquashfs(path) {
     if (req.method === "HEAD") res.end();
     else createReadStream7(path, { highWaterMark: 1024 * 1024 }).pipe(res);
   });
-  await new Promise((resolve2, reject) => {
+  await new Promise((resolve3, reject) => {
     server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve2());
+    server.listen(0, "127.0.0.1", () => resolve3());
   });
   return { server, requests: () => requests };
 }
@@ -48708,7 +48719,7 @@ async function run(qemu, args, request4, options) {
   let verdict;
   let settle = () => {
   };
-  const settled = new Promise((resolve2) => settle = resolve2);
+  const settled = new Promise((resolve3) => settle = resolve3);
   const decide = (v2) => {
     if (verdict) return;
     verdict = v2;
@@ -48774,7 +48785,7 @@ async function run(qemu, args, request4, options) {
     clearTimeout(timer);
     request4.signal?.removeEventListener("abort", onAbort);
     await stopQemu(child);
-    await new Promise((resolve2) => log.end(() => resolve2()));
+    await new Promise((resolve3) => log.end(() => resolve3()));
   }
   if (request4.signal?.aborted)
     throw request4.signal.reason instanceof Error ? request4.signal.reason : new PublishError("cancelled");
@@ -49543,9 +49554,9 @@ import { stat as stat11 } from "node:fs/promises";
 import { createServer as createServer2 } from "node:http";
 var DEFAULT_TIME = "2025-01-01T00:00:00Z";
 async function listen(server, host) {
-  await new Promise((resolve2, reject) => {
+  await new Promise((resolve3, reject) => {
     server.once("error", reject);
-    server.listen(0, host, () => resolve2());
+    server.listen(0, host, () => resolve3());
   });
   return server.address().port;
 }
@@ -49792,8 +49803,8 @@ async function startGitHubApiServer(options) {
       }
     })();
   });
-  const close = (server) => new Promise((resolve2) => {
-    server.close(() => resolve2());
+  const close = (server) => new Promise((resolve3) => {
+    server.close(() => resolve3());
     server.closeAllConnections();
   });
   return {
@@ -49947,14 +49958,14 @@ async function copyGiven(source, path) {
   return { digest: h.digest, size: h.size };
 }
 function run2(command, args, cwd) {
-  return new Promise((resolve2, reject) => {
+  return new Promise((resolve3, reject) => {
     const child = spawn5(command, args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     child.stderr.on("data", (d) => stderr += d.toString());
     child.on("error", reject);
     child.on(
       "close",
-      (code) => code === 0 ? resolve2() : reject(new Error(`${command} ${args.join(" ")} failed (${code}): ${stderr}`))
+      (code) => code === 0 ? resolve3() : reject(new Error(`${command} ${args.join(" ")} failed (${code}): ${stderr}`))
     );
   });
 }
@@ -50483,6 +50494,11 @@ function openRepository(ref2, username, insecure, signal) {
   };
 }
 
+// src/cli/transfer.ts
+import { join as join17, resolve as resolve2 } from "node:path";
+import { Readable as Readable5 } from "node:stream";
+import { parseArgs as parseArgs3 } from "node:util";
+
 // src/cli/toolkit.ts
 import { stat as stat12, readFile as readFile8 } from "node:fs/promises";
 import { resolve } from "node:path";
@@ -50697,6 +50713,245 @@ async function deleteCommand(args) {
   return 0;
 }
 
+// src/cli/transfer.ts
+var TRANSFER_USAGE = `Usage:
+  ironcore-publish push REF [--push-sub-manifests]      the local image to its registry (children first)
+  ironcore-publish pull REF [--arch A] [--variant V] [--output DIR]
+                                                        into the local store; --output: the layers as files
+  ironcore-publish url --layer L REF [--arch A] [--variant V]
+                                                        the URL and headers that fetch layer L (JSON)
+Common: --store-path DIR (default ~/.ironcore), --docker-config-path DIR (docker's config.json folder),
+        --insecure-registry (plain HTTP to a non-loopback registry); the password of --username from
+        $REGISTRY_PASSWORD, else docker's credentials.
+Layers: kernel, initramfs, rootfs, squashfs, uki, iso. --output names them vmlinuz, initramfs, rootfs.raw,
+        root.squashfs, uki.efi, image.iso, and writes the command line to cmdline.
+
+Examples:
+  ironcore-publish push ghcr.io/my-org/my-os:1.0 --push-sub-manifests
+  ironcore-publish pull ghcr.io/ironcore-dev/gardenlinux:2150.1.0 --arch arm64 --variant metal --output boot/
+  curl -fL $(ironcore-publish url --layer kernel ghcr.io/my-org/my-os:1.0-amd64 | jq -r .url) -o vmlinuz
+`;
+var OUTPUT_NAMES = {
+  kernel: "vmlinuz",
+  initramfs: "initramfs",
+  rootfs: "rootfs.raw",
+  squashfs: "root.squashfs",
+  uki: "uki.efi",
+  iso: "image.iso",
+  disk: "disk.img"
+};
+var COMMON = {
+  "store-path": { type: "string" },
+  "docker-config-path": { type: "string" },
+  username: { type: "string" },
+  "insecure-registry": { type: "boolean", default: false },
+  help: { type: "boolean", short: "h", default: false }
+};
+function registryFor(ref2, values, signal) {
+  const password = process.env.REGISTRY_PASSWORD;
+  return createRegistryStore({
+    registry: ref2.registry,
+    ...values.username && password ? { credentials: { username: values.username, password } } : {},
+    ...values["docker-config-path"] ? { dockerConfig: values["docker-config-path"] } : {},
+    insecure: values["insecure-registry"] === true,
+    logger: consoleLogger(),
+    signal
+  });
+}
+function parseManifest(bytes, what) {
+  try {
+    return JSON.parse(Buffer.from(bytes).toString("utf8"));
+  } catch {
+    throw new PublishError(`${what} is not valid JSON`);
+  }
+}
+async function pushCommand(args, signal) {
+  const { positionals, values } = parseArgs3({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: { ...COMMON, "push-sub-manifests": { type: "boolean", default: false } }
+  });
+  if (values.help) {
+    process.stdout.write(TRANSFER_USAGE);
+    return 0;
+  }
+  if (positionals.length !== 1) throw new PublishError("push takes one reference");
+  const ref2 = taggedReference(positionals[0], "REF");
+  const local = await LocalStore.open(resolve2(values["store-path"] ?? defaultStorePath()));
+  const source = local.repository(ref2);
+  const top = await source.getManifest(ref2.tag);
+  if (!top) throw new PublishError(`${formatReference(ref2)} is not in the store ${local.root}`);
+  const registry = registryFor(ref2, values, signal);
+  try {
+    const target = registry.repository(ref2.repository);
+    const pushImage = async (manifest, tags) => {
+      const parsed = parseManifest(manifest.bytes, manifest.digest);
+      for (const d of [parsed.config, ...parsed.layers]) {
+        const outcome = await target.pushBlob(fileBlob(source.blobFile(d.digest), d.digest, d.size), {
+          signal
+        });
+        if (outcome === "uploaded") process.stderr.write(`uploaded ${d.digest} (${d.size} bytes)
+`);
+      }
+      await target.pushManifest(manifest, tags, signal);
+    };
+    const serialized = (m) => ({
+      mediaType: m.mediaType,
+      digest: m.digest,
+      size: m.bytes.length,
+      bytes: m.bytes
+    });
+    if (isIndexMediaType(top.mediaType)) {
+      const index = parseManifest(top.bytes, formatReference(ref2));
+      for (const entry of index.manifests) {
+        const child = await source.getManifest(entry.digest);
+        if (!child)
+          throw new PublishError(`${formatReference(ref2)}: ${entry.digest} is listed but not in the store`);
+        const arch = entry.platform?.architecture;
+        if (values["push-sub-manifests"] && !arch)
+          throw new PublishError(
+            `${formatReference(ref2)}: index entry ${entry.digest} has no platform to tag it by`
+          );
+        const tags = values["push-sub-manifests"] ? [`${ref2.tag}-${arch}`] : [];
+        await pushImage(serialized({ ...child, mediaType: entry.mediaType }), tags);
+        process.stdout.write(
+          `pushed ${tags.length ? `${ref2.registry}/${ref2.repository}:${tags[0]}` : "child"} ${entry.digest}
+`
+        );
+      }
+      await target.pushManifest(serialized(top), [ref2.tag], signal);
+    } else {
+      await pushImage(serialized(top), [ref2.tag]);
+    }
+    process.stdout.write(`pushed ${formatReference(ref2)} ${top.digest}
+`);
+    return 0;
+  } finally {
+    await registry.close();
+  }
+}
+function remoteBlob(repo, digest, size, signal) {
+  return {
+    digest,
+    size,
+    label: digest,
+    open: () => Readable5.from(
+      (async function* () {
+        yield* await repo.openBlob(digest, signal);
+      })()
+    )
+  };
+}
+async function pullCommand(args, signal) {
+  const { positionals, values } = parseArgs3({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: { ...COMMON, arch: { type: "string" }, variant: { type: "string" }, output: { type: "string" } }
+  });
+  if (values.help) {
+    process.stdout.write(TRANSFER_USAGE);
+    return 0;
+  }
+  if (positionals.length !== 1) throw new PublishError("pull takes one reference");
+  const ref2 = taggedReference(positionals[0], "REF");
+  const local = await LocalStore.open(resolve2(values["store-path"] ?? defaultStorePath()));
+  const registry = registryFor(ref2, values, signal);
+  try {
+    const remote = registry.repository(ref2.repository);
+    const image = await selectImage(
+      remote,
+      ref2.tag,
+      {
+        ...values.arch ? { architecture: values.arch } : {},
+        ...values.variant ? { variant: values.variant } : {}
+      },
+      signal
+    );
+    const target = local.repository(ref2);
+    const roles = layersByRole(image);
+    for (const d of [image.manifest.config, ...image.manifest.layers])
+      await target.pushBlob(remoteBlob(remote, d.digest, d.size, signal), { signal });
+    const bytes = (await remote.getManifest(image.digest, signal)).bytes;
+    await target.pushManifest(
+      {
+        mediaType: image.manifest.mediaType ?? "application/vnd.oci.image.manifest.v1+json",
+        digest: image.digest,
+        size: bytes.length,
+        bytes
+      },
+      [ref2.tag]
+    );
+    process.stdout.write(
+      `pulled ${formatReference(ref2)} ${image.digest} (${image.architecture}${image.variant ? `/${image.variant}` : ""})
+`
+    );
+    if (values.output) {
+      const out = resolve2(values.output);
+      for (const [role, layer] of roles) {
+        const path = join17(out, OUTPUT_NAMES[role]);
+        await writeFileAtomic(path, await target.openBlob(layer.digest), {
+          expectedDigest: layer.digest,
+          signal
+        });
+        process.stdout.write(`${path} ${layer.digest}
+`);
+      }
+      if (image.commandLine !== void 0) {
+        await writeFileAtomic(join17(out, "cmdline"), [Buffer.from(image.commandLine)]);
+        process.stdout.write(`${join17(out, "cmdline")}
+`);
+      }
+    }
+    return 0;
+  } finally {
+    await registry.close();
+  }
+}
+async function urlCommand(args, signal) {
+  const { positionals, values } = parseArgs3({
+    args,
+    allowPositionals: true,
+    strict: true,
+    options: { ...COMMON, layer: { type: "string" }, arch: { type: "string" }, variant: { type: "string" } }
+  });
+  if (values.help) {
+    process.stdout.write(TRANSFER_USAGE);
+    return 0;
+  }
+  if (positionals.length !== 1) throw new PublishError("url takes one reference");
+  const layer = values.layer;
+  const known = ["kernel", "initramfs", "rootfs", "squashfs", "uki", "iso"];
+  if (!layer || !known.includes(layer))
+    throw new PublishError(`--layer "${printable(values.layer ?? "")}" must be one of ${known.join(", ")}`);
+  const ref2 = taggedReference(positionals[0], "REF");
+  const registry = registryFor(ref2, values, signal);
+  try {
+    const remote = registry.repository(ref2.repository);
+    const image = await selectImage(
+      remote,
+      ref2.tag,
+      {
+        ...values.arch ? { architecture: values.arch } : {},
+        ...values.variant ? { variant: values.variant } : {}
+      },
+      signal
+    );
+    const descriptor = layersByRole(image).get(layer);
+    if (!descriptor)
+      throw new PublishError(
+        `${formatReference(ref2)} (${image.digest}) has no ${layer} layer; it has ${[...layersByRole(image).keys()].join(", ")}`
+      );
+    const access4 = await registry.blobAccess(ref2.repository, descriptor.digest, signal);
+    process.stdout.write(`${JSON.stringify({ headers: access4.headers, url: access4.url })}
+`);
+    return 0;
+  } finally {
+    await registry.close();
+  }
+}
+
 // src/cli/main.ts
 var USAGE = `Usage: ironcore-publish <command> [options]
 
@@ -50708,6 +50963,9 @@ Commands:
   list      List the images in the local store (~/.ironcore, or --store-path)
   tag       Tag an image of the local store: ironcore-publish tag SRC DST
   delete    Delete an image from the local store, with the blobs nothing else uses
+  push      Push an image of the local store to its registry (ironcore-publish push --help)
+  pull      Pull an image into the local store, and its layers as files with --output
+  url       The URL and headers that fetch one layer of an image (JSON)
   demo      Run the whole pipeline offline on a built-in sample release into an OCI layout
 
 publish options (the action's inputs):
@@ -50754,7 +51012,7 @@ async function readStdin() {
   return Buffer.concat(chunks).toString("utf8").trim();
 }
 async function publishCommand(args, signal) {
-  const { values } = parseArgs3({
+  const { values } = parseArgs4({
     args,
     strict: true,
     options: {
@@ -50883,7 +51141,7 @@ function printResult(result) {
   );
 }
 async function inspectCommand(args, signal) {
-  const { positionals, values } = parseArgs3({
+  const { positionals, values } = parseArgs4({
     args,
     allowPositionals: true,
     options: {
@@ -50951,6 +51209,12 @@ async function main(argv) {
         return await bootCommand(rest, controller.signal);
       case "build":
         return await buildCommand(rest);
+      case "push":
+        return await pushCommand(rest, controller.signal);
+      case "pull":
+        return await pullCommand(rest, controller.signal);
+      case "url":
+        return await urlCommand(rest, controller.signal);
       case "list":
       case "tag":
       case "delete":
@@ -50962,7 +51226,7 @@ async function main(argv) {
           rest
         );
       case "demo": {
-        const { values } = parseArgs3({
+        const { values } = parseArgs4({
           args: rest,
           options: { out: { type: "string", default: "out/demo" } }
         });

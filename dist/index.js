@@ -68678,6 +68678,17 @@ function createRegistryStore(options) {
   return {
     description: registry,
     stats,
+    async blobAccess(repository, digest, signal) {
+      const repo = validateRepositoryName(repository);
+      const ctx = { client, repo, location: `${registry}/${repo}`, stats, profile, logger: options.logger };
+      if (!await blobExists(ctx, digest, [pullScope(repo)], signal))
+        throw new PublishError(`${registry}/${repo}: blob ${digest} does not exist`);
+      const authorization = await client.auth.header([pullScope(repo)]);
+      return {
+        url: `${client.baseUrl}/v2/${repo}/blobs/${digest}`,
+        headers: authorization ? { Authorization: [authorization] } : {}
+      };
+    },
     get tokenRequests() {
       return client.auth.tokenRequests;
     },

@@ -26,6 +26,7 @@ import {
   parseExpect,
 } from '../pipeline/boot-test';
 import { bootCommand } from './boot';
+import { pullCommand, pushCommand, urlCommand } from './transfer';
 import { buildCommand, deleteCommand, listCommand, STORE_USAGE, tagCommand } from './toolkit';
 import { describeError, printable, PublishError } from '../util/errors';
 import { consoleLogger } from '../util/logger';
@@ -40,6 +41,9 @@ Commands:
   list      List the images in the local store (~/.ironcore, or --store-path)
   tag       Tag an image of the local store: ironcore-publish tag SRC DST
   delete    Delete an image from the local store, with the blobs nothing else uses
+  push      Push an image of the local store to its registry (ironcore-publish push --help)
+  pull      Pull an image into the local store, and its layers as files with --output
+  url       The URL and headers that fetch one layer of an image (JSON)
   demo      Run the whole pipeline offline on a built-in sample release into an OCI layout
 
 publish options (the action's inputs):
@@ -284,6 +288,12 @@ async function main(argv: string[]): Promise<number> {
         return await bootCommand(rest, controller.signal);
       case 'build':
         return await buildCommand(rest);
+      case 'push':
+        return await pushCommand(rest, controller.signal);
+      case 'pull':
+        return await pullCommand(rest, controller.signal);
+      case 'url':
+        return await urlCommand(rest, controller.signal);
       case 'list':
       case 'tag':
       case 'delete':

@@ -6,6 +6,7 @@ import type { BlobPushResult, FetchedManifest, Repository, Store, StoreStats } f
 import type { SerializedManifest } from '../types';
 import { validateRegistryHost, validateRepositoryName } from '../reference';
 import { Semaphore } from '../../util/concurrency';
+import { PublishError } from '../../util/errors';
 import type { Logger } from '../../util/logger';
 import { pushBlob, blobExists, pullScope } from './blobs';
 import type { BlobContext } from './blobs';
@@ -42,6 +43,16 @@ export interface RegistryStoreOptions {
 export interface RegistryStore extends Store {
   /** Token requests made so far (for tests and diagnostics). */
   readonly tokenRequests: number;
+  /**
+   * Where a blob is fetched from and the headers that fetch it (a fresh token, when the registry wants one):
+   * what `url` prints for tools that download layers themselves. Throws PublishError when the blob is missing.
+   */
+  blobAccess(repository: string, digest: string, signal?: AbortSignal): Promise<BlobAccess>;
+}
+
+export interface BlobAccess {
+  url: string;
+  headers: Record<string, string[]>;
 }
 
 export function createRegistryStore(options: RegistryStoreOptions): RegistryStore {
@@ -105,6 +116,18 @@ export function createRegistryStore(options: RegistryStoreOptions): RegistryStor
   return {
     description: registry,
     stats,
+    async blobAccess(repository: string, digest: string, signal?: AbortSignal): Promise<BlobAccess> {
+      const repo = validateRepositoryName(repository);
+      const ctx = { client, repo, location: `${registry}/${repo}`, stats, profile, logger: options.logger };
+      // The HEAD answers the challenge (and so fetches the token) and proves the blob is there.
+      if (!(await blobExists(ctx, digest, [pullScope(repo)], signal)))
+        throw new PublishError(`${registry}/${repo}: blob ${digest} does not exist`);
+      const authorization = await client.auth.header([pullScope(repo)]);
+      return {
+        url: `${client.baseUrl}/v2/${repo}/blobs/${digest}`,
+        headers: authorization ? { Authorization: [authorization] } : {},
+      };
+    },
     get tokenRequests() {
       return client.auth.tokenRequests;
     },
