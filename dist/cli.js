@@ -40667,7 +40667,7 @@ function runCredentialHelper(helper, registry) {
 }
 async function resolveCredentials(registry, options) {
   if (options.credentials) return options.credentials;
-  const file = join4(options.dockerConfig ?? defaultDockerConfigDir(), "config.json");
+  const file = options.dockerConfig?.endsWith(".json") ? options.dockerConfig : join4(options.dockerConfig ?? defaultDockerConfigDir(), "config.json");
   let config;
   try {
     config = JSON.parse(await readFile3(file, "utf8"));
@@ -46785,6 +46785,17 @@ async function inspectImage(repo, tagOrDigest, signal) {
   if (isIndexMediaType(top.mediaType)) {
     const index = parse3(top.bytes, tagOrDigest);
     lines.push(`index ${top.digest} (${index.manifests.length} entries)`);
+    const variantsPerArch = /* @__PURE__ */ new Map();
+    for (const m of index.manifests) {
+      const arch = m.platform?.architecture ?? "?";
+      variantsPerArch.set(arch, (variantsPerArch.get(arch) ?? /* @__PURE__ */ new Set()).add(m.annotations?.variant ?? "?"));
+    }
+    const mixed = [...variantsPerArch].filter(([, v]) => v.size > 1).map(([a]) => a);
+    if (mixed.length > 0) {
+      lines.push(
+        `  note: more than one variant for ${mixed.join(", ")}. boot-operator, libvirt-provider and ironcore-image pick an entry by architecture alone and take the first; point them at the <version>-<variant> tag (pull --variant selects here)`
+      );
+    }
     for (const [k, v] of Object.entries(index.annotations ?? {})) lines.push(`  ${k}: ${v}`);
     for (const entry of index.manifests) {
       const child = await repo.getManifest(entry.digest, signal);
@@ -50720,7 +50731,7 @@ var TRANSFER_USAGE = `Usage:
                                                         into the local store; --output: the layers as files
   ironcore-publish url --layer L REF [--arch A] [--variant V]
                                                         the URL and headers that fetch layer L (JSON)
-Common: --store-path DIR (default ~/.ironcore), --docker-config-path DIR (docker's config.json folder),
+Common: --store-path DIR (default ~/.ironcore), --docker-config-path FILE (docker's config.json, or its folder),
         --insecure-registry (plain HTTP to a non-loopback registry); the password of --username from
         $REGISTRY_PASSWORD, else docker's credentials.
 Layers: kernel, initramfs, rootfs, squashfs, uki, iso. --output names them vmlinuz, initramfs, rootfs.raw,

@@ -68481,7 +68481,7 @@ function runCredentialHelper(helper, registry) {
 }
 async function resolveCredentials(registry, options) {
   if (options.credentials) return options.credentials;
-  const file = join10(options.dockerConfig ?? defaultDockerConfigDir(), "config.json");
+  const file = options.dockerConfig?.endsWith(".json") ? options.dockerConfig : join10(options.dockerConfig ?? defaultDockerConfigDir(), "config.json");
   let config;
   try {
     config = JSON.parse(await readFile6(file, "utf8"));

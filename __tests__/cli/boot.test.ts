@@ -115,6 +115,20 @@ describe('ironcore-publish boot', { timeout: 600_000 }, () => {
     expect(run.stderr).not.toMatch(/\n\s+at /);
   });
 
+  it('inspect of a combined index says which tag architecture-only consumers must use', async () => {
+    const run = await cli(['inspect', `oci:${layout}/gardenlinux/gardener:${tag}`]);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('note: more than one variant for amd64');
+    expect(run.stdout).toContain('point them at the <version>-<variant> tag');
+    const single = await cli([
+      'inspect',
+      `oci:${layout}/gardenlinux/gardener:${tag.replace('-manual', '-kvm-manual')}`,
+    ]);
+    expect(single.code).toBe(0);
+    expect(single.stdout).toMatch(/index sha256:[0-9a-f]{64} \(1 entries\)/);
+    expect(single.stdout).not.toContain('note:');
+  });
+
   it('--help shows an example; bad options are usage errors', async () => {
     const help = await cli(['boot', '--help']);
     expect(help.code).toBe(0);

@@ -25,7 +25,7 @@ export const TRANSFER_USAGE = `Usage:
                                                         into the local store; --output: the layers as files
   ironcore-publish url --layer L REF [--arch A] [--variant V]
                                                         the URL and headers that fetch layer L (JSON)
-Common: --store-path DIR (default ~/.ironcore), --docker-config-path DIR (docker's config.json folder),
+Common: --store-path DIR (default ~/.ironcore), --docker-config-path FILE (docker's config.json, or its folder),
         --insecure-registry (plain HTTP to a non-loopback registry); the password of --username from
         $REGISTRY_PASSWORD, else docker's credentials.
 Layers: kernel, initramfs, rootfs, squashfs, uki, iso. --output names them vmlinuz, initramfs, rootfs.raw,

@@ -46,6 +46,17 @@ export async function inspectImage(
   if (isIndexMediaType(top.mediaType)) {
     const index = parse<ImageIndex>(top.bytes, tagOrDigest);
     lines.push(`index ${top.digest} (${index.manifests.length} entries)`);
+    const variantsPerArch = new Map<string, Set<string>>();
+    for (const m of index.manifests) {
+      const arch = m.platform?.architecture ?? '?';
+      variantsPerArch.set(arch, (variantsPerArch.get(arch) ?? new Set()).add(m.annotations?.variant ?? '?'));
+    }
+    const mixed = [...variantsPerArch].filter(([, v]) => v.size > 1).map(([a]) => a);
+    if (mixed.length > 0) {
+      lines.push(
+        `  note: more than one variant for ${mixed.join(', ')}. boot-operator, libvirt-provider and ironcore-image pick an entry by architecture alone and take the first; point them at the <version>-<variant> tag (pull --variant selects here)`,
+      );
+    }
     for (const [k, v] of Object.entries(index.annotations ?? {})) lines.push(`  ${k}: ${v}`);
     for (const entry of index.manifests) {
       const child = await repo.getManifest(entry.digest, signal);

@@ -92,7 +92,10 @@ export async function resolveCredentials(
   options: { credentials?: Credentials; dockerConfig?: string; logger: Logger },
 ): Promise<Credentials | undefined> {
   if (options.credentials) return options.credentials;
-  const file = join(options.dockerConfig ?? defaultDockerConfigDir(), 'config.json');
+  // A folder holding config.json (DOCKER_CONFIG's meaning), or the file itself (ironcore-image's --docker-config-path).
+  const file = options.dockerConfig?.endsWith('.json')
+    ? options.dockerConfig
+    : join(options.dockerConfig ?? defaultDockerConfigDir(), 'config.json');
   let config: DockerConfig;
   try {
     config = JSON.parse(await readFile(file, 'utf8')) as DockerConfig;
