@@ -39559,6 +39559,19 @@ var LocalStore = class _LocalStore {
       lock: this.lock
     });
   }
+  /**
+   * The store as the pipeline writes to it: repository `name` of `registry` (so `publish` can write here and
+   * `push` send it on later).
+   */
+  asStore(registry) {
+    return {
+      description: `local store ${this.root} (${registry})`,
+      stats: this.stats,
+      repository: (name) => this.repository({ registry, repository: validateRepositoryName(name) }),
+      close: async () => {
+      }
+    };
+  }
   any() {
     return new LayoutRepository(this.root, this.stats, () => this.root, {
       refName: (name) => name,
@@ -49441,8 +49454,10 @@ function validateSettings(settings) {
   if (!Number.isInteger(settings.concurrency) || settings.concurrency < 1 || settings.concurrency > 32) {
     throw new PublishError(`concurrency must be a whole number from 1 to 32, not ${settings.concurrency}`);
   }
-  if (!settings.registry && !settings.ociLayout && !settings.dryRun) {
-    throw new PublishError("nothing to publish to: give a registry, an oci-layout folder, or dry-run");
+  if (!settings.registry && !settings.ociLayout && !settings.storePath && !settings.dryRun) {
+    throw new PublishError(
+      "nothing to publish to: give a registry, an oci-layout folder, a store path, or dry-run"
+    );
   }
   if (settings.bootTestTimeout !== void 0 && (!Number.isInteger(settings.bootTestTimeout) || settings.bootTestTimeout < 10 || settings.bootTestTimeout > 86400)) {
     throw new PublishError(
@@ -49505,12 +49520,16 @@ async function runPublish(settings, logger, options = {}) {
   const stores = [];
   if (registry && !settings.dryRun) stores.push(registry);
   if (layout) stores.push(layout);
+  if (settings.storePath) {
+    const storeRegistry = validateRegistryHost(settings.registry || settings.storeRegistry || "ghcr.io");
+    stores.push((await LocalStore.open(resolvePath(settings.storePath))).asStore(storeRegistry));
+  }
   try {
     const result = await publish({
       source,
       stores,
       ...registry ? { checkStore: registry } : {},
-      referencePrefix: settings.registry || `oci:${resolvePath(settings.ociLayout ?? ".")}`,
+      referencePrefix: settings.registry || (settings.ociLayout || !settings.storePath ? `oci:${resolvePath(settings.ociLayout ?? ".")}` : settings.storeRegistry ?? "ghcr.io"),
       namespace: settings.namespace,
       flavors,
       architectures: settings.architectures,
@@ -50996,6 +51015,9 @@ publish options (the action's inputs):
   --assemble-only        only write indexes over already published arch images
   --combined-index B     true|false (default: true unless --select-flavors)
   --oci-layout DIR       also write the images into this OCI layout folder
+  --store-path DIR       also write them into the toolkit's local store (as ironcore-image's ~/.ironcore),
+                         under <registry>/<namespace>/<image>:<tag>; then \`push\` sends them on
+  --store-registry HOST  the registry named in the store's references when --registry is "" (default ghcr.io)
   --concurrency N        parallel downloads/builds/uploads (default 4)
   --uki-builder B        auto|ukify|native (default auto)
   --install-ukify        install systemd-ukify with apt-get when ukify is asked for and missing
@@ -51055,6 +51077,8 @@ async function publishCommand(args, signal) {
       "boot-test-timeout": { type: "string" },
       "boot-test-expect": { type: "string", default: "" },
       "install-qemu": { type: "boolean", default: false },
+      "store-path": { type: "string" },
+      "store-registry": { type: "string", default: "ghcr.io" },
       verbose: { type: "boolean", default: false }
     }
   });
@@ -51107,7 +51131,8 @@ async function publishCommand(args, signal) {
       bootTestTimeout: /^[0-9]+$/.test(values["boot-test-timeout"]) ? Number(values["boot-test-timeout"]) : NaN
     } : {},
     ...bootExpect ? { bootTestExpect: bootExpect } : {},
-    installQemu: values["install-qemu"]
+    installQemu: values["install-qemu"],
+    ...values["store-path"] ? { storePath: values["store-path"], storeRegistry: values["store-registry"] } : {}
   };
   let result;
   if (values["from-file"].length > 0) {

@@ -44693,7 +44693,7 @@ var require_snapshot_utils = __commonJS({
 var require_snapshot_recorder = __commonJS({
   "node_modules/undici/lib/mock/snapshot-recorder.js"(exports, module) {
     "use strict";
-    var { writeFile: writeFile6, readFile: readFile7, mkdir: mkdir6 } = __require("node:fs/promises");
+    var { writeFile: writeFile6, readFile: readFile8, mkdir: mkdir6 } = __require("node:fs/promises");
     var { dirname: dirname2, resolve } = __require("node:path");
     var { setTimeout: setTimeout2, clearTimeout: clearTimeout2 } = __require("node:timers");
     var { InvalidArgumentError, UndiciError } = require_errors3();
@@ -44911,7 +44911,7 @@ var require_snapshot_recorder = __commonJS({
           throw new InvalidArgumentError("Snapshot path is required");
         }
         try {
-          const data = await readFile7(resolve(path), "utf8");
+          const data = await readFile8(resolve(path), "utf8");
           const parsed = JSON.parse(data);
           if (Array.isArray(parsed)) {
             this.#snapshots.clear();
@@ -58683,6 +58683,9 @@ function validateRegistryHost(host) {
   }
   return host.toLowerCase();
 }
+function formatReference(ref2) {
+  return `${ref2.registry}/${ref2.repository}${ref2.tag ? `:${ref2.tag}` : ""}${ref2.digest ? `@${ref2.digest}` : ""}`;
+}
 function isLoopbackHost(registry) {
   const host = registry.replace(/:[0-9]+$/, "").replace(/^\[|\]$/g, "");
   return host === "localhost" || host === "::1" || /^127\.[0-9]+\.[0-9]+\.[0-9]+$/.test(host);
@@ -58778,6 +58781,9 @@ var IRONCORE_LAYER = {
 var CURRENT_LAYERS = new Map(
   Object.entries(IRONCORE_LAYER).map(([role, type]) => [type, role])
 );
+function isIndexMediaType(mediaType) {
+  return mediaType === OCI_INDEX || mediaType === DOCKER_MANIFEST_LIST;
+}
 
 // src/oci/types.ts
 function canonicalJson(value) {
@@ -61886,7 +61892,7 @@ function summaryRows(result) {
 // src/pipeline/run.ts
 import { mkdtemp as mkdtemp3 } from "node:fs/promises";
 import { tmpdir as tmpdir3 } from "node:os";
-import { join as join11, resolve as resolvePath } from "node:path";
+import { join as join12, resolve as resolvePath } from "node:path";
 
 // node_modules/universal-user-agent/index.js
 function getUserAgent() {
@@ -67566,6 +67572,157 @@ async function linkOrCopy(source, target) {
   }
 }
 
+// src/oci/layout/local.ts
+import { readdir as readdir3, readFile as readFile6, rm as rm12, stat as stat10 } from "node:fs/promises";
+import { join as join10 } from "node:path";
+var REF_NAME2 = "org.opencontainers.image.ref.name";
+var LocalStore = class _LocalStore {
+  constructor(root) {
+    this.root = root;
+  }
+  root;
+  lock = { current: Promise.resolve() };
+  stats = emptyStats();
+  /** Opens (and on first use creates) the store; a folder with other content is refused, not taken over. */
+  static async open(root) {
+    const entries = await readdir3(root).catch((error2) => {
+      if (error2.code === "ENOENT") return [];
+      throw new PublishError(`cannot read the store folder ${root}: ${error2.message}`);
+    });
+    if (entries.length > 0 && !entries.includes("oci-layout")) {
+      throw new PublishError(`${root} is not an OCI image layout (it has no oci-layout file)`, {
+        hint: "Give an empty or new folder, or an existing store, with --store-path."
+      });
+    }
+    if (entries.includes("oci-layout")) {
+      const text = await readFile6(join10(root, "oci-layout"), "utf8").catch(() => "");
+      let version;
+      try {
+        version = JSON.parse(text).imageLayoutVersion;
+      } catch {
+        version = void 0;
+      }
+      if (version !== "1.0.0")
+        throw new PublishError(
+          `${join10(root, "oci-layout")} is not an OCI image layout file (imageLayoutVersion 1.0.0)`
+        );
+    }
+    return new _LocalStore(root);
+  }
+  /** The repository view of `ref`'s image: tags are stored under `registry/repository:tag`. */
+  repository(ref2) {
+    const prefix = `${ref2.registry}/${ref2.repository}`;
+    return new LayoutRepository(this.root, this.stats, () => this.root, {
+      refName: (tag) => `${prefix}:${tag}`,
+      location: `${prefix} (in ${this.root})`,
+      lock: this.lock
+    });
+  }
+  /**
+   * The store as the pipeline writes to it: repository `name` of `registry` (so `publish` can write here and
+   * `push` send it on later).
+   */
+  asStore(registry) {
+    return {
+      description: `local store ${this.root} (${registry})`,
+      stats: this.stats,
+      repository: (name) => this.repository({ registry, repository: validateRepositoryName(name) }),
+      close: async () => {
+      }
+    };
+  }
+  any() {
+    return new LayoutRepository(this.root, this.stats, () => this.root, {
+      refName: (name) => name,
+      location: this.root,
+      lock: this.lock
+    });
+  }
+  /** Every tagged entry, sorted by reference. */
+  async list() {
+    const index = await this.any().readIndex();
+    return (index?.manifests ?? []).filter((d) => d.annotations?.[REF_NAME2]).map((d) => ({ reference: d.annotations[REF_NAME2], descriptor: d })).sort((a, b) => a.reference.localeCompare(b.reference));
+  }
+  async find(ref2) {
+    const wanted = formatReference({ ...ref2, tag: ref2.tag ?? "latest" });
+    return (await this.list()).find((e) => e.reference === wanted);
+  }
+  /** Points `target` at what `source` names (a new index.json entry; no blob is copied). */
+  async tag(source, target) {
+    const found = await this.find(source);
+    if (!found) throw new PublishError(`${formatReference(source)} is not in the store ${this.root}`);
+    const name = formatReference({ ...target, tag: target.tag ?? "latest" });
+    await this.any().updateIndex((index) => ({
+      ...index,
+      manifests: [
+        ...index.manifests.filter((d) => d.annotations?.[REF_NAME2] !== name),
+        { ...found.descriptor, annotations: { ...found.descriptor.annotations, [REF_NAME2]: name } }
+      ].sort((a, b) => (a.annotations?.[REF_NAME2] ?? "").localeCompare(b.annotations?.[REF_NAME2] ?? ""))
+    }));
+    return found.descriptor;
+  }
+  /**
+   * Removes the tag, then every blob no remaining entry reaches (the Go tool leaves them behind). Returns the
+   * number of blobs removed.
+   */
+  async delete(ref2) {
+    const name = formatReference({ ...ref2, tag: ref2.tag ?? "latest" });
+    if (!await this.find(ref2)) throw new PublishError(`${name} is not in the store ${this.root}`);
+    await this.any().updateIndex((index) => ({
+      ...index,
+      manifests: index.manifests.filter((d) => d.annotations?.[REF_NAME2] !== name)
+    }));
+    return this.collectGarbage();
+  }
+  /** Deletes blobs that no index.json entry reaches through indexes and manifests. */
+  async collectGarbage() {
+    const reachable = /* @__PURE__ */ new Set();
+    const visit = async (d) => {
+      if (reachable.has(d.digest)) return;
+      reachable.add(d.digest);
+      const bytes = await readFile6(this.blobPath(d.digest)).catch(() => void 0);
+      if (!bytes) return;
+      let parsed;
+      try {
+        parsed = JSON.parse(bytes.toString("utf8"));
+      } catch {
+        return;
+      }
+      if (isIndexMediaType(d.mediaType) || Array.isArray(parsed.manifests)) {
+        for (const child of parsed.manifests ?? []) await visit(child);
+      } else if (parsed.config && Array.isArray(parsed.layers)) {
+        reachable.add(parsed.config.digest);
+        for (const layer of parsed.layers) reachable.add(layer.digest);
+        if (parsed.subject) reachable.add(parsed.subject.digest);
+      }
+    };
+    const index = await this.any().readIndex();
+    for (const d of index?.manifests ?? []) await visit(d);
+    const dir = join10(this.root, "blobs", "sha256");
+    let removed = 0;
+    for (const hex of await readdir3(dir).catch(() => [])) {
+      if (!/^[0-9a-f]{64}$/.test(hex) || reachable.has(`sha256:${hex}`)) continue;
+      await rm12(join10(dir, hex), { force: true });
+      removed++;
+    }
+    return removed;
+  }
+  blobPath(digest) {
+    return join10(this.root, "blobs", "sha256", digestHex(digest));
+  }
+  /** Bytes the store's blobs take (for `list`). */
+  async size() {
+    const dir = join10(this.root, "blobs", "sha256");
+    let total = 0;
+    for (const hex of await readdir3(dir).catch(() => []))
+      total += await stat10(join10(dir, hex)).then(
+        (s) => s.size,
+        () => 0
+      );
+    return total;
+  }
+};
+
 // src/oci/registry/blobs.ts
 import { Transform } from "node:stream";
 
@@ -68419,11 +68576,11 @@ async function pushBlob(ctx, blob, options = {}) {
 
 // src/oci/registry/credentials.ts
 import { spawn as spawn4 } from "node:child_process";
-import { readFile as readFile6 } from "node:fs/promises";
+import { readFile as readFile7 } from "node:fs/promises";
 import { homedir } from "node:os";
-import { join as join10 } from "node:path";
+import { join as join11 } from "node:path";
 function defaultDockerConfigDir() {
-  return process.env.DOCKER_CONFIG || join10(homedir(), ".docker");
+  return process.env.DOCKER_CONFIG || join11(homedir(), ".docker");
 }
 function normalizeKey(key2) {
   return key2.replace(/^[a-z]+:\/\//i, "").replace(/\/.*$/, "").toLowerCase();
@@ -68481,10 +68638,10 @@ function runCredentialHelper(helper, registry) {
 }
 async function resolveCredentials(registry, options) {
   if (options.credentials) return options.credentials;
-  const file = options.dockerConfig?.endsWith(".json") ? options.dockerConfig : join10(options.dockerConfig ?? defaultDockerConfigDir(), "config.json");
+  const file = options.dockerConfig?.endsWith(".json") ? options.dockerConfig : join11(options.dockerConfig ?? defaultDockerConfigDir(), "config.json");
   let config;
   try {
-    config = JSON.parse(await readFile6(file, "utf8"));
+    config = JSON.parse(await readFile7(file, "utf8"));
   } catch (error2) {
     if (error2.code === "ENOENT") return void 0;
     throw new PublishError(`cannot read the docker config ${file}: ${error2.message}`);
@@ -68743,8 +68900,10 @@ function validateSettings(settings) {
   if (!Number.isInteger(settings.concurrency) || settings.concurrency < 1 || settings.concurrency > 32) {
     throw new PublishError(`concurrency must be a whole number from 1 to 32, not ${settings.concurrency}`);
   }
-  if (!settings.registry && !settings.ociLayout && !settings.dryRun) {
-    throw new PublishError("nothing to publish to: give a registry, an oci-layout folder, or dry-run");
+  if (!settings.registry && !settings.ociLayout && !settings.storePath && !settings.dryRun) {
+    throw new PublishError(
+      "nothing to publish to: give a registry, an oci-layout folder, a store path, or dry-run"
+    );
   }
   if (settings.bootTestTimeout !== void 0 && (!Number.isInteger(settings.bootTestTimeout) || settings.bootTestTimeout < 10 || settings.bootTestTimeout > 86400)) {
     throw new PublishError(
@@ -68807,12 +68966,16 @@ async function runPublish(settings, logger2, options = {}) {
   const stores = [];
   if (registry && !settings.dryRun) stores.push(registry);
   if (layout) stores.push(layout);
+  if (settings.storePath) {
+    const storeRegistry = validateRegistryHost(settings.registry || settings.storeRegistry || "ghcr.io");
+    stores.push((await LocalStore.open(resolvePath(settings.storePath))).asStore(storeRegistry));
+  }
   try {
     const result = await publish({
       source,
       stores,
       ...registry ? { checkStore: registry } : {},
-      referencePrefix: settings.registry || `oci:${resolvePath(settings.ociLayout ?? ".")}`,
+      referencePrefix: settings.registry || (settings.ociLayout || !settings.storePath ? `oci:${resolvePath(settings.ociLayout ?? ".")}` : settings.storeRegistry ?? "ghcr.io"),
       namespace: settings.namespace,
       flavors,
       architectures: settings.architectures,
@@ -68832,7 +68995,7 @@ async function runPublish(settings, logger2, options = {}) {
           accelerator: settings.bootTestAccel,
           ...settings.bootTestTimeout !== void 0 ? { timeoutSeconds: settings.bootTestTimeout } : {},
           ...settings.bootTestExpect ? { expect: settings.bootTestExpect } : {},
-          logDir: settings.bootLogDir ?? (settings.workDir ? join11(settings.workDir, "boot-logs") : await mkdtemp3(join11(tmpdir3(), "ironcore-boot-logs-")))
+          logDir: settings.bootLogDir ?? (settings.workDir ? join12(settings.workDir, "boot-logs") : await mkdtemp3(join12(tmpdir3(), "ironcore-boot-logs-")))
         }
       } : {},
       logger: logger2,
@@ -68856,7 +69019,7 @@ function parseAnnotations(text) {
 }
 
 // src/action/context.ts
-import { join as join12 } from "node:path";
+import { join as join13 } from "node:path";
 function bool(name) {
   const value = getInput(name).trim().toLowerCase();
   if (value === "" || value === "false") return false;
@@ -68911,7 +69074,7 @@ function readSettings(env = process.env) {
     ...bootExpect ? { bootTestExpect: bootExpect } : {},
     installQemu: bool("install-qemu"),
     // Serial logs outlive the step: a later upload-artifact step can keep them.
-    ...env.RUNNER_TEMP ? { bootLogDir: join12(env.RUNNER_TEMP, "ironcore-boot-logs") } : {}
+    ...env.RUNNER_TEMP ? { bootLogDir: join13(env.RUNNER_TEMP, "ironcore-boot-logs") } : {}
   };
 }
 

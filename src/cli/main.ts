@@ -63,6 +63,9 @@ publish options (the action's inputs):
   --assemble-only        only write indexes over already published arch images
   --combined-index B     true|false (default: true unless --select-flavors)
   --oci-layout DIR       also write the images into this OCI layout folder
+  --store-path DIR       also write them into the toolkit's local store (as ironcore-image's ~/.ironcore),
+                         under <registry>/<namespace>/<image>:<tag>; then \`push\` sends them on
+  --store-registry HOST  the registry named in the store's references when --registry is "" (default ghcr.io)
   --concurrency N        parallel downloads/builds/uploads (default 4)
   --uki-builder B        auto|ukify|native (default auto)
   --install-ukify        install systemd-ukify with apt-get when ukify is asked for and missing
@@ -124,6 +127,8 @@ async function publishCommand(args: string[], signal: AbortSignal): Promise<void
       'boot-test-timeout': { type: 'string' },
       'boot-test-expect': { type: 'string', default: '' },
       'install-qemu': { type: 'boolean', default: false },
+      'store-path': { type: 'string' },
+      'store-registry': { type: 'string', default: 'ghcr.io' },
       verbose: { type: 'boolean', default: false },
     },
   });
@@ -181,6 +186,9 @@ async function publishCommand(args: string[], signal: AbortSignal): Promise<void
       : {}),
     ...(bootExpect ? { bootTestExpect: bootExpect } : {}),
     installQemu: values['install-qemu'],
+    ...(values['store-path']
+      ? { storePath: values['store-path'], storeRegistry: values['store-registry'] }
+      : {}),
   };
   let result: RunResult;
   if (values['from-file'].length > 0) {

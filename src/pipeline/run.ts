@@ -7,6 +7,7 @@ import type { UkiBuilderChoice } from '../boot';
 import { resolveRelease, validateVersion } from '../gardenlinux';
 import type { Architecture } from '../oci/ironcore';
 import { createLayoutStore } from '../oci/layout/store';
+import { LocalStore } from '../oci/layout/local';
 import { validateRegistryHost, validateRepositoryName, validateTag } from '../oci/reference';
 import { createRegistryStore } from '../oci/registry';
 import type { Store } from '../oci/store';
@@ -57,6 +58,12 @@ export interface RunSettings {
   bootTestExpect?: RegExp;
   /** Install QEMU and firmware with apt-get where missing, and open /dev/kvm to the runner user. */
   installQemu: boolean;
+  /**
+   * Also write the images into this ironcore-image style local store, under `<registry>/<namespace>/...`
+   * (`storeRegistry` when `registry` is empty), so the toolkit's `push` can send them later.
+   */
+  storePath?: string;
+  storeRegistry?: string;
   /** Where serial logs of boot tests are kept; default `<work-dir>/boot-logs` or a temporary folder. */
   bootLogDir?: string;
 }
@@ -77,8 +84,10 @@ export function validateSettings(settings: RunSettings): Flavor[] {
   if (!Number.isInteger(settings.concurrency) || settings.concurrency < 1 || settings.concurrency > 32) {
     throw new PublishError(`concurrency must be a whole number from 1 to 32, not ${settings.concurrency}`);
   }
-  if (!settings.registry && !settings.ociLayout && !settings.dryRun) {
-    throw new PublishError('nothing to publish to: give a registry, an oci-layout folder, or dry-run');
+  if (!settings.registry && !settings.ociLayout && !settings.storePath && !settings.dryRun) {
+    throw new PublishError(
+      'nothing to publish to: give a registry, an oci-layout folder, a store path, or dry-run',
+    );
   }
   if (
     settings.bootTestTimeout !== undefined &&
@@ -164,12 +173,20 @@ export async function runPublish(
   const stores: Store[] = [];
   if (registry && !settings.dryRun) stores.push(registry);
   if (layout) stores.push(layout);
+  if (settings.storePath) {
+    const storeRegistry = validateRegistryHost(settings.registry || settings.storeRegistry || 'ghcr.io');
+    stores.push((await LocalStore.open(resolvePath(settings.storePath))).asStore(storeRegistry));
+  }
   try {
     const result = await publish({
       source,
       stores,
       ...(registry ? { checkStore: registry } : {}),
-      referencePrefix: settings.registry || `oci:${resolvePath(settings.ociLayout ?? '.')}`,
+      referencePrefix:
+        settings.registry ||
+        (settings.ociLayout || !settings.storePath
+          ? `oci:${resolvePath(settings.ociLayout ?? '.')}`
+          : (settings.storeRegistry ?? 'ghcr.io')),
       namespace: settings.namespace,
       flavors,
       architectures: settings.architectures,

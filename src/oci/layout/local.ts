@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { PublishError } from '../../util/errors';
 import { digestHex } from '../digest';
 import { isIndexMediaType } from '../mediatypes';
-import { formatReference, type Reference } from '../reference';
-import { emptyStats } from '../store';
+import { formatReference, validateRepositoryName, type Reference } from '../reference';
+import { emptyStats, type Store } from '../store';
 import type { Descriptor } from '../types';
 import { LayoutRepository } from './store';
 
@@ -65,6 +65,19 @@ export class LocalStore {
       location: `${prefix} (in ${this.root})`,
       lock: this.lock,
     });
+  }
+
+  /**
+   * The store as the pipeline writes to it: repository `name` of `registry` (so `publish` can write here and
+   * `push` send it on later).
+   */
+  asStore(registry: string): Store {
+    return {
+      description: `local store ${this.root} (${registry})`,
+      stats: this.stats,
+      repository: (name) => this.repository({ registry, repository: validateRepositoryName(name) }),
+      close: async () => {},
+    };
   }
 
   private any(): LayoutRepository {

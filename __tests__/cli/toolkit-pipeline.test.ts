@@ -1,0 +1,147 @@
+// One model, not two: the Garden Linux pipeline writes into the toolkit's local store (`publish --store-path`),
+// and `build` of the very same files (the layers as stored, the same command line and annotations) gives
+// arch manifests with the same digests. `push` then sends what the pipeline wrote.
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSamplePeStub } from '../../src/sample/pe-stub';
+import { generateSampleRelease } from '../../src/sample/release';
+import { startRegistry, type RunningRegistry } from '../helpers/registry';
+import { skopeoInspectRaw } from '../helpers/skopeo';
+
+const CLI = resolve(import.meta.dirname, '..', '..', 'dist', 'cli.js');
+let work: string;
+let store: string;
+let registry: RunningRegistry;
+
+async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, ...args], {
+      env: { PATH: process.env.PATH ?? '', HOME: work },
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+interface StoredManifest {
+  digest: string;
+  manifest: {
+    config: { digest: string };
+    layers: { mediaType: string; digest: string }[];
+    annotations: Record<string, string>;
+  };
+}
+
+async function stored(reference: string): Promise<StoredManifest> {
+  const index = JSON.parse(await readFile(join(store, 'index.json'), 'utf8')) as {
+    manifests: { digest: string; annotations: Record<string, string> }[];
+  };
+  const entry = index.manifests.find((m) => m.annotations['org.opencontainers.image.ref.name'] === reference);
+  if (!entry) throw new Error(`${reference} is not in the store`);
+  const blob = (d: string) => join(store, 'blobs', 'sha256', d.slice(7));
+  return {
+    digest: entry.digest,
+    manifest: JSON.parse(await readFile(blob(entry.digest), 'utf8')) as StoredManifest['manifest'],
+  };
+}
+
+let refs: string[];
+beforeAll(async () => {
+  work = await mkdtemp(join(tmpdir(), 'one-model-'));
+  store = join(work, 'store');
+  registry = await startRegistry();
+  const release = await generateSampleRelease({
+    dir: join(work, 'assets'),
+    version: '2150.1.0',
+    commit8: '0ce0dea1',
+    flavors: [
+      { asset: 'baremetal_pxe', kind: 'metal' },
+      { asset: 'kvm-gardener_prod', kind: 'kvm' },
+    ],
+    arches: ['amd64'],
+    layout: 'flat',
+    stubs: { amd64: createSamplePeStub('amd64') },
+  });
+  const run = await cli([
+    'publish',
+    '--registry',
+    '',
+    '--store-path',
+    store,
+    '--store-registry',
+    registry.host,
+    '--namespace',
+    'test',
+    '--uki-builder',
+    'native',
+    ...release.assets.filter((a) => !a.companion).flatMap((a) => ['--from-file', a.path]),
+  ]);
+  expect(run.stderr).not.toContain('error:');
+  expect(run.code).toBe(0);
+  refs = [...run.stdout.matchAll(/^(\S+:2150\.1\.0\S*)\s+sha256:/gm)].map((m) => m[1]!);
+}, 300_000);
+afterAll(async () => {
+  await registry?.stop();
+  await rm(work, { recursive: true, force: true });
+});
+
+describe('the pipeline and build share one model', () => {
+  it.each([
+    ['gardenlinux', 'metal'],
+    ['gardenlinux/gardener', 'kvm'],
+  ])('%s %s: build of the stored layers gives the pipeline arch manifest digest', async (image, variant) => {
+    const ref = refs.find(
+      (r) => r.startsWith(`${registry.host}/test/${image}:`) && r.includes(`-${variant}-amd64`),
+    );
+    expect(ref, refs.join('\n')).toBeDefined();
+    const { digest, manifest } = await stored(ref!);
+    const roles: Record<string, string> = {};
+    for (const layer of manifest.layers)
+      roles[layer.mediaType.split('.').pop()!] = join(store, 'blobs', 'sha256', layer.digest.slice(7));
+    const config = JSON.parse(
+      await readFile(join(store, 'blobs', 'sha256', manifest.config.digest.slice(7)), 'utf8'),
+    ) as {
+      commandLine?: string;
+    };
+    const cmdline = join(work, `cmdline-${variant}`);
+    await writeFile(cmdline, config.commandLine ?? '');
+    const parts = ['arch=amd64', ...Object.entries(roles).map(([role, path]) => `${role}=${path}`)];
+    if (config.commandLine) parts.push(`cmdline=${cmdline}`);
+    const annotations = Object.entries(manifest.annotations)
+      .filter(([k]) => k !== 'variant' && k !== 'architecture')
+      .flatMap(([k, v]) => ['--annotation', `${k}=${v}`]);
+    const built = await cli([
+      'build',
+      '--tag',
+      `${registry.host}/test/copy-${variant}:1`,
+      '--config',
+      parts.join(','),
+      '--variant',
+      variant,
+      ...annotations,
+      '--store-path',
+      join(work, `build-store-${variant}`),
+    ]);
+    expect(built.stderr).toBe('');
+    expect(built.stdout).toContain(`built ${registry.host}/test/copy-${variant}:1-amd64 ${digest}`);
+  });
+
+  it('push sends what the pipeline wrote into the store', async () => {
+    const index = refs.find(
+      (r) =>
+        r.startsWith(`${registry.host}/test/gardenlinux:`) && /:2150\.1\.0-metal-manual-[0-9a-f]{8}$/.test(r),
+    );
+    expect(index).toBeDefined();
+    const pushed = await cli(['push', index!, '--push-sub-manifests', '--store-path', store]);
+    expect(pushed.stderr).not.toContain('error');
+    expect(pushed.code).toBe(0);
+    expect((await skopeoInspectRaw(`docker://${index}`)).digest).toBe((await stored(index!)).digest);
+  });
+});
