@@ -39045,6 +39045,8 @@ function printable(text, max = 80) {
   const escaped = JSON.stringify(text).slice(1, -1);
   return escaped.length > max ? `${escaped.slice(0, max)}\u2026` : escaped;
 }
+var UsageError = class extends PublishError {
+};
 
 // src/oci/reference.ts
 var NAME_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
@@ -50426,7 +50428,7 @@ async function bootCommand(args, signal) {
   }
   const ref2 = positionals[0];
   if (!ref2 || positionals.length > 1)
-    throw new PublishError("boot takes one reference: registry/repo:tag or oci:DIR:TAG");
+    throw new UsageError("boot takes one reference: registry/repo:tag or oci:DIR:TAG");
   const accelerator = parseAcceleratorChoice(values.accel);
   const expect = parseExpect(values.expect);
   const timeout = values.timeout === void 0 ? void 0 : Number(values.timeout);
@@ -50435,9 +50437,9 @@ async function bootCommand(args, signal) {
       `--timeout "${printable(values.timeout ?? "")}" must be whole seconds (at least 10)`
     );
   if (values.arch !== void 0 && values.arch !== "amd64" && values.arch !== "arm64")
-    throw new PublishError(`--arch "${printable(values.arch)}" must be amd64 or arm64`);
+    throw new UsageError(`--arch "${printable(values.arch)}" must be amd64 or arm64`);
   if (values.path !== void 0 && !["uki", "pxe", "disk"].includes(values.path))
-    throw new PublishError(`--path "${printable(values.path)}" must be uki, pxe or disk`);
+    throw new UsageError(`--path "${printable(values.path)}" must be uki, pxe or disk`);
   const logger = consoleLogger();
   const { repo, close, tag } = openRepository(ref2, values.username, values["insecure-registry"], signal);
   const work = values["work-dir"] ?? await mkdtemp5(join16(tmpdir5(), "ironcore-boot-"));
@@ -50632,10 +50634,10 @@ async function buildCommand(args) {
     process.stdout.write(BUILD_USAGE);
     return 0;
   }
-  if (!values.tag) throw new PublishError("build needs --tag REF (e.g. ghcr.io/my-org/my-os:1.0)");
+  if (!values.tag) throw new UsageError("build needs --tag REF (e.g. ghcr.io/my-org/my-os:1.0)");
   const ref2 = taggedReference(values.tag, "--tag");
   if (values.config.length === 0)
-    throw new PublishError("build needs at least one --config arch=...,kernel=...");
+    throw new UsageError("build needs at least one --config arch=...,kernel=...");
   const configs = [];
   for (const text of values.config) configs.push(await parseArchConfig(text));
   const arches = configs.map((c) => c.architecture);
@@ -50719,7 +50721,7 @@ async function tagCommand(args) {
     strict: true,
     options: { "store-path": { type: "string" } }
   });
-  if (positionals.length !== 2) throw new PublishError("tag takes two references: SRC DST");
+  if (positionals.length !== 2) throw new UsageError("tag takes two references: SRC DST");
   const store = await openStore(values["store-path"]);
   const source = taggedReference(positionals[0], "SRC");
   const target = taggedReference(positionals[1], "DST");
@@ -50735,7 +50737,7 @@ async function deleteCommand(args) {
     strict: true,
     options: { "store-path": { type: "string" } }
   });
-  if (positionals.length !== 1) throw new PublishError("delete takes one reference");
+  if (positionals.length !== 1) throw new UsageError("delete takes one reference");
   const store = await openStore(values["store-path"]);
   const removed = await store.delete(taggedReference(positionals[0], "REF"));
   process.stdout.write(`deleted ${positionals[0]} (${removed} blob(s) nothing else referenced)
@@ -50806,7 +50808,7 @@ async function pushCommand(args, signal) {
     process.stdout.write(TRANSFER_USAGE);
     return 0;
   }
-  if (positionals.length !== 1) throw new PublishError("push takes one reference");
+  if (positionals.length !== 1) throw new UsageError("push takes one reference");
   const ref2 = taggedReference(positionals[0], "REF");
   const local = await LocalStore.open(resolve2(values["store-path"] ?? defaultStorePath()));
   const source = local.repository(ref2);
@@ -50884,7 +50886,7 @@ async function pullCommand(args, signal) {
     process.stdout.write(TRANSFER_USAGE);
     return 0;
   }
-  if (positionals.length !== 1) throw new PublishError("pull takes one reference");
+  if (positionals.length !== 1) throw new UsageError("pull takes one reference");
   const ref2 = taggedReference(positionals[0], "REF");
   const local = await LocalStore.open(resolve2(values["store-path"] ?? defaultStorePath()));
   const registry = registryFor(ref2, values, signal);
@@ -50950,11 +50952,11 @@ async function urlCommand(args, signal) {
     process.stdout.write(TRANSFER_USAGE);
     return 0;
   }
-  if (positionals.length !== 1) throw new PublishError("url takes one reference");
+  if (positionals.length !== 1) throw new UsageError("url takes one reference");
   const layer = values.layer;
   const known = ["kernel", "initramfs", "rootfs", "squashfs", "uki", "iso"];
   if (!layer || !known.includes(layer))
-    throw new PublishError(`--layer "${printable(values.layer ?? "")}" must be one of ${known.join(", ")}`);
+    throw new UsageError(`--layer "${printable(values.layer ?? "")}" must be one of ${known.join(", ")}`);
   const ref2 = taggedReference(positionals[0], "REF");
   const registry = registryFor(ref2, values, signal);
   try {
@@ -51188,7 +51190,7 @@ async function inspectCommand(args, signal) {
   });
   const ref2 = positionals[0];
   if (!ref2 || positionals.length > 1)
-    throw new PublishError("inspect takes one reference: registry/repo:tag or oci:DIR:TAG");
+    throw new UsageError("inspect takes one reference: registry/repo:tag or oci:DIR:TAG");
   if (ref2.startsWith("oci:")) {
     const rest = ref2.slice(4);
     const colon = rest.lastIndexOf(":");
@@ -51277,16 +51279,17 @@ async function main(argv) {
         process.stdout.write(USAGE);
         return command === void 0 ? 2 : 0;
       default:
-        throw new PublishError(`unknown command "${printable(command)}"`, {
+        throw new UsageError(`unknown command "${printable(command)}"`, {
           hint: 'Run "ironcore-publish --help" for the commands.'
         });
     }
   } catch (error) {
-    const message = error instanceof TypeError && error.code?.startsWith("ERR_PARSE_ARGS") ? `${error.message}
+    const parseError = error instanceof TypeError && error.code?.startsWith("ERR_PARSE_ARGS") === true;
+    const message = parseError ? `${error.message}
 Run "ironcore-publish --help" for the options.` : describeError(error);
     process.stderr.write(`error: ${message}
 `);
-    return 1;
+    return parseError || error instanceof UsageError ? 2 : 1;
   }
 }
 process.exitCode = await main(process.argv.slice(2));

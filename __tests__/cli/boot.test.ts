@@ -134,7 +134,7 @@ describe('ironcore-publish boot', { timeout: 600_000 }, () => {
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('ironcore-publish boot ghcr.io/');
     const bad = await cli(['boot', `oci:${layout}/gardenlinux:${tag}`, '--path', 'floppy']);
-    expect(bad.code).toBe(1);
+    expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--path "floppy" must be uki, pxe or disk');
   });
 });

@@ -184,6 +184,20 @@ describe('build, list, tag, delete', () => {
     expect(await readdir(empty).catch(() => [])).toEqual([]);
   });
 
+  it('usage errors exit with 2, failures with 1, and every command has --help with an example', async () => {
+    expect((await cli(['build', '--config', metalConfig('amd64')])).code).toBe(2);
+    const unknown = await cli(['build', '--tag', 'ghcr.io/t/x:1', '--frobnicate']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain("Unknown option '--frobnicate'");
+    expect((await cli(['tag', 'ghcr.io/t/x:1'])).code).toBe(2);
+    expect((await cli(['delete', 'ghcr.io/t/nothing:1', '--store-path', store])).code).toBe(1);
+    for (const command of ['build', 'list', 'tag', 'delete', 'push', 'pull', 'url', 'boot']) {
+      const help = await cli([command, '--help']);
+      expect(help.code, command).toBe(0);
+      expect(help.stdout, command).toMatch(/Example/);
+    }
+  });
+
   it('a reference without a tag, and a folder that is not a layout, are refused', async () => {
     const untagged = await cli([
       'build',

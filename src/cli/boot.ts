@@ -19,7 +19,7 @@ import {
   pathsFor,
 } from '../pipeline/boot-test';
 import { formatTable } from '../pipeline/plan';
-import { printable, PublishError } from '../util/errors';
+import { printable, PublishError, UsageError } from '../util/errors';
 import { consoleLogger } from '../util/logger';
 import { bootFailure, bootImage, hostArch, type BootPath, type BootResult } from '../verify';
 
@@ -72,7 +72,7 @@ export async function bootCommand(args: string[], signal: AbortSignal): Promise<
   }
   const ref = positionals[0];
   if (!ref || positionals.length > 1)
-    throw new PublishError('boot takes one reference: registry/repo:tag or oci:DIR:TAG');
+    throw new UsageError('boot takes one reference: registry/repo:tag or oci:DIR:TAG');
   const accelerator = parseAcceleratorChoice(values.accel);
   const expect = parseExpect(values.expect);
   const timeout = values.timeout === undefined ? undefined : Number(values.timeout);
@@ -81,9 +81,9 @@ export async function bootCommand(args: string[], signal: AbortSignal): Promise<
       `--timeout "${printable(values.timeout ?? '')}" must be whole seconds (at least 10)`,
     );
   if (values.arch !== undefined && values.arch !== 'amd64' && values.arch !== 'arm64')
-    throw new PublishError(`--arch "${printable(values.arch)}" must be amd64 or arm64`);
+    throw new UsageError(`--arch "${printable(values.arch)}" must be amd64 or arm64`);
   if (values.path !== undefined && !['uki', 'pxe', 'disk'].includes(values.path))
-    throw new PublishError(`--path "${printable(values.path)}" must be uki, pxe or disk`);
+    throw new UsageError(`--path "${printable(values.path)}" must be uki, pxe or disk`);
   const logger = consoleLogger();
 
   const { repo, close, tag } = openRepository(ref, values.username, values['insecure-registry'], signal);

@@ -28,7 +28,7 @@ import {
 import { bootCommand } from './boot';
 import { pullCommand, pushCommand, urlCommand } from './transfer';
 import { buildCommand, deleteCommand, listCommand, STORE_USAGE, tagCommand } from './toolkit';
-import { describeError, printable, PublishError } from '../util/errors';
+import { describeError, printable, PublishError, UsageError } from '../util/errors';
 import { consoleLogger } from '../util/logger';
 
 const USAGE = `Usage: ironcore-publish <command> [options]
@@ -240,7 +240,7 @@ async function inspectCommand(args: string[], signal: AbortSignal): Promise<void
   });
   const ref = positionals[0];
   if (!ref || positionals.length > 1)
-    throw new PublishError('inspect takes one reference: registry/repo:tag or oci:DIR:TAG');
+    throw new UsageError('inspect takes one reference: registry/repo:tag or oci:DIR:TAG');
   if (ref.startsWith('oci:')) {
     const rest = ref.slice(4);
     const colon = rest.lastIndexOf(':');
@@ -328,18 +328,20 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(USAGE);
         return command === undefined ? 2 : 0;
       default:
-        throw new PublishError(`unknown command "${printable(command)}"`, {
+        throw new UsageError(`unknown command "${printable(command)}"`, {
           hint: 'Run "ironcore-publish --help" for the commands.',
         });
     }
   } catch (error) {
     // parseArgs rejects unknown options with a TypeError whose message is the whole story.
-    const message =
-      error instanceof TypeError && (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
-        ? `${error.message}\nRun "ironcore-publish --help" for the options.`
-        : describeError(error);
+    const parseError =
+      error instanceof TypeError && (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true;
+    const message = parseError
+      ? `${(error as Error).message}\nRun "ironcore-publish --help" for the options.`
+      : describeError(error);
     process.stderr.write(`error: ${message}\n`);
-    return 1;
+    // 2: the command line is wrong; 1: the command failed.
+    return parseError || error instanceof UsageError ? 2 : 1;
   }
 }
 

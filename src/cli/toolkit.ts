@@ -21,7 +21,7 @@ import type { LayerRole } from '../oci/mediatypes';
 import { parseReference, type Reference } from '../oci/reference';
 import { formatTable } from '../pipeline/plan';
 import { parseAnnotations } from '../pipeline/run';
-import { printable, PublishError } from '../util/errors';
+import { printable, PublishError, UsageError } from '../util/errors';
 import { hashFile } from '../util/files';
 import { formatBytes } from '../util/progress';
 
@@ -139,10 +139,10 @@ export async function buildCommand(args: string[]): Promise<number> {
     process.stdout.write(BUILD_USAGE);
     return 0;
   }
-  if (!values.tag) throw new PublishError('build needs --tag REF (e.g. ghcr.io/my-org/my-os:1.0)');
+  if (!values.tag) throw new UsageError('build needs --tag REF (e.g. ghcr.io/my-org/my-os:1.0)');
   const ref = taggedReference(values.tag, '--tag');
   if (values.config.length === 0)
-    throw new PublishError('build needs at least one --config arch=...,kernel=...');
+    throw new UsageError('build needs at least one --config arch=...,kernel=...');
   const configs = [];
   for (const text of values.config) configs.push(await parseArchConfig(text));
   const arches = configs.map((c) => c.architecture);
@@ -225,7 +225,7 @@ export async function tagCommand(args: string[]): Promise<number> {
     strict: true,
     options: { 'store-path': { type: 'string' } },
   });
-  if (positionals.length !== 2) throw new PublishError('tag takes two references: SRC DST');
+  if (positionals.length !== 2) throw new UsageError('tag takes two references: SRC DST');
   const store = await openStore(values['store-path']);
   const source = taggedReference(positionals[0]!, 'SRC');
   const target = taggedReference(positionals[1]!, 'DST');
@@ -241,7 +241,7 @@ export async function deleteCommand(args: string[]): Promise<number> {
     strict: true,
     options: { 'store-path': { type: 'string' } },
   });
-  if (positionals.length !== 1) throw new PublishError('delete takes one reference');
+  if (positionals.length !== 1) throw new UsageError('delete takes one reference');
   const store = await openStore(values['store-path']);
   const removed = await store.delete(taggedReference(positionals[0]!, 'REF'));
   process.stdout.write(`deleted ${positionals[0]} (${removed} blob(s) nothing else referenced)\n`);

@@ -14,7 +14,7 @@ import { formatReference, type Reference } from '../oci/reference';
 import { createRegistryStore, type RegistryStore } from '../oci/registry';
 import type { Repository } from '../oci/store';
 import type { ImageIndex, ImageManifest, SerializedManifest } from '../oci/types';
-import { printable, PublishError } from '../util/errors';
+import { printable, PublishError, UsageError } from '../util/errors';
 import { writeFileAtomic } from '../util/files';
 import { consoleLogger } from '../util/logger';
 import { taggedReference } from './toolkit';
@@ -91,7 +91,7 @@ export async function pushCommand(args: string[], signal: AbortSignal): Promise<
     process.stdout.write(TRANSFER_USAGE);
     return 0;
   }
-  if (positionals.length !== 1) throw new PublishError('push takes one reference');
+  if (positionals.length !== 1) throw new UsageError('push takes one reference');
   const ref = taggedReference(positionals[0]!, 'REF');
   const local = await LocalStore.open(resolve(values['store-path'] ?? defaultStorePath()));
   const source = local.repository(ref);
@@ -170,7 +170,7 @@ export async function pullCommand(args: string[], signal: AbortSignal): Promise<
     process.stdout.write(TRANSFER_USAGE);
     return 0;
   }
-  if (positionals.length !== 1) throw new PublishError('pull takes one reference');
+  if (positionals.length !== 1) throw new UsageError('pull takes one reference');
   const ref = taggedReference(positionals[0]!, 'REF');
   const local = await LocalStore.open(resolve(values['store-path'] ?? defaultStorePath()));
   const registry = registryFor(ref, values, signal);
@@ -235,11 +235,11 @@ export async function urlCommand(args: string[], signal: AbortSignal): Promise<n
     process.stdout.write(TRANSFER_USAGE);
     return 0;
   }
-  if (positionals.length !== 1) throw new PublishError('url takes one reference');
+  if (positionals.length !== 1) throw new UsageError('url takes one reference');
   const layer = values.layer as LayerRole | undefined;
   const known: LayerRole[] = ['kernel', 'initramfs', 'rootfs', 'squashfs', 'uki', 'iso'];
   if (!layer || !known.includes(layer))
-    throw new PublishError(`--layer "${printable(values.layer ?? '')}" must be one of ${known.join(', ')}`);
+    throw new UsageError(`--layer "${printable(values.layer ?? '')}" must be one of ${known.join(', ')}`);
   const ref = taggedReference(positionals[0]!, 'REF');
   const registry = registryFor(ref, values, signal);
   try {

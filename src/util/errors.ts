@@ -33,3 +33,6 @@ export function printable(text: string, max = 80): string {
   const escaped = JSON.stringify(text).slice(1, -1);
   return escaped.length > max ? `${escaped.slice(0, max)}…` : escaped;
 }
+
+/** The command line itself is wrong (unknown command or option, missing argument): the CLI exits with 2. */
+export class UsageError extends PublishError {}
