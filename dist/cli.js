@@ -5022,9 +5022,9 @@ var require_dispatcher_base = __commonJS({
       }
       close(callback) {
         if (callback === void 0) {
-          return new Promise((resolve3, reject) => {
+          return new Promise((resolve4, reject) => {
             this.close((err, data) => {
-              return err ? reject(err) : resolve3(data);
+              return err ? reject(err) : resolve4(data);
             });
           });
         }
@@ -5062,9 +5062,9 @@ var require_dispatcher_base = __commonJS({
           err = null;
         }
         if (callback === void 0) {
-          return new Promise((resolve3, reject) => {
+          return new Promise((resolve4, reject) => {
             this.destroy(err, (err2, data) => {
-              return err2 ? reject(err2) : resolve3(data);
+              return err2 ? reject(err2) : resolve4(data);
             });
           });
         }
@@ -10467,12 +10467,12 @@ upgrade: ${upgrade}\r
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve3, reject) => {
+      const waitForDrain = () => new Promise((resolve4, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve3;
+          callback = resolve4;
         }
       });
       socket.on("close", onDrain).on("drain", onDrain);
@@ -11982,12 +11982,12 @@ var require_client_h2 = __commonJS({
           cb();
         }
       }
-      const waitForDrain = () => new Promise((resolve3, reject) => {
+      const waitForDrain = () => new Promise((resolve4, reject) => {
         assert(callback === null);
         if (socket[kError]) {
           reject(socket[kError]);
         } else {
-          callback = resolve3;
+          callback = resolve4;
         }
       });
       h2stream.on("close", onDrain).on("drain", onDrain);
@@ -12359,16 +12359,16 @@ var require_client = __commonJS({
         return this[kNeedDrain] < 2;
       }
       [kClose]() {
-        return new Promise((resolve3) => {
+        return new Promise((resolve4) => {
           if (this[kSize]) {
-            this[kClosedResolve] = resolve3;
+            this[kClosedResolve] = resolve4;
           } else {
-            resolve3(null);
+            resolve4(null);
           }
         });
       }
       [kDestroy](err) {
-        return new Promise((resolve3) => {
+        return new Promise((resolve4) => {
           const requests = this[kQueue].splice(this[kPendingIdx]);
           for (let i = 0; i < requests.length; i++) {
             const request4 = requests[i];
@@ -12381,7 +12381,7 @@ var require_client = __commonJS({
               this[kClosedResolve]();
               this[kClosedResolve] = null;
             }
-            resolve3(null);
+            resolve4(null);
           };
           if (this[kHTTPContext]) {
             this[kHTTPContext].destroy(err, callback);
@@ -12858,8 +12858,8 @@ var require_pool_base = __commonJS({
         if (this[kQueue].isEmpty()) {
           return closeClients(this);
         } else {
-          return new Promise((resolve3) => {
-            this[kClosedResolve] = resolve3;
+          return new Promise((resolve4) => {
+            this[kClosedResolve] = resolve4;
           });
         }
       }
@@ -12928,8 +12928,8 @@ var require_pool_base = __commonJS({
         }
         let done = false;
         let resolveClosed;
-        const closed = new Promise((resolve3) => {
-          resolveClosed = resolve3;
+        const closed = new Promise((resolve4) => {
+          resolveClosed = resolve4;
         });
         this[kRetiring].set(client, closed);
         client.close(() => {
@@ -15734,7 +15734,7 @@ var require_readable = __commonJS({
         if (this._readableState.closeEmitted) {
           return Promise.resolve(null);
         }
-        return new Promise((resolve3, reject) => {
+        return new Promise((resolve4, reject) => {
           if (this[kContentLength] && this[kContentLength] > limit || this[kBytesRead] > limit) {
             this.destroy(new AbortError());
           }
@@ -15748,11 +15748,11 @@ var require_readable = __commonJS({
               if (signal.aborted) {
                 reject(signal.reason ?? new AbortError());
               } else {
-                resolve3(null);
+                resolve4(null);
               }
             });
           } else {
-            this.on("close", resolve3);
+            this.on("close", resolve4);
           }
           this.on("error", noop3).on("data", () => {
             if (this[kBytesRead] > limit) {
@@ -15780,7 +15780,7 @@ var require_readable = __commonJS({
     }
     function consume(stream, type) {
       assert(!stream[kConsume]);
-      return new Promise((resolve3, reject) => {
+      return new Promise((resolve4, reject) => {
         if (isUnusable(stream)) {
           const rState = stream._readableState;
           if (rState.destroyed && rState.closeEmitted === false) {
@@ -15795,7 +15795,7 @@ var require_readable = __commonJS({
             stream[kConsume] = {
               type,
               stream,
-              resolve: resolve3,
+              resolve: resolve4,
               reject,
               length: 0,
               body: []
@@ -15873,18 +15873,18 @@ var require_readable = __commonJS({
       return buffer;
     }
     function consumeEnd(consume2, encoding) {
-      const { type, body, resolve: resolve3, stream, length } = consume2;
+      const { type, body, resolve: resolve4, stream, length } = consume2;
       try {
         if (type === "text") {
-          resolve3(chunksDecode(body, length, encoding));
+          resolve4(chunksDecode(body, length, encoding));
         } else if (type === "json") {
-          resolve3(JSON.parse(chunksDecode(body, length, encoding)));
+          resolve4(JSON.parse(chunksDecode(body, length, encoding)));
         } else if (type === "arrayBuffer") {
-          resolve3(chunksConcat(body, length).buffer);
+          resolve4(chunksConcat(body, length).buffer);
         } else if (type === "blob") {
-          resolve3(new Blob(body, { type: stream[kContentType] }));
+          resolve4(new Blob(body, { type: stream[kContentType] }));
         } else if (type === "bytes") {
-          resolve3(chunksConcat(body, length));
+          resolve4(chunksConcat(body, length));
         }
         consumeFinish(consume2);
       } catch (err) {
@@ -16103,9 +16103,9 @@ var require_api_request = __commonJS({
     };
     function request4(opts, callback) {
       if (callback === void 0) {
-        return new Promise((resolve3, reject) => {
+        return new Promise((resolve4, reject) => {
           request4.call(this, opts, (err, data) => {
-            return err ? reject(err) : resolve3(data);
+            return err ? reject(err) : resolve4(data);
           });
         });
       }
@@ -16366,9 +16366,9 @@ var require_api_stream = __commonJS({
     };
     function stream(opts, factory, callback) {
       if (callback === void 0) {
-        return new Promise((resolve3, reject) => {
+        return new Promise((resolve4, reject) => {
           stream.call(this, opts, factory, (err, data) => {
-            return err ? reject(err) : resolve3(data);
+            return err ? reject(err) : resolve4(data);
           });
         });
       }
@@ -16668,9 +16668,9 @@ var require_api_upgrade = __commonJS({
     };
     function upgrade(opts, callback) {
       if (callback === void 0) {
-        return new Promise((resolve3, reject) => {
+        return new Promise((resolve4, reject) => {
           upgrade.call(this, opts, (err, data) => {
-            return err ? reject(err) : resolve3(data);
+            return err ? reject(err) : resolve4(data);
           });
         });
       }
@@ -16764,9 +16764,9 @@ var require_api_connect = __commonJS({
     };
     function connect(opts, callback) {
       if (callback === void 0) {
-        return new Promise((resolve3, reject) => {
+        return new Promise((resolve4, reject) => {
           connect.call(this, opts, (err, data) => {
-            return err ? reject(err) : resolve3(data);
+            return err ? reject(err) : resolve4(data);
           });
         });
       }
@@ -18251,7 +18251,7 @@ var require_snapshot_recorder = __commonJS({
   "node_modules/undici/lib/mock/snapshot-recorder.js"(exports, module) {
     "use strict";
     var { writeFile: writeFile6, readFile: readFile10, mkdir: mkdir6 } = __require("node:fs/promises");
-    var { dirname: dirname2, resolve: resolve3 } = __require("node:path");
+    var { dirname: dirname2, resolve: resolve4 } = __require("node:path");
     var { setTimeout: setTimeout2, clearTimeout: clearTimeout2 } = __require("node:timers");
     var { InvalidArgumentError, UndiciError } = require_errors();
     var { setHeader } = require_util();
@@ -18468,7 +18468,7 @@ var require_snapshot_recorder = __commonJS({
           throw new InvalidArgumentError("Snapshot path is required");
         }
         try {
-          const data = await readFile10(resolve3(path), "utf8");
+          const data = await readFile10(resolve4(path), "utf8");
           const parsed = JSON.parse(data);
           if (Array.isArray(parsed)) {
             this.#snapshots.clear();
@@ -18497,7 +18497,7 @@ var require_snapshot_recorder = __commonJS({
         if (!path) {
           throw new InvalidArgumentError("Snapshot path is required");
         }
-        const resolvedPath = resolve3(path);
+        const resolvedPath = resolve4(path);
         await mkdir6(dirname2(resolvedPath), { recursive: true });
         const data = Array.from(this.#snapshots.entries()).map(([hash, snapshot]) => ({
           hash,
@@ -26804,7 +26804,7 @@ var require_fetch = __commonJS({
         const hasTrailingQuestionMark = url.search.length === 0 && url.href[url.href.length - url.hash.length - 1] === "?";
         return dispatchWithProtocolPreference(body);
         function dispatchWithProtocolPreference(body2, allowH2) {
-          return new Promise((resolve3, reject) => agent.dispatch(
+          return new Promise((resolve4, reject) => agent.dispatch(
             {
               path: hasTrailingQuestionMark ? `${path}?` : path,
               origin: url.origin,
@@ -26891,7 +26891,7 @@ var require_fetch = __commonJS({
                 }
                 this.body = new Readable6({ read: () => controller.resume() });
                 const onError = (err) => this.onResponseError(controller, err);
-                resolve3({
+                resolve4({
                   status,
                   statusText,
                   headersList,
@@ -26924,7 +26924,7 @@ var require_fetch = __commonJS({
                   fetchParams.controller.off("terminated", this.abort);
                 }
                 if (request4.mode === "websocket" && allowH2 !== false && error?.code === "UND_ERR_INFO" && error?.message === "HTTP/2: Extended CONNECT protocol not supported by server") {
-                  resolve3(dispatchWithProtocolPreference(body2, false));
+                  resolve4(dispatchWithProtocolPreference(body2, false));
                   return;
                 }
                 this.body?.destroy(error);
@@ -26943,7 +26943,7 @@ var require_fetch = __commonJS({
                 const rawHeaders = controller?.rawHeaders ?? [];
                 const headersList = new HeadersList();
                 appendHeadersListFromResponseHeaders(headersList, headers, rawHeaders);
-                resolve3({
+                resolve4({
                   status,
                   statusText: STATUS_CODES[status],
                   headersList,
@@ -38863,8 +38863,8 @@ var require_xz_decompress = __commonJS({
                   this.locked = true;
                   return;
                 }
-                return new Promise((resolve3) => {
-                  this.waitQueue.push(resolve3);
+                return new Promise((resolve4) => {
+                  this.waitQueue.push(resolve4);
                 });
               }
               release() {
@@ -39696,7 +39696,7 @@ var Semaphore = class {
   waiting = [];
   active = 0;
   async run(fn) {
-    if (this.active >= this.limit) await new Promise((resolve3) => this.waiting.push(resolve3));
+    if (this.active >= this.limit) await new Promise((resolve4) => this.waiting.push(resolve4));
     else this.active++;
     try {
       return await fn();
@@ -40056,11 +40056,11 @@ function backoffDelay(options, attempt) {
   return Math.round(ceiling / 2 + Math.random() * ceiling / 2);
 }
 function sleep(ms, signal) {
-  return new Promise((resolve3, reject) => {
+  return new Promise((resolve4, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const timer = setTimeout(() => {
       signal?.removeEventListener("abort", onAbort);
-      resolve3();
+      resolve4();
     }, ms);
     const onAbort = () => {
       clearTimeout(timer);
@@ -40646,7 +40646,7 @@ function decodeAuth(auth2, registry) {
 }
 function runCredentialHelper(helper, registry) {
   const program = `docker-credential-${helper}`;
-  return new Promise((resolve3, reject) => {
+  return new Promise((resolve4, reject) => {
     const child = spawn(program, ["get"], { stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
@@ -40658,7 +40658,7 @@ function runCredentialHelper(helper, registry) {
     );
     child.on("close", (code) => {
       if (code !== 0) {
-        if (/credentials not found/i.test(stdout + stderr)) return resolve3(void 0);
+        if (/credentials not found/i.test(stdout + stderr)) return resolve4(void 0);
         return reject(
           new PublishError(
             `the docker credential helper ${program} failed (exit code ${code}) for ${registry}`
@@ -40667,8 +40667,8 @@ function runCredentialHelper(helper, registry) {
       }
       try {
         const parsed = JSON.parse(stdout);
-        if (!parsed.Secret) return resolve3(void 0);
-        resolve3({ username: parsed.Username ?? "", password: parsed.Secret });
+        if (!parsed.Secret) return resolve4(void 0);
+        resolve4({ username: parsed.Username ?? "", password: parsed.Secret });
       } catch {
         reject(
           new PublishError(
@@ -45245,7 +45245,7 @@ var Octokit2 = Octokit.plugin(requestLog, legacyRestEndpointMethods, paginateRes
 // src/gardenlinux/api-fetch.ts
 var DEFAULT_API_RETRY = { attempts: 5, baseDelayMs: 1e3, maxDelayMs: 3e4 };
 function sleep2(ms, signal) {
-  return new Promise((resolve3, reject) => {
+  return new Promise((resolve4, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const onAbort = () => {
       clearTimeout(timer);
@@ -45253,7 +45253,7 @@ function sleep2(ms, signal) {
     };
     const timer = setTimeout(() => {
       signal?.removeEventListener("abort", onAbort);
-      resolve3();
+      resolve4();
     }, ms);
     signal?.addEventListener("abort", onAbort, { once: true });
   });
@@ -45686,7 +45686,7 @@ function retryAfterMs2(value) {
   return Number.isNaN(date) ? void 0 : Math.max(0, date - Date.now());
 }
 function sleep3(ms, signal) {
-  return new Promise((resolve3, reject) => {
+  return new Promise((resolve4, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const onAbort = () => {
       clearTimeout(timer);
@@ -45694,7 +45694,7 @@ function sleep3(ms, signal) {
     };
     const timer = setTimeout(() => {
       signal?.removeEventListener("abort", onAbort);
-      resolve3();
+      resolve4();
     }, ms);
     signal?.addEventListener("abort", onAbort, { once: true });
   });
@@ -46263,7 +46263,7 @@ async function writeSparseFileAtomic(path, body, options) {
       sinceYield += n;
       if (sinceYield >= 16 * 1024 * 1024) {
         sinceYield = 0;
-        await new Promise((resolve3) => setImmediate(resolve3));
+        await new Promise((resolve4) => setImmediate(resolve4));
       }
     }
   };
@@ -46477,10 +46477,10 @@ import { Readable as Readable4 } from "node:stream";
 import { pipeline } from "node:stream/promises";
 var xzAvailable;
 function hasSystemXz() {
-  xzAvailable ??= new Promise((resolve3) => {
+  xzAvailable ??= new Promise((resolve4) => {
     const child = spawn2("xz", ["--version"], { stdio: "ignore" });
-    child.on("error", () => resolve3(false));
-    child.on("close", (code) => resolve3(code === 0));
+    child.on("error", () => resolve4(false));
+    child.on("close", (code) => resolve4(code === 0));
   });
   return xzAvailable;
 }
@@ -46507,12 +46507,12 @@ async function* systemXz(source, label) {
     if (stderr.length < 4096) stderr += d.toString();
   });
   let spawnError;
-  const closed = new Promise((resolve3) => {
+  const closed = new Promise((resolve4) => {
     child.on("error", (e) => {
       spawnError = e;
-      resolve3(null);
+      resolve4(null);
     });
-    child.on("close", (code) => resolve3(code));
+    child.on("close", (code) => resolve4(code));
   });
   let pumpError;
   const pump = pipeline(Readable4.from(source, { objectMode: false }), child.stdin).catch((error) => {
@@ -47685,7 +47685,7 @@ async function findOnPath(name, path = process.env.PATH ?? "") {
   return void 0;
 }
 function runCommand(command, args, signal, options = {}) {
-  return new Promise((resolve3, reject) => {
+  return new Promise((resolve4, reject) => {
     const child = spawn3(command, args, {
       stdio: [options.input === void 0 ? "ignore" : "pipe", "pipe", "pipe"],
       ...signal ? { signal } : {}
@@ -47697,7 +47697,7 @@ function runCommand(command, args, signal, options = {}) {
     child.stderr?.setEncoding("utf8").on("data", (d) => void (stderr = keep(stderr + d)));
     if (options.input !== void 0) child.stdin?.end(options.input);
     child.once("error", reject);
-    child.once("close", (code, sig) => resolve3({ code, signal: sig, stdout, stderr }));
+    child.once("close", (code, sig) => resolve4({ code, signal: sig, stdout, stderr }));
   });
 }
 async function rootPrefix(signal) {
@@ -48134,7 +48134,7 @@ async function spawnQemu(binary, args, options = {}) {
 }
 async function stopQemu(child) {
   if (child.pid === void 0 || child.exitCode !== null || child.signalCode !== null) return;
-  const gone = new Promise((resolve3) => child.once("close", () => resolve3()));
+  const gone = new Promise((resolve4) => child.once("close", () => resolve4()));
   child.kill("SIGKILL");
   await gone;
 }
@@ -48195,15 +48195,15 @@ async function runProbe(qemu, arch) {
     let stderr = "";
     child.stderr?.setEncoding("utf8").on("data", (d) => stderr = (stderr + d).slice(-2e3));
     child.stdout?.resume();
-    const outcome = await new Promise((resolve3) => {
-      const timer = setTimeout(() => resolve3("timeout"), PROBE_SECONDS * 1e3);
+    const outcome = await new Promise((resolve4) => {
+      const timer = setTimeout(() => resolve4("timeout"), PROBE_SECONDS * 1e3);
       child.once("error", (error) => {
         clearTimeout(timer);
-        resolve3(error);
+        resolve4(error);
       });
       child.once("close", (code) => {
         clearTimeout(timer);
-        resolve3({ code });
+        resolve4({ code });
       });
     });
     await stopQemu(child);
@@ -48697,7 +48697,7 @@ async function bootImage(request4) {
     );
     return result;
   } finally {
-    await new Promise((resolve3) => server ? server.server.close(() => resolve3()) : resolve3());
+    await new Promise((resolve4) => server ? server.server.close(() => resolve4()) : resolve4());
     await Promise.all(cleanup.map((f) => rm10(f, { force: true })));
   }
 }
@@ -48729,9 +48729,9 @@ async function serveSquashfs(path) {
     if (req.method === "HEAD") res.end();
     else createReadStream7(path, { highWaterMark: 1024 * 1024 }).pipe(res);
   });
-  await new Promise((resolve3, reject) => {
+  await new Promise((resolve4, reject) => {
     server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve3());
+    server.listen(0, "127.0.0.1", () => resolve4());
   });
   return { server, requests: () => requests };
 }
@@ -48745,7 +48745,7 @@ async function run(qemu, args, request4, options) {
   let verdict;
   let settle = () => {
   };
-  const settled = new Promise((resolve3) => settle = resolve3);
+  const settled = new Promise((resolve4) => settle = resolve4);
   const decide = (v2) => {
     if (verdict) return;
     verdict = v2;
@@ -48811,7 +48811,7 @@ async function run(qemu, args, request4, options) {
     clearTimeout(timer);
     request4.signal?.removeEventListener("abort", onAbort);
     await stopQemu(child);
-    await new Promise((resolve3) => log.end(() => resolve3()));
+    await new Promise((resolve4) => log.end(() => resolve4()));
   }
   if (request4.signal?.aborted)
     throw request4.signal.reason instanceof Error ? request4.signal.reason : new PublishError("cancelled");
@@ -49586,9 +49586,9 @@ import { stat as stat11 } from "node:fs/promises";
 import { createServer as createServer2 } from "node:http";
 var DEFAULT_TIME = "2025-01-01T00:00:00Z";
 async function listen(server, host) {
-  await new Promise((resolve3, reject) => {
+  await new Promise((resolve4, reject) => {
     server.once("error", reject);
-    server.listen(0, host, () => resolve3());
+    server.listen(0, host, () => resolve4());
   });
   return server.address().port;
 }
@@ -49835,8 +49835,8 @@ async function startGitHubApiServer(options) {
       }
     })();
   });
-  const close = (server) => new Promise((resolve3) => {
-    server.close(() => resolve3());
+  const close = (server) => new Promise((resolve4) => {
+    server.close(() => resolve4());
     server.closeAllConnections();
   });
   return {
@@ -49990,14 +49990,14 @@ async function copyGiven(source, path) {
   return { digest: h.digest, size: h.size };
 }
 function run2(command, args, cwd) {
-  return new Promise((resolve3, reject) => {
+  return new Promise((resolve4, reject) => {
     const child = spawn5(command, args, { cwd, stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     child.stderr.on("data", (d) => stderr += d.toString());
     child.on("error", reject);
     child.on(
       "close",
-      (code) => code === 0 ? resolve3() : reject(new Error(`${command} ${args.join(" ")} failed (${code}): ${stderr}`))
+      (code) => code === 0 ? resolve4() : reject(new Error(`${command} ${args.join(" ")} failed (${code}): ${stderr}`))
     );
   });
 }
@@ -50266,7 +50266,7 @@ async function runDemo(options) {
 // src/cli/boot.ts
 import { mkdtemp as mkdtemp5, rm as rm14 } from "node:fs/promises";
 import { tmpdir as tmpdir5 } from "node:os";
-import { join as join16 } from "node:path";
+import { join as join16, resolve } from "node:path";
 import { parseArgs } from "node:util";
 
 // src/oci/pull.ts
@@ -50386,7 +50386,8 @@ Boots an IronCore image under QEMU the way its consumer does and says whether it
 metal images by UKI (HTTP boot, on a FAT ESP) and by PXE (kernel + initramfs, squashfs over HTTP),
 kvm images as a virtio disk. The serial console is kept in the work folder.
 
-REF is registry/repository:tag (or @sha256:...) or oci:DIR:TAG.
+REF is registry/repository:tag (or @sha256:...; read from the local store when it is there, else from the
+registry) or oci:DIR:TAG.
 
 Options:
   --arch A             amd64 or arm64 (default: this machine's; needed for a multi-arch index)
@@ -50399,6 +50400,7 @@ Options:
                        removed afterwards except the serial logs)
   --username U         registry user (password from $REGISTRY_PASSWORD)
   --insecure-registry  plain HTTP to a non-loopback registry
+  --store-path DIR     the local store (default ~/.ironcore)
 
 Examples:
   ironcore-publish boot ghcr.io/ironcore-dev/gardenlinux:2150.1.0-metal --arch amd64
@@ -50419,6 +50421,7 @@ async function bootCommand(args, signal) {
       "work-dir": { type: "string" },
       username: { type: "string" },
       "insecure-registry": { type: "boolean", default: false },
+      "store-path": { type: "string" },
       help: { type: "boolean", short: "h", default: false }
     }
   });
@@ -50441,7 +50444,13 @@ async function bootCommand(args, signal) {
   if (values.path !== void 0 && !["uki", "pxe", "disk"].includes(values.path))
     throw new UsageError(`--path "${printable(values.path)}" must be uki, pxe or disk`);
   const logger = consoleLogger();
-  const { repo, close, tag } = openRepository(ref2, values.username, values["insecure-registry"], signal);
+  const { repo, close, tag } = await openRepository(
+    ref2,
+    values.username,
+    values["insecure-registry"],
+    values["store-path"],
+    signal
+  );
   const work = values["work-dir"] ?? await mkdtemp5(join16(tmpdir5(), "ironcore-boot-"));
   const layersDir = join16(work, "layers");
   const results = [];
@@ -50502,7 +50511,7 @@ async function bootCommand(args, signal) {
 `);
   return results.every((r) => r.result === "passed") ? 0 : 1;
 }
-function openRepository(ref2, username, insecure, signal) {
+async function openRepository(ref2, username, insecure, storePath, signal) {
   if (ref2.startsWith("oci:")) {
     const rest = ref2.slice(4);
     const colon = rest.lastIndexOf(":");
@@ -50511,6 +50520,10 @@ function openRepository(ref2, username, insecure, signal) {
     } };
   }
   const parsed = parseReference(ref2);
+  const local = await LocalStore.open(resolve(storePath ?? defaultStorePath())).catch(() => void 0);
+  if (local && parsed.tag && await local.find(parsed))
+    return { repo: local.repository(parsed), tag: parsed.tag, close: async () => {
+    } };
   const password = process.env.REGISTRY_PASSWORD;
   const store = createRegistryStore({
     registry: parsed.registry,
@@ -50527,13 +50540,13 @@ function openRepository(ref2, username, insecure, signal) {
 }
 
 // src/cli/transfer.ts
-import { join as join17, resolve as resolve2 } from "node:path";
+import { join as join17, resolve as resolve3 } from "node:path";
 import { Readable as Readable5 } from "node:stream";
 import { parseArgs as parseArgs3 } from "node:util";
 
 // src/cli/toolkit.ts
 import { stat as stat12, readFile as readFile8 } from "node:fs/promises";
-import { resolve } from "node:path";
+import { resolve as resolve2 } from "node:path";
 import { parseArgs as parseArgs2 } from "node:util";
 var LAYER_ORDER = ["rootfs", "squashfs", "initramfs", "kernel", "uki", "iso"];
 var LAYER_TITLES = {
@@ -50601,7 +50614,7 @@ async function parseArchConfig(text) {
   const config = { architecture: arch, files: {} };
   for (const [key2, value] of values) {
     if (key2 === "arch") continue;
-    const path = resolve(value);
+    const path = resolve2(value);
     const st = await stat12(path).catch(() => void 0);
     if (!st?.isFile()) throw new PublishError(`--config ${key2}=${printable(value)}: no such file`);
     if (key2 === "cmdline") config.cmdline = await readFile8(path, "utf8");
@@ -50646,7 +50659,7 @@ async function buildCommand(args) {
       `build: more than one --config for ${arches.find((a, i) => arches.indexOf(a) !== i)}`
     );
   const annotations = parseAnnotations(values.annotation.join("\n"));
-  const store = await LocalStore.open(resolve(values["store-path"] ?? defaultStorePath()));
+  const store = await LocalStore.open(resolve2(values["store-path"] ?? defaultStorePath()));
   const repo = store.repository(ref2);
   const built = [];
   for (const config of configs) {
@@ -50692,7 +50705,7 @@ async function buildCommand(args) {
   return 0;
 }
 async function openStore(path) {
-  return LocalStore.open(resolve(path ?? defaultStorePath()));
+  return LocalStore.open(resolve2(path ?? defaultStorePath()));
 }
 async function listCommand(args) {
   const { values } = parseArgs2({ args, strict: true, options: { "store-path": { type: "string" } } });
@@ -50810,7 +50823,7 @@ async function pushCommand(args, signal) {
   }
   if (positionals.length !== 1) throw new UsageError("push takes one reference");
   const ref2 = taggedReference(positionals[0], "REF");
-  const local = await LocalStore.open(resolve2(values["store-path"] ?? defaultStorePath()));
+  const local = await LocalStore.open(resolve3(values["store-path"] ?? defaultStorePath()));
   const source = local.repository(ref2);
   const top = await source.getManifest(ref2.tag);
   if (!top) throw new PublishError(`${formatReference(ref2)} is not in the store ${local.root}`);
@@ -50888,7 +50901,7 @@ async function pullCommand(args, signal) {
   }
   if (positionals.length !== 1) throw new UsageError("pull takes one reference");
   const ref2 = taggedReference(positionals[0], "REF");
-  const local = await LocalStore.open(resolve2(values["store-path"] ?? defaultStorePath()));
+  const local = await LocalStore.open(resolve3(values["store-path"] ?? defaultStorePath()));
   const registry = registryFor(ref2, values, signal);
   try {
     const remote = registry.repository(ref2.repository);
@@ -50920,7 +50933,7 @@ async function pullCommand(args, signal) {
 `
     );
     if (values.output) {
-      const out = resolve2(values.output);
+      const out = resolve3(values.output);
       for (const [role, layer] of roles) {
         const path = join17(out, OUTPUT_NAMES[role]);
         await writeFileAtomic(path, await target.openBlob(layer.digest), {

@@ -111,6 +111,22 @@ describe('build, list, tag, delete', () => {
     expect(inspect.stdout).toMatch(/rootfs\s+64\.0 MiB/);
   });
 
+  it('boot takes an image from the local store', async () => {
+    const run = await cli([
+      'boot',
+      'ghcr.io/test/my-os:1.0-kvm',
+      '--accel',
+      'tcg',
+      '--store-path',
+      store,
+      '--work-dir',
+      join(work, 'boot'),
+    ]);
+    expect(run.stderr).not.toContain('error:');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/ghcr\.io\/test\/my-os:1\.0-kvm\s+disk\s+amd64\s+tcg\s+passed/);
+  }, 300_000);
+
   it('the same files build the same digests', async () => {
     const again = await cli([
       'build',

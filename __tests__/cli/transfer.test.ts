@@ -2,7 +2,7 @@
 // sub-manifests, read every tag back with skopeo, pull one arch/variant into another store with its layers as
 // files (byte-identical to what was built), and fetch a layer with curl from what `url` prints.
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -126,6 +126,41 @@ describe('push, pull, url', () => {
     ]);
     expect(pull.code).toBe(1);
     expect(pull.stderr).toContain('has no image for arm64/virtualization; it has amd64/metal, arm64/metal');
+  });
+
+  it('a blob the registry serves with other bytes is refused, and nothing is left in the store or output', async () => {
+    // Corrupt the arm64 kernel in the registry's own storage (same length, one byte changed).
+    const kernel = (await hashFile(art.arm64!.kernel)).digest.slice(7);
+    const data = join(
+      registry.storage,
+      'docker/registry/v2/blobs/sha256',
+      kernel.slice(0, 2),
+      kernel,
+      'data',
+    );
+    const bytes = await readFile(data);
+    bytes[1000] = bytes[1000]! ^ 0xff;
+    await writeFile(data, bytes);
+    const out = join(work, 'out-corrupt');
+    const pull = await cli([
+      'pull',
+      ref,
+      '--arch',
+      'arm64',
+      '--output',
+      out,
+      '--store-path',
+      join(work, 'store4'),
+    ]);
+    expect(pull.code).toBe(1);
+    expect(pull.stderr).toMatch(new RegExp(`sha256:${kernel}`));
+    expect(pull.stderr).not.toMatch(/\n\s+at /);
+    const left = await readdir(join(work, 'store4', 'blobs', 'sha256')).catch(() => []);
+    expect(left).not.toContain(kernel);
+    expect(left.filter((f) => f.includes('partial'))).toEqual([]);
+    expect(await readdir(out).catch(() => [])).toEqual([]);
+    bytes[1000] = bytes[1000]! ^ 0xff;
+    await writeFile(data, bytes);
   });
 
   it('url prints what curl needs to fetch the kernel', async () => {

@@ -2,9 +2,10 @@
 // runs before tagging, so a person can check an image before pointing machines at it.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { openLayout } from '../oci/layout/store';
+import { defaultStorePath, LocalStore } from '../oci/layout/local';
 import { pullLayers, selectImage } from '../oci/pull';
 import { parseReference } from '../oci/reference';
 import { createRegistryStore } from '../oci/registry';
@@ -29,7 +30,8 @@ Boots an IronCore image under QEMU the way its consumer does and says whether it
 metal images by UKI (HTTP boot, on a FAT ESP) and by PXE (kernel + initramfs, squashfs over HTTP),
 kvm images as a virtio disk. The serial console is kept in the work folder.
 
-REF is registry/repository:tag (or @sha256:...) or oci:DIR:TAG.
+REF is registry/repository:tag (or @sha256:...; read from the local store when it is there, else from the
+registry) or oci:DIR:TAG.
 
 Options:
   --arch A             amd64 or arm64 (default: this machine's; needed for a multi-arch index)
@@ -42,6 +44,7 @@ Options:
                        removed afterwards except the serial logs)
   --username U         registry user (password from $REGISTRY_PASSWORD)
   --insecure-registry  plain HTTP to a non-loopback registry
+  --store-path DIR     the local store (default ~/.ironcore)
 
 Examples:
   ironcore-publish boot ghcr.io/ironcore-dev/gardenlinux:2150.1.0-metal --arch amd64
@@ -63,6 +66,7 @@ export async function bootCommand(args: string[], signal: AbortSignal): Promise<
       'work-dir': { type: 'string' },
       username: { type: 'string' },
       'insecure-registry': { type: 'boolean', default: false },
+      'store-path': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -86,7 +90,13 @@ export async function bootCommand(args: string[], signal: AbortSignal): Promise<
     throw new UsageError(`--path "${printable(values.path)}" must be uki, pxe or disk`);
   const logger = consoleLogger();
 
-  const { repo, close, tag } = openRepository(ref, values.username, values['insecure-registry'], signal);
+  const { repo, close, tag } = await openRepository(
+    ref,
+    values.username,
+    values['insecure-registry'],
+    values['store-path'],
+    signal,
+  );
   const work = values['work-dir'] ?? (await mkdtemp(join(tmpdir(), 'ironcore-boot-')));
   const layersDir = join(work, 'layers');
   const results: BootResult[] = [];
@@ -146,12 +156,13 @@ export async function bootCommand(args: string[], signal: AbortSignal): Promise<
   return results.every((r) => r.result === 'passed') ? 0 : 1;
 }
 
-function openRepository(
+async function openRepository(
   ref: string,
   username: string | undefined,
   insecure: boolean,
+  storePath: string | undefined,
   signal: AbortSignal,
-): { repo: Repository; tag: string; close: () => Promise<void> } {
+): Promise<{ repo: Repository; tag: string; close: () => Promise<void> }> {
   if (ref.startsWith('oci:')) {
     const rest = ref.slice(4);
     const colon = rest.lastIndexOf(':');
@@ -159,6 +170,10 @@ function openRepository(
     return { repo: openLayout(rest.slice(0, colon)), tag: rest.slice(colon + 1), close: async () => {} };
   }
   const parsed = parseReference(ref);
+  // An image built or pulled into the local store boots from there, before it is pushed.
+  const local = await LocalStore.open(resolve(storePath ?? defaultStorePath())).catch(() => undefined);
+  if (local && parsed.tag && (await local.find(parsed)))
+    return { repo: local.repository(parsed), tag: parsed.tag, close: async () => {} };
   const password = process.env.REGISTRY_PASSWORD;
   const store = createRegistryStore({
     registry: parsed.registry,
