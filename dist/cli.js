@@ -51249,6 +51249,10 @@ async function main(argv) {
     process.once(signal, () => controller.abort(new PublishError(`interrupted (${signal})`)));
   const [command, ...rest] = argv;
   try {
+    if (["publish", "inspect", "demo"].includes(command ?? "") && (rest.includes("--help") || rest.includes("-h"))) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
     switch (command) {
       case "publish":
         await publishCommand(rest, controller.signal);

@@ -207,7 +207,18 @@ describe('build, list, tag, delete', () => {
     expect(unknown.stderr).toContain("Unknown option '--frobnicate'");
     expect((await cli(['tag', 'ghcr.io/t/x:1'])).code).toBe(2);
     expect((await cli(['delete', 'ghcr.io/t/nothing:1', '--store-path', store])).code).toBe(1);
-    for (const command of ['build', 'list', 'tag', 'delete', 'push', 'pull', 'url', 'boot']) {
+    for (const command of [
+      'publish',
+      'inspect',
+      'build',
+      'list',
+      'tag',
+      'delete',
+      'push',
+      'pull',
+      'url',
+      'boot',
+    ]) {
       const help = await cli([command, '--help']);
       expect(help.code, command).toBe(0);
       expect(help.stdout, command).toMatch(/Example/);

@@ -285,6 +285,13 @@ async function main(argv: string[]): Promise<number> {
     process.once(signal, () => controller.abort(new PublishError(`interrupted (${signal})`)));
   const [command, ...rest] = argv;
   try {
+    if (
+      ['publish', 'inspect', 'demo'].includes(command ?? '') &&
+      (rest.includes('--help') || rest.includes('-h'))
+    ) {
+      process.stdout.write(USAGE);
+      return 0;
+    }
     switch (command) {
       case 'publish':
         await publishCommand(rest, controller.signal);

@@ -1,7 +1,7 @@
 // The Bearer token flow against a real registry configured with `auth: token`: a token service written
 // here (node:http on 127.0.0.1) signs RS256 JWTs with a key whose certificate the registry trusts.
 import { execFileSync } from 'node:child_process';
-import { createSign } from 'node:crypto';
+import { createHash, createSign } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
@@ -198,6 +198,35 @@ describe('Bearer token flow against a real token-auth registry', () => {
       await new Promise((r) => setTimeout(r, 5500));
       expect(await repo.hasBlob(image.blobs[0]!.digest)).toBe(true);
       expect(requests).toHaveLength(3);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it("blobAccess (the toolkit's url) gives a URL and a fresh Bearer header that fetch the blob", async () => {
+    const store = createRegistryStore({
+      registry: registry.host,
+      credentials: creds,
+      logger: memoryLogger(),
+      retry: FAST_RETRY,
+    });
+    try {
+      const blob = image.blobs[1]!;
+      await store.repository('tok/url').pushBlob(blob);
+      const access = await store.blobAccess('tok/url', blob.digest);
+      expect(access.url).toBe(`http://${registry.host}/v2/tok/url/blobs/${blob.digest}`);
+      expect(access.headers.Authorization?.[0]).toMatch(
+        /^Bearer [A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/,
+      );
+      const res = await fetch(access.url, { headers: { Authorization: access.headers.Authorization![0]! } });
+      expect(res.status).toBe(200);
+      expect(
+        `sha256:${createHash('sha256')
+          .update(Buffer.from(await res.arrayBuffer()))
+          .digest('hex')}`,
+      ).toBe(blob.digest);
+      expect((await fetch(access.url)).status).toBe(401);
+      await expect(store.blobAccess('tok/url', `sha256:${'0'.repeat(64)}`)).rejects.toThrow(/does not exist/);
     } finally {
       await store.close();
     }
