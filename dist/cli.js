@@ -50568,7 +50568,8 @@ Builds an IronCore image of any OS into the local store: one arch manifest per -
 Options:
   --tag REF             full reference with a tag, e.g. ghcr.io/my-org/my-os:1.0
   --variant V           metal or virtualization (kvm); default: virtualization with a rootfs, else metal
-  --annotation K=V      annotation on every manifest and the index (repeatable)
+  --annotation K=V      annotation on every manifest and the index (repeatable; --annotations K=V,K=V
+                        as ironcore-image spells it works too)
   --store-path DIR      the local store (default ~/.ironcore)
 
 Example:
@@ -50638,6 +50639,8 @@ async function buildCommand(args) {
       tag: { type: "string" },
       config: { type: "string", multiple: true, default: [] },
       annotation: { type: "string", multiple: true, default: [] },
+      // ironcore-image's spelling: comma-separated key=value pairs.
+      annotations: { type: "string", multiple: true, default: [] },
       variant: { type: "string" },
       "store-path": { type: "string" },
       help: { type: "boolean", short: "h", default: false }
@@ -50658,7 +50661,9 @@ async function buildCommand(args) {
     throw new PublishError(
       `build: more than one --config for ${arches.find((a, i) => arches.indexOf(a) !== i)}`
     );
-  const annotations = parseAnnotations(values.annotation.join("\n"));
+  const annotations = parseAnnotations(
+    [...values.annotation, ...values.annotations.flatMap((a) => a.split(","))].join("\n")
+  );
   const store = await LocalStore.open(resolve2(values["store-path"] ?? defaultStorePath()));
   const repo = store.repository(ref2);
   const built = [];
@@ -50760,7 +50765,9 @@ async function deleteCommand(args) {
 
 // src/cli/transfer.ts
 var TRANSFER_USAGE = `Usage:
-  ironcore-publish push REF [--push-sub-manifests]      the local image to its registry (children first)
+  ironcore-publish push REF [--push-sub-manifests=false]
+                                                        the local image to its registry: children first,
+                                                        each also tagged <tag>-<arch> unless =false
   ironcore-publish pull REF [--arch A] [--variant V] [--output DIR]
                                                         into the local store; --output: the layers as files
   ironcore-publish url --layer L REF [--arch A] [--variant V]
@@ -50772,7 +50779,7 @@ Layers: kernel, initramfs, rootfs, squashfs, uki, iso. --output names them vmlin
         root.squashfs, uki.efi, image.iso, and writes the command line to cmdline.
 
 Examples:
-  ironcore-publish push ghcr.io/my-org/my-os:1.0 --push-sub-manifests
+  ironcore-publish push ghcr.io/my-org/my-os:1.0
   ironcore-publish pull ghcr.io/ironcore-dev/gardenlinux:2150.1.0 --arch arm64 --variant metal --output boot/
   curl -fL $(ironcore-publish url --layer kernel ghcr.io/my-org/my-os:1.0-amd64 | jq -r .url) -o vmlinuz
 `;
@@ -50811,11 +50818,17 @@ function parseManifest(bytes, what) {
   }
 }
 async function pushCommand(args, signal) {
+  let subManifests = true;
+  const rest = args.filter((a) => {
+    const m = /^--push-sub-manifests(?:=(true|false))?$/.exec(a);
+    if (m) subManifests = m[1] !== "false";
+    return !m;
+  });
   const { positionals, values } = parseArgs3({
-    args,
+    args: rest,
     allowPositionals: true,
     strict: true,
-    options: { ...COMMON, "push-sub-manifests": { type: "boolean", default: false } }
+    options: COMMON
   });
   if (values.help) {
     process.stdout.write(TRANSFER_USAGE);
@@ -50854,11 +50867,11 @@ async function pushCommand(args, signal) {
         if (!child)
           throw new PublishError(`${formatReference(ref2)}: ${entry.digest} is listed but not in the store`);
         const arch = entry.platform?.architecture;
-        if (values["push-sub-manifests"] && !arch)
+        if (subManifests && !arch)
           throw new PublishError(
             `${formatReference(ref2)}: index entry ${entry.digest} has no platform to tag it by`
           );
-        const tags = values["push-sub-manifests"] ? [`${ref2.tag}-${arch}`] : [];
+        const tags = subManifests ? [`${ref2.tag}-${arch}`] : [];
         await pushImage(serialized({ ...child, mediaType: entry.mediaType }), tags);
         process.stdout.write(
           `pushed ${tags.length ? `${ref2.registry}/${ref2.repository}:${tags[0]}` : "child"} ${entry.digest}

@@ -62,6 +62,8 @@ describe('build, list, tag, delete', () => {
       metalConfig('arm64'),
       '--annotation',
       'org.opencontainers.image.version=1.0',
+      '--annotations',
+      'org.opencontainers.image.vendor=test,org.opencontainers.image.licenses=MIT',
       '--store-path',
       store,
     ]);
@@ -94,6 +96,13 @@ describe('build, list, tag, delete', () => {
       layers: { mediaType: string }[];
     };
     expect(arm.layers.map((l) => l.mediaType.split('.').pop())).toEqual(['squashfs', 'initramfs', 'kernel']);
+    expect((arm as unknown as { annotations: Record<string, string> }).annotations).toMatchObject({
+      'org.opencontainers.image.version': '1.0',
+      'org.opencontainers.image.vendor': 'test',
+      'org.opencontainers.image.licenses': 'MIT',
+      variant: 'metal',
+      architecture: 'arm64',
+    });
 
     const kvm = await cli([
       'build',

@@ -75,10 +75,16 @@ describe('push, pull, url', () => {
       const [, tag, digest] = line.split(' ');
       expect((await skopeoInspectRaw(`docker://${tag}`)).digest).toBe(digest);
     }
-    // Again: every blob is there already, nothing is uploaded.
-    const again = await cli(['push', ref, '--push-sub-manifests', '--store-path', join(work, 'store')]);
+    // Again, the Go tool's way to say no sub-manifest tags: every blob is there already, nothing is uploaded.
+    const again = await cli(['push', ref, '--push-sub-manifests=false', '--store-path', join(work, 'store')]);
     expect(again.code).toBe(0);
     expect(again.stderr).not.toContain('uploaded');
+    expect(
+      again.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' ')[1]),
+    ).toEqual(['child', 'child', ref]);
   });
 
   it('pull --arch arm64 --variant metal --output gives back byte-identical files', async () => {

@@ -48,7 +48,8 @@ Builds an IronCore image of any OS into the local store: one arch manifest per -
 Options:
   --tag REF             full reference with a tag, e.g. ghcr.io/my-org/my-os:1.0
   --variant V           metal or virtualization (kvm); default: virtualization with a rootfs, else metal
-  --annotation K=V      annotation on every manifest and the index (repeatable)
+  --annotation K=V      annotation on every manifest and the index (repeatable; --annotations K=V,K=V
+                        as ironcore-image spells it works too)
   --store-path DIR      the local store (default ~/.ironcore)
 
 Example:
@@ -130,6 +131,8 @@ export async function buildCommand(args: string[]): Promise<number> {
       tag: { type: 'string' },
       config: { type: 'string', multiple: true, default: [] },
       annotation: { type: 'string', multiple: true, default: [] },
+      // ironcore-image's spelling: comma-separated key=value pairs.
+      annotations: { type: 'string', multiple: true, default: [] },
       variant: { type: 'string' },
       'store-path': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -150,7 +153,9 @@ export async function buildCommand(args: string[]): Promise<number> {
     throw new PublishError(
       `build: more than one --config for ${arches.find((a, i) => arches.indexOf(a) !== i)}`,
     );
-  const annotations = parseAnnotations(values.annotation.join('\n'));
+  const annotations = parseAnnotations(
+    [...values.annotation, ...values.annotations.flatMap((a) => a.split(','))].join('\n'),
+  );
   const store = await LocalStore.open(resolve(values['store-path'] ?? defaultStorePath()));
   const repo = store.repository(ref);
   const built: BuiltArchImage[] = [];

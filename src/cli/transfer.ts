@@ -20,7 +20,9 @@ import { consoleLogger } from '../util/logger';
 import { taggedReference } from './toolkit';
 
 export const TRANSFER_USAGE = `Usage:
-  ironcore-publish push REF [--push-sub-manifests]      the local image to its registry (children first)
+  ironcore-publish push REF [--push-sub-manifests=false]
+                                                        the local image to its registry: children first,
+                                                        each also tagged <tag>-<arch> unless =false
   ironcore-publish pull REF [--arch A] [--variant V] [--output DIR]
                                                         into the local store; --output: the layers as files
   ironcore-publish url --layer L REF [--arch A] [--variant V]
@@ -32,7 +34,7 @@ Layers: kernel, initramfs, rootfs, squashfs, uki, iso. --output names them vmlin
         root.squashfs, uki.efi, image.iso, and writes the command line to cmdline.
 
 Examples:
-  ironcore-publish push ghcr.io/my-org/my-os:1.0 --push-sub-manifests
+  ironcore-publish push ghcr.io/my-org/my-os:1.0
   ironcore-publish pull ghcr.io/ironcore-dev/gardenlinux:2150.1.0 --arch arm64 --variant metal --output boot/
   curl -fL $(ironcore-publish url --layer kernel ghcr.io/my-org/my-os:1.0-amd64 | jq -r .url) -o vmlinuz
 `;
@@ -81,11 +83,19 @@ function parseManifest<T>(bytes: Uint8Array, what: string): T {
 }
 
 export async function pushCommand(args: string[], signal: AbortSignal): Promise<number> {
+  // As ironcore-image (since 2026-04): sub-manifests are tagged by default; `--push-sub-manifests=false` turns
+  // it off, a spelling parseArgs has no boolean for.
+  let subManifests = true;
+  const rest = args.filter((a) => {
+    const m = /^--push-sub-manifests(?:=(true|false))?$/.exec(a);
+    if (m) subManifests = m[1] !== 'false';
+    return !m;
+  });
   const { positionals, values } = parseArgs({
-    args,
+    args: rest,
     allowPositionals: true,
     strict: true,
-    options: { ...COMMON, 'push-sub-manifests': { type: 'boolean', default: false } },
+    options: COMMON,
   });
   if (values.help) {
     process.stdout.write(TRANSFER_USAGE);
@@ -123,11 +133,11 @@ export async function pushCommand(args: string[], signal: AbortSignal): Promise<
         if (!child)
           throw new PublishError(`${formatReference(ref)}: ${entry.digest} is listed but not in the store`);
         const arch = entry.platform?.architecture;
-        if (values['push-sub-manifests'] && !arch)
+        if (subManifests && !arch)
           throw new PublishError(
             `${formatReference(ref)}: index entry ${entry.digest} has no platform to tag it by`,
           );
-        const tags = values['push-sub-manifests'] ? [`${ref.tag}-${arch}`] : [];
+        const tags = subManifests ? [`${ref.tag}-${arch}`] : [];
         await pushImage(serialized({ ...child, mediaType: entry.mediaType }), tags);
         process.stdout.write(
           `pushed ${tags.length ? `${ref.registry}/${ref.repository}:${tags[0]}` : 'child'} ${entry.digest}\n`,
