@@ -49474,9 +49474,9 @@ function validateSettings(settings) {
   for (const flavor of selected) validateTag(`0.0-${flavor.variant}-amd64${settings.tagSuffix}`);
   return selected;
 }
-function selectFlavors(flavors, selection) {
-  if (selection.length === 0) return flavors;
-  return selection.map((wanted) => {
+function selectFlavors(flavors, selection2) {
+  if (selection2.length === 0) return flavors;
+  return selection2.map((wanted) => {
     const found = flavors.find((f) => flavorKey(f) === wanted || f.asset === wanted);
     if (!found) {
       throw new PublishError(
@@ -50281,23 +50281,23 @@ function parseJson(bytes, what) {
 function normalizeVariant(variant) {
   return variant === "kvm" ? "virtualization" : variant;
 }
-async function selectImage(repo, tagOrDigest, selection, signal) {
+async function selectImage(repo, tagOrDigest, selection2, signal) {
   const top = await repo.getManifest(tagOrDigest, signal);
   if (!top) throw new PublishError(`${repo.location}:${tagOrDigest} does not exist`);
   let digest = top.digest;
   let bytes = top.bytes;
   let indexAnnotations2 = {};
-  const variant = normalizeVariant(selection.variant);
+  const variant = normalizeVariant(selection2.variant);
   if (isIndexMediaType(top.mediaType)) {
     const index = parseJson(top.bytes, `${repo.location}:${tagOrDigest}`);
     indexAnnotations2 = index.annotations ?? {};
     const matches = index.manifests.filter(
-      (m) => (!selection.architecture || m.platform?.architecture === selection.architecture) && (!variant || m.annotations?.variant === variant)
+      (m) => (!selection2.architecture || m.platform?.architecture === selection2.architecture) && (!variant || m.annotations?.variant === variant)
     );
     const offered = index.manifests.map((m) => `${m.platform?.architecture ?? "?"}/${m.annotations?.variant ?? "?"}`).join(", ");
     if (matches.length === 0) {
       throw new PublishError(
-        `${repo.location}:${tagOrDigest} has no image for ${selection.architecture ?? "any arch"}${variant ? `/${variant}` : ""}; it has ${offered}`
+        `${repo.location}:${tagOrDigest} has no image for ${selection2.architecture ?? "any arch"}${variant ? `/${variant}` : ""}; it has ${offered}`
       );
     }
     if (matches.length > 1) {
@@ -50324,7 +50324,7 @@ async function selectImage(repo, tagOrDigest, selection, signal) {
   return {
     digest,
     manifest,
-    architecture: manifest.annotations?.architecture ?? selection.architecture ?? "",
+    architecture: manifest.annotations?.architecture ?? selection2.architecture ?? "",
     variant: manifest.annotations?.variant,
     commandLine: config.commandLine,
     annotations
@@ -50901,6 +50901,12 @@ function remoteBlob(repo, digest, size, signal) {
     )
   };
 }
+function selection(values) {
+  return {
+    ...values.arch ? { architecture: values.arch } : {},
+    ...values.variant ? { variant: values.variant } : {}
+  };
+}
 async function pullCommand(args, signal) {
   const { positionals, values } = parseArgs3({
     args,
@@ -50918,15 +50924,7 @@ async function pullCommand(args, signal) {
   const registry = registryFor(ref2, values, signal);
   try {
     const remote = registry.repository(ref2.repository);
-    const image = await selectImage(
-      remote,
-      ref2.tag,
-      {
-        ...values.arch ? { architecture: values.arch } : {},
-        ...values.variant ? { variant: values.variant } : {}
-      },
-      signal
-    );
+    const image = await selectImage(remote, ref2.tag, selection(values), signal);
     const target = local.repository(ref2);
     const roles = layersByRole(image);
     for (const d of [image.manifest.config, ...image.manifest.layers])
@@ -50987,15 +50985,7 @@ async function urlCommand(args, signal) {
   const registry = registryFor(ref2, values, signal);
   try {
     const remote = registry.repository(ref2.repository);
-    const image = await selectImage(
-      remote,
-      ref2.tag,
-      {
-        ...values.arch ? { architecture: values.arch } : {},
-        ...values.variant ? { variant: values.variant } : {}
-      },
-      signal
-    );
+    const image = await selectImage(remote, ref2.tag, selection(values), signal);
     const descriptor = layersByRole(image).get(layer);
     if (!descriptor)
       throw new PublishError(
@@ -51164,17 +51154,17 @@ async function publishCommand(args, signal) {
   };
   let result;
   if (values["from-file"].length > 0) {
-    const selection = await fileSource(values["from-file"], settings.flavors);
+    const selection2 = await fileSource(values["from-file"], settings.flavors);
     result = await runPublish(
       {
         ...settings,
-        flavors: selection.flavors,
-        architectures: selection.architectures,
-        tagSuffix: settings.tagSuffix + selection.tagSuffix,
+        flavors: selection2.flavors,
+        architectures: selection2.architectures,
+        tagSuffix: settings.tagSuffix + selection2.tagSuffix,
         combinedIndex: settings.combinedIndex ?? true
       },
       logger,
-      { signal, source: selection.source }
+      { signal, source: selection2.source }
     );
   } else {
     result = await runPublish(settings, logger, { signal });

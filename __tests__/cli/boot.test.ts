@@ -1,31 +1,20 @@
 // `boot REF` from a terminal: an image published into an OCI layout by the CLI (from asset files), then booted
 // with the same code the action runs before tagging, selected in the combined index by arch and variant.
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateSampleRelease } from '../../src/sample/release';
 import { makeBootableArtifacts } from '../helpers/bootable';
+import { runCli, type CliRun } from '../helpers/cli';
 
-const CLI = resolve(import.meta.dirname, '..', '..', 'dist', 'cli.js');
 const VERSION = '2150.1.0';
 let work: string;
 let layout: string;
 let tag: string;
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, ...args], {
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/' },
-      maxBuffer: 16 * 1024 * 1024,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
+function cli(args: string[]): Promise<CliRun> {
+  return runCli(args);
 }
 
 beforeAll(async () => {

@@ -1,8 +1,6 @@
 // The CLI: manual builds from asset files (-manual-<8 hex> tags), inspect, and its errors.
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   SAMPLE_VERSION as VERSION,
@@ -10,8 +8,8 @@ import {
   type SampleEnvironment,
 } from '../helpers/sample-env';
 import { skopeoInspectRaw } from '../helpers/skopeo';
+import { runCli, type CliRun } from '../helpers/cli';
 
-const CLI = resolve(import.meta.dirname, '..', '..', 'dist', 'cli.js');
 let world: SampleEnvironment;
 let out: string;
 
@@ -23,20 +21,8 @@ afterAll(async () => {
   await world?.stop();
 });
 
-async function cli(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, ...args], {
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/', ...env },
-      maxBuffer: 16 * 1024 * 1024,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
+function cli(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
+  return runCli(args, env);
 }
 
 const asset = (prefix: string): string =>

@@ -1,33 +1,22 @@
 // One model, not two: the Garden Linux pipeline writes into the toolkit's local store (`publish --store-path`),
 // and `build` of the very same files (the layers as stored, the same command line and annotations) gives
 // arch manifests with the same digests. `push` then sends what the pipeline wrote.
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSamplePeStub } from '../../src/sample/pe-stub';
 import { generateSampleRelease } from '../../src/sample/release';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 import { skopeoInspectRaw } from '../helpers/skopeo';
+import { runCli, type CliRun } from '../helpers/cli';
 
-const CLI = resolve(import.meta.dirname, '..', '..', 'dist', 'cli.js');
 let work: string;
 let store: string;
 let registry: RunningRegistry;
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, ...args], {
-      env: { PATH: process.env.PATH ?? '', HOME: work },
-      maxBuffer: 16 * 1024 * 1024,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
+function cli(args: string[]): Promise<CliRun> {
+  return runCli(args, { HOME: work });
 }
 
 interface StoredManifest {

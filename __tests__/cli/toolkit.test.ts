@@ -1,30 +1,19 @@
 // The local half of the toolkit (build, list, tag, delete, inspect) on real files: the Debian kernels, a
 // generated initrd, squashfs and raw disk. The store is read back by skopeo, an independent client.
-import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeBootableArtifacts, type BootableArtifacts } from '../helpers/bootable';
 import { skopeoInspectRaw } from '../helpers/skopeo';
+import { runCli, type CliRun } from '../helpers/cli';
 
-const CLI = resolve(import.meta.dirname, '..', '..', 'dist', 'cli.js');
 let work: string;
 let store: string;
 const art: Partial<Record<'amd64' | 'arm64', BootableArtifacts>> = {};
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, [CLI, ...args], {
-      env: { PATH: process.env.PATH ?? '', HOME: work },
-      maxBuffer: 16 * 1024 * 1024,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
+function cli(args: string[]): Promise<CliRun> {
+  return runCli(args, { HOME: work });
 }
 
 beforeAll(async () => {

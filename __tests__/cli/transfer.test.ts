@@ -4,32 +4,23 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashFile } from '../../src/util/files';
 import { makeBootableArtifacts, type BootableArtifacts } from '../helpers/bootable';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 import { skopeoInspectRaw } from '../helpers/skopeo';
+import { runCli, type CliRun } from '../helpers/cli';
 
-const CLI = resolve(import.meta.dirname, '..', '..', 'dist', 'cli.js');
 const exec = promisify(execFile);
 let work: string;
 let registry: RunningRegistry;
 const art: Partial<Record<'amd64' | 'arm64', BootableArtifacts>> = {};
 let ref: string;
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [CLI, ...args], {
-      env: { PATH: process.env.PATH ?? '', HOME: work },
-      maxBuffer: 16 * 1024 * 1024,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code?: number; stdout?: string; stderr?: string };
-    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
-  }
+function cli(args: string[]): Promise<CliRun> {
+  return runCli(args, { HOME: work });
 }
 
 beforeAll(async () => {

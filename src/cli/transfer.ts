@@ -169,6 +169,14 @@ function remoteBlob(repo: Repository, digest: string, size: number, signal: Abor
   };
 }
 
+/** The selection flags as selectImage takes them. */
+function selection(values: { arch?: string; variant?: string }): { architecture?: string; variant?: string } {
+  return {
+    ...(values.arch ? { architecture: values.arch } : {}),
+    ...(values.variant ? { variant: values.variant } : {}),
+  };
+}
+
 export async function pullCommand(args: string[], signal: AbortSignal): Promise<number> {
   const { positionals, values } = parseArgs({
     args,
@@ -186,15 +194,7 @@ export async function pullCommand(args: string[], signal: AbortSignal): Promise<
   const registry = registryFor(ref, values, signal);
   try {
     const remote = registry.repository(ref.repository);
-    const image = await selectImage(
-      remote,
-      ref.tag!,
-      {
-        ...(values.arch ? { architecture: values.arch } : {}),
-        ...(values.variant ? { variant: values.variant } : {}),
-      },
-      signal,
-    );
+    const image = await selectImage(remote, ref.tag!, selection(values), signal);
     const target: LayoutRepository = local.repository(ref);
     const roles = layersByRole(image); // an unknown layer type is an error before anything is written
     for (const d of [image.manifest.config, ...image.manifest.layers])
@@ -254,15 +254,7 @@ export async function urlCommand(args: string[], signal: AbortSignal): Promise<n
   const registry = registryFor(ref, values, signal);
   try {
     const remote = registry.repository(ref.repository);
-    const image = await selectImage(
-      remote,
-      ref.tag!,
-      {
-        ...(values.arch ? { architecture: values.arch } : {}),
-        ...(values.variant ? { variant: values.variant } : {}),
-      },
-      signal,
-    );
+    const image = await selectImage(remote, ref.tag!, selection(values), signal);
     const descriptor = layersByRole(image).get(layer);
     if (!descriptor)
       throw new PublishError(
