@@ -39035,6 +39035,11 @@ function isPublishError(error) {
 function describeError(error) {
   if (isPublishError(error)) return error.hint ? `${error.message}
 ${error.hint}` : error.message;
+  const system = error;
+  if (system?.code === "ENOSPC") {
+    return `no space left on the device (${system.syscall ?? "write"}${system.path ? ` ${system.path}` : ""})
+Free space, or give a work folder on a larger disk, and run again.`;
+  }
   if (error instanceof Error) return error.stack ?? error.message;
   return String(error);
 }
@@ -39159,6 +39164,17 @@ import { createHash as createHash2, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, open, rename, rm, stat } from "node:fs/promises";
 import { dirname, basename, join } from "node:path";
+function noSpaceError(error, path, written, needed) {
+  if (error?.code !== "ENOSPC") return error;
+  const mib = (n) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+  return new PublishError(
+    `no space left in ${dirname(path)}: writing ${basename(path)} stopped after ${mib(written)}${needed !== void 0 ? ` of the ${mib(needed)} it needs` : ""}; its partial file was removed`,
+    {
+      cause: error,
+      hint: "Free space there, or give a work folder on a larger disk (the CLI: --work-dir; the action: TMPDIR or RUNNER_TEMP), and run again: what was uploaded is reused."
+    }
+  );
+}
 function temporaryPathFor(path) {
   return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.partial`);
 }
@@ -39246,7 +39262,7 @@ async function writeFileAtomic(path, source, options = {}) {
     });
     if (isReadable(source)) source.destroy();
     await rm(temp, { force: true });
-    throw error;
+    throw noSpaceError(error, path, size, options.expectedSize);
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
@@ -46309,7 +46325,16 @@ async function writeSparseFileAtomic(path, body, options) {
     await fh.close().catch(() => {
     });
     await rm4(temp, { force: true });
-    throw error;
+    const data = (options.segments ?? [{ offset: 0, size: options.size }]).reduce(
+      (n, seg) => n + seg.size,
+      0
+    );
+    throw noSpaceError(
+      error,
+      path,
+      extents.reduce((n, e) => n + e.length, 0),
+      data
+    );
   }
 }
 
@@ -46362,7 +46387,10 @@ async function unpackFlavorTar(tar, options) {
     return path;
   };
   const plain = async (key2, name, m) => {
-    files[key2] = await writeFileAtomic(claim(key2, name), m.body, signal ? { signal } : {});
+    files[key2] = await writeFileAtomic(claim(key2, name), m.body, {
+      expectedSize: m.entry.size,
+      ...signal ? { signal } : {}
+    });
   };
   for await (const m of readTar(tar, { label, budget: options.budget, strictLinks: true })) {
     const { entry } = m;
@@ -46447,7 +46475,10 @@ async function unpackPxe(m, options, files, result) {
     if (files[key2]) throw new PublishError(`${label}: member ${name} appears twice`);
     const path = join5(options.dir, name);
     options.written.push(path);
-    files[key2] = await writeFileAtomic(path, inner.body, options.signal ? { signal: options.signal } : {});
+    files[key2] = await writeFileAtomic(path, inner.body, {
+      expectedSize: inner.entry.size,
+      ...options.signal ? { signal: options.signal } : {}
+    });
   }
 }
 async function extractStub(m, options, files) {
@@ -48443,7 +48474,7 @@ async function writeEspImage(source, output, arch, signal) {
     await fh.close().catch(() => {
     });
     await rm9(temp, { force: true });
-    throw error;
+    throw noSpaceError(error, output, 0, size);
   }
 }
 

@@ -58633,6 +58633,11 @@ function isPublishError(error2) {
 function describeError(error2) {
   if (isPublishError(error2)) return error2.hint ? `${error2.message}
 ${error2.hint}` : error2.message;
+  const system = error2;
+  if (system?.code === "ENOSPC") {
+    return `no space left on the device (${system.syscall ?? "write"}${system.path ? ` ${system.path}` : ""})
+Free space, or give a work folder on a larger disk, and run again.`;
+  }
   if (error2 instanceof Error) return error2.stack ?? error2.message;
   return String(error2);
 }
@@ -59120,6 +59125,17 @@ import { createHash as createHash2, randomBytes } from "node:crypto";
 import { createReadStream as createReadStream2 } from "node:fs";
 import { mkdir as mkdir2, open as open2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
 import { dirname, basename, join } from "node:path";
+function noSpaceError(error2, path, written, needed) {
+  if (error2?.code !== "ENOSPC") return error2;
+  const mib = (n) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+  return new PublishError(
+    `no space left in ${dirname(path)}: writing ${basename(path)} stopped after ${mib(written)}${needed !== void 0 ? ` of the ${mib(needed)} it needs` : ""}; its partial file was removed`,
+    {
+      cause: error2,
+      hint: "Free space there, or give a work folder on a larger disk (the CLI: --work-dir; the action: TMPDIR or RUNNER_TEMP), and run again: what was uploaded is reused."
+    }
+  );
+}
 function temporaryPathFor(path) {
   return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.partial`);
 }
@@ -59207,7 +59223,7 @@ async function writeFileAtomic(path, source, options = {}) {
     });
     if (isReadable(source)) source.destroy();
     await rm2(temp, { force: true });
-    throw error2;
+    throw noSpaceError(error2, path, size, options.expectedSize);
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
@@ -60920,7 +60936,7 @@ async function writeEspImage(source, output, arch2, signal) {
     await fh.close().catch(() => {
     });
     await rm6(temp, { force: true });
-    throw error2;
+    throw noSpaceError(error2, output, 0, size);
   }
 }
 
@@ -66978,7 +66994,16 @@ async function writeSparseFileAtomic(path, body, options) {
     await fh.close().catch(() => {
     });
     await rm9(temp, { force: true });
-    throw error2;
+    const data = (options.segments ?? [{ offset: 0, size: options.size }]).reduce(
+      (n, seg) => n + seg.size,
+      0
+    );
+    throw noSpaceError(
+      error2,
+      path,
+      extents.reduce((n, e) => n + e.length, 0),
+      data
+    );
   }
 }
 
@@ -67031,7 +67056,10 @@ async function unpackFlavorTar(tar, options) {
     return path;
   };
   const plain = async (key2, name, m) => {
-    files[key2] = await writeFileAtomic(claim(key2, name), m.body, signal ? { signal } : {});
+    files[key2] = await writeFileAtomic(claim(key2, name), m.body, {
+      expectedSize: m.entry.size,
+      ...signal ? { signal } : {}
+    });
   };
   for await (const m of readTar(tar, { label, budget: options.budget, strictLinks: true })) {
     const { entry } = m;
@@ -67116,7 +67144,10 @@ async function unpackPxe(m, options, files, result) {
     if (files[key2]) throw new PublishError(`${label}: member ${name} appears twice`);
     const path = join8(options.dir, name);
     options.written.push(path);
-    files[key2] = await writeFileAtomic(path, inner.body, options.signal ? { signal: options.signal } : {});
+    files[key2] = await writeFileAtomic(path, inner.body, {
+      expectedSize: inner.entry.size,
+      ...options.signal ? { signal: options.signal } : {}
+    });
   }
 }
 async function extractStub(m, options, files) {

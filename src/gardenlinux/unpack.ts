@@ -107,7 +107,10 @@ export async function unpackFlavorTar(
     return path;
   };
   const plain = async (key: keyof FlavorFiles, name: string, m: TarMember): Promise<void> => {
-    files[key] = await writeFileAtomic(claim(key, name), m.body, signal ? { signal } : {});
+    files[key] = await writeFileAtomic(claim(key, name), m.body, {
+      expectedSize: m.entry.size,
+      ...(signal ? { signal } : {}),
+    });
   };
 
   for await (const m of readTar(tar, { label, budget: options.budget, strictLinks: true })) {
@@ -201,7 +204,10 @@ async function unpackPxe(
     if (files[key]) throw new PublishError(`${label}: member ${name} appears twice`);
     const path = join(options.dir, name);
     options.written.push(path);
-    files[key] = await writeFileAtomic(path, inner.body, options.signal ? { signal: options.signal } : {});
+    files[key] = await writeFileAtomic(path, inner.body, {
+      expectedSize: inner.entry.size,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
   }
 }
 

@@ -19,6 +19,11 @@ export function isPublishError(error: unknown): error is PublishError {
 /** One line (or two, with a hint) for a person: the message of an expected failure, else the stack. */
 export function describeError(error: unknown): string {
   if (isPublishError(error)) return error.hint ? `${error.message}\n${error.hint}` : error.message;
+  // A full disk is the machine's state, not a bug: where it happened is the whole story.
+  const system = error as NodeJS.ErrnoException | undefined;
+  if (system?.code === 'ENOSPC') {
+    return `no space left on the device (${system.syscall ?? 'write'}${system.path ? ` ${system.path}` : ''})\nFree space, or give a work folder on a larger disk, and run again.`;
+  }
   if (error instanceof Error) return error.stack ?? error.message;
   return String(error);
 }

@@ -16,6 +16,22 @@ export interface HashedFile {
   dataExtents?: { offset: number; length: number }[];
 }
 
+/**
+ * A full disk while writing `path`, as one error a person can act on: the folder, what was written, and what
+ * the file needs. Other errors pass through unchanged.
+ */
+export function noSpaceError(error: unknown, path: string, written: number, needed?: number): unknown {
+  if ((error as NodeJS.ErrnoException | undefined)?.code !== 'ENOSPC') return error;
+  const mib = (n: number): string => `${(n / 2 ** 20).toFixed(1)} MiB`;
+  return new PublishError(
+    `no space left in ${dirname(path)}: writing ${basename(path)} stopped after ${mib(written)}${needed !== undefined ? ` of the ${mib(needed)} it needs` : ''}; its partial file was removed`,
+    {
+      cause: error,
+      hint: 'Free space there, or give a work folder on a larger disk (the CLI: --work-dir; the action: TMPDIR or RUNNER_TEMP), and run again: what was uploaded is reused.',
+    },
+  );
+}
+
 export function temporaryPathFor(path: string): string {
   return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.partial`);
 }
@@ -91,7 +107,13 @@ async function writeAll(handle: FileHandle, buffer: Buffer, length: number, posi
 export async function writeFileAtomic(
   path: string,
   source: Readable | AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
-  options: { expectedDigest?: string; signal?: AbortSignal; onData?: (bytes: number) => void } = {},
+  options: {
+    expectedDigest?: string;
+    signal?: AbortSignal;
+    onData?: (bytes: number) => void;
+    /** The file's size when known (a tar member's): named in the error when the disk fills up. */
+    expectedSize?: number;
+  } = {},
 ): Promise<HashedFile> {
   const { signal } = options;
   await mkdir(dirname(path), { recursive: true });
@@ -128,7 +150,7 @@ export async function writeFileAtomic(
     await handle?.close().catch(() => {});
     if (isReadable(source)) source.destroy();
     await rm(temp, { force: true });
-    throw error;
+    throw noSpaceError(error, path, size, options.expectedSize);
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }

@@ -5,7 +5,7 @@
 import { createReadStream } from 'node:fs';
 import { open, rename, rm, stat } from 'node:fs/promises';
 import { throwIfAborted } from '../util/errors';
-import { temporaryPathFor } from '../util/files';
+import { noSpaceError, temporaryPathFor } from '../util/files';
 
 const SECTOR = 512;
 const SECTORS_PER_CLUSTER = 8;
@@ -139,6 +139,6 @@ export async function writeEspImage(
   } catch (error) {
     await fh.close().catch(() => {});
     await rm(temp, { force: true });
-    throw error;
+    throw noSpaceError(error, output, 0, size);
   }
 }

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import { PublishError } from '../../util/errors';
-import { CoalescingWriter, temporaryPathFor, type HashedFile } from '../../util/files';
+import { CoalescingWriter, noSpaceError, temporaryPathFor, type HashedFile } from '../../util/files';
 import type { SparseSegment } from './reader';
 
 const ZEROS = Buffer.alloc(1024 * 1024);
@@ -99,6 +99,16 @@ export async function writeSparseFileAtomic(
   } catch (error) {
     await fh.close().catch(() => {});
     await rm(temp, { force: true });
-    throw error;
+    // Holes take no space: what the file needs is its data.
+    const data = (options.segments ?? [{ offset: 0, size: options.size }]).reduce(
+      (n, seg) => n + seg.size,
+      0,
+    );
+    throw noSpaceError(
+      error,
+      path,
+      extents.reduce((n, e) => n + e.length, 0),
+      data,
+    );
   }
 }
