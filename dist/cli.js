@@ -39175,6 +39175,15 @@ function noSpaceError(error, path, written, needed) {
     }
   );
 }
+var ZERO_BLOCK = Buffer.alloc(1024 * 1024);
+function isAllZero(buf) {
+  const view = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  for (let off = 0; off < view.length; off += ZERO_BLOCK.length) {
+    const n = Math.min(ZERO_BLOCK.length, view.length - off);
+    if (!view.subarray(off, off + n).equals(ZERO_BLOCK.subarray(0, n))) return false;
+  }
+  return true;
+}
 function temporaryPathFor(path) {
   return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.partial`);
 }
@@ -39244,11 +39253,12 @@ async function writeFileAtomic(path, source, options = {}) {
     for await (const chunk of source) {
       signal?.throwIfAborted();
       hash.update(chunk);
-      await writer.write(chunk, size);
+      if (!options.keepHoles || !isAllZero(chunk)) await writer.write(chunk, size);
       size += chunk.length;
       options.onData?.(chunk.length);
     }
     await writer.close();
+    if (options.keepHoles) await handle.truncate(size);
     await handle.close();
     handle = void 0;
     const digest = `sha256:${hash.digest("hex")}`;
@@ -39282,6 +39292,26 @@ var DigestMismatchError = class extends Error {
   actual;
   name = "DigestMismatchError";
 };
+async function hashFileWithExtents(path, signal) {
+  const hash = createHash2("sha256");
+  const extents = [];
+  const BLOCK3 = 64 * 1024;
+  let size = 0;
+  const stream = createReadStream(path, { highWaterMark: 1024 * 1024, ...signal ? { signal } : {} });
+  for await (const chunk of stream) {
+    hash.update(chunk);
+    for (let off = 0; off < chunk.length; off += BLOCK3) {
+      const block = chunk.subarray(off, off + BLOCK3);
+      if (isAllZero(block)) continue;
+      const at = size + off;
+      const last = extents[extents.length - 1];
+      if (last && last.offset + last.length === at) last.length += block.length;
+      else extents.push({ offset: at, length: block.length });
+    }
+    size += chunk.length;
+  }
+  return { path, digest: `sha256:${hash.digest("hex")}`, size, dataExtents: extents };
+}
 async function hashFile(path, signal) {
   const hash = createHash2("sha256");
   let size = 0;
@@ -39382,6 +39412,7 @@ var LayoutRepository = class {
     try {
       await writeFileAtomic(target, blob.open(), {
         expectedDigest: blob.digest,
+        ...blob.sparse ? { keepHoles: true } : {},
         ...options.signal ? { signal: options.signal } : {}
       });
     } catch (error) {
@@ -40941,6 +40972,7 @@ function sparseFileBlob(path, digest, size, extents, label = path) {
     digest,
     size,
     label,
+    sparse: true,
     open: (start = 0) => Readable2.from(sparseBytes(path, size, extents, start), { objectMode: false })
   };
 }
@@ -46256,13 +46288,6 @@ import { createGunzip } from "node:zlib";
 import { createHash as createHash3 } from "node:crypto";
 import { open as open3, rename as rename3, rm as rm4 } from "node:fs/promises";
 var ZEROS2 = Buffer.alloc(1024 * 1024);
-function isAllZero(buf) {
-  for (let off = 0; off < buf.length; off += ZEROS2.length) {
-    const n = Math.min(ZEROS2.length, buf.length - off);
-    if (!buf.subarray(off, off + n).equals(ZEROS2.subarray(0, n))) return false;
-  }
-  return true;
-}
 async function writeSparseFileAtomic(path, body, options) {
   const temp = temporaryPathFor(path);
   const hash = createHash3("sha256");
@@ -50703,10 +50728,11 @@ async function buildCommand(args) {
     for (const role of LAYER_ORDER) {
       const path = config.files[role];
       if (!path) continue;
-      const { digest, size } = await hashFile(path);
+      const hashed = role === "rootfs" ? await hashFileWithExtents(path) : await hashFile(path);
+      const { digest, size } = hashed;
       layers.push({
         role,
-        blob: fileBlob(path, digest, size),
+        blob: hashed.dataExtents ? sparseFileBlob(path, digest, size, hashed.dataExtents) : fileBlob(path, digest, size),
         ...LAYER_TITLES[role] ? { title: LAYER_TITLES[role] } : {}
       });
     }

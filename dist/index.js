@@ -58732,6 +58732,7 @@ function sparseFileBlob(path, digest, size, extents, label = path) {
     digest,
     size,
     label,
+    sparse: true,
     open: (start = 0) => Readable.from(sparseBytes(path, size, extents, start), { objectMode: false })
   };
 }
@@ -59136,6 +59137,15 @@ function noSpaceError(error2, path, written, needed) {
     }
   );
 }
+var ZERO_BLOCK = Buffer.alloc(1024 * 1024);
+function isAllZero(buf) {
+  const view = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  for (let off = 0; off < view.length; off += ZERO_BLOCK.length) {
+    const n = Math.min(ZERO_BLOCK.length, view.length - off);
+    if (!view.subarray(off, off + n).equals(ZERO_BLOCK.subarray(0, n))) return false;
+  }
+  return true;
+}
 function temporaryPathFor(path) {
   return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.partial`);
 }
@@ -59205,11 +59215,12 @@ async function writeFileAtomic(path, source, options = {}) {
     for await (const chunk of source) {
       signal?.throwIfAborted();
       hash.update(chunk);
-      await writer.write(chunk, size);
+      if (!options.keepHoles || !isAllZero(chunk)) await writer.write(chunk, size);
       size += chunk.length;
       options.onData?.(chunk.length);
     }
     await writer.close();
+    if (options.keepHoles) await handle.truncate(size);
     await handle.close();
     handle = void 0;
     const digest = `sha256:${hash.digest("hex")}`;
@@ -66925,13 +66936,6 @@ import { createGunzip as createGunzip2 } from "node:zlib";
 import { createHash as createHash5 } from "node:crypto";
 import { open as open7, rename as rename5, rm as rm9 } from "node:fs/promises";
 var ZEROS2 = Buffer.alloc(1024 * 1024);
-function isAllZero(buf) {
-  for (let off = 0; off < buf.length; off += ZEROS2.length) {
-    const n = Math.min(ZEROS2.length, buf.length - off);
-    if (!buf.subarray(off, off + n).equals(ZEROS2.subarray(0, n))) return false;
-  }
-  return true;
-}
 async function writeSparseFileAtomic(path, body, options) {
   const temp = temporaryPathFor(path);
   const hash = createHash5("sha256");
@@ -67458,6 +67462,7 @@ var LayoutRepository = class {
     try {
       await writeFileAtomic(target, blob.open(), {
         expectedDigest: blob.digest,
+        ...blob.sparse ? { keepHoles: true } : {},
         ...options.signal ? { signal: options.signal } : {}
       });
     } catch (error2) {

@@ -1,6 +1,7 @@
 // The local half of the toolkit (build, list, tag, delete, inspect) on real files: the Debian kernels, a
 // generated initrd, squashfs and raw disk. The store is read back by skopeo, an independent client.
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { hashFile } from '../../src/util/files';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -103,6 +104,11 @@ describe('build, list, tag, delete', () => {
       store,
     ]);
     expect(kvm.code).toBe(0);
+    // The disk is stored with its holes: it allocates its data, not its 64 MiB.
+    const raw = await hashFile(art.amd64!.raw);
+    const blob = await stat(join(store, 'blobs', 'sha256', raw.digest.slice(7)));
+    expect(blob.size).toBe(64 * 1024 * 1024);
+    expect(blob.blocks * 512).toBeLessThan(blob.size / 2);
     const inspect = await cli(['inspect', 'ghcr.io/test/my-os:1.0-kvm', '--store-path', store]);
     expect(inspect.code).toBe(0);
     expect(inspect.stdout).toMatch(/manifest sha256:[0-9a-f]{64} variant=virtualization arch=amd64/);

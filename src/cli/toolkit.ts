@@ -5,7 +5,7 @@
 import { stat, readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { fileBlob } from '../oci/blob';
+import { fileBlob, sparseFileBlob } from '../oci/blob';
 import {
   ANNOTATION,
   ARCHITECTURES,
@@ -22,7 +22,7 @@ import { parseReference, type Reference } from '../oci/reference';
 import { formatTable } from '../pipeline/plan';
 import { parseAnnotations } from '../pipeline/run';
 import { printable, PublishError, UsageError } from '../util/errors';
-import { hashFile } from '../util/files';
+import { hashFile, hashFileWithExtents } from '../util/files';
 import { formatBytes } from '../util/progress';
 
 /** Layer roles a `--config` may name, in the order their layers are written (the pipeline's order). */
@@ -164,10 +164,15 @@ export async function buildCommand(args: string[]): Promise<number> {
     for (const role of LAYER_ORDER) {
       const path = config.files[role];
       if (!path) continue;
-      const { digest, size } = await hashFile(path);
+      // A disk image is read once here, noting its data extents: it is stored with its holes and uploaded
+      // from its data, the way the pipeline treats the release's .raw.
+      const hashed = role === 'rootfs' ? await hashFileWithExtents(path) : await hashFile(path);
+      const { digest, size } = hashed;
       layers.push({
         role,
-        blob: fileBlob(path, digest, size),
+        blob: hashed.dataExtents
+          ? sparseFileBlob(path, digest, size, hashed.dataExtents)
+          : fileBlob(path, digest, size),
         ...(LAYER_TITLES[role] ? { title: LAYER_TITLES[role] } : {}),
       });
     }

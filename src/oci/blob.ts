@@ -11,6 +11,8 @@ export interface Blob {
   open(start?: number): Readable;
   /** For logs: the file it comes from, or a short description. */
   readonly label: string;
+  /** Mostly holes (a disk image): a store writing it to disk keeps the zeros as holes. */
+  readonly sparse?: boolean;
 }
 
 export function fileBlob(path: string, digest: string, size: number, label = path): Blob {
@@ -40,6 +42,7 @@ export function sparseFileBlob(
     digest,
     size,
     label,
+    sparse: true,
     open: (start = 0) => Readable.from(sparseBytes(path, size, extents, start), { objectMode: false }),
   };
 }

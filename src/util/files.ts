@@ -32,6 +32,18 @@ export function noSpaceError(error: unknown, path: string, written: number, need
   );
 }
 
+const ZERO_BLOCK = Buffer.alloc(1024 * 1024);
+
+/** True when every byte is zero (compared against a zero buffer, one memcmp per MiB). */
+export function isAllZero(buf: Uint8Array): boolean {
+  const view = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  for (let off = 0; off < view.length; off += ZERO_BLOCK.length) {
+    const n = Math.min(ZERO_BLOCK.length, view.length - off);
+    if (!view.subarray(off, off + n).equals(ZERO_BLOCK.subarray(0, n))) return false;
+  }
+  return true;
+}
+
 export function temporaryPathFor(path: string): string {
   return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.partial`);
 }
@@ -113,6 +125,8 @@ export async function writeFileAtomic(
     onData?: (bytes: number) => void;
     /** The file's size when known (a tar member's): named in the error when the disk fills up. */
     expectedSize?: number;
+    /** All-zero pieces stay holes (a disk image's gigabytes of zeros take no space). */
+    keepHoles?: boolean;
   } = {},
 ): Promise<HashedFile> {
   const { signal } = options;
@@ -133,11 +147,12 @@ export async function writeFileAtomic(
     for await (const chunk of source as AsyncIterable<Uint8Array>) {
       signal?.throwIfAborted();
       hash.update(chunk);
-      await writer.write(chunk, size);
+      if (!options.keepHoles || !isAllZero(chunk)) await writer.write(chunk, size);
       size += chunk.length;
       options.onData?.(chunk.length);
     }
     await writer.close();
+    if (options.keepHoles) await handle.truncate(size);
     await handle.close();
     handle = undefined;
     const digest = `sha256:${hash.digest('hex')}`;
@@ -172,6 +187,28 @@ export class DigestMismatchError extends Error {
 }
 
 /** Hashes a file already on disk. Only for inputs that did not arrive through a hashing writer. */
+/** hashFile, also noting where the data is (64 KiB blocks that are not all zero): a disk image's extents. */
+export async function hashFileWithExtents(path: string, signal?: AbortSignal): Promise<HashedFile> {
+  const hash = createHash('sha256');
+  const extents: { offset: number; length: number }[] = [];
+  const BLOCK = 64 * 1024;
+  let size = 0;
+  const stream = createReadStream(path, { highWaterMark: 1024 * 1024, ...(signal ? { signal } : {}) });
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    for (let off = 0; off < chunk.length; off += BLOCK) {
+      const block = chunk.subarray(off, off + BLOCK);
+      if (isAllZero(block)) continue;
+      const at = size + off;
+      const last = extents[extents.length - 1];
+      if (last && last.offset + last.length === at) last.length += block.length;
+      else extents.push({ offset: at, length: block.length });
+    }
+    size += chunk.length;
+  }
+  return { path, digest: `sha256:${hash.digest('hex')}`, size, dataExtents: extents };
+}
+
 export async function hashFile(path: string, signal?: AbortSignal): Promise<HashedFile> {
   const hash = createHash('sha256');
   let size = 0;

@@ -4,19 +4,16 @@
 import { createHash } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import { PublishError } from '../../util/errors';
-import { CoalescingWriter, noSpaceError, temporaryPathFor, type HashedFile } from '../../util/files';
+import {
+  CoalescingWriter,
+  isAllZero,
+  noSpaceError,
+  temporaryPathFor,
+  type HashedFile,
+} from '../../util/files';
 import type { SparseSegment } from './reader';
 
 const ZEROS = Buffer.alloc(1024 * 1024);
-
-function isAllZero(buf: Buffer): boolean {
-  // Compare against a zero buffer in one memcmp instead of a byte loop.
-  for (let off = 0; off < buf.length; off += ZEROS.length) {
-    const n = Math.min(ZEROS.length, buf.length - off);
-    if (!buf.subarray(off, off + n).equals(ZEROS.subarray(0, n))) return false;
-  }
-  return true;
-}
 
 export interface SparseWriteOptions {
   /** Logical file size. */

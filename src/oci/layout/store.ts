@@ -116,6 +116,7 @@ export class LayoutRepository implements Repository {
     try {
       await writeFileAtomic(target, blob.open(), {
         expectedDigest: blob.digest,
+        ...(blob.sparse ? { keepHoles: true } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
       });
     } catch (error) {
