@@ -59254,15 +59254,30 @@ var DigestMismatchError = class extends Error {
   actual;
   name = "DigestMismatchError";
 };
-async function hashFile(path, signal) {
+async function hashFile(path, signal, options = {}) {
   const hash = createHash2("sha256");
+  const extents = [];
+  const BLOCK2 = 64 * 1024;
   let size = 0;
   const stream = createReadStream2(path, { highWaterMark: 1024 * 1024, ...signal ? { signal } : {} });
   for await (const chunk of stream) {
     hash.update(chunk);
+    for (let off = 0; options.extents && off < chunk.length; off += BLOCK2) {
+      const block = chunk.subarray(off, off + BLOCK2);
+      if (isAllZero(block)) continue;
+      const at = size + off;
+      const last = extents[extents.length - 1];
+      if (last && last.offset + last.length === at) last.length += block.length;
+      else extents.push({ offset: at, length: block.length });
+    }
     size += chunk.length;
   }
-  return { path, digest: `sha256:${hash.digest("hex")}`, size };
+  return {
+    path,
+    digest: `sha256:${hash.digest("hex")}`,
+    size,
+    ...options.extents ? { dataExtents: extents } : {}
+  };
 }
 async function regularFileSize(path, what) {
   try {
@@ -60693,8 +60708,7 @@ async function runProbe(qemu, arch2) {
   const dir = await mkdtemp(join3(tmpdir(), "kvm-probe-"));
   try {
     const image = join3(dir, "probe.bin");
-    const { args, expectedExit } = await probeGuest(arch2, "kvm", image);
-    const expected = expectedExit;
+    const { args, expectedExit: expected } = await probeGuest(arch2, "kvm", image);
     const child = await spawnQemu(qemu, args);
     let stderr = "";
     child.stderr?.setEncoding("utf8").on("data", (d) => stderr = (stderr + d).slice(-2e3));
@@ -60923,6 +60937,7 @@ async function writeEspImage(source, output, arch2, signal) {
   ]);
   const temp = temporaryPathFor(output);
   const fh = await open4(temp, "w", 420);
+  let copied = 0;
   try {
     await fh.truncate(totalSectors * SECTOR);
     await fh.write(boot, 0, SECTOR, 0);
@@ -60940,6 +60955,7 @@ async function writeEspImage(source, output, arch2, signal) {
       const bytes = chunk;
       await fh.write(bytes, 0, bytes.length, position);
       position += bytes.length;
+      copied += bytes.length;
     }
     await fh.close();
     await rename4(temp, output);
@@ -60947,7 +60963,7 @@ async function writeEspImage(source, output, arch2, signal) {
     await fh.close().catch(() => {
     });
     await rm6(temp, { force: true });
-    throw noSpaceError(error2, output, 0, size);
+    throw noSpaceError(error2, output, copied, size);
   }
 }
 
@@ -61446,6 +61462,10 @@ function hasFwcfgHook(version) {
   const [major, minor] = parts;
   return major > 1877 || major === 1877 && minor >= 14;
 }
+function archesToBoot(mode, architectures) {
+  if (mode === "none") return [];
+  return architectures.filter((a) => mode === "all" || a === hostArch());
+}
 function pathsFor(variant) {
   return variant === "metal" ? ["uki", "pxe"] : ["disk"];
 }
@@ -61463,12 +61483,11 @@ var BootTester = class {
   slots;
   /** Whether this arch is booted at all (`native`: the runner's own; `all`: both, the foreign one emulated). */
   wants(architecture) {
-    if (this.settings.mode === "none") return false;
-    return this.settings.mode === "all" || hostArch() === architecture;
+    return archesToBoot(this.settings.mode, [architecture]).length > 0;
   }
   /** Before any download: QEMU and firmware for every arch to boot, so a missing one costs nothing. */
   async preflight(architectures) {
-    const arches = architectures.filter((a) => this.wants(a));
+    const arches = archesToBoot(this.settings.mode, architectures);
     if (this.settings.mode === "native" && arches.length === 0) {
       this.logger.warning(
         `boot-test: native boots the runner's architecture (${hostArch() ?? process.arch}), which this run does not publish: nothing is booted`
@@ -68969,8 +68988,8 @@ function selectFlavors(flavors, selection) {
 async function runPublish(settings, logger2, options = {}) {
   const flavors = validateSettings(settings);
   const { signal } = options;
-  const bootArches = settings.architectures.filter((a) => settings.bootTest === "all" || a === hostArch());
-  if (settings.bootTest !== "none" && settings.installQemu && bootArches.length > 0) {
+  const bootArches = archesToBoot(settings.bootTest, settings.architectures);
+  if (settings.installQemu && bootArches.length > 0) {
     await logger2.group("Install QEMU", () => installQemu(bootArches, logger2, signal));
   }
   const source = options.source ?? releaseSource(
@@ -69002,8 +69021,8 @@ async function runPublish(settings, logger2, options = {}) {
   const stores = [];
   if (registry && !settings.dryRun) stores.push(registry);
   if (layout) stores.push(layout);
+  const storeRegistry = validateRegistryHost(settings.registry || settings.storeRegistry || "ghcr.io");
   if (settings.storePath) {
-    const storeRegistry = validateRegistryHost(settings.registry || settings.storeRegistry || "ghcr.io");
     stores.push((await LocalStore.open(resolvePath(settings.storePath))).asStore(storeRegistry));
   }
   try {
@@ -69011,7 +69030,7 @@ async function runPublish(settings, logger2, options = {}) {
       source,
       stores,
       ...registry ? { checkStore: registry } : {},
-      referencePrefix: settings.registry || (settings.ociLayout || !settings.storePath ? `oci:${resolvePath(settings.ociLayout ?? ".")}` : settings.storeRegistry ?? "ghcr.io"),
+      referencePrefix: settings.registry || (settings.ociLayout || !settings.storePath ? `oci:${resolvePath(settings.ociLayout ?? ".")}` : storeRegistry),
       namespace: settings.namespace,
       flavors,
       architectures: settings.architectures,

@@ -2,14 +2,9 @@
 // runs before tagging, so a person can check an image before pointing machines at it.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { openLayout } from '../oci/layout/store';
-import { defaultStorePath, LocalStore } from '../oci/layout/local';
 import { pullLayers, selectImage } from '../oci/pull';
-import { parseReference } from '../oci/reference';
-import { createRegistryStore } from '../oci/registry';
-import type { Repository } from '../oci/store';
 import {
   BOOT_TEST_HEADERS,
   bootTestRecord,
@@ -22,6 +17,7 @@ import {
 import { formatTable } from '../pipeline/plan';
 import { printable, PublishError, UsageError } from '../util/errors';
 import { consoleLogger } from '../util/logger';
+import { openImage } from './images';
 import { bootFailure, bootImage, hostArch, type BootPath, type BootResult } from '../verify';
 
 export const BOOT_USAGE = `Usage: ironcore-publish boot REF [options]
@@ -90,13 +86,7 @@ export async function bootCommand(args: string[], signal: AbortSignal): Promise<
     throw new UsageError(`--path "${printable(values.path)}" must be uki, pxe or disk`);
   const logger = consoleLogger();
 
-  const { repo, close, tag } = await openRepository(
-    ref,
-    values.username,
-    values['insecure-registry'],
-    values['store-path'],
-    signal,
-  );
+  const { repo, close, tag } = await openImage(ref, values, signal);
   const work = values['work-dir'] ?? (await mkdtemp(join(tmpdir(), 'ironcore-boot-')));
   const layersDir = join(work, 'layers');
   const results: BootResult[] = [];
@@ -154,37 +144,4 @@ export async function bootCommand(args: string[], signal: AbortSignal): Promise<
   }
   process.stdout.write(`${formatTable(BOOT_TEST_HEADERS, bootTestRows(results.map(bootTestRecord)))}\n`);
   return results.every((r) => r.result === 'passed') ? 0 : 1;
-}
-
-async function openRepository(
-  ref: string,
-  username: string | undefined,
-  insecure: boolean,
-  storePath: string | undefined,
-  signal: AbortSignal,
-): Promise<{ repo: Repository; tag: string; close: () => Promise<void> }> {
-  if (ref.startsWith('oci:')) {
-    const rest = ref.slice(4);
-    const colon = rest.lastIndexOf(':');
-    if (colon <= 0) throw new PublishError(`"${printable(ref)}": expected oci:DIR:TAG`);
-    return { repo: openLayout(rest.slice(0, colon)), tag: rest.slice(colon + 1), close: async () => {} };
-  }
-  const parsed = parseReference(ref);
-  // An image built or pulled into the local store boots from there, before it is pushed.
-  const local = await LocalStore.open(resolve(storePath ?? defaultStorePath())).catch(() => undefined);
-  if (local && parsed.tag && (await local.find(parsed)))
-    return { repo: local.repository(parsed), tag: parsed.tag, close: async () => {} };
-  const password = process.env.REGISTRY_PASSWORD;
-  const store = createRegistryStore({
-    registry: parsed.registry,
-    ...(username && password ? { credentials: { username, password } } : {}),
-    insecure,
-    logger: consoleLogger(),
-    signal,
-  });
-  return {
-    repo: store.repository(parsed.repository),
-    tag: parsed.digest ?? parsed.tag ?? 'latest',
-    close: () => store.close(),
-  };
 }

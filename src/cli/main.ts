@@ -6,11 +6,6 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import type { UkiBuilderChoice } from '../boot';
-import { openLayout } from '../oci/layout/store';
-import { defaultStorePath, LocalStore } from '../oci/layout/local';
-import { resolve as resolvePath } from 'node:path';
-import { parseReference } from '../oci/reference';
-import { createRegistryStore } from '../oci/registry';
 import { parseArchitectures, parseFlavors } from '../pipeline/flavors';
 import { fileSource } from '../pipeline/file-source';
 import { inspectImage } from '../pipeline/inspect';
@@ -26,6 +21,7 @@ import {
   parseExpect,
 } from '../pipeline/boot-test';
 import { bootCommand } from './boot';
+import { openImage } from './images';
 import { pullCommand, pushCommand, urlCommand } from './transfer';
 import { buildCommand, deleteCommand, listCommand, STORE_USAGE, tagCommand } from './toolkit';
 import { describeError, printable, PublishError, UsageError } from '../util/errors';
@@ -241,41 +237,11 @@ async function inspectCommand(args: string[], signal: AbortSignal): Promise<void
   const ref = positionals[0];
   if (!ref || positionals.length > 1)
     throw new UsageError('inspect takes one reference: registry/repo:tag or oci:DIR:TAG');
-  if (ref.startsWith('oci:')) {
-    const rest = ref.slice(4);
-    const colon = rest.lastIndexOf(':');
-    if (colon <= 0) throw new PublishError(`"${printable(ref)}": expected oci:DIR:TAG`);
-    process.stdout.write(
-      `${await inspectImage(openLayout(rest.slice(0, colon)), rest.slice(colon + 1), signal)}\n`,
-    );
-    return;
-  }
-  const parsed = parseReference(ref);
-  // An image in the local store (build, tag) is shown from there, as ironcore-image does.
-  const local = await LocalStore.open(resolvePath(values['store-path'] ?? defaultStorePath())).catch(
-    () => undefined,
-  );
-  if (local && parsed.tag && (await local.find(parsed))) {
-    process.stdout.write(`${await inspectImage(local.repository(parsed), parsed.tag, signal)}\n`);
-    return;
-  }
-  const password = process.env.REGISTRY_PASSWORD;
-  const store = createRegistryStore({
-    registry: parsed.registry,
-    ...(values.username && password ? { credentials: { username: values.username, password } } : {}),
-    insecure: values['insecure-registry'],
-    logger: consoleLogger(),
-    signal,
-  });
+  const image = await openImage(ref, values, signal);
   try {
-    const text = await inspectImage(
-      store.repository(parsed.repository),
-      parsed.digest ?? parsed.tag ?? 'latest',
-      signal,
-    );
-    process.stdout.write(`${text}\n`);
+    process.stdout.write(`${await inspectImage(image.repo, image.tag, signal)}\n`);
   } finally {
-    await store.close();
+    await image.close();
   }
 }
 

@@ -22,7 +22,7 @@ import { parseReference, type Reference } from '../oci/reference';
 import { formatTable } from '../pipeline/plan';
 import { parseAnnotations } from '../pipeline/run';
 import { printable, PublishError, UsageError } from '../util/errors';
-import { hashFile, hashFileWithExtents } from '../util/files';
+import { hashFile } from '../util/files';
 import { formatBytes } from '../util/progress';
 
 /** Layer roles a `--config` may name, in the order their layers are written (the pipeline's order). */
@@ -166,7 +166,7 @@ export async function buildCommand(args: string[]): Promise<number> {
       if (!path) continue;
       // A disk image is read once here, noting its data extents: it is stored with its holes and uploaded
       // from its data, the way the pipeline treats the release's .raw.
-      const hashed = role === 'rootfs' ? await hashFileWithExtents(path) : await hashFile(path);
+      const hashed = await hashFile(path, undefined, { extents: role === 'rootfs' });
       const { digest, size } = hashed;
       layers.push({
         role,

@@ -6,17 +6,15 @@ import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { fileBlob, type Blob } from '../oci/blob';
-import { defaultStorePath, LocalStore } from '../oci/layout/local';
 import type { LayoutRepository } from '../oci/layout/store';
 import { isIndexMediaType, type LayerRole } from '../oci/mediatypes';
-import { layersByRole, selectImage } from '../oci/pull';
-import { formatReference, type Reference } from '../oci/reference';
-import { createRegistryStore, type RegistryStore } from '../oci/registry';
+import { layersByRole, pullLayers, selectImage } from '../oci/pull';
+import { formatReference } from '../oci/reference';
 import type { Repository } from '../oci/store';
 import type { ImageIndex, ImageManifest, SerializedManifest } from '../oci/types';
 import { printable, PublishError, UsageError } from '../util/errors';
 import { writeFileAtomic } from '../util/files';
-import { consoleLogger } from '../util/logger';
+import { openLocalStore, openRegistry } from './images';
 import { taggedReference } from './toolkit';
 
 export const TRANSFER_USAGE = `Usage:
@@ -58,22 +56,6 @@ const COMMON = {
   help: { type: 'boolean', short: 'h', default: false },
 } as const;
 
-function registryFor(
-  ref: Reference,
-  values: { username?: string; 'docker-config-path'?: string; 'insecure-registry'?: boolean },
-  signal: AbortSignal,
-): RegistryStore {
-  const password = process.env.REGISTRY_PASSWORD;
-  return createRegistryStore({
-    registry: ref.registry,
-    ...(values.username && password ? { credentials: { username: values.username, password } } : {}),
-    ...(values['docker-config-path'] ? { dockerConfig: values['docker-config-path'] } : {}),
-    insecure: values['insecure-registry'] === true,
-    logger: consoleLogger(),
-    signal,
-  });
-}
-
 function parseManifest<T>(bytes: Uint8Array, what: string): T {
   try {
     return JSON.parse(Buffer.from(bytes).toString('utf8')) as T;
@@ -103,11 +85,11 @@ export async function pushCommand(args: string[], signal: AbortSignal): Promise<
   }
   if (positionals.length !== 1) throw new UsageError('push takes one reference');
   const ref = taggedReference(positionals[0]!, 'REF');
-  const local = await LocalStore.open(resolve(values['store-path'] ?? defaultStorePath()));
+  const local = await openLocalStore(values['store-path']);
   const source = local.repository(ref);
   const top = await source.getManifest(ref.tag!);
   if (!top) throw new PublishError(`${formatReference(ref)} is not in the store ${local.root}`);
-  const registry = registryFor(ref, values, signal);
+  const registry = openRegistry(ref, values, signal);
   try {
     const target = registry.repository(ref.repository);
     const pushImage = async (manifest: SerializedManifest, tags: string[]): Promise<void> => {
@@ -190,8 +172,8 @@ export async function pullCommand(args: string[], signal: AbortSignal): Promise<
   }
   if (positionals.length !== 1) throw new UsageError('pull takes one reference');
   const ref = taggedReference(positionals[0]!, 'REF');
-  const local = await LocalStore.open(resolve(values['store-path'] ?? defaultStorePath()));
-  const registry = registryFor(ref, values, signal);
+  const local = await openLocalStore(values['store-path']);
+  const registry = openRegistry(ref, values, signal);
   try {
     const remote = registry.repository(ref.repository);
     const image = await selectImage(remote, ref.tag!, selection(values), signal);
@@ -215,14 +197,9 @@ export async function pullCommand(args: string[], signal: AbortSignal): Promise<
     if (values.output) {
       const out = resolve(values.output);
       // From the store, each checked again against its digest while written, then renamed into place.
-      for (const [role, layer] of roles) {
-        const path = join(out, OUTPUT_NAMES[role]);
-        await writeFileAtomic(path, await target.openBlob(layer.digest), {
-          expectedDigest: layer.digest,
-          signal,
-        });
-        process.stdout.write(`${path} ${layer.digest}\n`);
-      }
+      const files = await pullLayers(target, image, [...roles.keys()], out, signal, OUTPUT_NAMES);
+      for (const [role, path] of Object.entries(files) as [LayerRole, string][])
+        process.stdout.write(`${path} ${roles.get(role)!.digest}\n`);
       if (image.commandLine !== undefined) {
         await writeFileAtomic(join(out, 'cmdline'), [Buffer.from(image.commandLine)]);
         process.stdout.write(`${join(out, 'cmdline')}\n`);
@@ -251,7 +228,7 @@ export async function urlCommand(args: string[], signal: AbortSignal): Promise<n
   if (!layer || !known.includes(layer))
     throw new UsageError(`--layer "${printable(values.layer ?? '')}" must be one of ${known.join(', ')}`);
   const ref = taggedReference(positionals[0]!, 'REF');
-  const registry = registryFor(ref, values, signal);
+  const registry = openRegistry(ref, values, signal);
   try {
     const remote = registry.repository(ref.repository);
     const image = await selectImage(remote, ref.tag!, selection(values), signal);

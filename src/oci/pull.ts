@@ -108,20 +108,24 @@ export function layersByRole(image: SelectedImage): Map<LayerRole, ImageManifest
   return layers;
 }
 
-/** Fetches the layers of `roles` into `dir` (named by role), each verified against its digest. */
+/**
+ * Fetches the layers of `roles` into `dir`, each verified against its digest and renamed into place only then;
+ * a file is named `names[role]`, else by its role.
+ */
 export async function pullLayers(
   repo: Repository,
   image: SelectedImage,
   roles: readonly LayerRole[],
   dir: string,
   signal?: AbortSignal,
+  names: Partial<Record<LayerRole, string>> = {},
 ): Promise<Partial<Record<LayerRole, string>>> {
   const layers = layersByRole(image);
   const files: Partial<Record<LayerRole, string>> = {};
   for (const role of roles) {
     const layer = layers.get(role);
     if (!layer) continue;
-    const path = join(dir, role);
+    const path = join(dir, names[role] ?? role);
     const written = await writeFileAtomic(path, await repo.openBlob(layer.digest, signal), {
       expectedDigest: layer.digest,
       ...(signal ? { signal } : {}),

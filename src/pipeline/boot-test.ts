@@ -91,6 +91,12 @@ export function hasFwcfgHook(version: string): boolean {
   return major > 1877 || (major === 1877 && minor >= 14);
 }
 
+/** The arches a mode boots (`native`: the runner's own; `all`: every one, the foreign ones emulated). */
+export function archesToBoot(mode: BootTestChoice, architectures: readonly Architecture[]): Architecture[] {
+  if (mode === 'none') return [];
+  return architectures.filter((a) => mode === 'all' || a === hostArch());
+}
+
 export function pathsFor(variant: FlavorVariant): BootPath[] {
   return variant === 'metal' ? ['uki', 'pxe'] : ['disk'];
 }
@@ -110,13 +116,12 @@ export class BootTester {
 
   /** Whether this arch is booted at all (`native`: the runner's own; `all`: both, the foreign one emulated). */
   wants(architecture: Architecture): boolean {
-    if (this.settings.mode === 'none') return false;
-    return this.settings.mode === 'all' || hostArch() === architecture;
+    return archesToBoot(this.settings.mode, [architecture]).length > 0;
   }
 
   /** Before any download: QEMU and firmware for every arch to boot, so a missing one costs nothing. */
   async preflight(architectures: readonly Architecture[]): Promise<void> {
-    const arches = architectures.filter((a) => this.wants(a));
+    const arches = archesToBoot(this.settings.mode, architectures);
     if (this.settings.mode === 'native' && arches.length === 0) {
       this.logger.warning(
         `boot-test: native boots the runner's architecture (${hostArch() ?? process.arch}), which this run does not publish: nothing is booted`,

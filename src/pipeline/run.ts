@@ -17,9 +17,9 @@ import type { Logger } from '../util/logger';
 import { type Flavor, flavorKey } from './flavors';
 import { publish, type PublishResult } from './publish';
 import { releaseSource, type ArtifactSource } from './sources';
-import type { BootTestChoice } from './boot-test';
+import { archesToBoot, type BootTestChoice } from './boot-test';
 import type { AcceleratorChoice } from '../verify';
-import { hostArch, installQemu } from '../verify';
+import { installQemu } from '../verify';
 
 export interface RunSettings {
   /** Empty: the newest stable release. */
@@ -134,8 +134,8 @@ export async function runPublish(
 ): Promise<RunResult> {
   const flavors = validateSettings(settings);
   const { signal } = options;
-  const bootArches = settings.architectures.filter((a) => settings.bootTest === 'all' || a === hostArch());
-  if (settings.bootTest !== 'none' && settings.installQemu && bootArches.length > 0) {
+  const bootArches = archesToBoot(settings.bootTest, settings.architectures);
+  if (settings.installQemu && bootArches.length > 0) {
     await logger.group('Install QEMU', () => installQemu(bootArches, logger, signal));
   }
   const source =
@@ -173,8 +173,9 @@ export async function runPublish(
   const stores: Store[] = [];
   if (registry && !settings.dryRun) stores.push(registry);
   if (layout) stores.push(layout);
+  // The local store names its images by a registry: the one published to, else --store-registry.
+  const storeRegistry = validateRegistryHost(settings.registry || settings.storeRegistry || 'ghcr.io');
   if (settings.storePath) {
-    const storeRegistry = validateRegistryHost(settings.registry || settings.storeRegistry || 'ghcr.io');
     stores.push((await LocalStore.open(resolvePath(settings.storePath))).asStore(storeRegistry));
   }
   try {
@@ -186,7 +187,7 @@ export async function runPublish(
         settings.registry ||
         (settings.ociLayout || !settings.storePath
           ? `oci:${resolvePath(settings.ociLayout ?? '.')}`
-          : (settings.storeRegistry ?? 'ghcr.io')),
+          : storeRegistry),
       namespace: settings.namespace,
       flavors,
       architectures: settings.architectures,

@@ -187,8 +187,15 @@ export class DigestMismatchError extends Error {
 }
 
 /** Hashes a file already on disk. Only for inputs that did not arrive through a hashing writer. */
-/** hashFile, also noting where the data is (64 KiB blocks that are not all zero): a disk image's extents. */
-export async function hashFileWithExtents(path: string, signal?: AbortSignal): Promise<HashedFile> {
+/**
+ * Hashes a file in one read. With `extents`, also notes where its data is (64 KiB blocks that are not all
+ * zero): a disk image's data extents, so it can be stored and uploaded with its holes.
+ */
+export async function hashFile(
+  path: string,
+  signal?: AbortSignal,
+  options: { extents?: boolean } = {},
+): Promise<HashedFile> {
   const hash = createHash('sha256');
   const extents: { offset: number; length: number }[] = [];
   const BLOCK = 64 * 1024;
@@ -196,7 +203,7 @@ export async function hashFileWithExtents(path: string, signal?: AbortSignal): P
   const stream = createReadStream(path, { highWaterMark: 1024 * 1024, ...(signal ? { signal } : {}) });
   for await (const chunk of stream as AsyncIterable<Buffer>) {
     hash.update(chunk);
-    for (let off = 0; off < chunk.length; off += BLOCK) {
+    for (let off = 0; options.extents && off < chunk.length; off += BLOCK) {
       const block = chunk.subarray(off, off + BLOCK);
       if (isAllZero(block)) continue;
       const at = size + off;
@@ -206,18 +213,12 @@ export async function hashFileWithExtents(path: string, signal?: AbortSignal): P
     }
     size += chunk.length;
   }
-  return { path, digest: `sha256:${hash.digest('hex')}`, size, dataExtents: extents };
-}
-
-export async function hashFile(path: string, signal?: AbortSignal): Promise<HashedFile> {
-  const hash = createHash('sha256');
-  let size = 0;
-  const stream = createReadStream(path, { highWaterMark: 1024 * 1024, ...(signal ? { signal } : {}) });
-  for await (const chunk of stream as AsyncIterable<Buffer>) {
-    hash.update(chunk);
-    size += chunk.length;
-  }
-  return { path, digest: `sha256:${hash.digest('hex')}`, size };
+  return {
+    path,
+    digest: `sha256:${hash.digest('hex')}`,
+    size,
+    ...(options.extents ? { dataExtents: extents } : {}),
+  };
 }
 
 /** The size of an input that must be a regular file; a missing or odd one is a clear error naming `what`. */

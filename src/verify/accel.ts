@@ -90,8 +90,7 @@ async function runProbe(qemu: string, arch: GuestArch): Promise<ProbeResult> {
   const dir = await mkdtemp(join(tmpdir(), 'kvm-probe-'));
   try {
     const image = join(dir, 'probe.bin');
-    const { args, expectedExit } = await probeGuest(arch, 'kvm', image);
-    const expected = expectedExit;
+    const { args, expectedExit: expected } = await probeGuest(arch, 'kvm', image);
     const child = await spawnQemu(qemu, args);
     let stderr = '';
     child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-2000)));

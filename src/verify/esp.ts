@@ -116,6 +116,7 @@ export async function writeEspImage(
 
   const temp = temporaryPathFor(output);
   const fh = await open(temp, 'w', 0o644);
+  let copied = 0;
   try {
     await fh.truncate(totalSectors * SECTOR);
     await fh.write(boot, 0, SECTOR, 0);
@@ -133,12 +134,13 @@ export async function writeEspImage(
       const bytes = chunk as Buffer;
       await fh.write(bytes, 0, bytes.length, position);
       position += bytes.length;
+      copied += bytes.length;
     }
     await fh.close();
     await rename(temp, output);
   } catch (error) {
     await fh.close().catch(() => {});
     await rm(temp, { force: true });
-    throw noSpaceError(error, output, 0, size);
+    throw noSpaceError(error, output, copied, size);
   }
 }
