@@ -1,7 +1,7 @@
 // The pipeline writes to a Store; an OCI image layout on disk and a remote registry both implement it
 // (the go-containerregistry split of types, transports and storage).
 import type { Blob } from './blob';
-import type { SerializedManifest } from './types';
+import type { Descriptor, SerializedManifest } from './types';
 
 export type BlobPushResult = 'exists' | 'mounted' | 'uploaded';
 
@@ -18,7 +18,12 @@ export interface FetchedManifest {
   mediaType: string;
   digest: string;
   bytes: Uint8Array;
+  /** The registry's ETag for it, when it sends one (conditional updates of the referrers fallback tag). */
+  etag?: string;
 }
+
+/** Where a store recorded referrers: the registry's referrers API, the fallback tag, or a layout's index.json. */
+export type ReferrersMode = 'api' | 'fallback-tag' | 'layout';
 
 /** One repository (an image name) inside a store. */
 export interface Repository {
@@ -43,6 +48,18 @@ export interface Repository {
   readBlob(digest: string, signal?: AbortSignal): Promise<Uint8Array>;
   /** The digest a tag points at, or undefined when the tag does not exist (cheaper than getManifest). */
   resolveTag(tag: string, signal?: AbortSignal): Promise<string | undefined>;
+  /**
+   * Stores referrer artifacts of `subject` (each manifest's blobs stored first) where OCI 1.1 clients look for
+   * them: the registry's referrers API, else the `sha256-<hex>` fallback tag (updated read-modify-write, so
+   * concurrent writers keep each other's entries); in a layout, untagged index.json entries. Idempotent.
+   */
+  pushReferrers(
+    subject: Descriptor,
+    artifacts: readonly SerializedManifest[],
+    signal?: AbortSignal,
+  ): Promise<ReferrersMode>;
+  /** The referrers of a manifest as a referrers index lists them (artifactType, annotations); [] when none. */
+  listReferrers(subject: string, signal?: AbortSignal): Promise<Descriptor[]>;
 }
 
 export interface Store {

@@ -23,8 +23,12 @@ export interface Descriptor {
 export interface ImageManifest {
   schemaVersion: 2;
   mediaType: typeof OCI_MANIFEST;
+  /** OCI 1.1: what kind of artifact this is (a referrer's type); absent on images. */
+  artifactType?: string;
   config: Descriptor;
   layers: Descriptor[];
+  /** OCI 1.1: the manifest this one describes (it is then one of that manifest's referrers). */
+  subject?: Descriptor;
   annotations?: Annotations;
 }
 

@@ -48,7 +48,9 @@ export type ProxyAction =
   /** Forward the headers and `afterBytes` body bytes, then send nothing for `ms` (then reset). */
   | { kind: 'stall'; afterBytes: number; ms: number }
   /** Forward, then hand the (buffered) answer to `edit` before passing it on. */
-  | { kind: 'edit'; edit: (answer: EditableAnswer) => EditableAnswer };
+  | { kind: 'edit'; edit: (answer: EditableAnswer) => EditableAnswer }
+  /** Forward at once (the server acts now), but hold the complete answer back for `ms` (a slow network). */
+  | { kind: 'hold'; ms: number };
 
 export interface EditableAnswer {
   status: number;
@@ -117,7 +119,7 @@ export async function startProxy(target: string, bindHost = '127.0.0.1'): Promis
           if (typeof value === 'string') headers[name] = replaceAll(value, proxy.rewrite);
         }
         const json = String(headers['content-type'] ?? '').includes('json');
-        if (action.kind === 'edit' || (json && proxy.rewrite.length > 0)) {
+        if (action.kind === 'edit' || action.kind === 'hold' || (json && proxy.rewrite.length > 0)) {
           const chunks: Buffer[] = [];
           answer.on('data', (c: Buffer) => chunks.push(c));
           answer.on('error', () => req.socket.destroy());
@@ -135,8 +137,12 @@ export async function startProxy(target: string, bindHost = '127.0.0.1'): Promis
               'content-length': String(edited.body.length),
             };
             delete out['transfer-encoding'];
-            res.writeHead(edited.status, out);
-            res.end(edited.body);
+            const send = (): void => {
+              res.writeHead(edited.status, out);
+              res.end(edited.body);
+            };
+            if (action.kind === 'hold') setTimeout(send, action.ms).unref();
+            else send();
           });
           return;
         }

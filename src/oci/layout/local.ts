@@ -10,7 +10,7 @@ import { isIndexMediaType } from '../mediatypes';
 import { formatReference, validateRepositoryName, type Reference } from '../reference';
 import { emptyStats, type Store } from '../store';
 import type { Descriptor } from '../types';
-import { LayoutRepository } from './store';
+import { LayoutRepository, sortIndexEntries } from './store';
 
 const REF_NAME = 'org.opencontainers.image.ref.name';
 
@@ -109,10 +109,10 @@ export class LocalStore {
     const name = formatReference({ ...target, tag: target.tag ?? 'latest' });
     await this.any().updateIndex((index) => ({
       ...index,
-      manifests: [
+      manifests: sortIndexEntries([
         ...index.manifests.filter((d) => d.annotations?.[REF_NAME] !== name),
         { ...found.descriptor, annotations: { ...found.descriptor.annotations, [REF_NAME]: name } },
-      ].sort((a, b) => (a.annotations?.[REF_NAME] ?? '').localeCompare(b.annotations?.[REF_NAME] ?? '')),
+      ]),
     }));
     return found.descriptor;
   }
@@ -131,20 +131,19 @@ export class LocalStore {
     return this.collectGarbage();
   }
 
-  /** Deletes blobs that no index.json entry reaches through indexes and manifests. */
+  /**
+   * Deletes blobs that no tag reaches through indexes and manifests, and the referrers (untagged index.json
+   * entries with a `subject`) whose subject no tag reaches any more, with their blobs.
+   */
   async collectGarbage(): Promise<number> {
     const reachable = new Set<string>();
+    const subjects = new Map<string, string>();
     const visit = async (d: Descriptor): Promise<void> => {
       if (reachable.has(d.digest)) return;
       reachable.add(d.digest);
       const bytes = await readFile(this.blobPath(d.digest)).catch(() => undefined);
       if (!bytes) return;
-      let parsed: {
-        manifests?: Descriptor[];
-        config?: Descriptor;
-        layers?: Descriptor[];
-        subject?: Descriptor;
-      };
+      let parsed: { manifests?: Descriptor[]; config?: Descriptor; layers?: Descriptor[] };
       try {
         parsed = JSON.parse(bytes.toString('utf8')) as typeof parsed;
       } catch {
@@ -155,11 +154,28 @@ export class LocalStore {
       } else if (parsed.config && Array.isArray(parsed.layers)) {
         reachable.add(parsed.config.digest);
         for (const layer of parsed.layers) reachable.add(layer.digest);
-        if (parsed.subject) reachable.add(parsed.subject.digest);
       }
     };
-    const index = await this.any().readIndex();
-    for (const d of index?.manifests ?? []) await visit(d);
+    const repository = this.any();
+    const entries = (await repository.readIndex())?.manifests ?? [];
+    for (const d of entries) if (d.annotations?.[REF_NAME]) await visit(d);
+    const untagged = entries.filter((d) => !d.annotations?.[REF_NAME]);
+    for (const d of untagged) {
+      const bytes = await readFile(this.blobPath(d.digest)).catch(() => undefined);
+      const subject = bytes ? subjectOf(bytes) : undefined;
+      if (subject) subjects.set(d.digest, subject);
+    }
+    const orphans = new Set(
+      untagged
+        .filter((d) => subjects.has(d.digest) && !reachable.has(subjects.get(d.digest)!))
+        .map((d) => d.digest),
+    );
+    if (orphans.size > 0)
+      await repository.updateIndex((index) => ({
+        ...index,
+        manifests: index.manifests.filter((d) => d.annotations?.[REF_NAME] || !orphans.has(d.digest)),
+      }));
+    for (const d of untagged) if (!orphans.has(d.digest)) await visit(d);
     const dir = join(this.root, 'blobs', 'sha256');
     let removed = 0;
     for (const hex of await readdir(dir).catch(() => [] as string[])) {
@@ -184,5 +200,15 @@ export class LocalStore {
         () => 0,
       );
     return total;
+  }
+}
+
+/** The digest a manifest's `subject` names (it is a referrer of that manifest), if any. */
+function subjectOf(bytes: Buffer): string | undefined {
+  try {
+    const digest = (JSON.parse(bytes.toString('utf8')) as { subject?: { digest?: unknown } }).subject?.digest;
+    return typeof digest === 'string' ? digest : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -9,7 +9,8 @@ import type { Blob } from '../blob';
 import { digestHex, isDigest, sha256Digest } from '../digest';
 import { OCI_INDEX } from '../mediatypes';
 import { validateRepositoryName, validateTag } from '../reference';
-import type { BlobPushResult, FetchedManifest, Repository, Store, StoreStats } from '../store';
+import { referrerEntryOf } from '../referrers';
+import type { BlobPushResult, FetchedManifest, ReferrersMode, Repository, Store, StoreStats } from '../store';
 import { emptyStats } from '../store';
 import type { Descriptor, ImageIndex, SerializedManifest } from '../types';
 import { canonicalJson } from '../types';
@@ -152,10 +153,52 @@ export class LayoutRepository implements Repository {
           annotations: { [REF_NAME]: name },
         });
       }
-      // Sorted by tag so the same set of tags always gives the same index.json.
-      kept.sort((a, b) => (a.annotations?.[REF_NAME] ?? '').localeCompare(b.annotations?.[REF_NAME] ?? ''));
-      return { ...index, manifests: kept };
+      return { ...index, manifests: sortIndexEntries(kept) };
     });
+  }
+
+  /**
+   * Referrers in a layout are what the image-layout spec calls auxiliary descriptors: untagged index.json entries
+   * carrying the artifactType and annotations (as oras keeps them), found again by their manifests' `subject`.
+   */
+  async pushReferrers(
+    _subject: Descriptor,
+    artifacts: readonly SerializedManifest[],
+  ): Promise<ReferrersMode> {
+    await this.init();
+    for (const artifact of artifacts) {
+      const path = this.blobPath(artifact.digest);
+      if ((await sizeOf(path)) !== artifact.size) await writeAtomic(path, artifact.bytes);
+      this.stats.manifestsPushed++;
+    }
+    const entries = artifacts.map((a) => referrerEntryOf(a).entry);
+    await this.updateIndex((index) => {
+      const digests = new Set(entries.map((e) => e.digest));
+      const kept = index.manifests.filter((d) => d.annotations?.[REF_NAME] || !digests.has(d.digest));
+      return { ...index, manifests: sortIndexEntries([...kept, ...entries]) };
+    });
+    return 'layout';
+  }
+
+  async listReferrers(subject: string): Promise<Descriptor[]> {
+    const found: Descriptor[] = [];
+    for (const entry of (await this.readIndex())?.manifests ?? []) {
+      if (entry.annotations?.[REF_NAME]) continue;
+      const bytes = await readFile(this.blobPath(entry.digest)).catch(() => undefined);
+      if (!bytes) continue;
+      try {
+        const { entry: descriptor, subject: of } = referrerEntryOf({
+          mediaType: entry.mediaType,
+          digest: entry.digest,
+          size: entry.size,
+          bytes,
+        });
+        if (of === subject) found.push(descriptor);
+      } catch {
+        // Not a manifest (an auxiliary blob of another tool): not a referrer.
+      }
+    }
+    return found;
   }
 
   async getManifest(tagOrDigest: string): Promise<FetchedManifest | undefined> {
@@ -242,6 +285,14 @@ export class LayoutRepository implements Repository {
     this.indexLock.current = next.catch(() => {});
     return next;
   }
+}
+
+/** index.json entries sorted by tag, then digest: the same content always gives the same index.json. */
+export function sortIndexEntries(entries: Descriptor[]): Descriptor[] {
+  const name = (d: Descriptor): string => d.annotations?.[REF_NAME] ?? '';
+  return entries.sort(
+    (a, b) => name(a).localeCompare(name(b)) || (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0),
+  );
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -15,6 +15,7 @@ import type { Credentials } from './credentials';
 import { RegistryClient } from './http';
 import { getManifest, openBlob, pushManifest, readBlob, resolveTag } from './manifests';
 import { profileFor } from './profiles';
+import { listReferrers, pushReferrers, type ReferrersCapability } from './referrers';
 import type { RetryOptions } from './retry';
 
 export type { Credentials } from './credentials';
@@ -74,6 +75,8 @@ export function createRegistryStore(options: RegistryStoreOptions): RegistryStor
   const uploads = new Semaphore(Math.max(1, options.concurrency ?? 4));
   const profile = profileFor(registry);
   const repositories = new Map<string, Repository>();
+  // Whether the registry serves the referrers API: learnt from the first referrer pushed, for every repository.
+  const referrers: ReferrersCapability = {};
 
   const makeRepository = (name: string): Repository => {
     const repo = validateRepositoryName(name);
@@ -110,6 +113,9 @@ export function createRegistryStore(options: RegistryStoreOptions): RegistryStor
       openBlob: (digest: string, signal?: AbortSignal) => openBlob(ctx, digest, signal),
       readBlob: (digest: string, signal?: AbortSignal) => readBlob(ctx, digest, signal),
       resolveTag: (tag: string, signal?: AbortSignal) => resolveTag(ctx, tag, signal),
+      pushReferrers: (subject, artifacts, signal) =>
+        pushReferrers(ctx, referrers, subject, artifacts, signal),
+      listReferrers: (subject, signal) => listReferrers(ctx, referrers, subject, signal),
     };
   };
 

@@ -40,6 +40,54 @@ function childrenNotYetVisible(error: unknown): boolean {
   );
 }
 
+export interface ManifestPutOptions {
+  signal?: AbortSignal;
+  /** Conditional write (the referrers fallback tag): a 412 answer is handed back instead of thrown. */
+  ifMatch?: string;
+}
+
+/** One manifest PUT under `target` (a tag or its digest), retried while transient; returns the registry's answer. */
+export async function putManifest(
+  ctx: ManifestContext,
+  manifest: SerializedManifest,
+  target: string,
+  options: ManifestPutOptions = {},
+): Promise<{ status: number; headers: Record<string, string | undefined> }> {
+  const { signal } = options;
+  const operation = `pushing manifest ${ref(ctx, target)}`;
+  const res = await withRetry(
+    async () => {
+      try {
+        return await ctx.client.sendOnce({
+          method: 'PUT',
+          url: `/v2/${ctx.repo}/manifests/${target}`,
+          scopes: [pushScope(ctx.repo)],
+          operation,
+          expect: options.ifMatch !== undefined ? [200, 201, 202, 412] : [200, 201, 202],
+          headers: {
+            'content-type': manifest.mediaType,
+            ...(options.ifMatch !== undefined ? { 'if-match': options.ifMatch } : {}),
+          },
+          body: () => manifest.bytes,
+          ...(signal ? { signal } : {}),
+        });
+      } catch (error) {
+        if (childrenNotYetVisible(error)) throw new TransientError(error as PublishError);
+        throw error;
+      }
+    },
+    { retry: ctx.client.retry, logger: ctx.logger, what: operation, ...(signal ? { signal } : {}) },
+  );
+  await discard(res.body);
+  const stored = res.headers['docker-content-digest'];
+  if (res.status !== 412 && stored && stored !== manifest.digest) {
+    throw new PublishError(
+      `${operation}: the registry stored it as ${stored}, not ${manifest.digest} (it rewrote the manifest)`,
+    );
+  }
+  return { status: res.status, headers: res.headers };
+}
+
 export async function pushManifest(
   ctx: ManifestContext,
   manifest: SerializedManifest,
@@ -47,36 +95,7 @@ export async function pushManifest(
   signal?: AbortSignal,
 ): Promise<void> {
   const targets = tags.length > 0 ? tags : [manifest.digest];
-  for (const target of targets) {
-    const operation = `pushing manifest ${ref(ctx, target)}`;
-    const res = await withRetry(
-      async () => {
-        try {
-          return await ctx.client.sendOnce({
-            method: 'PUT',
-            url: `/v2/${ctx.repo}/manifests/${target}`,
-            scopes: [pushScope(ctx.repo)],
-            operation,
-            expect: [200, 201, 202],
-            headers: { 'content-type': manifest.mediaType },
-            body: () => manifest.bytes,
-            ...(signal ? { signal } : {}),
-          });
-        } catch (error) {
-          if (childrenNotYetVisible(error)) throw new TransientError(error as PublishError);
-          throw error;
-        }
-      },
-      { retry: ctx.client.retry, logger: ctx.logger, what: operation, ...(signal ? { signal } : {}) },
-    );
-    await discard(res.body);
-    const stored = res.headers['docker-content-digest'];
-    if (stored && stored !== manifest.digest) {
-      throw new PublishError(
-        `${operation}: the registry stored it as ${stored}, not ${manifest.digest} (it rewrote the manifest)`,
-      );
-    }
-  }
+  for (const target of targets) await putManifest(ctx, manifest, target, signal ? { signal } : {});
   ctx.stats.manifestsPushed++;
   ctx.logger.debug(
     `pushed ${manifest.mediaType} ${manifest.digest} to ${ctx.location} as ${targets.join(', ')}`,
@@ -116,7 +135,8 @@ export async function getManifest(
   } catch {
     throw new PublishError(`${operation}: the registry sent something that is not JSON`);
   }
-  return { mediaType, digest, bytes };
+  const etag = res.headers.etag;
+  return { mediaType, digest, bytes, ...(etag ? { etag } : {}) };
 }
 
 export async function resolveTag(
