@@ -58,6 +58,8 @@ export async function runAction(
     timeoutMs?: number;
     /** Sees the child process (to kill it mid-run). */
     onSpawn?: (child: ChildProcess) => void;
+    /** RUNNER_TEMP, kept after the run (files the action leaves for later steps); default a removed temp folder. */
+    runnerTemp?: string;
   } = {},
 ): Promise<ActionRun> {
   const dir = await mkdtemp(join(tmpdir(), 'action-run-'));
@@ -72,7 +74,7 @@ export async function runAction(
       HOME: process.env.HOME ?? dir,
       GITHUB_OUTPUT: outputFile,
       GITHUB_STEP_SUMMARY: summaryFile,
-      RUNNER_TEMP: dir,
+      RUNNER_TEMP: options.runnerTemp ?? dir,
       ...options.env,
     };
     for (const [name, value] of Object.entries(all)) env[`INPUT_${name.toUpperCase()}`] = value;

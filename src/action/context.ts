@@ -6,6 +6,7 @@ import type { UkiBuilderChoice } from '../boot';
 import { parseArchitectures, parseFlavors } from '../pipeline/flavors';
 import { parseAnnotations, type RunSettings } from '../pipeline/run';
 import { parseAcceleratorChoice, parseBootTestChoice, parseExpect } from '../pipeline/boot-test';
+import { parseAttachChoice } from '../pipeline/attach';
 import { PublishError, printable } from '../util/errors';
 
 function bool(name: string): boolean {
@@ -67,6 +68,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): RunSettings 
     ...(bootTimeout ? { bootTestTimeout: /^[0-9]+$/.test(bootTimeout) ? Number(bootTimeout) : NaN } : {}),
     ...(bootExpect ? { bootTestExpect: bootExpect } : {}),
     installQemu: bool('install-qemu'),
+    attach: parseAttachChoice(core.getInput('attach')),
     // Serial logs outlive the step: a later upload-artifact step can keep them.
     ...(env.RUNNER_TEMP ? { bootLogDir: join(env.RUNNER_TEMP, 'ironcore-boot-logs') } : {}),
   };

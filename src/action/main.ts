@@ -1,6 +1,10 @@
 // The action's front door: inputs -> settings -> the shared pipeline -> outputs and job summary.
 // Every expected failure ends as one core.setFailed line, without a stack trace.
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as core from '@actions/core';
+import { subjectChecksums, type ImageReference } from '../pipeline/outputs';
 import { formatTable } from '../pipeline/plan';
 import { summaryRows } from '../pipeline/publish';
 import { runPublish } from '../pipeline/run';
@@ -31,6 +35,12 @@ async function main(): Promise<void> {
     core.setOutput('tags', result.tags.join('\n'));
     core.setOutput('digests', JSON.stringify(result.digests));
     core.setOutput('boot-tests', JSON.stringify(result.bootTests));
+    core.setOutput('images', JSON.stringify(result.references));
+    // A file of its own per run (RUNNER_TEMP outlives the step): the path goes to attest's subject-checksums.
+    const attestDir = await mkdtemp(join(process.env.RUNNER_TEMP || tmpdir(), 'ironcore-attest-'));
+    const checksums = join(attestDir, 'subject-checksums.txt');
+    await writeFile(checksums, subjectChecksums(result.references));
+    core.setOutput('subject-checksums', checksums);
 
     const summary = core.summary.addHeading(`Garden Linux ${result.version}`, 2);
     if (!result.published) {
@@ -50,9 +60,10 @@ async function main(): Promise<void> {
         ],
         ...summaryRows(result),
       ]);
-      summary.addRaw(`Blob bytes uploaded: ${result.bytesUploaded}`, true);
     }
+    if (result.published) summary.addRaw(`Blob bytes uploaded: ${result.bytesUploaded}`, true);
     addBootTests(summary, result.bootTests);
+    addAttachments(summary, result.references);
     summary.addDetails('All tags', `<pre>${result.tags.join('\n')}</pre>`);
     await summary.write();
     core.info(formatTable(['image', 'digest', 'size', 'time', 'throughput'], summaryRows(result)));
@@ -68,6 +79,18 @@ async function main(): Promise<void> {
     }
     core.setFailed(describeError(error));
   }
+}
+
+function addAttachments(summary: typeof core.summary, references: readonly ImageReference[]): void {
+  const rows = references.flatMap((r) =>
+    (r.attachments ?? []).map((a) => [r.reference, a.title, a.artifactType, a.digest.slice(0, 19)]),
+  );
+  if (rows.length === 0) return;
+  summary.addHeading('Attachments (OCI referrers)', 3);
+  summary.addTable([
+    ['image', 'file', 'artifact type', 'digest'].map((h) => ({ data: h, header: true })),
+    ...rows,
+  ]);
 }
 
 function addBootTests(summary: typeof core.summary, records: readonly BootTestRecord[]): void {

@@ -20,6 +20,7 @@ import {
   parseBootTestChoice,
   parseExpect,
 } from '../pipeline/boot-test';
+import { parseAttachChoice } from '../pipeline/attach';
 import { bootCommand } from './boot';
 import { openImage } from './images';
 import { pullCommand, pushCommand, urlCommand } from './transfer';
@@ -77,6 +78,8 @@ publish options (the action's inputs):
   --boot-test-timeout S  seconds per boot (default 300 under KVM, 900 under TCG)
   --boot-test-expect RE  console marker for images without the _fwcfg hook
   --install-qemu         install QEMU and UEFI firmware with apt-get where missing
+  --attach LIST          sbom,os-release,packages (default all) or none: the archive's files published as
+                         OCI referrers of each arch image (the API, else the sha256-<digest> fallback tag)
 
 Examples:
   ironcore-publish publish --namespace my-org --version 2150.1.0 --boot-test native
@@ -123,6 +126,7 @@ async function publishCommand(args: string[], signal: AbortSignal): Promise<void
       'boot-test-timeout': { type: 'string' },
       'boot-test-expect': { type: 'string', default: '' },
       'install-qemu': { type: 'boolean', default: false },
+      attach: { type: 'string', default: '' },
       'store-path': { type: 'string' },
       'store-registry': { type: 'string', default: 'ghcr.io' },
       verbose: { type: 'boolean', default: false },
@@ -182,6 +186,7 @@ async function publishCommand(args: string[], signal: AbortSignal): Promise<void
       : {}),
     ...(bootExpect ? { bootTestExpect: bootExpect } : {}),
     installQemu: values['install-qemu'],
+    attach: parseAttachChoice(values.attach),
     ...(values['store-path']
       ? { storePath: values['store-path'], storeRegistry: values['store-registry'] }
       : {}),
@@ -215,6 +220,12 @@ export function printResult(result: RunResult): void {
   }
   if (result.bootTests.length > 0) {
     out.write(`${formatTable(BOOT_TEST_HEADERS, bootTestRows(result.bootTests))}\n\n`);
+  }
+  const attachments = result.references.flatMap((r) =>
+    (r.attachments ?? []).map((a) => [r.reference, a.title, a.artifactType, a.digest]),
+  );
+  if (attachments.length > 0) {
+    out.write(`${formatTable(['attached to', 'file', 'artifact type', 'digest'], attachments)}\n\n`);
   }
   out.write(
     `${formatTable(

@@ -41,6 +41,8 @@ export interface FetchFlavorOptions {
   /** xz engine: system binary when available (default) or the WASM fallback. */
   xz?: 'auto' | 'system' | 'wasm';
   timeoutMs?: number;
+  /** Only the attachment files (os-release, package list, SBOM); see UnpackOptions. */
+  attachmentsOnly?: boolean;
 }
 
 export async function fetchFlavorArtifacts(options: FetchFlavorOptions): Promise<FlavorArtifacts> {
@@ -76,6 +78,7 @@ export interface UnpackArchiveOptions {
   xz?: 'auto' | 'system' | 'wasm';
   /** `sha256:<hex>` the archive must have. */
   expectedDigest?: string;
+  attachmentsOnly?: boolean;
 }
 
 /** The same unpacking for an asset file already on disk (manual builds). */
@@ -163,6 +166,7 @@ async function unpackFromSource(options: SourceOptions): Promise<FlavorArtifacts
       logger,
       signal: controller.signal,
       written,
+      ...(options.attachmentsOnly ? { attachmentsOnly: true } : {}),
     });
     const digest = `sha256:${hash.digest('hex')}`;
     if (compressed !== asset.size) {

@@ -54,6 +54,11 @@ export interface UnpackOptions {
   signal?: AbortSignal;
   /** Every file this call created, so a failure can remove them. */
   written: string[];
+  /**
+   * Only the small files published as attachments (`.release`, `.manifest`, `.sbom`): the disk image, PXE and
+   * rootfs tarballs stream past unwritten (a version published before attachments existed gets them this way).
+   */
+  attachmentsOnly?: boolean;
 }
 
 const MAX_CMDLINE = 64 * 1024;
@@ -123,6 +128,7 @@ export async function unpackFlavorTar(
     const name = posix.basename(entry.name);
     if (!name.startsWith(`${base}.`)) continue;
     const ext = name.slice(base.length);
+    if (options.attachmentsOnly && !['.release', '.manifest', '.sbom'].includes(ext)) continue;
     switch (ext) {
       case '.raw':
         if (kind !== 'kvm') break;
@@ -157,6 +163,7 @@ export async function unpackFlavorTar(
   }
 
   const missing: string[] = [];
+  if (options.attachmentsOnly) return result;
   if (kind === 'kvm' && !files.raw) missing.push(`${base}.raw`);
   if (kind === 'metal') {
     if (!sawPxe) missing.push(`${base}.pxe.tar.gz`);

@@ -86,8 +86,9 @@ export async function fileSource(paths: string[], flavors: readonly Flavor[]): P
     source: {
       release: { version: first.version, commit: first.commit },
       describe: (flavor, arch) => fileFor(chosen, flavor, arch).path,
-      fetch: (flavor, arch, dir, logger, signal) =>
+      fetch: (flavor, arch, dir, logger, signal, scope) =>
         unpackFlavorArchive({
+          ...(scope === 'attachments' ? { attachmentsOnly: true } : {}),
           archive: fileFor(chosen, flavor, arch).path,
           kind: flavor.variant,
           arch,

@@ -1,41 +1,36 @@
-// The whole job: resolve -> plan -> check what is published -> fetch, build and push each missing
-// arch image -> variant indexes -> combined indexes. Tags that name an index are written only after
-// everything the index names is stored, so a tag never points at missing content.
+// The whole job, as a short sequence of named phases, each a module of its own:
+//   plan -> check what is published (published.ts) -> per arch image: fetch and build (build-image.ts), store
+//   the blobs while booting them (boot-test.ts) -> attach os-release, packages and SBOM as referrers
+//   (attach.ts) -> tags (tag.ts).
+// No tag is written until every arch image of the run is built, stored, booted and attached, so a tag never
+// points at missing content and a failed run publishes nothing a re-run would have to undo.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildUki, embeddedInitrdSource, type UkiBuilderChoice } from '../boot';
-import type { FlavorArtifacts } from '../gardenlinux';
-import { fileBlob, sparseFileBlob } from '../oci/blob';
-import {
-  ANNOTATION,
-  buildArchImage,
-  buildIndex,
-  type Architecture,
-  type BuiltArchImage,
-  type IndexEntry,
-  type LayerInput,
-} from '../oci/ironcore';
+import type { UkiBuilderChoice } from '../boot';
+import type { Architecture } from '../oci/ironcore';
 import type { Store } from '../oci/store';
-import type { Annotations, SerializedManifest } from '../oci/types';
+import { descriptorOf, type Annotations, type Descriptor, type SerializedManifest } from '../oci/types';
 import { mapLimit, Semaphore } from '../util/concurrency';
 import { PublishError, throwIfAborted } from '../util/errors';
-import type { HashedFile } from '../util/files';
 import type { Logger } from '../util/logger';
 import { formatBytes, formatDuration, rate } from '../util/progress';
-import { BlobPusher } from './blob-pusher';
-import { commandLineFor, flavorKey, ironCoreVariantOf, type Flavor } from './flavors';
 import {
-  formatTable,
-  planPublication,
-  planTags,
-  type Plan,
-  type PlannedArchImage,
-  type PlannedImage,
-} from './plan';
-import type { ArtifactSource } from './sources';
+  attachedBytes,
+  prepareAttachments,
+  storeAttachments,
+  type AttachmentKind,
+  type PreparedAttachment,
+} from './attach';
+import { BlobPusher } from './blob-pusher';
 import { BootTester, type BootTestRecord, type BootTestSettings } from './boot-test';
-import type { BootFiles } from '../verify';
+import { archImageAnnotations, buildArchImageFor } from './build-image';
+import { flavorKey, type Flavor } from './flavors';
+import { imageReferences, type ImageReference } from './outputs';
+import { formatTable, planPublication, planTags, type Plan, type PlannedArchImage } from './plan';
+import { findPublished, tagKey, type ExistingTag } from './published';
+import type { ArtifactSource } from './sources';
+import { writeArchTags, writeIndexes, type TagSettings } from './tag';
 
 export interface PublishOptions {
   /** Where artifacts come from (a resolved release, or local files). */
@@ -64,6 +59,8 @@ export interface PublishOptions {
   description?: string;
   /** Boot-test each built arch image under QEMU before any tag is written (off when absent or `none`). */
   bootTest?: BootTestSettings;
+  /** Attachments published as referrers of each arch image (none when absent). */
+  attach?: readonly AttachmentKind[];
   /** Working folder for downloads and builds; a temporary one (removed afterwards) when not given. */
   workDir?: string;
   logger: Logger;
@@ -88,21 +85,21 @@ export interface PublishResult {
   tags: string[];
   /** reference -> digest */
   digests: Record<string, string>;
+  /** Every tag of the version with its digest, kind and platform, and what this run attached to it. */
+  references: ImageReference[];
   images: PublishedImage[];
   bytesUploaded: number;
   /** Every boot of the run, in the order they finished. */
   bootTests: BootTestRecord[];
 }
 
-interface ExistingTag {
-  digest: string;
-  mediaType: string;
-  size: number;
-}
+/** What this run attached, by `repository:tag` of the arch image. */
+export type AttachedByTag = Map<string, { artifactType: string; digest: string; title: string }[]>;
 
 export async function publish(options: PublishOptions): Promise<PublishResult> {
   const { logger, signal } = options;
   const version = options.source.release.version;
+  const wanted = options.assembleOnly ? [] : (options.attach ?? []);
   const plan = planPublication({
     version,
     namespace: options.namespace,
@@ -117,6 +114,8 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
   await logger.group('Plan', async () => {
     const rows = planTags(plan).map((r) => [reference(r.repository, r.tag), r.kind, r.what]);
     logger.info(formatTable(['reference', 'kind', 'content'], rows));
+    if (wanted.length > 0)
+      logger.info(`attachments: ${wanted.join(', ')} (as OCI referrers of each arch image)`);
     if (!options.assembleOnly) {
       // Fails early (before any download) when an asset is missing.
       for (const arch of archImages(plan)) options.source.describe(arch.flavor, arch.architecture);
@@ -124,35 +123,37 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
   });
 
   const checkStore = options.stores[0] ?? options.checkStore;
-  const existing = await logger.group('Check what is published', () =>
-    findExisting(plan, checkStore, options.stores, logger, signal),
+  const published = await logger.group('Check what is published', () =>
+    findPublished(plan, checkStore, options.stores, wanted, logger, signal),
   );
+  const existing = published.tags;
   const allTags = planTags(plan);
-  const missing = allTags.filter((t) => !existing.has(key(t.repository, t.tag)));
-  if (missing.length === 0 && !options.force) {
+  const attached: AttachedByTag = new Map();
+  const missing = allTags.filter((t) => !existing.has(tagKey(t.repository, t.tag)));
+  if (missing.length === 0 && published.unattached.size === 0 && !options.force) {
     logger.info(
-      `${version}: all ${allTags.length} tags exist already; nothing to do (use force to publish again)`,
+      `${version}: all ${allTags.length} tags exist already${wanted.length > 0 ? ' with their attachments' : ''}; nothing to do (use force to publish again)`,
     );
     const digests: Record<string, string> = {};
     for (const t of allTags)
-      digests[reference(t.repository, t.tag)] = existing.get(key(t.repository, t.tag))!.digest;
+      digests[reference(t.repository, t.tag)] = existing.get(tagKey(t.repository, t.tag))!.digest;
     return {
       version,
       published: false,
       skippedReason: 'already-published',
       tags: Object.keys(digests),
       digests,
+      references: imageReferences(plan, reference, digests, new Set(), attached),
       images: [],
       bytesUploaded: 0,
       bootTests: [],
     };
   }
 
-  const toBuild = archImages(plan).filter(
-    (a) => options.force || !existing.has(key(repositoryOf(plan, a), a.tag)),
-  );
+  const isPublished = (a: PlannedArchImage): boolean => existing.has(tagKey(repositoryOf(plan, a), a.tag));
+  const toBuild = archImages(plan).filter((a) => options.force || !isPublished(a));
   if (options.assembleOnly) {
-    const absent = toBuild.filter((a) => !existing.has(key(repositoryOf(plan, a), a.tag)));
+    const absent = toBuild.filter((a) => !isPublished(a));
     if (absent.length > 0) {
       throw new PublishError(
         `cannot assemble the indexes: ${absent.map((a) => reference(repositoryOf(plan, a), a.tag)).join(', ')} ${absent.length === 1 ? 'is' : 'are'} not published yet`,
@@ -161,10 +162,21 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     }
     toBuild.length = 0;
   }
+  // Published before attachments existed (or an attachment went missing): only the small files are fetched.
+  const toAttach = archImages(plan).filter(
+    (a) => !toBuild.includes(a) && published.unattached.has(tagKey(repositoryOf(plan, a), a.tag)),
+  );
   logger.info(
-    toBuild.length === 0
-      ? 'every arch image is published; writing the missing indexes'
-      : `${toBuild.length} arch image(s) to build: ${toBuild.map((a) => `${flavorKey(a.flavor)}/${a.architecture}`).join(', ')}`,
+    [
+      toBuild.length === 0
+        ? 'every arch image is published'
+        : `${toBuild.length} arch image(s) to build: ${toBuild.map(describeArch).join(', ')}`,
+      ...(toAttach.length > 0
+        ? [
+            `${toAttach.length} published arch image(s) to attach to: ${toAttach.map(describeArch).join(', ')}`,
+          ]
+        : []),
+    ].join('; '),
   );
 
   const tester =
@@ -180,6 +192,21 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
   const digests: Record<string, string> = {};
   const built = new Map<string, ExistingTag>();
   const bytesBefore = options.stores.reduce((n, s) => n + s.stats.bytesUploaded, 0);
+  const tagSettings: TagSettings = {
+    plan,
+    stores: options.stores,
+    checkStore,
+    existing,
+    built,
+    release: options.source.release,
+    architectures: options.architectures,
+    ...(options.annotations ? { annotations: options.annotations } : {}),
+    ...(options.description ? { description: options.description } : {}),
+    force: options.force,
+    reference,
+    logger,
+    ...(signal ? { signal } : {}),
+  };
   try {
     // Blobs go up as soon as each arch image is built (streaming, bounded disk), but no tag is written
     // until every arch image of the run is built and stored: a bad archive in one flavor publishes
@@ -194,6 +221,29 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     const building = new Semaphore(concurrency);
     const onDisk = new Semaphore(2 * concurrency);
     let failure: { error: unknown } | undefined;
+
+    // What the attach phase attaches, once every image of the run is stored and booted: a failed run leaves no
+    // referrer (nor fallback tag) behind, only blobs a re-run reuses.
+    const attachmentsDir = join(workDir, 'attachments');
+    const toAttachNow: { arch: PlannedArchImage; subject: Descriptor; prepared: PreparedAttachment[] }[] = [];
+    const attachOne = async (item: (typeof toAttachNow)[number]): Promise<void> => {
+      const { arch, subject, prepared } = item;
+      if (prepared.length === 0 || pushers.length === 0) return;
+      const repository = repositoryOf(plan, arch);
+      const stored = await storeAttachments(pushers, repository, subject, prepared, signal);
+      attached.set(
+        tagKey(repository, arch.tag),
+        prepared.map((p) => ({
+          artifactType: p.artifact.artifactType,
+          digest: p.artifact.manifest.digest,
+          title: p.artifact.title,
+        })),
+      );
+      logger.info(
+        `${reference(repository, arch.tag)}: attached ${prepared.map((p) => p.kind).join(', ')} (${formatBytes(attachedBytes(prepared))}) as referrers of ${subject.digest} (${[...new Set(stored.modes)].join(', ')})`,
+      );
+    };
+
     const buildAndUpload = async (arch: PlannedArchImage, i: number): Promise<void> => {
       // After a failure nothing new starts; what runs already finishes (its blobs are not wasted).
       if (failure) return;
@@ -201,9 +251,20 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
       const repository = repositoryOf(plan, arch);
       const started = performance.now();
       const unitDir = join(workDir, `${i}-${arch.flavor.variant}-${arch.architecture}`);
-      const product = await building.run(async () =>
-        failure ? undefined : buildArchImageFor(arch, unitDir, options),
-      );
+      const product = await building.run(async () => {
+        if (failure) return undefined;
+        const builtImage = await buildArchImageFor(arch, unitDir, options);
+        // Checked before anything is uploaded: a malformed or oversized attachment fails the run early.
+        const attachments = await prepareAttachments({
+          files: builtImage.artifacts.files,
+          base: builtImage.artifacts.base,
+          subject: descriptorOf(builtImage.image.manifest),
+          wanted,
+          annotations: archImageAnnotations(options, builtImage.artifacts.base),
+          keepIn: join(attachmentsDir, `${i}`),
+        });
+        return { ...builtImage, attachments };
+      });
       if (!product) return;
       const { image } = product;
       const ref = reference(repository, arch.tag);
@@ -243,10 +304,11 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
       ]).finally(() => signal?.removeEventListener('abort', onAbort));
       if (uploaded.status === 'rejected') throw uploaded.reason;
       if (booted.status === 'rejected') throw booted.reason;
+      toAttachNow.push({ arch, subject: descriptorOf(image.manifest), prepared: product.attachments });
       await rm(unitDir, { recursive: true, force: true });
       const seconds = (performance.now() - started) / 1000;
       pending[i] = { repository, tag: arch.tag, manifest: image.manifest };
-      built.set(key(repository, arch.tag), image.manifest);
+      built.set(tagKey(repository, arch.tag), image.manifest);
       digests[ref] = image.manifest.digest;
       const size = image.blobs.reduce((n, b) => n + b.size, 0) + image.manifest.size;
       results.push({
@@ -261,112 +323,110 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
         `${ref} ${image.manifest.digest} built and uploaded (${formatBytes(size)} in ${formatDuration(seconds)})`,
       );
     };
+
+    /** An arch image published already (its tag stays as it is) that lacks attachments. */
+    const attachOnly = async (arch: PlannedArchImage, i: number): Promise<void> => {
+      if (failure) return;
+      throwIfAborted(signal);
+      const repository = repositoryOf(plan, arch);
+      const subject = existing.get(tagKey(repository, arch.tag))!;
+      const unitDir = join(
+        workDir,
+        `${toBuild.length + i}-${arch.flavor.variant}-${arch.architecture}-attachments`,
+      );
+      const prepared = await building.run(async () => {
+        if (failure) return undefined;
+        const artifacts = await options.source.fetch(
+          arch.flavor,
+          arch.architecture,
+          unitDir,
+          logger,
+          signal,
+          'attachments',
+        );
+        return prepareAttachments({
+          files: artifacts.files,
+          base: artifacts.base,
+          subject,
+          wanted,
+          annotations: archImageAnnotations(options, artifacts.base),
+          keepIn: join(attachmentsDir, `${toBuild.length + i}`),
+        });
+      });
+      if (!prepared) return;
+      toAttachNow.push({ arch, subject, prepared });
+      await rm(unitDir, { recursive: true, force: true });
+    };
+
+    const units = [
+      ...toBuild.map((arch, i) => () => buildAndUpload(arch, i)),
+      ...toAttach.map((arch, i) => () => attachOnly(arch, i)),
+    ];
     await logger.group(
-      tester ? 'Fetch, build, upload and boot-test arch images' : 'Fetch, build and upload arch images',
+      toBuild.length === 0
+        ? 'Fetch the attachments of published arch images'
+        : tester
+          ? 'Fetch, build, upload and boot-test arch images'
+          : 'Fetch, build and upload arch images',
       async () => {
         await Promise.all(
-          toBuild.map((arch, i) =>
-            onDisk
-              .run(() => buildAndUpload(arch, i))
-              .catch((error: unknown) => {
-                failure ??= { error };
-              }),
+          units.map((unit) =>
+            onDisk.run(unit).catch((error: unknown) => {
+              failure ??= { error };
+            }),
           ),
         );
         if (failure) throw failure.error;
       },
     );
 
-    await logger.group('Write arch image tags', async () => {
-      for (const { repository, tag, manifest } of pending.filter((p) => p !== undefined)) {
-        for (const store of options.stores)
-          await store.repository(repository).pushManifest(manifest, [tag], signal);
-        logger.info(`${reference(repository, tag)} ${manifest.digest}`);
-      }
-    });
+    if (toAttachNow.some((t) => t.prepared.length > 0) && pushers.length > 0)
+      await logger.group(`Attach ${wanted.join(', ')} as OCI referrers`, async () => {
+        // In plan order, so logs read the same on every run.
+        toAttachNow.sort((a, b) => archImages(plan).indexOf(a.arch) - archImages(plan).indexOf(b.arch));
+        await mapLimit(toAttachNow, concurrency, attachOne);
+      });
+    await rm(attachmentsDir, { recursive: true, force: true });
 
-    await logger.group('Write indexes', async () => {
-      for (const image of plan.images) {
-        const combinedEntries: IndexEntry[] = [];
-        for (const variant of image.variants) {
-          const entries: IndexEntry[] = variant.arches.map((arch) => ({
-            manifest: childOf(image, arch.tag, built, existing),
-            architecture: arch.architecture,
-            annotations: {
-              [ANNOTATION.variant]: ironCoreVariantOf(variant.flavor.variant),
-              [ANNOTATION.architecture]: arch.architecture,
-            },
-          }));
-          combinedEntries.push(...entries);
-          const index = buildIndex(entries, indexAnnotations(options, image, [variant.flavor]));
-          await writeIndex(image, variant.tag, index, 'variant');
-          built.set(key(image.repository, variant.tag), index);
-        }
-        if (image.combinedTag) {
-          const index = buildIndex(
-            combinedEntries,
-            indexAnnotations(
-              options,
-              image,
-              image.variants.map((v) => v.flavor),
-            ),
-          );
-          await writeIndex(image, image.combinedTag, index, 'combined');
-        }
-      }
-    });
+    await writeArchTags(
+      tagSettings,
+      pending.filter((p) => p !== undefined),
+    );
+    const indexes = await writeIndexes(tagSettings, digests);
+    results.push(...indexes.map((w) => ({ ...w, bytesUploaded: 0 })));
   } finally {
     if (!options.workDir) await rm(workDir, { recursive: true, force: true });
-  }
-
-  async function writeIndex(
-    image: PlannedImage,
-    tag: string,
-    index: SerializedManifest,
-    kind: 'variant' | 'combined',
-  ): Promise<void> {
-    const ref = reference(image.repository, tag);
-    digests[ref] = index.digest;
-    const before = existing.get(key(image.repository, tag));
-    if (before?.digest === index.digest && !options.force && options.stores.every((s) => s === checkStore)) {
-      logger.info(`${ref} already names ${index.digest}`);
-      return;
-    }
-    const started = performance.now();
-    for (const store of options.stores)
-      await store.repository(image.repository).pushManifest(index, [tag], signal);
-    results.push({
-      reference: ref,
-      digest: index.digest,
-      size: index.size,
-      seconds: (performance.now() - started) / 1000,
-      bytesUploaded: 0,
-      kind,
-    });
-    logger.info(`${ref} ${index.digest}`);
   }
 
   const bytesUploaded = options.stores.reduce((n, s) => n + s.stats.bytesUploaded, 0) - bytesBefore;
   // Tags that already named the right content (not rebuilt) are part of the version too.
   for (const t of allTags) {
     const ref = reference(t.repository, t.tag);
-    digests[ref] ??= existing.get(key(t.repository, t.tag))?.digest ?? '';
+    digests[ref] ??= existing.get(tagKey(t.repository, t.tag))?.digest ?? '';
   }
   const ordered = allTags.map((t) => reference(t.repository, t.tag));
+  const finalDigests = Object.fromEntries(ordered.filter((r) => digests[r]).map((r) => [r, digests[r]!]));
   return {
     version,
     published: options.stores.length > 0,
     ...(options.stores.length === 0 ? { skippedReason: 'dry-run' } : {}),
     tags: ordered,
-    digests: Object.fromEntries(ordered.filter((r) => digests[r]).map((r) => [r, digests[r]!])),
+    digests: finalDigests,
+    references: imageReferences(
+      plan,
+      reference,
+      finalDigests,
+      new Set(options.stores.length > 0 ? results.map((r) => r.reference) : []),
+      attached,
+    ),
     images: results,
     bytesUploaded,
     bootTests: tester?.records ?? [],
   };
 }
 
-function key(repository: string, tag: string): string {
-  return `${repository}:${tag}`;
+function describeArch(a: PlannedArchImage): string {
+  return `${flavorKey(a.flavor)}/${a.architecture}`;
 }
 
 function archImages(plan: Plan): PlannedArchImage[] {
@@ -375,197 +435,6 @@ function archImages(plan: Plan): PlannedArchImage[] {
 
 function repositoryOf(plan: Plan, arch: PlannedArchImage): string {
   return plan.images.find((i) => i.image === arch.flavor.image)!.repository;
-}
-
-function childOf(
-  image: PlannedImage,
-  tag: string,
-  built: Map<string, ExistingTag>,
-  existing: Map<string, ExistingTag>,
-): ExistingTag {
-  const found = built.get(key(image.repository, tag)) ?? existing.get(key(image.repository, tag));
-  if (!found) throw new Error(`internal: ${image.repository}:${tag} is neither built nor published`);
-  return found;
-}
-
-/**
- * Tags present in every store (a tag missing from one of them counts as missing). The digest comes
- * from the first store; the manifest's size and media type are needed to name it in an index.
- */
-async function findExisting(
-  plan: Plan,
-  checkStore: Store | undefined,
-  stores: Store[],
-  logger: Logger,
-  signal: AbortSignal | undefined,
-): Promise<Map<string, ExistingTag>> {
-  const found = new Map<string, ExistingTag>();
-  if (!checkStore) return found;
-  const rows = planTags(plan);
-  await mapLimit(rows, 8, async (row) => {
-    const manifest = await checkStore.repository(row.repository).getManifest(row.tag, signal);
-    if (!manifest) return;
-    for (const other of stores) {
-      if (other === checkStore) continue;
-      if ((await other.repository(row.repository).resolveTag(row.tag, signal)) !== manifest.digest) return;
-    }
-    found.set(key(row.repository, row.tag), {
-      digest: manifest.digest,
-      mediaType: manifest.mediaType,
-      size: manifest.bytes.length,
-    });
-  });
-  logger.info(`${found.size} of ${rows.length} tags exist in ${checkStore.description}`);
-  return found;
-}
-
-function indexAnnotations(options: PublishOptions, image: PlannedImage, flavors: Flavor[]): Annotations {
-  const release = options.source.release;
-  const variants = [...new Set(flavors.map((f) => f.variant))].join(' and ');
-  const description =
-    options.description ??
-    `Garden Linux ${release.version} as an IronCore OS image (${variants}, ${options.architectures.join(' and ')})`;
-  return {
-    ...releaseAnnotations(options),
-    [ANNOTATION.title]: `${image.image} ${release.version}`,
-    [ANNOTATION.description]: description.slice(0, 512),
-  };
-}
-
-function releaseAnnotations(options: PublishOptions): Annotations {
-  const release = options.source.release;
-  return {
-    [ANNOTATION.version]: release.version,
-    ...(release.url ? { [ANNOTATION.source]: release.url } : {}),
-    ...(release.publishedAt ? { [ANNOTATION.created]: release.publishedAt } : {}),
-    ...(release.commit ? { [ANNOTATION.revision]: release.commit } : {}),
-    'io.gardenlinux.version': release.version,
-    ...(release.commit ? { 'io.gardenlinux.commit': release.commit } : {}),
-    ...options.annotations,
-  };
-}
-
-interface BuiltForPublish {
-  image: BuiltArchImage;
-  /** The files the layers are sent from, by role: what a boot test boots. */
-  bootFiles: BootFiles;
-  commandLine: string | undefined;
-}
-
-async function buildArchImageFor(
-  arch: PlannedArchImage,
-  dir: string,
-  options: PublishOptions,
-): Promise<BuiltForPublish> {
-  const { flavor, architecture } = arch;
-  const { logger, signal } = options;
-  const artifacts = await options.source.fetch(flavor, architecture, dir, logger, signal);
-  const layer = (
-    role: LayerInput['role'],
-    file: HashedFile | undefined,
-    title: string,
-    what: string,
-  ): LayerInput => {
-    if (!file) {
-      throw new PublishError(
-        `${artifacts.base}: the archive holds no ${what}; cannot build the ${flavor.variant} image`,
-      );
-    }
-    const label = `${artifacts.base} ${title}`;
-    const blob = file.dataExtents
-      ? sparseFileBlob(file.path, file.digest, file.size, file.dataExtents, label)
-      : fileBlob(file.path, file.digest, file.size, label);
-    return { role, blob, title };
-  };
-  const annotations: Annotations = { ...releaseAnnotations(options), 'io.gardenlinux.cname': artifacts.base };
-  const commandLine = commandLineFor(flavor.cmdline, architecture);
-  const title = `${flavor.image} ${options.source.release.version} ${flavor.variant} ${architecture}`;
-
-  if (flavor.variant === 'kvm') {
-    const image = buildArchImage({
-      architecture,
-      variant: ironCoreVariantOf(flavor.variant),
-      title,
-      ...(commandLine !== undefined ? { commandLine } : {}),
-      layers: [layer('rootfs', artifacts.files.raw, 'rootfs.raw', 'disk image (.raw)')],
-      annotations,
-    });
-    return { image, bootFiles: { disk: artifacts.files.raw!.path }, commandLine };
-  }
-  const layers = metalLayers(artifacts, layer);
-  const ukiInput = await buildMetalUki(artifacts, arch, dir, options);
-  layers.push({
-    role: 'uki',
-    blob: fileBlob(ukiInput.path, ukiInput.digest, ukiInput.size, `${artifacts.base} uki`),
-    title: 'uki.efi',
-  });
-  throwIfAborted(signal);
-  const image = buildArchImage({
-    architecture,
-    variant: ironCoreVariantOf(flavor.variant),
-    title,
-    ...(commandLine !== undefined ? { commandLine } : {}),
-    layers,
-    annotations,
-  });
-  const { files } = artifacts;
-  const bootFiles: BootFiles = { uki: ukiInput.path };
-  if (files.kernel) bootFiles.kernel = files.kernel.path;
-  if (files.initrd) bootFiles.initramfs = files.initrd.path;
-  if (files.squashfs) bootFiles.squashfs = files.squashfs.path;
-  return { image, bootFiles, commandLine };
-}
-
-function metalLayers(
-  artifacts: FlavorArtifacts,
-  layer: (role: LayerInput['role'], file: HashedFile | undefined, title: string, what: string) => LayerInput,
-): LayerInput[] {
-  return [
-    layer('squashfs', artifacts.files.squashfs, 'root.squashfs', 'root.squashfs'),
-    layer('initramfs', artifacts.files.initrd, 'initrd', 'initrd'),
-    layer('kernel', artifacts.files.kernel, 'vmlinuz', 'kernel (vmlinuz)'),
-  ];
-}
-
-async function buildMetalUki(
-  artifacts: FlavorArtifacts,
-  arch: PlannedArchImage,
-  dir: string,
-  options: PublishOptions,
-): Promise<HashedFile> {
-  const { files } = artifacts;
-  if (!files.kernel || !files.initrd || !files.squashfs) {
-    throw new PublishError(`${artifacts.base}: the PXE archive lacks vmlinuz, initrd or root.squashfs`);
-  }
-  if (!files.efiStub) {
-    throw new PublishError(
-      `${artifacts.base}: the rootfs tarball holds no EFI stub for ${arch.architecture}; cannot build the UKI`,
-    );
-  }
-  const cmdline = commandLineFor(arch.flavor.ukiCmdline ?? arch.flavor.cmdline, arch.architecture) ?? '';
-  // Generated while the UKI is written (native) or written out for ukify: never kept as a file of its own.
-  const initrdUki = await embeddedInitrdSource({
-    initrd: files.initrd.path,
-    squashfs: files.squashfs.path,
-    ...(options.signal ? { signal: options.signal } : {}),
-  });
-  const uki = await buildUki({
-    builder: options.ukiBuilder,
-    kernel: files.kernel.path,
-    initrd: initrdUki,
-    stub: files.efiStub.path,
-    arch: arch.architecture,
-    cmdline,
-    ...(files.release ? { osRelease: files.release.path } : {}),
-    output: join(dir, 'uki.efi'),
-    logger: options.logger,
-    ...(options.signal ? { signal: options.signal } : {}),
-    ...(options.installUkify ? { installUkify: true } : {}),
-    // Hashed while written: ukify's output is checked against it without reading the kernel again.
-    inputDigests: { kernel: files.kernel.digest },
-  });
-  options.logger.info(`${artifacts.base}: UKI built with ${uki.builder} (${formatBytes(uki.size)})`);
-  return uki;
 }
 
 /** Rows for the job summary and the CLI's closing table. */

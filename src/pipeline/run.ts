@@ -20,6 +20,7 @@ import { releaseSource, type ArtifactSource } from './sources';
 import { archesToBoot, type BootTestChoice } from './boot-test';
 import type { AcceleratorChoice } from '../verify';
 import { installQemu } from '../verify';
+import { ATTACHMENT_KINDS, type AttachmentKind } from './attach';
 
 export interface RunSettings {
   /** Empty: the newest stable release. */
@@ -66,6 +67,8 @@ export interface RunSettings {
   storeRegistry?: string;
   /** Where serial logs of boot tests are kept; default `<work-dir>/boot-logs` or a temporary folder. */
   bootLogDir?: string;
+  /** Attachments published as OCI referrers of each arch image; default all (`attach` input), [] for none. */
+  attach?: AttachmentKind[];
 }
 
 /** Checks everything that can be checked without the network, and returns the flavors to publish. */
@@ -199,6 +202,7 @@ export async function runPublish(
       installUkify: settings.installUkify,
       tagSuffix: settings.tagSuffix,
       annotations: settings.annotations,
+      attach: settings.attach ?? [...ATTACHMENT_KINDS],
       ...(settings.description ? { description: settings.description } : {}),
       ...(settings.workDir ? { workDir: settings.workDir } : {}),
       ...(settings.bootTest !== 'none'

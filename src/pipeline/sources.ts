@@ -16,6 +16,9 @@ export interface ReleaseInfo {
   publishedAt?: string;
 }
 
+/** `image`: everything an arch image is built from; `attachments`: only the files published as its referrers. */
+export type FetchScope = 'image' | 'attachments';
+
 export interface ArtifactSource {
   release: ReleaseInfo;
   /** Names the input of one flavor and arch, for the plan table; throws when it does not exist. */
@@ -26,6 +29,7 @@ export interface ArtifactSource {
     dir: string,
     logger: Logger,
     signal?: AbortSignal,
+    scope?: FetchScope,
   ): Promise<FlavorArtifacts>;
 }
 
@@ -41,8 +45,9 @@ export function releaseSource(
       publishedAt: release.publishedAt,
     },
     describe: (flavor, arch) => findFlavorAsset(release, flavor, arch).name,
-    fetch: (flavor, arch, dir, logger, signal) =>
+    fetch: (flavor, arch, dir, logger, signal, scope) =>
       fetchFlavorArtifacts({
+        ...(scope === 'attachments' ? { attachmentsOnly: true } : {}),
         asset: findFlavorAsset(release, flavor, arch),
         kind: flavor.variant,
         arch,

@@ -56,6 +56,14 @@ export interface SampleReleaseOptions {
   tarFormat?: 'gnu' | 'posix';
   /** xz preset (default 0: fast, still real LZMA2 work). */
   xzPreset?: number;
+  /**
+   * Other content for an archive's os-release (`.release`), package list (`.manifest`) or SBOM (`.sbom`), or
+   * `false` to leave the file out (releases before 2150.9.0 have no SBOM); default: generated, shaped like upstream's.
+   */
+  attachments?: (
+    base: string,
+    arch: SampleArch,
+  ) => Partial<Record<'release' | 'manifest' | 'sbom', string | false>>;
 }
 
 export interface ExpectedFile {
@@ -177,6 +185,71 @@ async function writeSparseRaw(
   return { digest: h.digest, size: h.size };
 }
 
+/** Package names and versions of the sample images, as dpkg-query lists them. */
+function samplePackages(arch: SampleArch): [string, string][] {
+  return [
+    ['base-files', '13.5gardenlinux1'],
+    ['bash', '5.2.37-1'],
+    ['libc6', '2.40-6'],
+    [`linux-image-6.12.8-${arch}`, '6.12.8-0gardenlinux1'],
+    ['openssh-server', '1:9.9p1-3'],
+    ['systemd', '256.7-1gardenlinux1'],
+  ];
+}
+
+/** `/etc/os-release` as Garden Linux writes it into `<base>.release`. */
+function sampleOsRelease(cname: string, arch: SampleArch, version: string, commit8: string): string {
+  return [
+    'ID=gardenlinux',
+    'NAME="Garden Linux"',
+    `PRETTY_NAME="Garden Linux ${version}"`,
+    'HOME_URL="https://gardenlinux.io"',
+    `IMAGE_VERSION=${version}`,
+    `VERSION_ID=${version}`,
+    `GARDENLINUX_CNAME=${cname}-${arch}`,
+    'GARDENLINUX_FEATURES=log,sap,ssh,_boot,_nopkg,_prod,_slim,base,server',
+    `GARDENLINUX_VERSION=${version}`,
+    `GARDENLINUX_COMMIT_ID=${commit8}`,
+    `GARDENLINUX_COMMIT_ID_LONG=${commit8}${'0'.repeat(32)}`,
+    '',
+  ].join('\n');
+}
+
+/** A CycloneDX SBOM shaped like the one syft writes into recent archives (ATTACHMENTS.md section 8). */
+function sampleSbom(base: string, arch: SampleArch, version: string, packages: [string, string][]): string {
+  const serial = createHash('sha256').update(base).digest('hex');
+  return `${JSON.stringify(
+    {
+      $schema: 'http://cyclonedx.org/schema/bom-1.6.schema.json',
+      bomFormat: 'CycloneDX',
+      specVersion: '1.6',
+      serialNumber: `urn:uuid:${serial.slice(0, 8)}-${serial.slice(8, 12)}-${serial.slice(12, 16)}-${serial.slice(16, 20)}-${serial.slice(20, 32)}`,
+      version: 1,
+      metadata: {
+        timestamp: '2026-01-15T09:00:00Z',
+        tools: { components: [{ type: 'application', author: 'anchore', name: 'syft', version: '1.18.1' }] },
+        component: {
+          type: 'operating-system',
+          name: 'GardenLinux',
+          version,
+          properties: [
+            { name: 'cname', value: base },
+            { name: 'arch', value: arch },
+          ],
+        },
+      },
+      components: packages.map(([name, v]) => ({
+        type: 'library',
+        name,
+        version: v,
+        purl: `pkg:deb/gardenlinux/${name}@${encodeURIComponent(v)}?arch=${arch}`,
+      })),
+    },
+    null,
+    2,
+  )}\n`;
+}
+
 /** A given file copied in (holes kept), mode 0644 as the generated ones. */
 async function copyGiven(source: string, path: string): Promise<ExpectedFile> {
   await run('cp', ['--sparse=always', source, path]);
@@ -250,24 +323,23 @@ export async function generateSampleRelease(options: SampleReleaseOptions): Prom
       await mkdir(folder, { recursive: true });
       const expected: NonNullable<SampleAsset['expected']> = {};
 
-      expected.release = await writeBytes(
-        join(folder, `${base}.release`),
-        `ID=gardenlinux\nNAME="Garden Linux"\nVERSION_ID=${options.version}\nGARDENLINUX_CNAME=${flavor.asset}-${arch}-${options.version}\nGARDENLINUX_VERSION=${options.version}\nGARDENLINUX_COMMIT_ID=${options.commit8}\n`,
-      );
-      expected.manifest = await writeBytes(
-        join(folder, `${base}.manifest`),
-        `base-files 13\nsystemd 256\nlinux-image-6.12-${arch} 6.12.1\n`,
-      );
-      expected.sbom = await writeBytes(
-        join(folder, `${base}.sbom`),
-        `${JSON.stringify({ bomFormat: 'CycloneDX', specVersion: '1.5', metadata: { component: { name: base } } })}\n`,
-      );
+      const packages = samplePackages(arch);
+      const given = options.attachments?.(base, arch) ?? {};
+      const attachments: Record<'release' | 'manifest' | 'sbom', string | false> = {
+        release: given.release ?? sampleOsRelease(flavor.asset, arch, options.version, options.commit8),
+        manifest: given.manifest ?? packages.map(([name, version]) => `${name} ${version}\n`).join(''),
+        sbom: given.sbom ?? sampleSbom(base, arch, options.version, packages),
+      };
+      for (const kind of ['release', 'manifest', 'sbom'] as const) {
+        const text = attachments[kind];
+        if (text !== false) expected[kind] = await writeBytes(join(folder, `${base}.${kind}`), text);
+      }
       await writeBytes(join(folder, `${base}.requirements`), `arch=${arch}\n`);
       await writeBytes(join(folder, `${base}.manifest.log`), `build log of ${base}.manifest\n`);
 
-      const given = options.files?.[arch];
-      if (flavor.kind === 'kvm' && given?.raw) {
-        expected.raw = await copyGiven(given.raw, join(folder, `${base}.raw`));
+      const givenFiles = options.files?.[arch];
+      if (flavor.kind === 'kvm' && givenFiles?.raw) {
+        expected.raw = await copyGiven(givenFiles.raw, join(folder, `${base}.raw`));
         await writeBytes(join(folder, `${base}.raw.log`), 'raw build log\n');
       } else if (flavor.kind === 'kvm') {
         expected.raw = await writeSparseRaw(
@@ -321,12 +393,12 @@ export async function generateSampleRelease(options: SampleReleaseOptions): Prom
         expected.kernel = options.kernel?.[arch]
           ? await writeBytes(join(pxe, 'vmlinuz'), options.kernel[arch] as Uint8Array)
           : await writeContent(join(pxe, 'vmlinuz'), `${seed}/kernel`, sizes.kernel ?? 32 * 1024, entropy);
-        expected.initrd = given?.initrd
-          ? await copyGiven(given.initrd, join(pxe, 'initrd'))
+        expected.initrd = givenFiles?.initrd
+          ? await copyGiven(givenFiles.initrd, join(pxe, 'initrd'))
           : await writeContent(join(pxe, 'initrd'), `${seed}/initrd`, sizes.initrd ?? 48 * 1024, entropy);
         // Starts with the squashfs magic: the boot side refuses a root.squashfs without it.
-        expected.squashfs = given?.squashfs
-          ? await copyGiven(given.squashfs, join(pxe, 'root.squashfs'))
+        expected.squashfs = givenFiles?.squashfs
+          ? await copyGiven(givenFiles.squashfs, join(pxe, 'root.squashfs'))
           : await writeContent(
               join(pxe, 'root.squashfs'),
               `${seed}/squashfs`,
