@@ -1,12 +1,13 @@
 // Starts a real registry (Debian's docker-registry, CNCF distribution 2.8) on 127.0.0.1 and a free port,
-// with storage in a temporary folder, optional htpasswd Basic auth or token auth, and deletes enabled.
-// Shared by every suite and bench that needs a registry: always call stop() (afterAll).
+// with storage in a temporary folder, optional htpasswd Basic auth or token auth, optional TLS, and
+// deletes enabled. Shared by every suite and bench that needs a registry: always call stop() (afterAll).
 import { spawn, execFileSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Agent, request } from 'undici';
 
 export interface RegistryOptions {
   /** Basic auth with these credentials (htpasswd -B). */
@@ -15,11 +16,17 @@ export interface RegistryOptions {
   token?: { realm: string; service: string; issuer: string; rootCertBundle: string };
   /** The registry's own log level (default error); debug helps when a test fails. */
   logLevel?: 'error' | 'warn' | 'info' | 'debug';
+  /** HTTPS only, with this certificate and key (PEM files); `ca` is the CA that signed it. */
+  tls?: { certificate: string; key: string; ca: string };
+  /** The address to listen on (default 127.0.0.1); another one makes a non-loopback registry. */
+  address?: string;
 }
 
 export interface RunningRegistry {
-  /** `127.0.0.1:PORT` */
+  /** `127.0.0.1:PORT` (or the address asked for) */
   host: string;
+  /** `http://HOST`, or `https://HOST` with `tls`. */
+  url: string;
   port: number;
   /** The storage folder (to inspect or corrupt stored data). */
   storage: string;
@@ -45,19 +52,26 @@ async function waitUntilUp(
   url: string,
   child: ChildProcess,
   output: () => string,
+  ca: string | undefined,
   timeoutMs = 20_000,
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`docker-registry exited (${child.exitCode}): ${output()}`);
-    try {
-      const res = await fetch(url);
-      await res.body?.cancel();
-      if (res.status === 200 || res.status === 401) return;
-    } catch {
-      // not listening yet
+  // Only this check trusts the test CA; the code under test gets it the way users give it.
+  const dispatcher = new Agent(ca ? { connect: { ca: await readFile(ca, 'utf8') } } : {});
+  try {
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) throw new Error(`docker-registry exited (${child.exitCode}): ${output()}`);
+      try {
+        const res = await request(url, { dispatcher });
+        await res.body.dump();
+        if (res.statusCode === 200 || res.statusCode === 401) return;
+      } catch {
+        // not listening yet
+      }
+      await new Promise((r) => setTimeout(r, 50));
     }
-    await new Promise((r) => setTimeout(r, 50));
+  } finally {
+    await dispatcher.close();
   }
   throw new Error(`docker-registry did not answer on ${url} within ${timeoutMs} ms: ${output()}`);
 }
@@ -65,7 +79,8 @@ async function waitUntilUp(
 export async function startRegistry(options: RegistryOptions = {}): Promise<RunningRegistry> {
   const dir = await mkdtemp(join(tmpdir(), 'registry-'));
   const storage = join(dir, 'storage');
-  const port = await freePort();
+  const address = options.address ?? '127.0.0.1';
+  const port = await freePort(address);
   const lines = [
     'version: 0.1',
     `log:`,
@@ -81,9 +96,12 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
     '    uploadpurging:',
     '      enabled: false',
     'http:',
-    `  addr: 127.0.0.1:${port}`,
+    `  addr: ${address}:${port}`,
     `  secret: test-secret-${port}`,
   ];
+  if (options.tls) {
+    lines.push('  tls:', `    certificate: ${options.tls.certificate}`, `    key: ${options.tls.key}`);
+  }
   if (options.htpasswd) {
     const file = join(dir, 'htpasswd');
     const entry = execFileSync('htpasswd', ['-Bbn', options.htpasswd.username, options.htpasswd.password], {
@@ -117,11 +135,13 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
     }
     await rm(dir, { recursive: true, force: true });
   };
+  const host = `${address}:${port}`;
+  const url = `${options.tls ? 'https' : 'http'}://${host}`;
   try {
-    await waitUntilUp(`http://127.0.0.1:${port}/v2/`, child, () => output);
+    await waitUntilUp(`${url}/v2/`, child, () => output, options.tls?.ca);
   } catch (error) {
     await stop();
     throw error;
   }
-  return { host: `127.0.0.1:${port}`, port, storage, pid: child.pid, stop };
+  return { host, url, port, storage, pid: child.pid, stop };
 }

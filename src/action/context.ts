@@ -7,6 +7,7 @@ import { parseArchitectures, parseFlavors } from '../pipeline/flavors';
 import { parseAnnotations, type RunSettings } from '../pipeline/run';
 import { parseAcceleratorChoice, parseBootTestChoice, parseExpect } from '../pipeline/boot-test';
 import { parseAttachChoice } from '../pipeline/attach';
+import { proxySecrets, proxySettings } from '../util/dispatcher';
 import { PublishError, printable } from '../util/errors';
 
 function bool(name: string): boolean {
@@ -22,6 +23,8 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): RunSettings 
   // Masked before anything else can print them.
   if (githubToken) core.setSecret(githubToken);
   if (registryPassword) core.setSecret(registryPassword);
+  // A proxy URL may carry a password too (http://user:password@proxy:3128).
+  for (const secret of proxySecrets(proxySettings(env))) core.setSecret(secret);
 
   const ukiBuilder = core.getInput('uki-builder') || 'auto';
   if (!['auto', 'ukify', 'native'].includes(ukiBuilder)) {

@@ -2,6 +2,9 @@
 // rate limit", and has bad minutes (502/503); a weekly unattended job must ride those out instead of
 // failing on the first one. Only idempotent requests (GET/HEAD) are retried, with backoff and jitter;
 // Retry-After wins (capped). Redirects are left to Octokit's fetch, which keeps them on the API host.
+// Requests go through undici's fetch with the shared dispatcher, so the proxy variables apply here too.
+import { fetch as undiciFetch } from 'undici';
+import { proxyFailure, proxySettings, sharedDispatcher } from '../util/dispatcher';
 import { PublishError } from '../util/errors';
 import type { Logger } from '../util/logger';
 
@@ -64,7 +67,7 @@ export function retryingFetch(
       let reason: string;
       let wait: number | undefined;
       try {
-        const res = await fetch(input, init);
+        const res = await proxiedFetch(input, init);
         const transient = method === 'GET' || method === 'HEAD' ? await transientReason(res) : undefined;
         if (!transient || attempt >= retry.attempts) return res;
         reason = transient;
@@ -73,6 +76,11 @@ export function retryingFetch(
       } catch (error) {
         const signal = init?.signal ?? options.signal;
         if (signal?.aborted) throw error;
+        // The proxy's refusal or absence, named as such (without its credentials): a refusal is final.
+        const viaProxy = proxyFailure(error, url, proxySettings());
+        if (viaProxy && (!viaProxy.transient || attempt >= retry.attempts)) {
+          throw new PublishError(`${what}: ${viaProxy.message}`, { cause: error, hint: viaProxy.hint });
+        }
         // Only a network failure (it has a code: ECONNRESET, UND_ERR_SOCKET...) may heal; a redirect
         // loop or a redirect to a non-HTTP URL does not.
         const code = (error as { cause?: { code?: unknown } } | null)?.cause?.code;
@@ -83,7 +91,7 @@ export function retryingFetch(
             { cause: error },
           );
         }
-        reason = networkMessage(error);
+        reason = viaProxy?.message ?? networkMessage(error);
       }
       const ceiling = Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (attempt - 1));
       const delay = Math.min(wait ?? Math.round(ceiling / 2 + (Math.random() * ceiling) / 2), 120_000);
@@ -93,6 +101,15 @@ export function retryingFetch(
       await sleep(delay, init?.signal ?? options.signal);
     }
   };
+}
+
+/** undici's fetch (the one whose dispatcher knows the proxy), typed as the global fetch Octokit expects. */
+function proxiedFetch(input: Parameters<typeof fetch>[0], init: RequestInit | undefined): Promise<Response> {
+  const url = input instanceof Request ? input.url : input;
+  return undiciFetch(url as Parameters<typeof undiciFetch>[0], {
+    ...(init as Parameters<typeof undiciFetch>[1]),
+    dispatcher: sharedDispatcher(),
+  }) as unknown as Promise<Response>;
 }
 
 /** `fetch failed` says nothing: name the cause (ECONNRESET, a timeout...), never a header or token. */

@@ -4,6 +4,7 @@
 // `Range` where the server honours it (206); a server that answers 200 again is read from the
 // start and the bytes already delivered are skipped, so consumers see every byte exactly once.
 import { request } from 'undici';
+import { proxyFailure, proxySettings, sharedDispatcher } from '../util/dispatcher';
 import { PublishError } from '../util/errors';
 import { redactError } from './release';
 import type { Logger } from '../util/logger';
@@ -78,13 +79,25 @@ async function open(options: DownloadOptions, offset: number): Promise<{ res: Re
     };
     if (options.token && current.origin === origin) headers.authorization = `Bearer ${options.token}`;
     if (offset > 0) headers.range = `bytes=${offset}-`;
-    const res = await request(current, {
-      method: 'GET',
-      headers,
-      ...(options.signal ? { signal: options.signal } : {}),
-      headersTimeout: options.timeoutMs ?? 120_000,
-      bodyTimeout: options.timeoutMs ?? 120_000,
-    });
+    let res: Response;
+    try {
+      res = await request(current, {
+        method: 'GET',
+        headers,
+        dispatcher: sharedDispatcher(),
+        ...(options.signal ? { signal: options.signal } : {}),
+        headersTimeout: options.timeoutMs ?? 120_000,
+        bodyTimeout: options.timeoutMs ?? 120_000,
+      });
+    } catch (error) {
+      // The proxy's refusal or absence is named as such (without its credentials), not as the host's.
+      const viaProxy = options.signal?.aborted ? undefined : proxyFailure(error, current, proxySettings());
+      if (!viaProxy) throw error;
+      const message = `${options.label}: ${viaProxy.message}`;
+      throw viaProxy.transient
+        ? new RetryableError(`${message} (${viaProxy.hint})`)
+        : new PublishError(message, { cause: error, hint: viaProxy.hint });
+    }
     if (REDIRECTS.has(res.statusCode)) {
       const location = res.headers.location;
       await res.body.dump();

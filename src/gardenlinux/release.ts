@@ -109,11 +109,17 @@ function statusOf(error: unknown): number | undefined {
 
 function apiError(what: string, error: unknown): PublishError {
   if (error instanceof PublishError)
-    return new PublishError(`${what} failed: ${error.message}`, { cause: error });
+    return new PublishError(`${what} failed: ${error.message}`, {
+      cause: error,
+      ...(error.hint ? { hint: error.hint } : {}),
+    });
   // Our fetch gave up on a network failure; Octokit reports that as a 500 of its own making.
   const cause = (error as { cause?: unknown } | null)?.cause;
   if (cause instanceof PublishError)
-    return new PublishError(`${what} failed: ${cause.message}`, { cause: error });
+    return new PublishError(`${what} failed: ${cause.message}`, {
+      cause: error,
+      ...(cause.hint ? { hint: cause.hint } : {}),
+    });
   const status = statusOf(error);
   const message = error instanceof Error ? error.message : String(error);
   return new PublishError(`${what} failed${status ? ` (HTTP ${status})` : ''}: ${message}`, {

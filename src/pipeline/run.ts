@@ -12,6 +12,7 @@ import { validateRegistryHost, validateRepositoryName, validateTag } from '../oc
 import { createRegistryStore } from '../oci/registry';
 import type { Store } from '../oci/store';
 import type { Annotations } from '../oci/types';
+import { describeProxies, proxySettings } from '../util/dispatcher';
 import { PublishError, printable } from '../util/errors';
 import type { Logger } from '../util/logger';
 import { type Flavor, flavorKey } from './flavors';
@@ -136,6 +137,10 @@ export async function runPublish(
   options: { signal?: AbortSignal; source?: ArtifactSource } = {},
 ): Promise<RunResult> {
   const flavors = validateSettings(settings);
+  // Checked before any request (a malformed proxy variable is one clear error), and shown: which proxy
+  // a run used is the first question when a run behind one fails.
+  const proxies = describeProxies(proxySettings());
+  if (proxies) logger.info(proxies);
   const { signal } = options;
   const bootArches = archesToBoot(settings.bootTest, settings.architectures);
   if (settings.installQemu && bootArches.length > 0) {

@@ -2,8 +2,10 @@
 // a 401), follows redirects by hand so the Authorization header never reaches another host, and turns
 // failures into PublishErrors (TransientError for those worth retrying).
 import type { Readable } from 'node:stream';
-import { Agent, request } from 'undici';
+import { request } from 'undici';
 import type { Dispatcher } from 'undici';
+import { createDispatcher, proxyFailure, proxySettings } from '../../util/dispatcher';
+import type { ProxySettings } from '../../util/dispatcher';
 import { PublishError } from '../../util/errors';
 import type { Logger } from '../../util/logger';
 import { isLoopbackHost } from '../reference';
@@ -45,6 +47,7 @@ export interface RegistryResponse {
 export interface ClientOptions {
   registry: string;
   loadCredentials: () => Promise<Credentials | undefined>;
+  /** Plain HTTP allowed for a non-loopback registry (HTTPS is still tried first). */
   insecure?: boolean;
   logger: Logger;
   retry?: Partial<RetryOptions>;
@@ -123,6 +126,28 @@ function tlsCode(error: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * True when a TLS handshake failed because the server does not speak TLS at all: OpenSSL read a plain
+ * HTTP answer (`HTTP/1.1 400 ...`) as a TLS record. A certificate error is never this.
+ */
+function notTls(error: unknown): boolean {
+  for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    const { code, message } = e as { code?: unknown; message?: unknown };
+    if (
+      code === 'ERR_SSL_WRONG_VERSION_NUMBER' ||
+      code === 'ERR_SSL_PACKET_LENGTH_TOO_LONG' ||
+      code === 'ERR_SSL_HTTP_REQUEST'
+    )
+      return true;
+    if (
+      code === 'EPROTO' &&
+      /wrong version number|packet length too long|http request/i.test(String(message))
+    )
+      return true;
+  }
+  return false;
+}
+
 function networkCode(error: unknown): string | undefined {
   for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
     const code = (e as { code?: unknown }).code;
@@ -133,28 +158,34 @@ function networkCode(error: unknown): string | undefined {
 
 export class RegistryClient {
   readonly registry: string;
-  readonly baseUrl: string;
   readonly auth: Authenticator;
   readonly retry: RetryOptions;
   readonly logger: Logger;
   readonly signal: AbortSignal | undefined;
-  private readonly agent: Agent;
+  private readonly agent: Dispatcher;
+  private readonly proxies: ProxySettings;
+  /** Plain HTTP is allowed (loopback, or insecure): HTTPS is probed first, once per client. */
+  private readonly mayUsePlainHttp: boolean;
+  private origin: Promise<string> | undefined;
 
   constructor(options: ClientOptions) {
     this.registry = options.registry;
-    // Plain HTTP only where nobody can listen in: loopback, or when the caller opted in.
-    const plain = options.insecure === true || isLoopbackHost(options.registry);
-    this.baseUrl = `${plain ? 'http' : 'https'}://${options.registry}`;
+    // Plain HTTP only where nobody can listen in (loopback), or when the caller opted in.
+    this.mayUsePlainHttp = options.insecure === true || isLoopbackHost(options.registry);
     this.logger = options.logger;
     this.retry = { ...DEFAULT_RETRY, ...options.retry };
     this.signal = options.signal;
-    this.agent = new Agent({
-      keepAliveTimeout: 30_000,
-      // The answer to a blob PUT comes after the registry has checked the digest of gigabytes.
-      headersTimeout: 10 * 60_000,
-      bodyTimeout: 5 * 60_000,
-      connectTimeout: 30_000,
-    });
+    this.proxies = proxySettings();
+    this.agent = createDispatcher(
+      {
+        keepAliveTimeout: 30_000,
+        // The answer to a blob PUT comes after the registry has checked the digest of gigabytes.
+        headersTimeout: 10 * 60_000,
+        bodyTimeout: 5 * 60_000,
+        connectTimeout: 30_000,
+      },
+      this.proxies,
+    );
     this.auth = new Authenticator(
       options.registry,
       options.loadCredentials,
@@ -172,8 +203,43 @@ export class RegistryClient {
     return this.auth.redact(text);
   }
 
-  resolve(url: string, base = this.baseUrl): string {
+  resolve(url: string, base: string): string {
     return new URL(url, base).toString();
+  }
+
+  /**
+   * `https://host` or, where plain HTTP is allowed and the registry does not speak TLS, `http://host`:
+   * decided by the first request (as docker does for localhost and insecure registries) and kept for the
+   * life of the client. Only a handshake that shows the server does not speak TLS at all falls back; a
+   * certificate error stays an error, and a network failure is retried like any other.
+   */
+  baseUrl(operation = `reaching the registry ${this.registry}`): Promise<string> {
+    if (!this.mayUsePlainHttp) return Promise.resolve(`https://${this.registry}`);
+    this.origin ??= this.probeScheme(operation).catch((error: unknown) => {
+      this.origin = undefined; // a network failure decides nothing: the next try probes again
+      throw error;
+    });
+    return this.origin;
+  }
+
+  private async probeScheme(operation: string): Promise<string> {
+    const https = `https://${this.registry}`;
+    const started = performance.now();
+    const took = (): string => `${(performance.now() - started).toFixed(1)} ms`;
+    try {
+      const res = await this.raw('GET', `${https}/v2/`, {}, undefined, operation, this.signal, {
+        plainHttpFallback: true,
+      });
+      await discard(res.body);
+      this.logger.debug(`${this.registry} speaks HTTPS (checked in ${took()})`);
+      return https;
+    } catch (error) {
+      if (!(error instanceof NotTlsError)) throw error;
+      this.logger.debug(
+        `${this.registry} does not speak TLS (${error.code}, checked in ${took()}): using plain HTTP`,
+      );
+      return `http://${this.registry}`;
+    }
   }
 
   private combinedSignal(signal?: AbortSignal): AbortSignal | undefined {
@@ -189,6 +255,7 @@ export class RegistryClient {
     body: Readable | Uint8Array | string | undefined,
     operation: string,
     signal: AbortSignal | undefined,
+    probe: { plainHttpFallback?: boolean } = {},
   ): Promise<Dispatcher.ResponseData> {
     try {
       return await request(url, { method, headers, body: body ?? null, dispatcher: this.agent, signal });
@@ -196,6 +263,15 @@ export class RegistryClient {
       if (signal?.aborted)
         throw signal.reason instanceof Error ? signal.reason : new PublishError(`${operation}: aborted`);
       if (body && typeof body === 'object' && 'destroy' in body) body.destroy();
+      const viaProxy = proxyFailure(error, url, this.proxies);
+      if (viaProxy) {
+        const failure = new PublishError(`${operation}: ${viaProxy.message}`, {
+          cause: error,
+          hint: viaProxy.hint,
+        });
+        throw viaProxy.transient ? new TransientError(failure) : failure;
+      }
+      if (probe.plainHttpFallback && notTls(error)) throw new NotTlsError(tlsCode(error) ?? 'EPROTO');
       const tls = tlsCode(error);
       if (tls) {
         // Not transient: a certificate or protocol mismatch does not heal by waiting.
@@ -244,8 +320,9 @@ export class RegistryClient {
    */
   async sendOnce(options: SendOptions): Promise<RegistryResponse> {
     const signal = this.combinedSignal(options.signal);
-    let url = this.resolve(options.url);
-    const registryHost = new URL(this.baseUrl).host;
+    const base = await this.baseUrl(options.operation);
+    let url = this.resolve(options.url, base);
+    const registryHost = new URL(base).host;
     let authRetried = false;
     for (let hops = 0; ;) {
       const headers: Record<string, string> = { ...options.headers };
@@ -346,6 +423,13 @@ export class RegistryClient {
       what: options.operation,
       signal: this.combinedSignal(options.signal),
     });
+  }
+}
+
+/** The HTTPS probe met a server that does not speak TLS (only thrown while probing). */
+class NotTlsError extends Error {
+  constructor(readonly code: string) {
+    super(`the server does not speak TLS (${code})`);
   }
 }
 

@@ -30,7 +30,10 @@ export interface RegistryStoreOptions {
   credentials?: Credentials;
   /** Folder holding docker's config.json; default $DOCKER_CONFIG or ~/.docker. */
   dockerConfig?: string;
-  /** Plain HTTP for a non-loopback registry (loopback registries always use HTTP). */
+  /**
+   * Plain HTTP allowed for a non-loopback registry. Loopback registries always allow it; either way
+   * HTTPS is tried first and plain HTTP used only when the registry does not speak TLS.
+   */
   insecure?: boolean;
   /** Bound on concurrent blob pushes across all repositories of the store (default 4). */
   concurrency?: number;
@@ -130,7 +133,7 @@ export function createRegistryStore(options: RegistryStoreOptions): RegistryStor
         throw new PublishError(`${registry}/${repo}: blob ${digest} does not exist`);
       const authorization = await client.auth.header([pullScope(repo)]);
       return {
-        url: `${client.baseUrl}/v2/${repo}/blobs/${digest}`,
+        url: `${await client.baseUrl()}/v2/${repo}/blobs/${digest}`,
         headers: authorization ? { Authorization: [authorization] } : {},
       };
     },
