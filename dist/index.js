@@ -20,9 +20,9 @@ var __commonJS = (cb, mod) => function __require2() {
 };
 var __copyProps = (to, from, except, desc) => {
   if (from && typeof from === "object" || typeof from === "function") {
-    for (let key2 of __getOwnPropNames(from))
-      if (!__hasOwnProp.call(to, key2) && key2 !== except)
-        __defProp(to, key2, { get: () => from[key2], enumerable: !(desc = __getOwnPropDesc(from, key2)) || desc.enumerable });
+    for (let key of __getOwnPropNames(from))
+      if (!__hasOwnProp.call(to, key) && key !== except)
+        __defProp(to, key, { get: () => from[key], enumerable: !(desc = __getOwnPropDesc(from, key)) || desc.enumerable });
   }
   return to;
 };
@@ -806,9 +806,9 @@ var require_constants = __commonJS({
       "X-XSS-Protection"
     ];
     for (let i = 0; i < wellknownHeaderNames.length; ++i) {
-      const key2 = wellknownHeaderNames[i];
-      const lowerCasedKey = key2.toLowerCase();
-      headerNameLowerCasedRecord[key2] = headerNameLowerCasedRecord[lowerCasedKey] = lowerCasedKey;
+      const key = wellknownHeaderNames[i];
+      const lowerCasedKey = key.toLowerCase();
+      headerNameLowerCasedRecord[key] = headerNameLowerCasedRecord[lowerCasedKey] = lowerCasedKey;
     }
     Object.setPrototypeOf(headerNameLowerCasedRecord, null);
     module.exports = {
@@ -842,16 +842,16 @@ var require_tree = __commonJS({
        * @param {any} value
        * @param {number} index
        */
-      constructor(key2, value, index) {
-        if (index === void 0 || index >= key2.length) {
+      constructor(key, value, index) {
+        if (index === void 0 || index >= key.length) {
           throw new TypeError("Unreachable");
         }
-        const code = this.code = key2.charCodeAt(index);
+        const code = this.code = key.charCodeAt(index);
         if (code > 127) {
           throw new TypeError("key must be ascii string");
         }
-        if (key2.length !== ++index) {
-          this.middle = new _TstNode(key2, value, index);
+        if (key.length !== ++index) {
+          this.middle = new _TstNode(key, value, index);
         } else {
           this.value = value;
         }
@@ -860,15 +860,15 @@ var require_tree = __commonJS({
        * @param {string} key
        * @param {any} value
        */
-      add(key2, value) {
-        const length = key2.length;
+      add(key, value) {
+        const length = key.length;
         if (length === 0) {
           throw new TypeError("Unreachable");
         }
         let index = 0;
         let node = this;
         while (true) {
-          const code = key2.charCodeAt(index);
+          const code = key.charCodeAt(index);
           if (code > 127) {
             throw new TypeError("key must be ascii string");
           }
@@ -879,20 +879,20 @@ var require_tree = __commonJS({
             } else if (node.middle !== null) {
               node = node.middle;
             } else {
-              node.middle = new _TstNode(key2, value, index);
+              node.middle = new _TstNode(key, value, index);
               break;
             }
           } else if (node.code < code) {
             if (node.left !== null) {
               node = node.left;
             } else {
-              node.left = new _TstNode(key2, value, index);
+              node.left = new _TstNode(key, value, index);
               break;
             }
           } else if (node.right !== null) {
             node = node.right;
           } else {
-            node.right = new _TstNode(key2, value, index);
+            node.right = new _TstNode(key, value, index);
             break;
           }
         }
@@ -901,12 +901,12 @@ var require_tree = __commonJS({
        * @param {Uint8Array} key
        * @return {TstNode | null}
        */
-      search(key2) {
-        const keylength = key2.length;
+      search(key) {
+        const keylength = key.length;
         let index = 0;
         let node = this;
         while (node !== null && index < keylength) {
-          let code = key2[index];
+          let code = key[index];
           if (code <= 90 && code >= 65) {
             code |= 32;
           }
@@ -931,25 +931,25 @@ var require_tree = __commonJS({
        * @param {string} key
        * @param {any} value
        * */
-      insert(key2, value) {
+      insert(key, value) {
         if (this.node === null) {
-          this.node = new TstNode(key2, value, 0);
+          this.node = new TstNode(key, value, 0);
         } else {
-          this.node.add(key2, value);
+          this.node.add(key, value);
         }
       }
       /**
        * @param {Uint8Array} key
        * @return {any}
        */
-      lookup(key2) {
-        return this.node?.search(key2)?.value ?? null;
+      lookup(key) {
+        return this.node?.search(key)?.value ?? null;
       }
     };
     var tree = new TernarySearchTree();
     for (let i = 0; i < wellknownHeaderNames.length; ++i) {
-      const key2 = headerNameLowerCasedRecord[wellknownHeaderNames[i]];
-      tree.insert(key2, key2);
+      const key = headerNameLowerCasedRecord[wellknownHeaderNames[i]];
+      tree.insert(key, key);
     }
     module.exports = {
       TernarySearchTree,
@@ -1173,20 +1173,20 @@ var require_util = __commonJS({
     function parseHeaders(headers, obj) {
       if (obj === void 0) obj = {};
       for (let i = 0; i < headers.length; i += 2) {
-        const key2 = headerNameToString(headers[i]);
-        let val = obj[key2];
+        const key = headerNameToString(headers[i]);
+        let val = obj[key];
         if (val) {
           if (typeof val === "string") {
             val = [val];
-            obj[key2] = val;
+            obj[key] = val;
           }
           val.push(headers[i + 1].toString("utf8"));
         } else {
           const headersValue = headers[i + 1];
           if (typeof headersValue === "string") {
-            obj[key2] = headersValue;
+            obj[key] = headersValue;
           } else {
-            obj[key2] = Array.isArray(headersValue) ? headersValue.map((x) => x.toString("utf8")) : headersValue.toString("utf8");
+            obj[key] = Array.isArray(headersValue) ? headersValue.map((x) => x.toString("utf8")) : headersValue.toString("utf8");
           }
         }
       }
@@ -1200,21 +1200,21 @@ var require_util = __commonJS({
       const ret = new Array(len);
       let hasContentLength = false;
       let contentDispositionIdx = -1;
-      let key2;
+      let key;
       let val;
       let kLen = 0;
       for (let n = 0; n < headers.length; n += 2) {
-        key2 = headers[n];
+        key = headers[n];
         val = headers[n + 1];
-        typeof key2 !== "string" && (key2 = key2.toString());
+        typeof key !== "string" && (key = key.toString());
         typeof val !== "string" && (val = val.toString("utf8"));
-        kLen = key2.length;
-        if (kLen === 14 && key2[7] === "-" && (key2 === "content-length" || key2.toLowerCase() === "content-length")) {
+        kLen = key.length;
+        if (kLen === 14 && key[7] === "-" && (key === "content-length" || key.toLowerCase() === "content-length")) {
           hasContentLength = true;
-        } else if (kLen === 19 && key2[7] === "-" && (key2 === "content-disposition" || key2.toLowerCase() === "content-disposition")) {
+        } else if (kLen === 19 && key[7] === "-" && (key === "content-disposition" || key.toLowerCase() === "content-disposition")) {
           contentDispositionIdx = n + 1;
         }
-        ret[n] = key2;
+        ret[n] = key;
         ret[n + 1] = val;
       }
       if (hasContentLength && contentDispositionIdx !== -1) {
@@ -1955,20 +1955,20 @@ var require_request = __commonJS({
           this.endHandler = null;
         }
       }
-      addHeader(key2, value) {
-        processHeader(this, key2, value);
+      addHeader(key, value) {
+        processHeader(this, key, value);
         return this;
       }
     };
-    function processHeader(request4, key2, val) {
+    function processHeader(request4, key, val) {
       if (val && (typeof val === "object" && !Array.isArray(val))) {
-        throw new InvalidArgumentError(`invalid ${key2} header`);
+        throw new InvalidArgumentError(`invalid ${key} header`);
       } else if (val === void 0) {
         return;
       }
-      let headerName = headerNameLowerCasedRecord[key2];
+      let headerName = headerNameLowerCasedRecord[key];
       if (headerName === void 0) {
-        headerName = key2.toLowerCase();
+        headerName = key.toLowerCase();
         if (headerNameLowerCasedRecord[headerName] === void 0 && !isValidHTTPToken(headerName)) {
           throw new InvalidArgumentError("invalid header key");
         }
@@ -1978,17 +1978,17 @@ var require_request = __commonJS({
         for (let i = 0; i < val.length; i++) {
           if (typeof val[i] === "string") {
             if (!isValidHeaderValue(val[i])) {
-              throw new InvalidArgumentError(`invalid ${key2} header`);
+              throw new InvalidArgumentError(`invalid ${key} header`);
             }
             arr.push(val[i]);
           } else if (val[i] === null) {
             arr.push("");
           } else if (typeof val[i] === "object") {
-            throw new InvalidArgumentError(`invalid ${key2} header`);
+            throw new InvalidArgumentError(`invalid ${key} header`);
           } else {
             const str = `${val[i]}`;
             if (!isValidHeaderValue(str)) {
-              throw new InvalidArgumentError(`invalid ${key2} header`);
+              throw new InvalidArgumentError(`invalid ${key} header`);
             }
             arr.push(str);
           }
@@ -1996,14 +1996,14 @@ var require_request = __commonJS({
         val = arr;
       } else if (typeof val === "string") {
         if (!isValidHeaderValue(val)) {
-          throw new InvalidArgumentError(`invalid ${key2} header`);
+          throw new InvalidArgumentError(`invalid ${key} header`);
         }
       } else if (val === null) {
         val = "";
       } else {
         val = `${val}`;
         if (!isValidHeaderValue(val)) {
-          throw new InvalidArgumentError(`invalid ${key2} header`);
+          throw new InvalidArgumentError(`invalid ${key} header`);
         }
       }
       if (headerName === "host") {
@@ -2024,7 +2024,7 @@ var require_request = __commonJS({
         }
       } else if (request4.contentType === null && headerName === "content-type") {
         request4.contentType = val;
-        request4.headers.push(key2, val);
+        request4.headers.push(key, val);
       } else if (headerName === "transfer-encoding" || headerName === "keep-alive" || headerName === "upgrade") {
         throw new InvalidArgumentError(`invalid ${headerName} header`);
       } else if (headerName === "connection") {
@@ -2038,7 +2038,7 @@ var require_request = __commonJS({
       } else if (headerName === "expect") {
         throw new NotSupportedError("expect header not supported");
       } else {
-        request4.headers.push(key2, val);
+        request4.headers.push(key, val);
       }
     }
     module.exports = Request2;
@@ -2526,13 +2526,13 @@ var require_connect = __commonJS({
         constructor(maxCachedSessions) {
           this._maxCachedSessions = maxCachedSessions;
           this._sessionCache = /* @__PURE__ */ new Map();
-          this._sessionRegistry = new global.FinalizationRegistry((key2) => {
+          this._sessionRegistry = new global.FinalizationRegistry((key) => {
             if (this._sessionCache.size < this._maxCachedSessions) {
               return;
             }
-            const ref2 = this._sessionCache.get(key2);
+            const ref2 = this._sessionCache.get(key);
             if (ref2 !== void 0 && ref2.deref() === void 0) {
-              this._sessionCache.delete(key2);
+              this._sessionCache.delete(key);
             }
           });
         }
@@ -2696,10 +2696,10 @@ var require_utils = __commonJS({
     exports.enumToMap = void 0;
     function enumToMap(obj) {
       const res = {};
-      Object.keys(obj).forEach((key2) => {
-        const value = obj[key2];
+      Object.keys(obj).forEach((key) => {
+        const value = obj[key];
         if (typeof value === "number") {
-          res[key2] = value;
+          res[key] = value;
         }
       });
       return res;
@@ -2876,9 +2876,9 @@ var require_constants2 = __commonJS({
     ];
     exports.METHOD_MAP = utils_1.enumToMap(METHODS);
     exports.H_METHOD_MAP = {};
-    Object.keys(exports.METHOD_MAP).forEach((key2) => {
-      if (/^H/.test(key2)) {
-        exports.H_METHOD_MAP[key2] = exports.METHOD_MAP[key2];
+    Object.keys(exports.METHOD_MAP).forEach((key) => {
+      if (/^H/.test(key)) {
+        exports.H_METHOD_MAP[key] = exports.METHOD_MAP[key];
       }
     });
     var FINISH;
@@ -3849,19 +3849,19 @@ var require_webidl = __commonJS({
         const result = {};
         if (!types.isProxy(O)) {
           const keys2 = [...Object.getOwnPropertyNames(O), ...Object.getOwnPropertySymbols(O)];
-          for (const key2 of keys2) {
-            const typedKey = keyConverter(key2, prefix, argument);
-            const typedValue = valueConverter(O[key2], prefix, argument);
+          for (const key of keys2) {
+            const typedKey = keyConverter(key, prefix, argument);
+            const typedValue = valueConverter(O[key], prefix, argument);
             result[typedKey] = typedValue;
           }
           return result;
         }
         const keys = Reflect.ownKeys(O);
-        for (const key2 of keys) {
-          const desc = Reflect.getOwnPropertyDescriptor(O, key2);
+        for (const key of keys) {
+          const desc = Reflect.getOwnPropertyDescriptor(O, key);
           if (desc?.enumerable) {
-            const typedKey = keyConverter(key2, prefix, argument);
-            const typedValue = valueConverter(O[key2], prefix, argument);
+            const typedKey = keyConverter(key, prefix, argument);
+            const typedValue = valueConverter(O[key], prefix, argument);
             result[typedKey] = typedValue;
           }
         }
@@ -3892,29 +3892,29 @@ var require_webidl = __commonJS({
           });
         }
         for (const options of converters) {
-          const { key: key2, defaultValue, required, converter } = options;
+          const { key, defaultValue, required, converter } = options;
           if (required === true) {
-            if (!Object.hasOwn(dictionary, key2)) {
+            if (!Object.hasOwn(dictionary, key)) {
               throw webidl.errors.exception({
                 header: prefix,
-                message: `Missing required key "${key2}".`
+                message: `Missing required key "${key}".`
               });
             }
           }
-          let value = dictionary[key2];
+          let value = dictionary[key];
           const hasDefault = Object.hasOwn(options, "defaultValue");
           if (hasDefault && value !== null) {
             value ??= defaultValue();
           }
           if (required || hasDefault || value !== void 0) {
-            value = converter(value, prefix, `${argument}.${key2}`);
+            value = converter(value, prefix, `${argument}.${key}`);
             if (options.allowedValues && !options.allowedValues.includes(value)) {
               throw webidl.errors.exception({
                 header: prefix,
                 message: `${value} is not an accepted type. Expected one of ${options.allowedValues.join(", ")}.`
               });
             }
-            dict[key2] = value;
+            dict[key] = value;
           }
         }
         return dict;
@@ -4529,18 +4529,18 @@ var require_util2 = __commonJS({
               done: true
             };
           }
-          const { [keyIndex]: key2, [valueIndex]: value } = values[index];
+          const { [keyIndex]: key, [valueIndex]: value } = values[index];
           this.#index = index + 1;
           let result;
           switch (this.#kind) {
             case "key":
-              result = key2;
+              result = key;
               break;
             case "value":
               result = value;
               break;
             case "key+value":
-              result = [key2, value];
+              result = [key, value];
               break;
           }
           return {
@@ -4606,8 +4606,8 @@ var require_util2 = __commonJS({
                 `Failed to execute 'forEach' on '${name}': parameter 1 is not of type 'Function'.`
               );
             }
-            for (const { 0: key2, 1: value } of makeIterator(this, "key+value")) {
-              callbackfn.call(thisArg, value, key2, this);
+            for (const { 0: key, 1: value } of makeIterator(this, "key+value")) {
+              callbackfn.call(thisArg, value, key, this);
             }
           }
         }
@@ -6050,15 +6050,15 @@ var require_client_h1 = __commonJS({
         } else {
           this.headers[len - 1] = Buffer.concat([this.headers[len - 1], buf]);
         }
-        const key2 = this.headers[len - 2];
-        if (key2.length === 10) {
-          const headerName = util.bufferToLowerCasedHeaderName(key2);
+        const key = this.headers[len - 2];
+        if (key.length === 10) {
+          const headerName = util.bufferToLowerCasedHeaderName(key);
           if (headerName === "keep-alive") {
             this.keepAlive += buf.toString();
           } else if (headerName === "connection") {
             this.connection += buf.toString();
           }
-        } else if (key2.length === 14 && util.bufferToLowerCasedHeaderName(key2) === "content-length") {
+        } else if (key.length === 14 && util.bufferToLowerCasedHeaderName(key) === "content-length") {
           this.contentLength += buf.toString();
         }
         this.trackHeader(buf.length);
@@ -6556,15 +6556,15 @@ upgrade: ${upgrade}\r
       }
       if (Array.isArray(headers)) {
         for (let n = 0; n < headers.length; n += 2) {
-          const key2 = headers[n + 0];
+          const key = headers[n + 0];
           const val = headers[n + 1];
           if (Array.isArray(val)) {
             for (let i = 0; i < val.length; i++) {
-              header += `${key2}: ${val[i]}\r
+              header += `${key}: ${val[i]}\r
 `;
             }
           } else {
-            header += `${key2}: ${val}\r
+            header += `${key}: ${val}\r
 `;
           }
         }
@@ -7074,18 +7074,18 @@ var require_client_h2 = __commonJS({
       }
       const headers = {};
       for (let n = 0; n < reqHeaders.length; n += 2) {
-        const key2 = reqHeaders[n + 0];
+        const key = reqHeaders[n + 0];
         const val = reqHeaders[n + 1];
         if (Array.isArray(val)) {
           for (let i = 0; i < val.length; i++) {
-            if (headers[key2]) {
-              headers[key2] += `,${val[i]}`;
+            if (headers[key]) {
+              headers[key] += `,${val[i]}`;
             } else {
-              headers[key2] = val[i];
+              headers[key] = val[i];
             }
           }
         } else {
-          headers[key2] = val;
+          headers[key] = val;
         }
       }
       let stream;
@@ -7580,9 +7580,9 @@ var require_redirect_handler = __commonJS({
           }
         }
       } else if (headers && typeof headers === "object") {
-        for (const key2 of Object.keys(headers)) {
-          if (!shouldRemoveHeader(key2, removeContent, unknownOrigin)) {
-            ret.push(key2, headers[key2]);
+        for (const key of Object.keys(headers)) {
+          if (!shouldRemoveHeader(key, removeContent, unknownOrigin)) {
+            ret.push(key, headers[key]);
           }
         }
       } else {
@@ -8663,16 +8663,16 @@ var require_agent = __commonJS({
         return ret;
       }
       [kDispatch](opts, handler2) {
-        let key2;
+        let key;
         if (opts.origin && (typeof opts.origin === "string" || opts.origin instanceof URL)) {
-          key2 = String(opts.origin);
+          key = String(opts.origin);
         } else {
           throw new InvalidArgumentError("opts.origin must be a non-empty string or URL.");
         }
-        let dispatcher = this[kClients].get(key2);
+        let dispatcher = this[kClients].get(key);
         if (!dispatcher) {
           dispatcher = this[kFactory](opts.origin, this[kOptions]).on("drain", this[kOnDrain]).on("connect", this[kOnConnect]).on("disconnect", this[kOnDisconnect]).on("connectionError", this[kOnConnectionError]);
-          this[kClients].set(key2, dispatcher);
+          this[kClients].set(key, dispatcher);
         }
         return dispatcher.dispatch(opts, handler2);
       }
@@ -8911,7 +8911,7 @@ var require_proxy_agent = __commonJS({
       return headers;
     }
     function throwIfProxyAuthIsSent(headers) {
-      const existProxyAuth = headers && Object.keys(headers).find((key2) => key2.toLowerCase() === "proxy-authorization");
+      const existProxyAuth = headers && Object.keys(headers).find((key) => key.toLowerCase() === "proxy-authorization");
       if (existProxyAuth) {
         throw new InvalidArgumentError("Proxy-Authorization should be sent in ProxyAgent constructor");
       }
@@ -10689,18 +10689,18 @@ var require_mock_utils = __commonJS({
         })
       );
     }
-    function getHeaderByName(headers, key2) {
+    function getHeaderByName(headers, key) {
       if (Array.isArray(headers)) {
         for (let i = 0; i < headers.length; i += 2) {
-          if (headers[i].toLocaleLowerCase() === key2.toLocaleLowerCase()) {
+          if (headers[i].toLocaleLowerCase() === key.toLocaleLowerCase()) {
             return headers[i + 1];
           }
         }
         return void 0;
       } else if (typeof headers.get === "function") {
-        return headers.get(key2);
+        return headers.get(key);
       } else {
-        return lowerCaseEntries(headers)[key2.toLocaleLowerCase()];
+        return lowerCaseEntries(headers)[key.toLocaleLowerCase()];
       }
     }
     function buildHeadersFromArray(headers) {
@@ -10764,41 +10764,41 @@ var require_mock_utils = __commonJS({
         return data.toString();
       }
     }
-    function getMockDispatch(mockDispatches, key2) {
-      const basePath = key2.query ? buildURL(key2.path, key2.query) : key2.path;
+    function getMockDispatch(mockDispatches, key) {
+      const basePath = key.query ? buildURL(key.path, key.query) : key.path;
       const resolvedPath = typeof basePath === "string" ? safeUrl(basePath) : basePath;
       let matchedMockDispatches = mockDispatches.filter(({ consumed }) => !consumed).filter(({ path }) => matchValue(safeUrl(path), resolvedPath));
       if (matchedMockDispatches.length === 0) {
         throw new MockNotMatchedError(`Mock dispatch not matched for path '${resolvedPath}'`);
       }
-      matchedMockDispatches = matchedMockDispatches.filter(({ method }) => matchValue(method, key2.method));
+      matchedMockDispatches = matchedMockDispatches.filter(({ method }) => matchValue(method, key.method));
       if (matchedMockDispatches.length === 0) {
-        throw new MockNotMatchedError(`Mock dispatch not matched for method '${key2.method}' on path '${resolvedPath}'`);
+        throw new MockNotMatchedError(`Mock dispatch not matched for method '${key.method}' on path '${resolvedPath}'`);
       }
-      matchedMockDispatches = matchedMockDispatches.filter(({ body }) => typeof body !== "undefined" ? matchValue(body, key2.body) : true);
+      matchedMockDispatches = matchedMockDispatches.filter(({ body }) => typeof body !== "undefined" ? matchValue(body, key.body) : true);
       if (matchedMockDispatches.length === 0) {
-        throw new MockNotMatchedError(`Mock dispatch not matched for body '${key2.body}' on path '${resolvedPath}'`);
+        throw new MockNotMatchedError(`Mock dispatch not matched for body '${key.body}' on path '${resolvedPath}'`);
       }
-      matchedMockDispatches = matchedMockDispatches.filter((mockDispatch2) => matchHeaders(mockDispatch2, key2.headers));
+      matchedMockDispatches = matchedMockDispatches.filter((mockDispatch2) => matchHeaders(mockDispatch2, key.headers));
       if (matchedMockDispatches.length === 0) {
-        const headers = typeof key2.headers === "object" ? JSON.stringify(key2.headers) : key2.headers;
+        const headers = typeof key.headers === "object" ? JSON.stringify(key.headers) : key.headers;
         throw new MockNotMatchedError(`Mock dispatch not matched for headers '${headers}' on path '${resolvedPath}'`);
       }
       return matchedMockDispatches[0];
     }
-    function addMockDispatch(mockDispatches, key2, data) {
+    function addMockDispatch(mockDispatches, key, data) {
       const baseData = { timesInvoked: 0, times: 1, persist: false, consumed: false };
       const replyData = typeof data === "function" ? { callback: data } : { ...data };
-      const newMockDispatch = { ...baseData, ...key2, pending: true, data: { error: null, ...replyData } };
+      const newMockDispatch = { ...baseData, ...key, pending: true, data: { error: null, ...replyData } };
       mockDispatches.push(newMockDispatch);
       return newMockDispatch;
     }
-    function deleteMockDispatch(mockDispatches, key2) {
+    function deleteMockDispatch(mockDispatches, key) {
       const index = mockDispatches.findIndex((dispatch) => {
         if (!dispatch.consumed) {
           return false;
         }
-        return matchKey(dispatch, key2);
+        return matchKey(dispatch, key);
       });
       if (index !== -1) {
         mockDispatches.splice(index, 1);
@@ -10818,9 +10818,9 @@ var require_mock_utils = __commonJS({
       const keys = Object.keys(data);
       const result = [];
       for (let i = 0; i < keys.length; ++i) {
-        const key2 = keys[i];
-        const value = data[key2];
-        const name = Buffer.from(`${key2}`);
+        const key = keys[i];
+        const value = data[key];
+        const name = Buffer.from(`${key}`);
         if (Array.isArray(value)) {
           for (let j = 0; j < value.length; ++j) {
             result.push(name, Buffer.from(`${value[j]}`));
@@ -10842,8 +10842,8 @@ var require_mock_utils = __commonJS({
       return Buffer.concat(buffers).toString("utf8");
     }
     function mockDispatch(opts, handler2) {
-      const key2 = buildKey(opts);
-      const mockDispatch2 = getMockDispatch(this[kDispatches], key2);
+      const key = buildKey(opts);
+      const mockDispatch2 = getMockDispatch(this[kDispatches], key);
       mockDispatch2.timesInvoked++;
       if (mockDispatch2.data.callback) {
         mockDispatch2.data = { ...mockDispatch2.data, ...mockDispatch2.data.callback(opts) };
@@ -10853,7 +10853,7 @@ var require_mock_utils = __commonJS({
       mockDispatch2.consumed = !persist && timesInvoked >= times;
       mockDispatch2.pending = timesInvoked < times;
       if (error2 !== null) {
-        deleteMockDispatch(this[kDispatches], key2);
+        deleteMockDispatch(this[kDispatches], key);
         handler2.onError(error2);
         return true;
       }
@@ -10878,7 +10878,7 @@ var require_mock_utils = __commonJS({
         handler2.onHeaders?.(statusCode, responseHeaders, resume, getStatusText(statusCode));
         handler2.onData?.(Buffer.from(responseData));
         handler2.onComplete?.(responseTrailers);
-        deleteMockDispatch(mockDispatches, key2);
+        deleteMockDispatch(mockDispatches, key);
       }
       function resume() {
       }
@@ -12785,16 +12785,16 @@ var require_dispatcher_weakref = __commonJS({
       constructor(finalizer) {
         this.finalizer = finalizer;
       }
-      register(dispatcher, key2) {
+      register(dispatcher, key) {
         if (dispatcher.on) {
           dispatcher.on("disconnect", () => {
             if (dispatcher[kConnected] === 0 && dispatcher[kSize] === 0) {
-              this.finalizer(key2);
+              this.finalizer(key);
             }
           });
         }
       }
-      unregister(key2) {
+      unregister(key) {
       }
     };
     module.exports = function() {
@@ -16279,8 +16279,8 @@ var require_util6 = __commonJS({
         if (!part.includes("=")) {
           throw new Error("Invalid unparsed");
         }
-        const [key2, ...value] = part.split("=");
-        const trimmedKey = key2.trim();
+        const [key, ...value] = part.split("=");
+        const trimmedKey = key.trim();
         const joinedValue = value.join("=");
         validateCookieName(trimmedKey);
         validateCookieValue(joinedValue);
@@ -19226,11 +19226,11 @@ var require_visit = __commonJS({
     visit.BREAK = BREAK;
     visit.SKIP = SKIP;
     visit.REMOVE = REMOVE;
-    function visit_(key2, node, visitor, path) {
-      const ctrl = callVisitor(key2, node, visitor, path);
+    function visit_(key, node, visitor, path) {
+      const ctrl = callVisitor(key, node, visitor, path);
       if (identity.isNode(ctrl) || identity.isPair(ctrl)) {
-        replaceNode(key2, path, ctrl);
-        return visit_(key2, ctrl, visitor, path);
+        replaceNode(key, path, ctrl);
+        return visit_(key, ctrl, visitor, path);
       }
       if (typeof ctrl !== "symbol") {
         if (identity.isCollection(node)) {
@@ -19274,11 +19274,11 @@ var require_visit = __commonJS({
     visitAsync.BREAK = BREAK;
     visitAsync.SKIP = SKIP;
     visitAsync.REMOVE = REMOVE;
-    async function visitAsync_(key2, node, visitor, path) {
-      const ctrl = await callVisitor(key2, node, visitor, path);
+    async function visitAsync_(key, node, visitor, path) {
+      const ctrl = await callVisitor(key, node, visitor, path);
       if (identity.isNode(ctrl) || identity.isPair(ctrl)) {
-        replaceNode(key2, path, ctrl);
-        return visitAsync_(key2, ctrl, visitor, path);
+        replaceNode(key, path, ctrl);
+        return visitAsync_(key, ctrl, visitor, path);
       }
       if (typeof ctrl !== "symbol") {
         if (identity.isCollection(node)) {
@@ -19328,27 +19328,27 @@ var require_visit = __commonJS({
       }
       return visitor;
     }
-    function callVisitor(key2, node, visitor, path) {
+    function callVisitor(key, node, visitor, path) {
       if (typeof visitor === "function")
-        return visitor(key2, node, path);
+        return visitor(key, node, path);
       if (identity.isMap(node))
-        return visitor.Map?.(key2, node, path);
+        return visitor.Map?.(key, node, path);
       if (identity.isSeq(node))
-        return visitor.Seq?.(key2, node, path);
+        return visitor.Seq?.(key, node, path);
       if (identity.isPair(node))
-        return visitor.Pair?.(key2, node, path);
+        return visitor.Pair?.(key, node, path);
       if (identity.isScalar(node))
-        return visitor.Scalar?.(key2, node, path);
+        return visitor.Scalar?.(key, node, path);
       if (identity.isAlias(node))
-        return visitor.Alias?.(key2, node, path);
+        return visitor.Alias?.(key, node, path);
       return void 0;
     }
-    function replaceNode(key2, path, node) {
+    function replaceNode(key, path, node) {
       const parent = path[path.length - 1];
       if (identity.isCollection(parent)) {
-        parent.items[key2] = node;
+        parent.items[key] = node;
       } else if (identity.isPair(parent)) {
-        if (key2 === "key")
+        if (key === "key")
           parent.key = node;
         else
           parent.value = node;
@@ -19609,7 +19609,7 @@ var require_anchors = __commonJS({
 var require_applyReviver = __commonJS({
   "node_modules/yaml/dist/doc/applyReviver.js"(exports) {
     "use strict";
-    function applyReviver(reviver, obj, key2, val) {
+    function applyReviver(reviver, obj, key, val) {
       if (val && typeof val === "object") {
         if (Array.isArray(val)) {
           for (let i = 0, len = val.length; i < len; ++i) {
@@ -19649,7 +19649,7 @@ var require_applyReviver = __commonJS({
           }
         }
       }
-      return reviver.call(obj, key2, val);
+      return reviver.call(obj, key, val);
     }
     exports.applyReviver = applyReviver;
   }
@@ -20012,14 +20012,14 @@ var require_Collection = __commonJS({
         if (isEmptyPath(path))
           this.add(value);
         else {
-          const [key2, ...rest] = path;
-          const node = this.get(key2, true);
+          const [key, ...rest] = path;
+          const node = this.get(key, true);
           if (identity.isCollection(node))
             node.addIn(rest, value);
           else if (node === void 0 && this.schema)
-            this.set(key2, collectionFromPath(this.schema, rest, value));
+            this.set(key, collectionFromPath(this.schema, rest, value));
           else
-            throw new Error(`Expected YAML collection at ${key2}. Remaining path: ${rest}`);
+            throw new Error(`Expected YAML collection at ${key}. Remaining path: ${rest}`);
         }
       }
       /**
@@ -20027,14 +20027,14 @@ var require_Collection = __commonJS({
        * @returns `true` if the item was found and removed.
        */
       deleteIn(path) {
-        const [key2, ...rest] = path;
+        const [key, ...rest] = path;
         if (rest.length === 0)
-          return this.delete(key2);
-        const node = this.get(key2, true);
+          return this.delete(key);
+        const node = this.get(key, true);
         if (identity.isCollection(node))
           return node.deleteIn(rest);
         else
-          throw new Error(`Expected YAML collection at ${key2}. Remaining path: ${rest}`);
+          throw new Error(`Expected YAML collection at ${key}. Remaining path: ${rest}`);
       }
       /**
        * Returns item at `key`, or `undefined` if not found. By default unwraps
@@ -20042,8 +20042,8 @@ var require_Collection = __commonJS({
        * `true` (collections are always returned intact).
        */
       getIn(path, keepScalar) {
-        const [key2, ...rest] = path;
-        const node = this.get(key2, true);
+        const [key, ...rest] = path;
+        const node = this.get(key, true);
         if (rest.length === 0)
           return !keepScalar && identity.isScalar(node) ? node.value : node;
         else
@@ -20061,10 +20061,10 @@ var require_Collection = __commonJS({
        * Checks if the collection includes a value with the key `key`.
        */
       hasIn(path) {
-        const [key2, ...rest] = path;
+        const [key, ...rest] = path;
         if (rest.length === 0)
-          return this.has(key2);
-        const node = this.get(key2, true);
+          return this.has(key);
+        const node = this.get(key, true);
         return identity.isCollection(node) ? node.hasIn(rest) : false;
       }
       /**
@@ -20072,17 +20072,17 @@ var require_Collection = __commonJS({
        * boolean to add/remove the item from the set.
        */
       setIn(path, value) {
-        const [key2, ...rest] = path;
+        const [key, ...rest] = path;
         if (rest.length === 0) {
-          this.set(key2, value);
+          this.set(key, value);
         } else {
-          const node = this.get(key2, true);
+          const node = this.get(key, true);
           if (identity.isCollection(node))
             node.setIn(rest, value);
           else if (node === void 0 && this.schema)
-            this.set(key2, collectionFromPath(this.schema, rest, value));
+            this.set(key, collectionFromPath(this.schema, rest, value));
           else
-            throw new Error(`Expected YAML collection at ${key2}. Remaining path: ${rest}`);
+            throw new Error(`Expected YAML collection at ${key}. Remaining path: ${rest}`);
         }
       }
     };
@@ -20660,19 +20660,19 @@ var require_stringifyPair = __commonJS({
     var Scalar = require_Scalar();
     var stringify = require_stringify();
     var stringifyComment = require_stringifyComment();
-    function stringifyPair({ key: key2, value }, ctx, onComment, onChompKeep) {
+    function stringifyPair({ key, value }, ctx, onComment, onChompKeep) {
       const { allNullValues, doc, indent, indentStep, options: { commentString, indentSeq, simpleKeys } } = ctx;
-      let keyComment = identity.isNode(key2) && key2.comment || null;
+      let keyComment = identity.isNode(key) && key.comment || null;
       if (simpleKeys) {
         if (keyComment) {
           throw new Error("With simple keys, key nodes cannot have comments");
         }
-        if (identity.isCollection(key2) || !identity.isNode(key2) && typeof key2 === "object") {
+        if (identity.isCollection(key) || !identity.isNode(key) && typeof key === "object") {
           const msg = "With simple keys, collection cannot be used as a key value";
           throw new Error(msg);
         }
       }
-      let explicitKey = !simpleKeys && (!key2 || keyComment && value == null && !ctx.inFlow || identity.isCollection(key2) || (identity.isScalar(key2) ? key2.type === Scalar.Scalar.BLOCK_FOLDED || key2.type === Scalar.Scalar.BLOCK_LITERAL : typeof key2 === "object"));
+      let explicitKey = !simpleKeys && (!key || keyComment && value == null && !ctx.inFlow || identity.isCollection(key) || (identity.isScalar(key) ? key.type === Scalar.Scalar.BLOCK_FOLDED || key.type === Scalar.Scalar.BLOCK_LITERAL : typeof key === "object"));
       ctx = Object.assign({}, ctx, {
         allNullValues: false,
         implicitKey: !explicitKey && (simpleKeys || !allNullValues),
@@ -20680,7 +20680,7 @@ var require_stringifyPair = __commonJS({
       });
       let keyCommentDone = false;
       let chompKeep = false;
-      let str = stringify.stringify(key2, ctx, () => keyCommentDone = true, () => chompKeep = true);
+      let str = stringify.stringify(key, ctx, () => keyCommentDone = true, () => chompKeep = true);
       if (!explicitKey && !ctx.inFlow && str.length > 1024) {
         if (simpleKeys)
           throw new Error("With simple keys, single line scalar must not span more than 1024 characters");
@@ -20824,7 +20824,7 @@ var require_merge = __commonJS({
       }),
       stringify: () => MERGE_KEY
     };
-    var isMergeKey = (ctx, key2) => (merge2.identify(key2) || identity.isScalar(key2) && (!key2.type || key2.type === Scalar.Scalar.PLAIN) && merge2.identify(key2.value)) && ctx?.doc.schema.tags.some((tag) => tag.tag === merge2.tag && tag.default);
+    var isMergeKey = (ctx, key) => (merge2.identify(key) || identity.isScalar(key) && (!key.type || key.type === Scalar.Scalar.PLAIN) && merge2.identify(key.value)) && ctx?.doc.schema.tags.some((tag) => tag.tag === merge2.tag && tag.default);
     function addMergeToJSMap(ctx, map, value) {
       const source = resolveAliasValue(ctx, value);
       if (identity.isSeq(source))
@@ -20841,14 +20841,14 @@ var require_merge = __commonJS({
       if (!identity.isMap(source))
         throw new Error("Merge sources must be maps or map aliases");
       const srcMap = source.toJSON(null, ctx, Map);
-      for (const [key2, value2] of srcMap) {
+      for (const [key, value2] of srcMap) {
         if (map instanceof Map) {
-          if (!map.has(key2))
-            map.set(key2, value2);
+          if (!map.has(key))
+            map.set(key, value2);
         } else if (map instanceof Set) {
-          map.add(key2);
-        } else if (!Object.prototype.hasOwnProperty.call(map, key2)) {
-          Object.defineProperty(map, key2, {
+          map.add(key);
+        } else if (!Object.prototype.hasOwnProperty.call(map, key)) {
+          Object.defineProperty(map, key, {
             value: value2,
             writable: true,
             enumerable: true,
@@ -20876,19 +20876,19 @@ var require_addPairToJSMap = __commonJS({
     var stringify = require_stringify();
     var identity = require_identity();
     var toJS = require_toJS();
-    function addPairToJSMap(ctx, map, { key: key2, value }) {
-      if (identity.isNode(key2) && key2.addToJSMap)
-        key2.addToJSMap(ctx, map, value);
-      else if (merge2.isMergeKey(ctx, key2))
+    function addPairToJSMap(ctx, map, { key, value }) {
+      if (identity.isNode(key) && key.addToJSMap)
+        key.addToJSMap(ctx, map, value);
+      else if (merge2.isMergeKey(ctx, key))
         merge2.addMergeToJSMap(ctx, map, value);
       else {
-        const jsKey = toJS.toJS(key2, "", ctx);
+        const jsKey = toJS.toJS(key, "", ctx);
         if (map instanceof Map) {
           map.set(jsKey, toJS.toJS(value, jsKey, ctx));
         } else if (map instanceof Set) {
           map.add(jsKey);
         } else {
-          const stringKey = stringifyKey(key2, jsKey, ctx);
+          const stringKey = stringifyKey(key, jsKey, ctx);
           const jsValue = toJS.toJS(value, stringKey, ctx);
           if (stringKey in map)
             Object.defineProperty(map, stringKey, {
@@ -20903,19 +20903,19 @@ var require_addPairToJSMap = __commonJS({
       }
       return map;
     }
-    function stringifyKey(key2, jsKey, ctx) {
+    function stringifyKey(key, jsKey, ctx) {
       if (jsKey === null)
         return "";
       if (typeof jsKey !== "object")
         return String(jsKey);
-      if (identity.isNode(key2) && ctx?.doc) {
+      if (identity.isNode(key) && ctx?.doc) {
         const strCtx = stringify.createStringifyContext(ctx.doc, {});
         strCtx.anchors = /* @__PURE__ */ new Set();
         for (const node of ctx.anchors.keys())
           strCtx.anchors.add(node.anchor);
         strCtx.inFlow = true;
         strCtx.inStringifyKey = true;
-        const strKey = key2.toString(strCtx);
+        const strKey = key.toString(strCtx);
         if (!ctx.mapKeyWarned) {
           let jsonStr = JSON.stringify(strKey);
           if (jsonStr.length > 40)
@@ -20939,24 +20939,24 @@ var require_Pair = __commonJS({
     var stringifyPair = require_stringifyPair();
     var addPairToJSMap = require_addPairToJSMap();
     var identity = require_identity();
-    function createPair(key2, value, ctx) {
-      const k = createNode.createNode(key2, void 0, ctx);
+    function createPair(key, value, ctx) {
+      const k = createNode.createNode(key, void 0, ctx);
       const v = createNode.createNode(value, void 0, ctx);
       return new Pair(k, v);
     }
     var Pair = class _Pair {
-      constructor(key2, value = null) {
+      constructor(key, value = null) {
         Object.defineProperty(this, identity.NODE_TYPE, { value: identity.PAIR });
-        this.key = key2;
+        this.key = key;
         this.value = value;
       }
       clone(schema) {
-        let { key: key2, value } = this;
-        if (identity.isNode(key2))
-          key2 = key2.clone(schema);
+        let { key, value } = this;
+        if (identity.isNode(key))
+          key = key.clone(schema);
         if (identity.isNode(value))
           value = value.clone(schema);
-        return new _Pair(key2, value);
+        return new _Pair(key, value);
       }
       toJSON(_, ctx) {
         const pair = ctx?.mapAsMap ? /* @__PURE__ */ new Map() : {};
@@ -21132,11 +21132,11 @@ var require_YAMLMap = __commonJS({
     var identity = require_identity();
     var Pair = require_Pair();
     var Scalar = require_Scalar();
-    function findPair(items, key2) {
-      const k = identity.isScalar(key2) ? key2.value : key2;
+    function findPair(items, key) {
+      const k = identity.isScalar(key) ? key.value : key;
       for (const it of items) {
         if (identity.isPair(it)) {
-          if (it.key === key2 || it.key === k)
+          if (it.key === key || it.key === k)
             return it;
           if (identity.isScalar(it.key) && it.key.value === k)
             return it;
@@ -21159,20 +21159,20 @@ var require_YAMLMap = __commonJS({
       static from(schema, obj, ctx) {
         const { keepUndefined, replacer } = ctx;
         const map = new this(schema);
-        const add = (key2, value) => {
+        const add = (key, value) => {
           if (typeof replacer === "function")
-            value = replacer.call(obj, key2, value);
-          else if (Array.isArray(replacer) && !replacer.includes(key2))
+            value = replacer.call(obj, key, value);
+          else if (Array.isArray(replacer) && !replacer.includes(key))
             return;
           if (value !== void 0 || keepUndefined)
-            map.items.push(Pair.createPair(key2, value, ctx));
+            map.items.push(Pair.createPair(key, value, ctx));
         };
         if (obj instanceof Map) {
-          for (const [key2, value] of obj)
-            add(key2, value);
+          for (const [key, value] of obj)
+            add(key, value);
         } else if (obj && typeof obj === "object") {
-          for (const key2 of Object.keys(obj))
-            add(key2, obj[key2]);
+          for (const key of Object.keys(obj))
+            add(key, obj[key]);
         }
         if (typeof schema.sortMapEntries === "function") {
           map.items.sort(schema.sortMapEntries);
@@ -21212,23 +21212,23 @@ var require_YAMLMap = __commonJS({
           this.items.push(_pair);
         }
       }
-      delete(key2) {
-        const it = findPair(this.items, key2);
+      delete(key) {
+        const it = findPair(this.items, key);
         if (!it)
           return false;
         const del = this.items.splice(this.items.indexOf(it), 1);
         return del.length > 0;
       }
-      get(key2, keepScalar) {
-        const it = findPair(this.items, key2);
+      get(key, keepScalar) {
+        const it = findPair(this.items, key);
         const node = it?.value;
         return (!keepScalar && identity.isScalar(node) ? node.value : node) ?? void 0;
       }
-      has(key2) {
-        return !!findPair(this.items, key2);
+      has(key) {
+        return !!findPair(this.items, key);
       }
-      set(key2, value) {
-        this.add(new Pair.Pair(key2, value), true);
+      set(key, value) {
+        this.add(new Pair.Pair(key, value), true);
       }
       /**
        * @param ctx - Conversion context, originally set in Document#toJS()
@@ -21317,15 +21317,15 @@ var require_YAMLSeq = __commonJS({
        *
        * @returns `true` if the item was found and removed.
        */
-      delete(key2) {
-        const idx = asItemIndex(key2);
+      delete(key) {
+        const idx = asItemIndex(key);
         if (typeof idx !== "number")
           return false;
         const del = this.items.splice(idx, 1);
         return del.length > 0;
       }
-      get(key2, keepScalar) {
-        const idx = asItemIndex(key2);
+      get(key, keepScalar) {
+        const idx = asItemIndex(key);
         if (typeof idx !== "number")
           return void 0;
         const it = this.items[idx];
@@ -21337,8 +21337,8 @@ var require_YAMLSeq = __commonJS({
        * `key` must contain a representation of an integer for this to succeed.
        * It may be wrapped in a `Scalar`.
        */
-      has(key2) {
-        const idx = asItemIndex(key2);
+      has(key) {
+        const idx = asItemIndex(key);
         return typeof idx === "number" && idx < this.items.length;
       }
       /**
@@ -21348,10 +21348,10 @@ var require_YAMLSeq = __commonJS({
        * If `key` does not contain a representation of an integer, this will throw.
        * It may be wrapped in a `Scalar`.
        */
-      set(key2, value) {
-        const idx = asItemIndex(key2);
+      set(key, value) {
+        const idx = asItemIndex(key);
         if (typeof idx !== "number")
-          throw new Error(`Expected a valid index, not ${key2}.`);
+          throw new Error(`Expected a valid index, not ${key}.`);
         const prev = this.items[idx];
         if (identity.isScalar(prev) && Scalar.isScalarValue(value))
           prev.value = value;
@@ -21385,8 +21385,8 @@ var require_YAMLSeq = __commonJS({
           let i = 0;
           for (let it of obj) {
             if (typeof replacer === "function") {
-              const key2 = obj instanceof Set ? it : String(i++);
-              it = replacer.call(obj, key2, it);
+              const key = obj instanceof Set ? it : String(i++);
+              it = replacer.call(obj, key, it);
             }
             seq.items.push(createNode.createNode(it, void 0, ctx));
           }
@@ -21394,8 +21394,8 @@ var require_YAMLSeq = __commonJS({
         return seq;
       }
     };
-    function asItemIndex(key2) {
-      let idx = identity.isScalar(key2) ? key2.value : key2;
+    function asItemIndex(key) {
+      let idx = identity.isScalar(key) ? key.value : key;
       if (idx && typeof idx === "string")
         idx = Number(idx);
       return typeof idx === "number" && Number.isInteger(idx) && idx >= 0 ? idx : null;
@@ -21809,25 +21809,25 @@ ${cn.comment}` : item.comment;
         for (let it of iterable) {
           if (typeof replacer === "function")
             it = replacer.call(iterable, String(i++), it);
-          let key2, value;
+          let key, value;
           if (Array.isArray(it)) {
             if (it.length === 2) {
-              key2 = it[0];
+              key = it[0];
               value = it[1];
             } else
               throw new TypeError(`Expected [key, value] tuple: ${it}`);
           } else if (it && it instanceof Object) {
             const keys = Object.keys(it);
             if (keys.length === 1) {
-              key2 = keys[0];
-              value = it[key2];
+              key = keys[0];
+              value = it[key];
             } else {
               throw new TypeError(`Expected tuple with one key, not ${keys.length} keys`);
             }
           } else {
-            key2 = it;
+            key = it;
           }
-          pairs2.items.push(Pair.createPair(key2, value, ctx));
+          pairs2.items.push(Pair.createPair(key, value, ctx));
         }
       return pairs2;
     }
@@ -21874,16 +21874,16 @@ var require_omap = __commonJS({
         if (ctx?.onCreate)
           ctx.onCreate(map);
         for (const pair of this.items) {
-          let key2, value;
+          let key, value;
           if (identity.isPair(pair)) {
-            key2 = toJS.toJS(pair.key, "", ctx);
-            value = toJS.toJS(pair.value, key2, ctx);
+            key = toJS.toJS(pair.key, "", ctx);
+            value = toJS.toJS(pair.value, key, ctx);
           } else {
-            key2 = toJS.toJS(pair, "", ctx);
+            key = toJS.toJS(pair, "", ctx);
           }
-          if (map.has(key2))
+          if (map.has(key))
             throw new Error("Ordered maps must not include duplicate keys");
-          map.set(key2, value);
+          map.set(key, value);
         }
         return map;
       }
@@ -21904,12 +21904,12 @@ var require_omap = __commonJS({
       resolve(seq, onError) {
         const pairs$1 = pairs.resolvePairs(seq, onError);
         const seenKeys = [];
-        for (const { key: key2 } of pairs$1.items) {
-          if (identity.isScalar(key2)) {
-            if (seenKeys.includes(key2.value)) {
-              onError(`Ordered maps must not include duplicate keys: ${key2.value}`);
+        for (const { key } of pairs$1.items) {
+          if (identity.isScalar(key)) {
+            if (seenKeys.includes(key.value)) {
+              onError(`Ordered maps must not include duplicate keys: ${key.value}`);
             } else {
-              seenKeys.push(key2.value);
+              seenKeys.push(key.value);
             }
           }
         }
@@ -22094,14 +22094,14 @@ var require_set = __commonJS({
         super(schema);
         this.tag = _YAMLSet.tag;
       }
-      add(key2) {
+      add(key) {
         let pair;
-        if (identity.isPair(key2))
-          pair = key2;
-        else if (key2 && typeof key2 === "object" && "key" in key2 && "value" in key2 && key2.value === null)
-          pair = new Pair.Pair(key2.key, null);
+        if (identity.isPair(key))
+          pair = key;
+        else if (key && typeof key === "object" && "key" in key && "value" in key && key.value === null)
+          pair = new Pair.Pair(key.key, null);
         else
-          pair = new Pair.Pair(key2, null);
+          pair = new Pair.Pair(key, null);
         const prev = YAMLMap.findPair(this.items, pair.key);
         if (!prev)
           this.items.push(pair);
@@ -22110,18 +22110,18 @@ var require_set = __commonJS({
        * If `keepPair` is `true`, returns the Pair matching `key`.
        * Otherwise, returns the value of that Pair's key.
        */
-      get(key2, keepPair) {
-        const pair = YAMLMap.findPair(this.items, key2);
+      get(key, keepPair) {
+        const pair = YAMLMap.findPair(this.items, key);
         return !keepPair && identity.isPair(pair) ? identity.isScalar(pair.key) ? pair.key.value : pair.key : pair;
       }
-      set(key2, value) {
+      set(key, value) {
         if (typeof value !== "boolean")
           throw new Error(`Expected boolean value for set(key, value) in a YAML set, not ${typeof value}`);
-        const prev = YAMLMap.findPair(this.items, key2);
+        const prev = YAMLMap.findPair(this.items, key);
         if (prev && !value) {
           this.items.splice(this.items.indexOf(prev), 1);
         } else if (!prev && value) {
-          this.items.push(new Pair.Pair(key2));
+          this.items.push(new Pair.Pair(key));
         }
       }
       toJSON(_, ctx) {
@@ -22368,7 +22368,7 @@ var require_tags = __commonJS({
         if (Array.isArray(customTags))
           tags = [];
         else {
-          const keys = Array.from(schemas.keys()).filter((key2) => key2 !== "yaml11").map((key2) => JSON.stringify(key2)).join(", ");
+          const keys = Array.from(schemas.keys()).filter((key) => key !== "yaml11").map((key) => JSON.stringify(key)).join(", ");
           throw new Error(`Unknown schema "${schemaName}"; use one of ${keys} or define customTags array`);
         }
       }
@@ -22384,7 +22384,7 @@ var require_tags = __commonJS({
         const tagObj = typeof tag === "string" ? tagsByName[tag] : tag;
         if (!tagObj) {
           const tagName = JSON.stringify(tag);
-          const keys = Object.keys(tagsByName).map((key2) => JSON.stringify(key2)).join(", ");
+          const keys = Object.keys(tagsByName).map((key) => JSON.stringify(key)).join(", ");
           throw new Error(`Unknown custom tag ${tagName}; use one of ${keys}`);
         }
         if (!tags2.includes(tagObj))
@@ -22648,8 +22648,8 @@ var require_Document = __commonJS({
        * Convert a key and a value into a `Pair` using the current schema,
        * recursively wrapping all values as `Scalar` or `Collection` nodes.
        */
-      createPair(key2, value, options = {}) {
-        const k = this.createNode(key2, null, options);
+      createPair(key, value, options = {}) {
+        const k = this.createNode(key, null, options);
         const v = this.createNode(value, null, options);
         return new Pair.Pair(k, v);
       }
@@ -22657,8 +22657,8 @@ var require_Document = __commonJS({
        * Removes a value from the document.
        * @returns `true` if the item was found and removed.
        */
-      delete(key2) {
-        return assertCollection(this.contents) ? this.contents.delete(key2) : false;
+      delete(key) {
+        return assertCollection(this.contents) ? this.contents.delete(key) : false;
       }
       /**
        * Removes a value from the document.
@@ -22678,8 +22678,8 @@ var require_Document = __commonJS({
        * scalar values from their surrounding node; to disable set `keepScalar` to
        * `true` (collections are always returned intact).
        */
-      get(key2, keepScalar) {
-        return identity.isCollection(this.contents) ? this.contents.get(key2, keepScalar) : void 0;
+      get(key, keepScalar) {
+        return identity.isCollection(this.contents) ? this.contents.get(key, keepScalar) : void 0;
       }
       /**
        * Returns item at `path`, or `undefined` if not found. By default unwraps
@@ -22694,8 +22694,8 @@ var require_Document = __commonJS({
       /**
        * Checks if the document includes a value with the key `key`.
        */
-      has(key2) {
-        return identity.isCollection(this.contents) ? this.contents.has(key2) : false;
+      has(key) {
+        return identity.isCollection(this.contents) ? this.contents.has(key) : false;
       }
       /**
        * Checks if the document includes a value at `path`.
@@ -22709,11 +22709,11 @@ var require_Document = __commonJS({
        * Sets a value in this document. For `!!set`, `value` needs to be a
        * boolean to add/remove the item from the set.
        */
-      set(key2, value) {
+      set(key, value) {
         if (this.contents == null) {
-          this.contents = Collection2.collectionFromPath(this.schema, [key2], value);
+          this.contents = Collection2.collectionFromPath(this.schema, [key], value);
         } else if (assertCollection(this.contents)) {
-          this.contents.set(key2, value);
+          this.contents.set(key, value);
         }
       }
       /**
@@ -23021,24 +23021,24 @@ var require_resolve_props = __commonJS({
 var require_util_contains_newline = __commonJS({
   "node_modules/yaml/dist/compose/util-contains-newline.js"(exports) {
     "use strict";
-    function containsNewline(key2) {
-      if (!key2)
+    function containsNewline(key) {
+      if (!key)
         return null;
-      switch (key2.type) {
+      switch (key.type) {
         case "alias":
         case "scalar":
         case "double-quoted-scalar":
         case "single-quoted-scalar":
-          if (key2.source.includes("\n"))
+          if (key.source.includes("\n"))
             return true;
-          if (key2.end) {
-            for (const st of key2.end)
+          if (key.end) {
+            for (const st of key.end)
               if (st.type === "newline")
                 return true;
           }
           return false;
         case "flow-collection":
-          for (const it of key2.items) {
+          for (const it of key.items) {
             for (const st of it.start)
               if (st.type === "newline")
                 return true;
@@ -23112,10 +23112,10 @@ var require_resolve_block_map = __commonJS({
       let offset = bm.offset;
       let commentEnd = null;
       for (const collItem of bm.items) {
-        const { start, key: key2, sep: sep2, value } = collItem;
+        const { start, key, sep: sep2, value } = collItem;
         const keyProps = resolveProps.resolveProps(start, {
           indicator: "explicit-key-ind",
-          next: key2 ?? sep2?.[0],
+          next: key ?? sep2?.[0],
           offset,
           onError,
           parentIndent: bm.indent,
@@ -23123,10 +23123,10 @@ var require_resolve_block_map = __commonJS({
         });
         const implicitKey = !keyProps.found;
         if (implicitKey) {
-          if (key2) {
-            if (key2.type === "block-seq")
+          if (key) {
+            if (key.type === "block-seq")
               onError(offset, "BLOCK_AS_IMPLICIT_KEY", "A block sequence may not be used as an implicit map key");
-            else if ("indent" in key2 && key2.indent !== bm.indent)
+            else if ("indent" in key && key.indent !== bm.indent)
               onError(offset, "BAD_INDENT", startColMsg);
           }
           if (!keyProps.anchor && !keyProps.tag && !sep2) {
@@ -23139,17 +23139,17 @@ var require_resolve_block_map = __commonJS({
             }
             continue;
           }
-          if (keyProps.newlineAfterProp || utilContainsNewline.containsNewline(key2)) {
-            onError(key2 ?? start[start.length - 1], "MULTILINE_IMPLICIT_KEY", "Implicit keys need to be on a single line");
+          if (keyProps.newlineAfterProp || utilContainsNewline.containsNewline(key)) {
+            onError(key ?? start[start.length - 1], "MULTILINE_IMPLICIT_KEY", "Implicit keys need to be on a single line");
           }
         } else if (keyProps.found?.indent !== bm.indent) {
           onError(offset, "BAD_INDENT", startColMsg);
         }
         ctx.atKey = true;
         const keyStart = keyProps.end;
-        const keyNode = key2 ? composeNode(ctx, key2, keyProps, onError) : composeEmptyNode(ctx, keyStart, start, null, keyProps, onError);
+        const keyNode = key ? composeNode(ctx, key, keyProps, onError) : composeEmptyNode(ctx, keyStart, start, null, keyProps, onError);
         if (ctx.schema.compat)
-          utilFlowIndentCheck.flowIndentCheck(bm.indent, key2, onError);
+          utilFlowIndentCheck.flowIndentCheck(bm.indent, key, onError);
         ctx.atKey = false;
         if (utilMapIncludes.mapIncludes(ctx, map.items, keyNode))
           onError(keyStart, "DUPLICATE_KEY", "Map keys must be unique");
@@ -23159,7 +23159,7 @@ var require_resolve_block_map = __commonJS({
           offset: keyNode.range[2],
           onError,
           parentIndent: bm.indent,
-          startOnNewline: !key2 || key2.type === "block-scalar"
+          startOnNewline: !key || key.type === "block-scalar"
         });
         offset = valueProps.end;
         if (valueProps.found) {
@@ -23323,11 +23323,11 @@ var require_resolve_flow_collection = __commonJS({
       let offset = fc.offset + fc.start.source.length;
       for (let i = 0; i < fc.items.length; ++i) {
         const collItem = fc.items[i];
-        const { start, key: key2, sep: sep2, value } = collItem;
+        const { start, key, sep: sep2, value } = collItem;
         const props = resolveProps.resolveProps(start, {
           flow: fcName,
           indicator: "explicit-key-ind",
-          next: key2 ?? sep2?.[0],
+          next: key ?? sep2?.[0],
           offset,
           onError,
           parentIndent: fc.indent,
@@ -23348,9 +23348,9 @@ var require_resolve_flow_collection = __commonJS({
             offset = props.end;
             continue;
           }
-          if (!isMap && ctx.options.strict && utilContainsNewline.containsNewline(key2))
+          if (!isMap && ctx.options.strict && utilContainsNewline.containsNewline(key))
             onError(
-              key2,
+              key,
               // checked by containsNewline()
               "MULTILINE_IMPLICIT_KEY",
               "Implicit keys of flow sequence pairs need to be on a single line"
@@ -23397,8 +23397,8 @@ var require_resolve_flow_collection = __commonJS({
         } else {
           ctx.atKey = true;
           const keyStart = props.end;
-          const keyNode = key2 ? composeNode(ctx, key2, props, onError) : composeEmptyNode(ctx, keyStart, start, null, props, onError);
-          if (isBlock(key2))
+          const keyNode = key ? composeNode(ctx, key, props, onError) : composeEmptyNode(ctx, keyStart, start, null, props, onError);
+          if (isBlock(key))
             onError(keyNode.range, "BLOCK_IN_FLOW", blockMsg);
           ctx.atKey = false;
           const valueProps = resolveProps.resolveProps(sep2 ?? [], {
@@ -24548,9 +24548,9 @@ var require_cst_scalar = __commonJS({
         ];
         if (!addEndtoBlockProps(props, "end" in token ? token.end : void 0))
           props.push({ type: "newline", offset: -1, indent, source: "\n" });
-        for (const key2 of Object.keys(token))
-          if (key2 !== "type" && key2 !== "offset")
-            delete token[key2];
+        for (const key of Object.keys(token))
+          if (key !== "type" && key !== "offset")
+            delete token[key];
         Object.assign(token, { type: "block-scalar", indent, props, source: body });
       }
     }
@@ -24598,9 +24598,9 @@ var require_cst_scalar = __commonJS({
         default: {
           const indent = "indent" in token ? token.indent : -1;
           const end = "end" in token && Array.isArray(token.end) ? token.end.filter((st) => st.type === "space" || st.type === "comment" || st.type === "newline") : [];
-          for (const key2 of Object.keys(token))
-            if (key2 !== "type" && key2 !== "offset")
-              delete token[key2];
+          for (const key of Object.keys(token))
+            if (key !== "type" && key !== "offset")
+              delete token[key];
           Object.assign(token, { type, indent, source, end });
         }
       }
@@ -24655,12 +24655,12 @@ var require_cst_stringify = __commonJS({
         }
       }
     }
-    function stringifyItem({ start, key: key2, sep: sep2, value }) {
+    function stringifyItem({ start, key, sep: sep2, value }) {
       let res = "";
       for (const st of start)
         res += st.source;
-      if (key2)
-        res += stringifyToken(key2);
+      if (key)
+        res += stringifyToken(key);
       if (sep2)
         for (const st of sep2)
           res += st.source;
@@ -25992,7 +25992,7 @@ var require_parser = __commonJS({
                   });
                 } else if (isFlowToken(it.key) && !includesToken(it.sep, "newline")) {
                   const start2 = getFirstKeyStartProps(it.start);
-                  const key2 = it.key;
+                  const key = it.key;
                   const sep2 = it.sep;
                   sep2.push(this.sourceToken);
                   delete it.key;
@@ -26001,7 +26001,7 @@ var require_parser = __commonJS({
                     type: "block-map",
                     offset: this.offset,
                     indent: this.indent,
-                    items: [{ start: start2, key: key2, sep: sep2 }]
+                    items: [{ start: start2, key, sep: sep2 }]
                   });
                 } else if (start.length > 0) {
                   it.sep = it.sep.concat(start, this.sourceToken);
@@ -27358,9 +27358,9 @@ var require_constants6 = __commonJS({
     var headerNameLowerCasedRecord = {};
     Object.setPrototypeOf(headerNameLowerCasedRecord, null);
     for (let i = 0; i < wellknownHeaderNames.length; ++i) {
-      const key2 = wellknownHeaderNames[i];
-      const lowerCasedKey = key2.toLowerCase();
-      headerNameLowerCasedRecord[key2] = headerNameLowerCasedRecord[lowerCasedKey] = lowerCasedKey;
+      const key = wellknownHeaderNames[i];
+      const lowerCasedKey = key.toLowerCase();
+      headerNameLowerCasedRecord[key] = headerNameLowerCasedRecord[lowerCasedKey] = lowerCasedKey;
     }
     var defaultWebSocketMaxFragments = 131072;
     var defaultWebSocketMaxPayloadSize = 128 * 1024 * 1024;
@@ -27397,16 +27397,16 @@ var require_tree2 = __commonJS({
        * @param {any} value
        * @param {number} index
        */
-      constructor(key2, value, index) {
-        if (index === void 0 || index >= key2.length) {
+      constructor(key, value, index) {
+        if (index === void 0 || index >= key.length) {
           throw new TypeError("Unreachable");
         }
-        const code = this.code = key2.charCodeAt(index);
+        const code = this.code = key.charCodeAt(index);
         if (code > 127) {
           throw new TypeError("key must be ascii string");
         }
-        if (key2.length !== ++index) {
-          this.middle = new _TstNode(key2, value, index);
+        if (key.length !== ++index) {
+          this.middle = new _TstNode(key, value, index);
         } else {
           this.value = value;
         }
@@ -27416,15 +27416,15 @@ var require_tree2 = __commonJS({
        * @param {any} value
        * @returns {void}
        */
-      add(key2, value) {
-        const length = key2.length;
+      add(key, value) {
+        const length = key.length;
         if (length === 0) {
           throw new TypeError("Unreachable");
         }
         let index = 0;
         let node = this;
         while (true) {
-          const code = key2.charCodeAt(index);
+          const code = key.charCodeAt(index);
           if (code > 127) {
             throw new TypeError("key must be ascii string");
           }
@@ -27435,20 +27435,20 @@ var require_tree2 = __commonJS({
             } else if (node.middle !== null) {
               node = node.middle;
             } else {
-              node.middle = new _TstNode(key2, value, index);
+              node.middle = new _TstNode(key, value, index);
               break;
             }
           } else if (node.code < code) {
             if (node.left !== null) {
               node = node.left;
             } else {
-              node.left = new _TstNode(key2, value, index);
+              node.left = new _TstNode(key, value, index);
               break;
             }
           } else if (node.right !== null) {
             node = node.right;
           } else {
-            node.right = new _TstNode(key2, value, index);
+            node.right = new _TstNode(key, value, index);
             break;
           }
         }
@@ -27457,12 +27457,12 @@ var require_tree2 = __commonJS({
        * @param {Uint8Array} key
        * @returns {TstNode | null}
        */
-      search(key2) {
-        const keylength = key2.length;
+      search(key) {
+        const keylength = key.length;
         let index = 0;
         let node = this;
         while (node !== null && index < keylength) {
-          let code = key2[index];
+          let code = key[index];
           if (code <= 90 && code >= 65) {
             code |= 32;
           }
@@ -27488,25 +27488,25 @@ var require_tree2 = __commonJS({
        * @param {any} value
        * @returns {void}
        * */
-      insert(key2, value) {
+      insert(key, value) {
         if (this.node === null) {
-          this.node = new TstNode(key2, value, 0);
+          this.node = new TstNode(key, value, 0);
         } else {
-          this.node.add(key2, value);
+          this.node.add(key, value);
         }
       }
       /**
        * @param {Uint8Array} key
        * @returns {any}
        */
-      lookup(key2) {
-        return this.node?.search(key2)?.value ?? null;
+      lookup(key) {
+        return this.node?.search(key)?.value ?? null;
       }
     };
     var tree = new TernarySearchTree();
     for (let i = 0; i < wellknownHeaderNames.length; ++i) {
-      const key2 = headerNameLowerCasedRecord[wellknownHeaderNames[i]];
-      tree.insert(key2, key2);
+      const key = headerNameLowerCasedRecord[wellknownHeaderNames[i]];
+      tree.insert(key, key);
     }
     module.exports = {
       TernarySearchTree,
@@ -27729,46 +27729,46 @@ var require_util9 = __commonJS({
     function bufferToLowerCasedHeaderName(value) {
       return tree.lookup(value) ?? value.toString("latin1").toLowerCase();
     }
-    function setHeader(obj, key2, value) {
-      if (key2 === "__proto__") {
-        Object.defineProperty(obj, key2, {
+    function setHeader(obj, key, value) {
+      if (key === "__proto__") {
+        Object.defineProperty(obj, key, {
           value,
           enumerable: true,
           configurable: true,
           writable: true
         });
       } else {
-        obj[key2] = value;
+        obj[key] = value;
       }
     }
     function parseHeaders(headers, obj) {
       if (obj === void 0) obj = {};
       for (let i = 0; i < headers.length; i += 2) {
-        const key2 = headerNameToString(headers[i]);
-        let val = obj[key2];
+        const key = headerNameToString(headers[i]);
+        let val = obj[key];
         if (val !== void 0) {
-          if (!Object.hasOwn(obj, key2)) {
+          if (!Object.hasOwn(obj, key)) {
             const headersValue = typeof headers[i + 1] === "string" ? headers[i + 1] : Array.isArray(headers[i + 1]) ? headers[i + 1].map((x) => x.toString("latin1")) : headers[i + 1].toString("latin1");
-            if (key2 === "__proto__") {
-              Object.defineProperty(obj, key2, {
+            if (key === "__proto__") {
+              Object.defineProperty(obj, key, {
                 value: headersValue,
                 enumerable: true,
                 configurable: true,
                 writable: true
               });
             } else {
-              obj[key2] = headersValue;
+              obj[key] = headersValue;
             }
           } else {
             if (typeof val === "string") {
               val = [val];
-              obj[key2] = val;
+              obj[key] = val;
             }
             val.push(headers[i + 1].toString("latin1"));
           }
         } else {
           const headersValue = typeof headers[i + 1] === "string" ? headers[i + 1] : Array.isArray(headers[i + 1]) ? headers[i + 1].map((x) => x.toString("latin1")) : headers[i + 1].toString("latin1");
-          obj[key2] = headersValue;
+          obj[key] = headersValue;
         }
       }
       return obj;
@@ -27792,14 +27792,14 @@ var require_util9 = __commonJS({
       }
       const headersLength = headers.length;
       const ret = new Array(headersLength);
-      let key2;
+      let key;
       let val;
       for (let n = 0; n < headersLength; n += 2) {
-        key2 = headers[n];
+        key = headers[n];
         val = headers[n + 1];
-        typeof key2 !== "string" && (key2 = key2.toString());
+        typeof key !== "string" && (key = key.toString());
         typeof val !== "string" && (val = val.toString("latin1"));
-        ret[n] = key2;
+        ret[n] = key;
         ret[n + 1] = val;
       }
       return ret;
@@ -29534,20 +29534,20 @@ var require_webidl2 = __commonJS({
         const result = {};
         if (!types.isProxy(O)) {
           const keys2 = [...Object.getOwnPropertyNames(O), ...Object.getOwnPropertySymbols(O)];
-          for (const key2 of keys2) {
-            const keyName = webidl.util.Stringify(key2);
-            const typedKey = keyConverter(key2, prefix, `Key ${keyName} in ${argument}`);
-            const typedValue = valueConverter(O[key2], prefix, `${argument}[${keyName}]`);
+          for (const key of keys2) {
+            const keyName = webidl.util.Stringify(key);
+            const typedKey = keyConverter(key, prefix, `Key ${keyName} in ${argument}`);
+            const typedValue = valueConverter(O[key], prefix, `${argument}[${keyName}]`);
             result[typedKey] = typedValue;
           }
           return result;
         }
         const keys = Reflect.ownKeys(O);
-        for (const key2 of keys) {
-          const desc = Reflect.getOwnPropertyDescriptor(O, key2);
+        for (const key of keys) {
+          const desc = Reflect.getOwnPropertyDescriptor(O, key);
           if (desc?.enumerable) {
-            const typedKey = keyConverter(key2, prefix, argument);
-            const typedValue = valueConverter(O[key2], prefix, argument);
+            const typedKey = keyConverter(key, prefix, argument);
+            const typedValue = valueConverter(O[key], prefix, argument);
             result[typedKey] = typedValue;
           }
         }
@@ -29576,29 +29576,29 @@ var require_webidl2 = __commonJS({
           });
         }
         for (const options of converters) {
-          const { key: key2, defaultValue, required, converter } = options;
+          const { key, defaultValue, required, converter } = options;
           if (required === true) {
-            if (dictionary == null || !Object.hasOwn(dictionary, key2)) {
+            if (dictionary == null || !Object.hasOwn(dictionary, key)) {
               throw webidl.errors.exception({
                 header: prefix,
-                message: `Missing required key "${key2}".`
+                message: `Missing required key "${key}".`
               });
             }
           }
-          let value = dictionary?.[key2];
+          let value = dictionary?.[key];
           const hasDefault = defaultValue !== void 0;
           if (hasDefault && value === void 0) {
             value = defaultValue();
           }
           if (required || hasDefault || value !== void 0) {
-            value = converter(value, prefix, `${argument}.${key2}`);
+            value = converter(value, prefix, `${argument}.${key}`);
             if (options.allowedValues && !options.allowedValues.includes(value)) {
               throw webidl.errors.exception({
                 header: prefix,
                 message: `${value} is not an accepted type. Expected one of ${options.allowedValues.join(", ")}.`
               });
             }
-            dict[key2] = value;
+            dict[key] = value;
           }
         }
         return dict;
@@ -30248,18 +30248,18 @@ var require_util10 = __commonJS({
               done: true
             };
           }
-          const { [keyIndex]: key2, [valueIndex]: value } = values[index];
+          const { [keyIndex]: key, [valueIndex]: value } = values[index];
           this.#index = index + 1;
           let result;
           switch (this.#kind) {
             case "key":
-              result = key2;
+              result = key;
               break;
             case "value":
               result = value;
               break;
             case "key+value":
-              result = [key2, value];
+              result = [key, value];
               break;
           }
           return {
@@ -30325,8 +30325,8 @@ var require_util10 = __commonJS({
                 `Failed to execute 'forEach' on '${name}': parameter 1 is not of type 'Function'.`
               );
             }
-            for (const { 0: key2, 1: value } of makeIterator(this, "key+value")) {
-              callbackfn.call(thisArg, value, key2, this);
+            for (const { 0: key, 1: value } of makeIterator(this, "key+value")) {
+              callbackfn.call(thisArg, value, key, this);
             }
           }
         }
@@ -31251,20 +31251,20 @@ var require_request3 = __commonJS({
           this.endHandler = null;
         }
       }
-      addHeader(key2, value) {
-        processHeader(this, key2, value);
+      addHeader(key, value) {
+        processHeader(this, key, value);
         return this;
       }
     };
-    function processHeader(request4, key2, val) {
+    function processHeader(request4, key, val) {
       if (val && (typeof val === "object" && !Array.isArray(val))) {
-        throw new InvalidArgumentError(`invalid ${key2} header`);
+        throw new InvalidArgumentError(`invalid ${key} header`);
       } else if (val === void 0) {
         return;
       }
-      let headerName = headerNameLowerCasedRecord[key2];
+      let headerName = headerNameLowerCasedRecord[key];
       if (headerName === void 0) {
-        headerName = key2.toLowerCase();
+        headerName = key.toLowerCase();
         if (headerNameLowerCasedRecord[headerName] === void 0 && !isValidHTTPToken(headerName)) {
           throw new InvalidArgumentError("invalid header key");
         }
@@ -31274,17 +31274,17 @@ var require_request3 = __commonJS({
         for (let i = 0; i < val.length; i++) {
           if (typeof val[i] === "string") {
             if (!isValidHeaderValue(val[i])) {
-              throw new InvalidArgumentError(`invalid ${key2} header`);
+              throw new InvalidArgumentError(`invalid ${key} header`);
             }
             arr.push(val[i]);
           } else if (val[i] === null) {
             arr.push("");
           } else if (typeof val[i] === "object") {
-            throw new InvalidArgumentError(`invalid ${key2} header`);
+            throw new InvalidArgumentError(`invalid ${key} header`);
           } else {
             const str = `${val[i]}`;
             if (!isValidHeaderValue(str)) {
-              throw new InvalidArgumentError(`invalid ${key2} header`);
+              throw new InvalidArgumentError(`invalid ${key} header`);
             }
             arr.push(str);
           }
@@ -31292,14 +31292,14 @@ var require_request3 = __commonJS({
         val = arr;
       } else if (typeof val === "string") {
         if (!isValidHeaderValue(val)) {
-          throw new InvalidArgumentError(`invalid ${key2} header`);
+          throw new InvalidArgumentError(`invalid ${key} header`);
         }
       } else if (val === null) {
         val = "";
       } else {
         val = `${val}`;
         if (!isValidHeaderValue(val)) {
-          throw new InvalidArgumentError(`invalid ${key2} header`);
+          throw new InvalidArgumentError(`invalid ${key} header`);
         }
       }
       if (headerName === "host") {
@@ -31320,7 +31320,7 @@ var require_request3 = __commonJS({
         request4.contentLength = parseInt(val, 10);
       } else if (request4.contentType === null && headerName === "content-type") {
         request4.contentType = val;
-        request4.headers.push(key2, val);
+        request4.headers.push(key, val);
       } else if (headerName === "transfer-encoding" || headerName === "keep-alive" || headerName === "upgrade") {
         throw new InvalidArgumentError(`invalid ${headerName} header`);
       } else if (headerName === "connection") {
@@ -31340,7 +31340,7 @@ var require_request3 = __commonJS({
       } else if (headerName === "expect") {
         throw new NotSupportedError("expect header not supported");
       } else {
-        request4.headers.push(key2, val);
+        request4.headers.push(key, val);
       }
     }
     var isFormData;
@@ -31396,7 +31396,7 @@ var require_dispatcher2 = __commonJS({
           return originalDispatch(opts, handler2);
         };
         return new Proxy(this, {
-          get: (target, key2) => key2 === "dispatch" ? dispatch : target[key2]
+          get: (target, key) => key === "dispatch" ? dispatch : target[key]
         });
       }
     };
@@ -31581,13 +31581,13 @@ var require_connect2 = __commonJS({
       constructor(maxCachedSessions) {
         this._maxCachedSessions = maxCachedSessions;
         this._sessionCache = /* @__PURE__ */ new Map();
-        this._sessionRegistry = new FinalizationRegistry((key2) => {
+        this._sessionRegistry = new FinalizationRegistry((key) => {
           if (this._sessionCache.size < this._maxCachedSessions) {
             return;
           }
-          const ref2 = this._sessionCache.get(key2);
+          const ref2 = this._sessionCache.get(key);
           if (ref2 !== void 0 && ref2.deref() === void 0) {
-            this._sessionCache.delete(key2);
+            this._sessionCache.delete(key);
           }
         });
       }
@@ -31603,9 +31603,9 @@ var require_connect2 = __commonJS({
           this._sessionCache.delete(sessionKey);
         } else if (this._sessionCache.size >= this._maxCachedSessions) {
           let evicted = false;
-          for (const [key2, ref2] of this._sessionCache) {
+          for (const [key, ref2] of this._sessionCache) {
             if (ref2.deref() === void 0) {
-              this._sessionCache.delete(key2);
+              this._sessionCache.delete(key);
               evicted = true;
               break;
             }
@@ -34807,10 +34807,10 @@ var require_parser_h1 = __commonJS({
                 currentBufferRef.byteOffset + at,
                 len
               ) : EMPTY_BUF;
-              const key2 = this.headers[this.headers.length - 1];
+              const key = this.headers[this.headers.length - 1];
               this.headers.push(data);
-              if (key2.length === 10) {
-                const headerName = util.bufferToLowerCasedHeaderName(key2);
+              if (key.length === 10) {
+                const headerName = util.bufferToLowerCasedHeaderName(key);
                 if (headerName === "keep-alive") {
                   this.keepAlive += (this.keepAlive.length === 0 ? "" : ",") + data.toString();
                 } else if (headerName === "connection") {
@@ -36168,22 +36168,22 @@ var require_client_h12 = __commonJS({
         } else {
           this.headers[len - 1] = Buffer.concat([this.headers[len - 1], buf]);
         }
-        const key2 = this.headers[len - 2];
-        if (key2.length === 10) {
-          const headerName = util.bufferToLowerCasedHeaderName(key2);
+        const key = this.headers[len - 2];
+        if (key.length === 10) {
+          const headerName = util.bufferToLowerCasedHeaderName(key);
           if (headerName === "keep-alive") {
             this.keepAlive += (isContinuation || this.keepAlive.length === 0 ? "" : ",") + buf.toString();
           } else if (headerName === "connection") {
             this.connection += (isContinuation || this.connection.length === 0 ? "" : ",") + buf.toString();
           }
-        } else if (key2.length === 14 && util.bufferToLowerCasedHeaderName(key2) === "content-length") {
+        } else if (key.length === 14 && util.bufferToLowerCasedHeaderName(key) === "content-length") {
           if (this.contentLength === -1) {
             this.contentLength = 0;
           }
           for (let i = 0; i < buf.length; i++) {
             this.contentLength = this.contentLength * 10 + (buf[i] - 48);
           }
-        } else if (key2.length === 17 && util.bufferToLowerCasedHeaderName(key2) === "transfer-encoding") {
+        } else if (key.length === 17 && util.bufferToLowerCasedHeaderName(key) === "transfer-encoding") {
           this.hasTransferEncoding = true;
         }
         this.trackHeader(buf.length);
@@ -36743,15 +36743,15 @@ upgrade: ${upgrade}\r
       }
       if (Array.isArray(headers)) {
         for (let n = 0; n < headers.length; n += 2) {
-          const key2 = headers[n + 0];
+          const key = headers[n + 0];
           const val = headers[n + 1];
           if (Array.isArray(val)) {
             for (let i = 0; i < val.length; i++) {
-              header += `${key2}: ${val[i]}\r
+              header += `${key}: ${val[i]}\r
 `;
             }
           } else {
-            header += `${key2}: ${val}\r
+            header += `${key}: ${val}\r
 `;
           }
         }
@@ -37746,23 +37746,23 @@ var require_client_h22 = __commonJS({
     function buildRequestHeaders(reqHeaders) {
       const headers = {};
       for (let n = 0; n < reqHeaders.length; n += 2) {
-        const key2 = reqHeaders[n + 0];
+        const key = reqHeaders[n + 0];
         const val = reqHeaders[n + 1];
-        const current = Object.hasOwn(headers, key2) ? headers[key2] : void 0;
-        if (key2 === "cookie") {
+        const current = Object.hasOwn(headers, key) ? headers[key] : void 0;
+        if (key === "cookie") {
           if (current != null) {
-            util.setHeader(headers, key2, Array.isArray(current) ? (current.push(val), current) : [current, val]);
+            util.setHeader(headers, key, Array.isArray(current) ? (current.push(val), current) : [current, val]);
           } else {
-            util.setHeader(headers, key2, val);
+            util.setHeader(headers, key, val);
           }
           continue;
         }
         if (typeof val === "string") {
-          util.setHeader(headers, key2, current ? `${current}, ${val}` : val);
+          util.setHeader(headers, key, current ? `${current}, ${val}` : val);
           continue;
         }
         for (let i = 0; i < val.length; i++) {
-          util.setHeader(headers, key2, Object.hasOwn(headers, key2) ? `${headers[key2]}, ${val[i]}` : val[i]);
+          util.setHeader(headers, key, Object.hasOwn(headers, key) ? `${headers[key]}, ${val[i]}` : val[i]);
         }
       }
       return headers;
@@ -38009,8 +38009,8 @@ var require_client_h22 = __commonJS({
       refH2Session(session);
       if (channels.sendHeaders.hasSubscribers) {
         let header = "";
-        for (const key2 in headers) {
-          header += `${key2}: ${headers[key2]}\r
+        for (const key in headers) {
+          header += `${key}: ${headers[key]}\r
 `;
         }
         channels.sendHeaders.publish({ request: request4, headers: header, socket: session[kSocket] });
@@ -39942,21 +39942,21 @@ var require_agent2 = __commonJS({
           throw new InvalidArgumentError("opts.origin must be a non-empty string or URL.");
         }
         const allowH2 = opts.allowH2 ?? this[kOptions].allowH2;
-        const key2 = allowH2 === false ? `${origin}#http1-only` : origin;
+        const key = allowH2 === false ? `${origin}#http1-only` : origin;
         if (this[kOrigins].size >= this[kOptions].maxOrigins && !this[kOrigins].has(origin)) {
           throw new MaxOriginsReachedError();
         }
-        let dispatcher = this[kClients].get(key2);
+        let dispatcher = this[kClients].get(key);
         if (!dispatcher) {
           dispatcher = this[kFactory](opts.origin, allowH2 === false ? { ...this[kOptions], allowH2: false } : this[kOptions]);
           const closeClientIfUnused = () => {
-            if (this[kClients].get(key2) !== dispatcher) {
+            if (this[kClients].get(key) !== dispatcher) {
               return;
             }
             if (dispatcher[kConnected] > 0 || dispatcher[kBusy] || dispatcher[kPending] > 0) {
               return;
             }
-            this[kClients].delete(key2);
+            this[kClients].delete(key);
             if (!dispatcher.destroyed) {
               dispatcher.close();
             }
@@ -39978,7 +39978,7 @@ var require_agent2 = __commonJS({
             closeClientIfUnused();
             this[kOnConnectionError](origin2, targets, err);
           });
-          this[kClients].set(key2, dispatcher);
+          this[kClients].set(key, dispatcher);
           this[kOrigins].add(origin);
         }
         return dispatcher.dispatch(opts, handler2);
@@ -41153,12 +41153,12 @@ var require_proxy_agent2 = __commonJS({
       }
       if (headers && typeof headers === "object" && hasSafeIterator(headers)) {
         const headersPair = {};
-        for (const [key2, value] of headers) {
-          if (!Object.hasOwn(headersPair, key2)) {
-            headersPair[key2] = value;
+        for (const [key, value] of headers) {
+          if (!Object.hasOwn(headersPair, key)) {
+            headersPair[key] = value;
             continue;
           }
-          const previous = headersPair[key2];
+          const previous = headersPair[key];
           const values = [];
           if (previous !== void 0) {
             values.push(...Array.isArray(previous) ? previous : [previous]);
@@ -41166,25 +41166,25 @@ var require_proxy_agent2 = __commonJS({
           if (value !== void 0) {
             values.push(...Array.isArray(value) ? value : [value]);
           }
-          headersPair[key2] = values.length > 1 ? values : values[0];
+          headersPair[key] = values.length > 1 ? values : values[0];
         }
         return headersPair;
       }
       return headers;
     }
     function throwIfProxyAuthIsSent(headers) {
-      for (const key2 in headers) {
-        if (isProxyAuthorizationHeader(key2)) {
+      for (const key in headers) {
+        if (isProxyAuthorizationHeader(key)) {
           throwProxyAuthError();
         }
       }
     }
-    function isProxyAuthorizationHeader(key2) {
-      return key2.length === proxyAuthorization.length && key2.toLowerCase() === proxyAuthorization;
+    function isProxyAuthorizationHeader(key) {
+      return key.length === proxyAuthorization.length && key.toLowerCase() === proxyAuthorization;
     }
     function hasHostHeader(headers) {
-      for (const key2 in headers) {
-        if (key2.length === 4 && key2.toLowerCase() === "host") {
+      for (const key in headers) {
+        if (key.length === 4 && key.toLowerCase() === "host") {
           return true;
         }
       }
@@ -41824,8 +41824,8 @@ var require_retry_handler2 = __commonJS({
         this.handler.onResponseError?.(this.controllerProxy, reason ?? new RequestAbortedError());
       }
     };
-    function isReplacedHeader(key2, etag) {
-      const name = key2.toLowerCase();
+    function isReplacedHeader(key, etag) {
+      const name = key.toLowerCase();
       return name === "range" || etag != null && name === "if-match";
     }
     function buildResumeHeaders(headers, range, etag) {
@@ -41838,9 +41838,9 @@ var require_retry_handler2 = __commonJS({
             }
           }
         } else {
-          for (const [key2, value] of headers) {
-            if (!isReplacedHeader(key2, etag)) {
-              ret2.push(key2, value);
+          for (const [key, value] of headers) {
+            if (!isReplacedHeader(key, etag)) {
+              ret2.push(key, value);
             }
           }
         }
@@ -41851,9 +41851,9 @@ var require_retry_handler2 = __commonJS({
         return ret2;
       }
       const ret = {};
-      for (const key2 in headers) {
-        if (Object.hasOwn(headers, key2) && !isReplacedHeader(key2, etag)) {
-          ret[key2] = headers[key2];
+      for (const key in headers) {
+        if (Object.hasOwn(headers, key) && !isReplacedHeader(key, etag)) {
+          ret[key] = headers[key];
         }
       }
       ret.range = range;
@@ -42502,16 +42502,16 @@ var require_api_request2 = __commonJS({
       }
       onResponseEnd(_controller, trailers) {
         if (trailers && typeof trailers === "object") {
-          for (const key2 of Object.keys(trailers)) {
-            if (key2 === "__proto__") {
-              Object.defineProperty(this.trailers, key2, {
-                value: trailers[key2],
+          for (const key of Object.keys(trailers)) {
+            if (key === "__proto__") {
+              Object.defineProperty(this.trailers, key, {
+                value: trailers[key],
                 enumerable: true,
                 configurable: true,
                 writable: true
               });
             } else {
-              this.trailers[key2] = trailers[key2];
+              this.trailers[key] = trailers[key];
             }
           }
         }
@@ -43345,18 +43345,18 @@ var require_mock_utils2 = __commonJS({
         })
       );
     }
-    function getHeaderByName(headers, key2) {
+    function getHeaderByName(headers, key) {
       if (Array.isArray(headers)) {
         for (let i = 0; i < headers.length; i += 2) {
-          if (headers[i].toLocaleLowerCase() === key2.toLocaleLowerCase()) {
+          if (headers[i].toLocaleLowerCase() === key.toLocaleLowerCase()) {
             return headers[i + 1];
           }
         }
         return void 0;
       } else if (typeof headers.get === "function") {
-        return headers.get(key2);
+        return headers.get(key);
       } else {
-        return lowerCaseEntries(headers)[key2.toLocaleLowerCase()];
+        return lowerCaseEntries(headers)[key.toLocaleLowerCase()];
       }
     }
     function buildHeadersFromArray(headers) {
@@ -43394,21 +43394,21 @@ var require_mock_utils2 = __commonJS({
       }
       const originalQp = new URLSearchParams(query);
       const normalizedQp = new URLSearchParams();
-      for (let [key2, value] of originalQp.entries()) {
-        key2 = key2.replace("[]", "");
+      for (let [key, value] of originalQp.entries()) {
+        key = key.replace("[]", "");
         const valueRepresentsString = /^(['"]).*\1$/.test(value);
         if (valueRepresentsString) {
-          normalizedQp.append(key2, value);
+          normalizedQp.append(key, value);
           continue;
         }
         if (value.includes(",")) {
           const values = value.split(",");
           for (const v of values) {
-            normalizedQp.append(key2, v);
+            normalizedQp.append(key, v);
           }
           continue;
         }
-        normalizedQp.append(key2, value);
+        normalizedQp.append(key, value);
       }
       return normalizedQp;
     }
@@ -43448,8 +43448,8 @@ var require_mock_utils2 = __commonJS({
         return "";
       }
     }
-    function getMockDispatch(mockDispatches, key2) {
-      const basePath = key2.query ? serializePathWithQuery(key2.path, key2.query) : key2.path;
+    function getMockDispatch(mockDispatches, key) {
+      const basePath = key.query ? serializePathWithQuery(key.path, key.query) : key.path;
       const resolvedPath = typeof basePath === "string" ? safeUrl(basePath) : basePath;
       const resolvedPathWithoutTrailingSlash = removeTrailingSlash(resolvedPath);
       let matchedMockDispatches = mockDispatches.filter(({ consumed }) => !consumed).filter(({ path, ignoreTrailingSlash }) => {
@@ -43458,35 +43458,35 @@ var require_mock_utils2 = __commonJS({
       if (matchedMockDispatches.length === 0) {
         throw new MockNotMatchedError(`Mock dispatch not matched for path '${resolvedPath}'`);
       }
-      matchedMockDispatches = matchedMockDispatches.filter(({ method }) => matchValue(method, key2.method));
+      matchedMockDispatches = matchedMockDispatches.filter(({ method }) => matchValue(method, key.method));
       if (matchedMockDispatches.length === 0) {
-        throw new MockNotMatchedError(`Mock dispatch not matched for method '${key2.method}' on path '${resolvedPath}'`);
+        throw new MockNotMatchedError(`Mock dispatch not matched for method '${key.method}' on path '${resolvedPath}'`);
       }
-      matchedMockDispatches = matchedMockDispatches.filter(({ body }) => typeof body !== "undefined" ? matchValue(body, key2.body) : true);
+      matchedMockDispatches = matchedMockDispatches.filter(({ body }) => typeof body !== "undefined" ? matchValue(body, key.body) : true);
       if (matchedMockDispatches.length === 0) {
-        throw new MockNotMatchedError(`Mock dispatch not matched for body '${key2.body}' on path '${resolvedPath}'`);
+        throw new MockNotMatchedError(`Mock dispatch not matched for body '${key.body}' on path '${resolvedPath}'`);
       }
-      matchedMockDispatches = matchedMockDispatches.filter((mockDispatch2) => matchHeaders(mockDispatch2, key2.headers));
+      matchedMockDispatches = matchedMockDispatches.filter((mockDispatch2) => matchHeaders(mockDispatch2, key.headers));
       if (matchedMockDispatches.length === 0) {
-        const headers = typeof key2.headers === "object" ? JSON.stringify(key2.headers) : key2.headers;
+        const headers = typeof key.headers === "object" ? JSON.stringify(key.headers) : key.headers;
         throw new MockNotMatchedError(`Mock dispatch not matched for headers '${headers}' on path '${resolvedPath}'`);
       }
       return matchedMockDispatches[0];
     }
-    function addMockDispatch(mockDispatches, key2, data, opts) {
+    function addMockDispatch(mockDispatches, key, data, opts) {
       const baseData = { timesInvoked: 0, times: 1, persist: false, consumed: false, ...opts };
       const replyData = typeof data === "function" ? { callback: data } : { ...data };
-      const newMockDispatch = { ...baseData, ...key2, pending: true, data: { error: null, ...replyData } };
+      const newMockDispatch = { ...baseData, ...key, pending: true, data: { error: null, ...replyData } };
       mockDispatches.push(newMockDispatch);
       mockDispatches[kTotalDispatchCount] = (mockDispatches[kTotalDispatchCount] || 0) + 1;
       return newMockDispatch;
     }
-    function deleteMockDispatch(mockDispatches, key2) {
+    function deleteMockDispatch(mockDispatches, key) {
       const index = mockDispatches.findIndex((dispatch) => {
         if (!dispatch.consumed) {
           return false;
         }
-        return matchKey(dispatch, key2);
+        return matchKey(dispatch, key);
       });
       if (index !== -1) {
         mockDispatches.splice(index, 1);
@@ -43523,9 +43523,9 @@ var require_mock_utils2 = __commonJS({
       const keys = Object.keys(data);
       const result = [];
       for (let i = 0; i < keys.length; ++i) {
-        const key2 = keys[i];
-        const value = data[key2];
-        const name = Buffer.from(`${key2}`);
+        const key = keys[i];
+        const value = data[key];
+        const name = Buffer.from(`${key}`);
         if (Array.isArray(value)) {
           for (let j = 0; j < value.length; ++j) {
             result.push(name, Buffer.from(`${value[j]}`));
@@ -43547,8 +43547,8 @@ var require_mock_utils2 = __commonJS({
       return Buffer.concat(buffers).toString("utf8");
     }
     function mockDispatch(opts, handler2) {
-      const key2 = buildKey(opts);
-      const mockDispatch2 = getMockDispatch(this[kDispatches], key2);
+      const key = buildKey(opts);
+      const mockDispatch2 = getMockDispatch(this[kDispatches], key);
       const mockDispatches = this[kDispatches];
       mockDispatch2.timesInvoked++;
       const { timesInvoked, times } = mockDispatch2;
@@ -43565,7 +43565,7 @@ var require_mock_utils2 = __commonJS({
                 handler2.onResponseError(null, new InvalidArgumentError("reply options callback must return an object"));
                 return;
               }
-              dispatchMockReply(mockDispatches, mockDispatch2, key2, opts, handler2, { ...responseDefaults, ...resolvedData });
+              dispatchMockReply(mockDispatches, mockDispatch2, key, opts, handler2, { ...responseDefaults, ...resolvedData });
             },
             (error2) => {
               handler2.onResponseError(null, error2);
@@ -43576,15 +43576,15 @@ var require_mock_utils2 = __commonJS({
         if (callbackResult == null || typeof callbackResult !== "object") {
           throw new InvalidArgumentError("reply options callback must return an object");
         }
-        return dispatchMockReply(mockDispatches, mockDispatch2, key2, opts, handler2, { ...responseDefaults, ...callbackResult });
+        return dispatchMockReply(mockDispatches, mockDispatch2, key, opts, handler2, { ...responseDefaults, ...callbackResult });
       }
-      return dispatchMockReply(mockDispatches, mockDispatch2, key2, opts, handler2);
+      return dispatchMockReply(mockDispatches, mockDispatch2, key, opts, handler2);
     }
-    function dispatchMockReply(mockDispatches, mockDispatch2, key2, opts, handler2, resolvedResponse) {
+    function dispatchMockReply(mockDispatches, mockDispatch2, key, opts, handler2, resolvedResponse) {
       const { data: responseData, delay } = mockDispatch2;
       const response = resolvedResponse ?? responseData;
       if (response.error !== null) {
-        deleteMockDispatch(mockDispatches, key2);
+        deleteMockDispatch(mockDispatches, key);
         handler2.onResponseError(null, response.error);
         return true;
       }
@@ -43648,7 +43648,7 @@ var require_mock_utils2 = __commonJS({
           try {
             callbackResult = callback(replyOpts);
           } catch (err) {
-            deleteMockDispatch(mockDispatches, key2);
+            deleteMockDispatch(mockDispatches, key);
             handler2.onResponseError(null, err);
             return;
           }
@@ -43703,7 +43703,7 @@ var require_mock_utils2 = __commonJS({
         handler2.onResponseStart?.(controller, statusCode, parseHeaders(responseHeaders), getStatusText(statusCode));
         handler2.onResponseData?.(controller, Buffer.from(responseData2));
         handler2.onResponseEnd?.(controller, parseHeaders(responseTrailers));
-        deleteMockDispatch(mockDispatches2, key2);
+        deleteMockDispatch(mockDispatches2, key);
       }
       return true;
     }
@@ -44191,12 +44191,12 @@ var require_mock_call_history = __commonJS({
       toString() {
         const options = { betweenKeyValueSeparator: "->", betweenPairSeparator: "|" };
         let result = "";
-        this.toMap().forEach((value, key2) => {
+        this.toMap().forEach((value, key) => {
           if (typeof value === "string" || value === void 0 || value === null) {
-            result = `${result}${key2}${options.betweenKeyValueSeparator}${value}${options.betweenPairSeparator}`;
+            result = `${result}${key}${options.betweenKeyValueSeparator}${value}${options.betweenPairSeparator}`;
           }
           if (typeof value === "object" && value !== null || Array.isArray(value)) {
-            result = `${result}${key2}${options.betweenKeyValueSeparator}${JSON.stringify(value)}${options.betweenPairSeparator}`;
+            result = `${result}${key}${options.betweenKeyValueSeparator}${JSON.stringify(value)}${options.betweenPairSeparator}`;
           }
         });
         return result.slice(0, -1);
@@ -44650,10 +44650,10 @@ var require_snapshot_utils = __commonJS({
       if (!headers) return normalizedHeaders;
       if (isUndiciHeaders(headers)) {
         for (let i = 0; i < headers.length; i += 2) {
-          const key2 = headers[i];
+          const key = headers[i];
           const value = headers[i + 1];
-          if (key2 && value !== void 0) {
-            const keyStr = Buffer.isBuffer(key2) ? key2.toString() : key2;
+          if (key && value !== void 0) {
+            const keyStr = Buffer.isBuffer(key) ? key.toString() : key;
             const valueStr = Buffer.isBuffer(value) ? value.toString() : value;
             setHeader(normalizedHeaders, keyStr.toLowerCase(), valueStr);
           }
@@ -44661,9 +44661,9 @@ var require_snapshot_utils = __commonJS({
         return normalizedHeaders;
       }
       if (headers && typeof headers === "object") {
-        for (const [key2, value] of Object.entries(headers)) {
-          if (key2 && typeof key2 === "string") {
-            setHeader(normalizedHeaders, key2.toLowerCase(), Array.isArray(value) ? value.join(", ") : String(value));
+        for (const [key, value] of Object.entries(headers)) {
+          if (key && typeof key === "string") {
+            setHeader(normalizedHeaders, key.toLowerCase(), Array.isArray(value) ? value.join(", ") : String(value));
           }
         }
       }
@@ -44693,7 +44693,7 @@ var require_snapshot_utils = __commonJS({
 var require_snapshot_recorder = __commonJS({
   "node_modules/undici/lib/mock/snapshot-recorder.js"(exports, module) {
     "use strict";
-    var { writeFile: writeFile6, readFile: readFile8, mkdir: mkdir6 } = __require("node:fs/promises");
+    var { writeFile: writeFile7, readFile: readFile9, mkdir: mkdir7 } = __require("node:fs/promises");
     var { dirname: dirname2, resolve } = __require("node:path");
     var { setTimeout: setTimeout2, clearTimeout: clearTimeout2 } = __require("node:timers");
     var { InvalidArgumentError, UndiciError } = require_errors3();
@@ -44732,8 +44732,8 @@ var require_snapshot_recorder = __commonJS({
       } = matchOptions;
       const filtered = {};
       const { ignore, exclude, match } = headerFilters;
-      for (const [key2, value] of Object.entries(headers)) {
-        const headerKey = caseSensitive ? key2 : key2.toLowerCase();
+      for (const [key, value] of Object.entries(headers)) {
+        const headerKey = caseSensitive ? key : key.toLowerCase();
         if (exclude.has(headerKey)) continue;
         if (ignore.has(headerKey)) continue;
         if (match.size !== 0) {
@@ -44750,8 +44750,8 @@ var require_snapshot_recorder = __commonJS({
       } = matchOptions;
       const filtered = {};
       const { exclude: excludeSet } = headerFilters;
-      for (const [key2, value] of Object.entries(headers)) {
-        const headerKey = caseSensitive ? key2 : key2.toLowerCase();
+      for (const [key, value] of Object.entries(headers)) {
+        const headerKey = caseSensitive ? key : key.toLowerCase();
         if (excludeSet.has(headerKey)) continue;
         setHeader(filtered, headerKey, value);
       }
@@ -44764,9 +44764,9 @@ var require_snapshot_recorder = __commonJS({
       ];
       if (formattedRequest.headers && typeof formattedRequest.headers === "object") {
         const headerKeys = Object.keys(formattedRequest.headers).sort();
-        for (const key2 of headerKeys) {
-          const values = Array.isArray(formattedRequest.headers[key2]) ? formattedRequest.headers[key2] : [formattedRequest.headers[key2]];
-          parts.push(key2);
+        for (const key of headerKeys) {
+          const values = Array.isArray(formattedRequest.headers[key]) ? formattedRequest.headers[key] : [formattedRequest.headers[key]];
+          parts.push(key);
           for (const value of values.sort()) {
             parts.push(String(value));
           }
@@ -44911,7 +44911,7 @@ var require_snapshot_recorder = __commonJS({
           throw new InvalidArgumentError("Snapshot path is required");
         }
         try {
-          const data = await readFile8(resolve(path), "utf8");
+          const data = await readFile9(resolve(path), "utf8");
           const parsed = JSON.parse(data);
           if (Array.isArray(parsed)) {
             this.#snapshots.clear();
@@ -44941,12 +44941,12 @@ var require_snapshot_recorder = __commonJS({
           throw new InvalidArgumentError("Snapshot path is required");
         }
         const resolvedPath = resolve(path);
-        await mkdir6(dirname2(resolvedPath), { recursive: true });
+        await mkdir7(dirname2(resolvedPath), { recursive: true });
         const data = Array.from(this.#snapshots.entries()).map(([hash, snapshot]) => ({
           hash,
           snapshot
         }));
-        await writeFile6(resolvedPath, JSON.stringify(data, null, 2), { flush: true });
+        await writeFile7(resolvedPath, JSON.stringify(data, null, 2), { flush: true });
       }
       /**
        * Clears all recorded snapshots
@@ -45675,9 +45675,9 @@ var require_redirect_handler2 = __commonJS({
       const ret = [];
       if (Array.isArray(headers)) {
         if (headers.length > 0 && Array.isArray(headers[0])) {
-          for (const [key2, value] of headers) {
-            if (!shouldRemoveHeader(key2, removeContent, unknownOrigin, stripHeaders, stripHeadersOnCrossOrigin)) {
-              ret.push(key2, value);
+          for (const [key, value] of headers) {
+            if (!shouldRemoveHeader(key, removeContent, unknownOrigin, stripHeaders, stripHeadersOnCrossOrigin)) {
+              ret.push(key, value);
             }
           }
         } else {
@@ -45689,9 +45689,9 @@ var require_redirect_handler2 = __commonJS({
         }
       } else if (headers && typeof headers === "object") {
         const entries = util.hasSafeIterator(headers) ? headers : Object.entries(headers);
-        for (const [key2, value] of entries) {
-          if (!shouldRemoveHeader(key2, removeContent, unknownOrigin, stripHeaders, stripHeadersOnCrossOrigin)) {
-            ret.push(key2, value);
+        for (const [key, value] of entries) {
+          if (!shouldRemoveHeader(key, removeContent, unknownOrigin, stripHeaders, stripHeadersOnCrossOrigin)) {
+            ret.push(key, value);
           }
         }
       } else {
@@ -45958,8 +45958,8 @@ var require_dns2 = __commonJS({
       const ownIterator = Object.hasOwn(headers, Symbol.iterator);
       return ownIterator || prototype != null && prototype !== Object.prototype && typeof headers[Symbol.iterator] === "function";
     }
-    function isHostHeader(key2) {
-      return typeof key2 === "string" && key2.toLowerCase() === "host";
+    function isHostHeader(key) {
+      return typeof key === "string" && key.toLowerCase() === "host";
     }
     function normalizeHeaders(headers) {
       if (headers == null) {
@@ -46008,8 +46008,8 @@ var require_dns2 = __commonJS({
         return false;
       }
       if (typeof headers === "object") {
-        for (const key2 in headers) {
-          if (isHostHeader(key2)) {
+        for (const key in headers) {
+          if (isHostHeader(key)) {
             return true;
           }
         }
@@ -46486,7 +46486,7 @@ var require_cache2 = __commonJS({
       });
       return directives;
     }
-    function markInvalidCacheControlDirective(directives, key2) {
+    function markInvalidCacheControlDirective(directives, key) {
       let invalidDirectives = directives[kInvalidCacheControlDirectives];
       if (invalidDirectives === void 0) {
         invalidDirectives = /* @__PURE__ */ new Set();
@@ -46494,22 +46494,22 @@ var require_cache2 = __commonJS({
           value: invalidDirectives
         });
       }
-      invalidDirectives.add(key2);
+      invalidDirectives.add(key);
     }
-    function hasInvalidCacheControlDirective(directives, key2) {
-      return directives[kInvalidCacheControlDirectives]?.has(key2) === true;
+    function hasInvalidCacheControlDirective(directives, key) {
+      return directives[kInvalidCacheControlDirectives]?.has(key) === true;
     }
-    function getMalformedRestrictiveDirectiveName(key2) {
+    function getMalformedRestrictiveDirectiveName(key) {
       for (const directiveName of RESTRICTIVE_DIRECTIVE_NAMES) {
-        if (key2.startsWith(directiveName) && key2.length > directiveName.length && !isValidHTTPToken(key2[directiveName.length])) {
+        if (key.startsWith(directiveName) && key.length > directiveName.length && !isValidHTTPToken(key[directiveName.length])) {
           return directiveName;
         }
       }
       let tokenOnlyKey = "";
       let hasInvalidTokenChar = false;
-      for (let i = 0; i < key2.length; i++) {
-        if (isValidHTTPToken(key2[i])) {
-          tokenOnlyKey += key2[i];
+      for (let i = 0; i < key.length; i++) {
+        if (isValidHTTPToken(key[i])) {
+          tokenOnlyKey += key[i];
         } else {
           hasInvalidTokenChar = true;
         }
@@ -46556,8 +46556,8 @@ var require_cache2 = __commonJS({
         headers: opts.headers
       };
     }
-    function appendHeader(headers, key2, val) {
-      const headerName = key2.toLowerCase();
+    function appendHeader(headers, key, val) {
+      const headerName = key.toLowerCase();
       const current = Object.hasOwn(headers, headerName) ? headers[headerName] : void 0;
       const values = Array.isArray(val) ? val : [val];
       if (current === void 0) {
@@ -46582,11 +46582,11 @@ var require_cache2 = __commonJS({
                 if (!Array.isArray(x)) {
                   throw new Error("opts.headers is not a valid header map");
                 }
-                const [key2, val] = x;
-                if (typeof key2 !== "string" || typeof val !== "string") {
+                const [key, val] = x;
+                if (typeof key !== "string" || typeof val !== "string") {
                   throw new Error("opts.headers is not a valid header map");
                 }
-                appendHeader(headers, key2, val);
+                appendHeader(headers, key, val);
               }
             } else {
               const len = opts.headers.length;
@@ -46594,20 +46594,20 @@ var require_cache2 = __commonJS({
                 throw new Error("opts.headers is not a valid header map");
               }
               for (let i = 0; i < len; i += 2) {
-                const key2 = opts.headers[i];
+                const key = opts.headers[i];
                 const val = opts.headers[i + 1];
-                if (typeof key2 !== "string" || typeof val !== "string" && !Array.isArray(val)) {
+                if (typeof key !== "string" || typeof val !== "string" && !Array.isArray(val)) {
                   throw new Error("opts.headers is not a valid header map");
                 }
                 if (typeof val === "string") {
-                  appendHeader(headers, key2, val);
+                  appendHeader(headers, key, val);
                 } else {
                   const mapped = [];
                   for (let j = 0; j < val.length; j++) {
                     const v = val[j];
                     mapped.push(typeof v === "string" ? v : v.toString("latin1"));
                   }
-                  appendHeader(headers, key2, mapped);
+                  appendHeader(headers, key, mapped);
                 }
               }
             }
@@ -46616,16 +46616,16 @@ var require_cache2 = __commonJS({
               if (!Array.isArray(x)) {
                 throw new Error("opts.headers is not a valid header map");
               }
-              const [key2, val] = x;
-              if (typeof key2 !== "string" || typeof val !== "string") {
+              const [key, val] = x;
+              if (typeof key !== "string" || typeof val !== "string") {
                 throw new Error("opts.headers is not a valid header map");
               }
-              appendHeader(headers, key2, val);
+              appendHeader(headers, key, val);
             }
           }
         } else {
-          for (const key2 of Object.keys(opts.headers)) {
-            appendHeader(headers, key2, opts.headers[key2]);
+          for (const key of Object.keys(opts.headers)) {
+            appendHeader(headers, key, opts.headers[key]);
           }
         }
       } else {
@@ -46633,17 +46633,17 @@ var require_cache2 = __commonJS({
       }
       return headers;
     }
-    function assertCacheKey(key2) {
-      if (typeof key2 !== "object") {
-        throw new TypeError(`expected key to be object, got ${typeof key2}`);
+    function assertCacheKey(key) {
+      if (typeof key !== "object") {
+        throw new TypeError(`expected key to be object, got ${typeof key}`);
       }
       for (const property of ["origin", "method", "path"]) {
-        if (typeof key2[property] !== "string") {
-          throw new TypeError(`expected key.${property} to be string, got ${typeof key2[property]}`);
+        if (typeof key[property] !== "string") {
+          throw new TypeError(`expected key.${property} to be string, got ${typeof key[property]}`);
         }
       }
-      if (key2.headers !== void 0 && typeof key2.headers !== "object") {
-        throw new TypeError(`expected headers to be object, got ${typeof key2}`);
+      if (key.headers !== void 0 && typeof key.headers !== "object") {
+        throw new TypeError(`expected headers to be object, got ${typeof key}`);
       }
     }
     function assertCacheValue(value) {
@@ -46678,7 +46678,7 @@ var require_cache2 = __commonJS({
         const directive = directiveRecord.value.toLowerCase();
         const fromMalformedQuote = directiveRecord.fromMalformedQuote;
         const keyValueDelimiter = directive.indexOf("=");
-        let key2;
+        let key;
         let value;
         let keyHasTrailingWhitespace = false;
         let valueHasLeadingWhitespace = false;
@@ -46687,59 +46687,59 @@ var require_cache2 = __commonJS({
           const rawValue = directive.substring(keyValueDelimiter + 1);
           keyHasTrailingWhitespace = trimOWSEnd(rawKey) !== rawKey;
           valueHasLeadingWhitespace = trimOWSStart(rawValue) !== rawValue;
-          key2 = trimOWS(rawKey);
+          key = trimOWS(rawKey);
           value = trimOWSStart(rawValue);
         } else {
-          key2 = trimOWS(directive);
+          key = trimOWS(directive);
         }
-        const malformedRestrictiveDirectiveName = getMalformedRestrictiveDirectiveName(key2);
+        const malformedRestrictiveDirectiveName = getMalformedRestrictiveDirectiveName(key);
         if (malformedRestrictiveDirectiveName !== void 0) {
           output[malformedRestrictiveDirectiveName] = true;
           continue;
         }
-        switch (key2) {
+        switch (key) {
           case "min-fresh":
           case "max-stale":
           case "max-age":
           case "s-maxage":
           case "stale-while-revalidate":
           case "stale-if-error": {
-            if (fromMalformedQuote || invalidNumericDirectives.has(key2)) {
+            if (fromMalformedQuote || invalidNumericDirectives.has(key)) {
               continue;
             }
             if (value === void 0 || keyHasTrailingWhitespace || valueHasLeadingWhitespace) {
-              delete output[key2];
-              invalidNumericDirectives.add(key2);
-              markInvalidCacheControlDirective(output, key2);
+              delete output[key];
+              invalidNumericDirectives.add(key);
+              markInvalidCacheControlDirective(output, key);
               continue;
             }
             if (value.length >= 2 && value[0] === '"' && value[value.length - 1] === '"') {
               value = value.substring(1, value.length - 1);
             }
             if (!/^[0-9]+$/.test(value)) {
-              delete output[key2];
-              invalidNumericDirectives.add(key2);
-              markInvalidCacheControlDirective(output, key2);
+              delete output[key];
+              invalidNumericDirectives.add(key);
+              markInvalidCacheControlDirective(output, key);
               continue;
             }
             const parsedValue = Math.min(parseInt(value, 10), MAX_DELTA_SECONDS);
-            if (key2 === "min-fresh") {
-              if (!(key2 in output) || output[key2] < parsedValue) {
-                output[key2] = parsedValue;
+            if (key === "min-fresh") {
+              if (!(key in output) || output[key] < parsedValue) {
+                output[key] = parsedValue;
               }
-            } else if (!(key2 in output) || output[key2] > parsedValue) {
-              output[key2] = parsedValue;
+            } else if (!(key in output) || output[key] > parsedValue) {
+              output[key] = parsedValue;
             }
             break;
           }
           case "private":
           case "no-cache": {
             if (fromMalformedQuote) {
-              output[key2] = true;
+              output[key] = true;
               break;
             }
             if (value !== void 0 && value.length === 0) {
-              output[key2] = true;
+              output[key] = true;
               break;
             }
             if (value) {
@@ -46768,7 +46768,7 @@ var require_cache2 = __commonJS({
                   fieldList = fieldListParts.join(",");
                 }
                 if (!foundEndingQuote) {
-                  output[key2] = true;
+                  output[key] = true;
                   break;
                 }
                 i = lastQuotedPart;
@@ -46781,23 +46781,23 @@ var require_cache2 = __commonJS({
                   }
                 }
                 if (!validFieldNames) {
-                  output[key2] = true;
-                } else if (output[key2] !== true) {
-                  if (key2 in output) {
-                    output[key2] = output[key2].concat(headers);
+                  output[key] = true;
+                } else if (output[key] !== true) {
+                  if (key in output) {
+                    output[key] = output[key].concat(headers);
                   } else {
-                    output[key2] = headers;
+                    output[key] = headers;
                   }
                 }
               } else {
                 const fieldName = trimOWS(value);
                 if (!isValidHTTPToken(fieldName)) {
-                  output[key2] = true;
-                } else if (output[key2] !== true) {
-                  if (key2 in output) {
-                    output[key2] = output[key2].concat(fieldName);
+                  output[key] = true;
+                } else if (output[key] !== true) {
+                  if (key in output) {
+                    output[key] = output[key].concat(fieldName);
                   } else {
-                    output[key2] = [fieldName];
+                    output[key] = [fieldName];
                   }
                 }
               }
@@ -46812,18 +46812,18 @@ var require_cache2 = __commonJS({
           case "no-transform":
           case "must-understand":
           case "only-if-cached":
-            if (fromMalformedQuote || invalidNoArgumentDirectives.has(key2)) {
+            if (fromMalformedQuote || invalidNoArgumentDirectives.has(key)) {
               continue;
             }
             if (value !== void 0) {
-              delete output[key2];
-              invalidNoArgumentDirectives.add(key2);
+              delete output[key];
+              invalidNoArgumentDirectives.add(key);
               continue;
             }
-            output[key2] = true;
+            output[key] = true;
             break;
           case "no-store":
-            output[key2] = true;
+            output[key] = true;
             break;
           default:
             continue;
@@ -48292,12 +48292,12 @@ var require_memory_cache_store = __commonJS({
        * @param {import('../../types/cache-interceptor.d.ts').default.CacheKey} key
        * @returns {import('../../types/cache-interceptor.d.ts').default.GetResult | undefined}
        */
-      get(key2) {
-        assertCacheKey(key2);
-        const topLevelKey = `${key2.origin}:${key2.path}`;
+      get(key) {
+        assertCacheKey(key);
+        const topLevelKey = `${key.origin}:${key.path}`;
         const now = Date.now();
         const entries = this.#entries.get(topLevelKey);
-        const entry = entries ? findEntry2(key2, entries, now) : null;
+        const entry = entries ? findEntry2(key, entries, now) : null;
         if (entry != null) {
           this.#entries.delete(topLevelKey);
           this.#entries.set(topLevelKey, entries);
@@ -48320,12 +48320,12 @@ var require_memory_cache_store = __commonJS({
        * @param {import('../../types/cache-interceptor.d.ts').default.CacheValue} val
        * @returns {Writable | undefined}
        */
-      createWriteStream(key2, val) {
-        assertCacheKey(key2);
+      createWriteStream(key, val) {
+        assertCacheKey(key);
         assertCacheValue(val);
-        const topLevelKey = `${key2.origin}:${key2.path}`;
+        const topLevelKey = `${key.origin}:${key.path}`;
         const store = this;
-        const entry = { ...key2, ...val, body: [], size: 0 };
+        const entry = { ...key, ...val, body: [], size: 0 };
         return new Writable({
           write(chunk, encoding, callback) {
             if (typeof chunk === "string") {
@@ -48347,7 +48347,7 @@ var require_memory_cache_store = __commonJS({
               entries = [];
             }
             store.#entries.set(topLevelKey, entries);
-            const previousEntry = findEntry2(key2, entries, -Infinity);
+            const previousEntry = findEntry2(key, entries, -Infinity);
             if (previousEntry) {
               const index = entries.indexOf(previousEntry);
               entries.splice(index, 1, entry);
@@ -48379,7 +48379,7 @@ var require_memory_cache_store = __commonJS({
       #evict(keep) {
         const targetSize = this.#maxSize / 2;
         const targetCount = this.#maxCount / 2;
-        for (const [key2, entries] of this.#entries) {
+        for (const [key, entries] of this.#entries) {
           for (let i = 0; i < entries.length && (this.#size > targetSize || this.#count > targetCount); ) {
             const entry = entries[i];
             if (entry === keep) {
@@ -48391,7 +48391,7 @@ var require_memory_cache_store = __commonJS({
             this.#count -= 1;
           }
           if (entries.length === 0) {
-            this.#entries.delete(key2);
+            this.#entries.delete(key);
           }
           if (this.#size <= targetSize && this.#count <= targetCount) {
             return;
@@ -48411,11 +48411,11 @@ var require_memory_cache_store = __commonJS({
       /**
        * @param {CacheKey} key
        */
-      delete(key2) {
-        if (typeof key2 !== "object") {
-          throw new TypeError(`expected key to be object, got ${typeof key2}`);
+      delete(key) {
+        if (typeof key !== "object") {
+          throw new TypeError(`expected key to be object, got ${typeof key}`);
         }
-        const topLevelKey = `${key2.origin}:${key2.path}`;
+        const topLevelKey = `${key.origin}:${key.path}`;
         for (const entry of this.#entries.get(topLevelKey) ?? []) {
           this.#size -= entry.size;
           this.#count -= 1;
@@ -48423,20 +48423,20 @@ var require_memory_cache_store = __commonJS({
         this.#entries.delete(topLevelKey);
       }
     };
-    function findEntry2(key2, entries, now) {
+    function findEntry2(key, entries, now) {
       for (let i = 0; i < entries.length; i++) {
         const entry = entries[i];
-        if (entry.deleteAt > now && entry.method === key2.method && varyMatches(key2, entry)) {
+        if (entry.deleteAt > now && entry.method === key.method && varyMatches(key, entry)) {
           return entry;
         }
       }
     }
-    function varyMatches(key2, entry) {
+    function varyMatches(key, entry) {
       if (entry.vary == null) {
         return true;
       }
       for (const headerName in entry.vary) {
-        if (Object.hasOwn(entry.vary, headerName) && !headerValueEquals(key2.headers?.[headerName], entry.vary[headerName])) {
+        if (Object.hasOwn(entry.vary, headerName) && !headerValueEquals(key.headers?.[headerName], entry.vary[headerName])) {
           return false;
         }
       }
@@ -48662,8 +48662,8 @@ var require_cache3 = __commonJS({
       if (!varyDirectives) {
         return false;
       }
-      for (const key2 in varyDirectives) {
-        if (result.vary == null || !Object.hasOwn(result.vary, key2)) {
+      for (const key in varyDirectives) {
+        if (result.vary == null || !Object.hasOwn(result.vary, key)) {
           return true;
         }
       }
@@ -48690,9 +48690,9 @@ var require_cache3 = __commonJS({
         headers["if-none-match"] = result.etag;
       }
       if (result.vary) {
-        for (const key2 in result.vary) {
-          if (result.vary[key2] != null) {
-            headers[key2] = result.vary[key2];
+        for (const key in result.vary) {
+          if (result.vary[key] != null) {
+            headers[key] = result.vary[key];
           }
         }
       }
@@ -50266,9 +50266,9 @@ var require_sqlite_cache_store = __commonJS({
        * @param {import('../../types/cache-interceptor.d.ts').default.CacheKey} key
        * @returns {(import('../../types/cache-interceptor.d.ts').default.GetResult & { body?: Buffer }) | undefined}
        */
-      get(key2) {
-        assertCacheKey(key2);
-        const value = this.#lockSafe(() => this.#findValue(key2));
+      get(key) {
+        assertCacheKey(key);
+        const value = this.#lockSafe(() => this.#findValue(key));
         return value ? {
           body: value.body ? value.compressed === "zstd" ? zstdDecompressSync(Buffer.from(value.body.buffer, value.body.byteOffset, value.body.byteLength)) : Buffer.from(value.body.buffer, value.body.byteOffset, value.body.byteLength) : void 0,
           statusCode: value.statusCode,
@@ -50286,9 +50286,9 @@ var require_sqlite_cache_store = __commonJS({
        * @param {import('../../types/cache-interceptor.d.ts').default.CacheKey} key
        * @param {import('../../types/cache-interceptor.d.ts').default.CacheValue & { body: null | Buffer | Array<Buffer>}} value
        */
-      set(key2, value) {
-        assertCacheKey(key2);
-        const url = this.#makeValueUrl(key2);
+      set(key, value) {
+        assertCacheKey(key);
+        const url = this.#makeValueUrl(key);
         const body = Array.isArray(value.body) ? Buffer.concat(value.body) : value.body;
         const size = body?.byteLength;
         if (size && size > this.#maxEntrySize) {
@@ -50303,7 +50303,7 @@ var require_sqlite_cache_store = __commonJS({
             compressed = "zstd";
           }
         }
-        const existingValue = this.#lockSafe(() => this.#findValue(key2, true));
+        const existingValue = this.#lockSafe(() => this.#findValue(key, true));
         if (existingValue) {
           this.#lockSafe(() => this.#updateValueQuery.run(
             storedBody,
@@ -50322,7 +50322,7 @@ var require_sqlite_cache_store = __commonJS({
         } else {
           this.#lockSafe(() => this.#insertValueQuery.run(
             url,
-            key2.method,
+            key.method,
             storedBody,
             compressed,
             value.deleteAt,
@@ -50343,8 +50343,8 @@ var require_sqlite_cache_store = __commonJS({
        * @param {import('../../types/cache-interceptor.d.ts').default.CacheValue} value
        * @returns {Writable | undefined}
        */
-      createWriteStream(key2, value) {
-        assertCacheKey(key2);
+      createWriteStream(key, value) {
+        assertCacheKey(key);
         assertCacheValue(value);
         let size = 0;
         const body = [];
@@ -50361,7 +50361,7 @@ var require_sqlite_cache_store = __commonJS({
             callback();
           },
           final(callback) {
-            store.set(key2, { ...value, body });
+            store.set(key, { ...value, body });
             callback();
           }
         });
@@ -50369,11 +50369,11 @@ var require_sqlite_cache_store = __commonJS({
       /**
        * @param {import('../../types/cache-interceptor.d.ts').default.CacheKey} key
        */
-      delete(key2) {
-        if (typeof key2 !== "object") {
-          throw new TypeError(`expected key to be object, got ${typeof key2}`);
+      delete(key) {
+        if (typeof key !== "object") {
+          throw new TypeError(`expected key to be object, got ${typeof key}`);
         }
-        this.#lockSafe(() => this.#deleteByUrlQuery.run(this.#makeValueUrl(key2)));
+        this.#lockSafe(() => this.#deleteByUrlQuery.run(this.#makeValueUrl(key)));
       }
       /**
        * Runs a database operation, skipping it when another connection holds the
@@ -50431,17 +50431,17 @@ var require_sqlite_cache_store = __commonJS({
        * @param {import('../../types/cache-interceptor.d.ts').default.CacheKey} key
        * @returns {string}
        */
-      #makeValueUrl(key2) {
-        return `${key2.origin}/${key2.path}`;
+      #makeValueUrl(key) {
+        return `${key.origin}/${key.path}`;
       }
       /**
        * @param {import('../../types/cache-interceptor.d.ts').default.CacheKey} key
        * @param {boolean} [canBeExpired=false]
        * @returns {SqliteStoreValue | undefined}
        */
-      #findValue(key2, canBeExpired = false) {
-        const url = this.#makeValueUrl(key2);
-        const { headers, method } = key2;
+      #findValue(key, canBeExpired = false) {
+        const url = this.#makeValueUrl(key);
+        const { headers, method } = key;
         const values = this.#getValuesQuery.all(url, method);
         if (values.length === 0) {
           return void 0;
@@ -50492,9 +50492,9 @@ var require_sqlite_cache_store = __commonJS({
       if (headers == null) {
         return void 0;
       }
-      for (const key2 in headers) {
-        if (key2.toLowerCase() === "content-type") {
-          const value = headers[key2];
+      for (const key in headers) {
+        if (key.toLowerCase() === "content-type") {
+          const value = headers[key];
           return Array.isArray(value) ? value[0] : value;
         }
       }
@@ -54314,8 +54314,8 @@ var require_util12 = __commonJS({
         if (!part.includes("=")) {
           throw new Error("Invalid unparsed");
         }
-        const [key2, ...value] = part.split("=");
-        const trimmedKey = key2.trim();
+        const [key, ...value] = part.split("=");
+        const trimmedKey = key.trim();
         const joinedValue = value.join("=");
         validateCookieName(trimmedKey);
         validateCookieValue(joinedValue);
@@ -57878,9 +57878,9 @@ var require_xz_decompress = __commonJS({
           }
           (() => {
             __webpack_require__.d = (exports2, definition) => {
-              for (var key2 in definition) {
-                if (__webpack_require__.o(definition, key2) && !__webpack_require__.o(exports2, key2)) {
-                  Object.defineProperty(exports2, key2, { enumerable: true, get: definition[key2] });
+              for (var key in definition) {
+                if (__webpack_require__.o(definition, key) && !__webpack_require__.o(exports2, key)) {
+                  Object.defineProperty(exports2, key, { enumerable: true, get: definition[key] });
                 }
               }
             };
@@ -58067,6 +58067,11 @@ var require_xz_decompress = __commonJS({
   }
 });
 
+// src/action/main.ts
+import { mkdtemp as mkdtemp4, writeFile as writeFile6 } from "node:fs/promises";
+import { tmpdir as tmpdir4 } from "node:os";
+import { join as join16 } from "node:path";
+
 // node_modules/@actions/core/lib/command.js
 import * as os from "os";
 
@@ -58116,16 +58121,16 @@ var Command = class {
     if (this.properties && Object.keys(this.properties).length > 0) {
       cmdStr += " ";
       let first = true;
-      for (const key2 in this.properties) {
-        if (this.properties.hasOwnProperty(key2)) {
-          const val = this.properties[key2];
+      for (const key in this.properties) {
+        if (this.properties.hasOwnProperty(key)) {
+          const val = this.properties[key];
           if (val) {
             if (first) {
               first = false;
             } else {
               cmdStr += ",";
             }
-            cmdStr += `${key2}=${escapeProperty(val)}`;
+            cmdStr += `${key}=${escapeProperty(val)}`;
           }
         }
       }
@@ -58157,16 +58162,16 @@ function issueFileCommand(command, message) {
     encoding: "utf8"
   });
 }
-function prepareKeyValueMessage(key2, value) {
+function prepareKeyValueMessage(key, value) {
   const delimiter2 = `ghadelimiter_${crypto.randomUUID()}`;
   const convertedValue = toCommandValue(value);
-  if (key2.includes(delimiter2)) {
+  if (key.includes(delimiter2)) {
     throw new Error(`Unexpected input: name should not contain the delimiter "${delimiter2}"`);
   }
   if (convertedValue.includes(delimiter2)) {
     throw new Error(`Unexpected input: value should not contain the delimiter "${delimiter2}"`);
   }
-  return `${key2}<<${delimiter2}${os2.EOL}${convertedValue}${os2.EOL}${delimiter2}`;
+  return `${key}<<${delimiter2}${os2.EOL}${convertedValue}${os2.EOL}${delimiter2}`;
 }
 
 // node_modules/@actions/core/lib/core.js
@@ -58297,7 +58302,7 @@ var Summary = class {
    * @returns {string} content wrapped in HTML element
    */
   wrap(tag, content, attrs = {}) {
-    const htmlAttrs = Object.entries(attrs).map(([key2, value]) => ` ${key2}="${value}"`).join("");
+    const htmlAttrs = Object.entries(attrs).map(([key, value]) => ` ${key}="${value}"`).join("");
     if (!content) {
       return `<${tag}${htmlAttrs}>`;
     }
@@ -58617,85 +58622,6 @@ function group(name, fn) {
   });
 }
 
-// src/util/errors.ts
-var PublishError = class extends Error {
-  name = "PublishError";
-  /** A short hint on what to do about it, printed after the message. */
-  hint;
-  constructor(message, options = {}) {
-    super(message, options.cause === void 0 ? void 0 : { cause: options.cause });
-    this.hint = options.hint;
-  }
-};
-function isPublishError(error2) {
-  return error2 instanceof PublishError;
-}
-function describeError(error2) {
-  if (isPublishError(error2)) return error2.hint ? `${error2.message}
-${error2.hint}` : error2.message;
-  const system = error2;
-  if (system?.code === "ENOSPC") {
-    return `no space left on the device (${system.syscall ?? "write"}${system.path ? ` ${system.path}` : ""})
-Free space, or give a work folder on a larger disk, and run again.`;
-  }
-  if (error2 instanceof Error) return error2.stack ?? error2.message;
-  return String(error2);
-}
-function throwIfAborted(signal) {
-  if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new PublishError("aborted");
-}
-function printable(text, max = 80) {
-  const escaped = JSON.stringify(text).slice(1, -1);
-  return escaped.length > max ? `${escaped.slice(0, max)}\u2026` : escaped;
-}
-
-// src/oci/reference.ts
-var NAME_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
-var TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
-function validateRepositoryName(name) {
-  if (name.length === 0 || name.length > 255) {
-    throw new PublishError(`invalid repository name "${name}": it must be 1 to 255 characters long`);
-  }
-  for (const component of name.split("/")) {
-    if (!NAME_COMPONENT.test(component)) {
-      const hint = /[A-Z]/.test(component) ? " (registries require lowercase names)" : "";
-      throw new PublishError(
-        `invalid repository name "${name}": "${component}" must be lowercase letters, digits and single separators (. _ __ -)${hint}`
-      );
-    }
-  }
-  return name;
-}
-function validateTag(tag) {
-  if (!TAG.test(tag)) {
-    throw new PublishError(
-      `invalid tag "${tag}": a tag is 1 to 128 characters of letters, digits, _ . - and must not start with . or -`
-    );
-  }
-  return tag;
-}
-function shownHost(host) {
-  const at = host.lastIndexOf("@");
-  const safe = at >= 0 ? `<credentials removed>@${host.slice(at + 1)}` : host;
-  const escaped = JSON.stringify(safe).slice(1, -1);
-  return escaped.length > 100 ? `${escaped.slice(0, 100)}...` : escaped;
-}
-function validateRegistryHost(host) {
-  if (!/^[A-Za-z0-9.-]+(?::[0-9]{1,5})?$/.test(host) && !/^\[[0-9a-fA-F:]+\](?::[0-9]{1,5})?$/.test(host)) {
-    throw new PublishError(
-      `invalid registry "${shownHost(host)}": give a host name with an optional port (e.g. ghcr.io or 127.0.0.1:5000), without scheme, path or credentials`
-    );
-  }
-  return host.toLowerCase();
-}
-function formatReference(ref2) {
-  return `${ref2.registry}/${ref2.repository}${ref2.tag ? `:${ref2.tag}` : ""}${ref2.digest ? `@${ref2.digest}` : ""}`;
-}
-function isLoopbackHost(registry) {
-  const host = registry.replace(/:[0-9]+$/, "").replace(/^\[|\]$/g, "");
-  return host === "localhost" || host === "::1" || /^127\.[0-9]+\.[0-9]+\.[0-9]+$/.test(host);
-}
-
 // src/pipeline/flavors.ts
 var import_yaml = __toESM(require_dist(), 1);
 
@@ -58799,9 +58725,9 @@ function sortKeys(value) {
   if (Array.isArray(value)) return value.map(sortKeys);
   if (value && typeof value === "object") {
     const out = {};
-    for (const key2 of Object.keys(value).sort()) {
-      const v = value[key2];
-      if (v !== void 0) out[key2] = sortKeys(v);
+    for (const key of Object.keys(value).sort()) {
+      const v = value[key];
+      if (v !== void 0) out[key] = sortKeys(v);
     }
     return out;
   }
@@ -58813,6 +58739,9 @@ function serializeJson(mediaType, value) {
 }
 function serializeManifest(manifest) {
   return serializeJson(manifest.mediaType, manifest);
+}
+function descriptorOf(serialized, extra = {}) {
+  return { mediaType: serialized.mediaType, digest: serialized.digest, size: serialized.size, ...extra };
 }
 function annotationsOrUndefined(annotations) {
   if (!annotations) return void 0;
@@ -58883,6 +58812,85 @@ function buildIndex(entries, annotations) {
     manifests,
     ...indexAnnotations2 ? { annotations: indexAnnotations2 } : {}
   });
+}
+
+// src/util/errors.ts
+var PublishError = class extends Error {
+  name = "PublishError";
+  /** A short hint on what to do about it, printed after the message. */
+  hint;
+  constructor(message, options = {}) {
+    super(message, options.cause === void 0 ? void 0 : { cause: options.cause });
+    this.hint = options.hint;
+  }
+};
+function isPublishError(error2) {
+  return error2 instanceof PublishError;
+}
+function describeError(error2) {
+  if (isPublishError(error2)) return error2.hint ? `${error2.message}
+${error2.hint}` : error2.message;
+  const system = error2;
+  if (system?.code === "ENOSPC") {
+    return `no space left on the device (${system.syscall ?? "write"}${system.path ? ` ${system.path}` : ""})
+Free space, or give a work folder on a larger disk, and run again.`;
+  }
+  if (error2 instanceof Error) return error2.stack ?? error2.message;
+  return String(error2);
+}
+function throwIfAborted(signal) {
+  if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new PublishError("aborted");
+}
+function printable(text, max = 80) {
+  const escaped = JSON.stringify(text).slice(1, -1);
+  return escaped.length > max ? `${escaped.slice(0, max)}\u2026` : escaped;
+}
+
+// src/oci/reference.ts
+var NAME_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
+var TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
+function validateRepositoryName(name) {
+  if (name.length === 0 || name.length > 255) {
+    throw new PublishError(`invalid repository name "${name}": it must be 1 to 255 characters long`);
+  }
+  for (const component of name.split("/")) {
+    if (!NAME_COMPONENT.test(component)) {
+      const hint = /[A-Z]/.test(component) ? " (registries require lowercase names)" : "";
+      throw new PublishError(
+        `invalid repository name "${name}": "${component}" must be lowercase letters, digits and single separators (. _ __ -)${hint}`
+      );
+    }
+  }
+  return name;
+}
+function validateTag(tag) {
+  if (!TAG.test(tag)) {
+    throw new PublishError(
+      `invalid tag "${tag}": a tag is 1 to 128 characters of letters, digits, _ . - and must not start with . or -`
+    );
+  }
+  return tag;
+}
+function shownHost(host) {
+  const at = host.lastIndexOf("@");
+  const safe = at >= 0 ? `<credentials removed>@${host.slice(at + 1)}` : host;
+  const escaped = JSON.stringify(safe).slice(1, -1);
+  return escaped.length > 100 ? `${escaped.slice(0, 100)}...` : escaped;
+}
+function validateRegistryHost(host) {
+  if (!/^[A-Za-z0-9.-]+(?::[0-9]{1,5})?$/.test(host) && !/^\[[0-9a-fA-F:]+\](?::[0-9]{1,5})?$/.test(host)) {
+    throw new PublishError(
+      `invalid registry "${shownHost(host)}": give a host name with an optional port (e.g. ghcr.io or 127.0.0.1:5000), without scheme, path or credentials`
+    );
+  }
+  return host.toLowerCase();
+}
+function formatReference(ref2) {
+  return `${ref2.registry}/${ref2.repository}${ref2.tag ? `:${ref2.tag}` : ""}${ref2.digest ? `@${ref2.digest}` : ""}`;
+}
+function isLoopbackHost(registry) {
+  const host = registry.replace(/:[0-9]+$/, "").replace(/^\[|\]$/g, "");
+  return host === "localhost" || host === "::1" || /^127\.[0-9]+\.[0-9]+\.[0-9]+$/.test(host);
 }
 
 // src/pipeline/flavors.ts
@@ -58970,10 +58978,10 @@ function parseFlavor(entry, i) {
     throw new PublishError(`${where}: expected a mapping with image, variant and asset`);
   }
   const record = entry;
-  for (const key2 of Object.keys(record)) {
-    if (!KNOWN_KEYS.has(key2)) {
+  for (const key of Object.keys(record)) {
+    if (!KNOWN_KEYS.has(key)) {
       throw new PublishError(
-        `${where}: unknown key "${printable(key2)}"; known keys: ${[...KNOWN_KEYS].join(", ")}`
+        `${where}: unknown key "${printable(key)}"; known keys: ${[...KNOWN_KEYS].join(", ")}`
       );
     }
   }
@@ -59006,10 +59014,10 @@ function parseFlavor(entry, i) {
   }
   return flavor;
 }
-function requireString(record, key2, where) {
-  const value = record[key2];
+function requireString(record, key, where) {
+  const value = record[key];
   if (typeof value !== "string" || value.trim() === "")
-    throw new PublishError(`${where}: "${key2}" is required (a string)`);
+    throw new PublishError(`${where}: "${key}" is required (a string)`);
   return value.trim();
 }
 function parseCommandLine(value, where) {
@@ -59116,16 +59124,832 @@ function formatTable(header, rows) {
   return [line(header), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
 }
 
+// src/util/concurrency.ts
+async function mapLimit(items, limit, fn) {
+  const results = new Array(items.length);
+  let next = 0;
+  let failure2;
+  const worker = async () => {
+    while (failure2 === void 0 && next < items.length) {
+      const index = next++;
+      try {
+        results[index] = await fn(items[index], index);
+      } catch (error2) {
+        failure2 ??= { error: error2 };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  if (failure2) throw failure2.error;
+  return results;
+}
+var Semaphore = class {
+  constructor(limit) {
+    this.limit = limit;
+  }
+  limit;
+  waiting = [];
+  active = 0;
+  async run(fn) {
+    if (this.active >= this.limit) await new Promise((resolve) => this.waiting.push(resolve));
+    else this.active++;
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.active--;
+    }
+  }
+};
+
+// src/pipeline/attach.ts
+import { mkdir as mkdir2, readFile, rename as rename2 } from "node:fs/promises";
+import { join } from "node:path";
+
+// src/oci/referrers.ts
+var EMPTY_CONFIG_MEDIA_TYPE = "application/vnd.oci.empty.v1+json";
+function emptyConfigBlob() {
+  return bytesBlob(new TextEncoder().encode("{}"), "empty config");
+}
+function referrersTagFor(digest) {
+  const colon = digest.indexOf(":");
+  const clean = (s, max) => s.slice(0, max).replace(/[^a-zA-Z0-9._-]/g, "-");
+  return `${clean(digest.slice(0, colon), 32)}-${clean(digest.slice(colon + 1), 64)}`;
+}
+function buildArtifact(input) {
+  const config = emptyConfigBlob();
+  const annotations = annotationsOrUndefined(input.annotations);
+  const manifest = serializeManifest({
+    schemaVersion: 2,
+    mediaType: OCI_MANIFEST,
+    artifactType: input.artifactType,
+    config: { mediaType: EMPTY_CONFIG_MEDIA_TYPE, digest: config.digest, size: config.size },
+    layers: [
+      {
+        mediaType: input.layerMediaType,
+        digest: input.file.digest,
+        size: input.file.size,
+        annotations: { "org.opencontainers.image.title": input.title }
+      }
+    ],
+    subject: { mediaType: input.subject.mediaType, digest: input.subject.digest, size: input.subject.size },
+    ...annotations ? { annotations } : {}
+  });
+  return {
+    artifactType: input.artifactType,
+    title: input.title,
+    manifest,
+    blobs: [config, input.file],
+    entry: referrerEntry(manifest.digest, manifest.size, input.artifactType, annotations)
+  };
+}
+function referrerEntry(digest, size, artifactType, annotations) {
+  return {
+    mediaType: OCI_MANIFEST,
+    digest,
+    size,
+    ...artifactType ? { artifactType } : {},
+    ...annotations ? { annotations } : {}
+  };
+}
+function referrerEntryOf(manifest) {
+  const parsed = JSON.parse(Buffer.from(manifest.bytes).toString("utf8"));
+  const entry = referrerEntry(
+    manifest.digest,
+    manifest.size,
+    parsed.artifactType ?? parsed.config?.mediaType,
+    annotationsOrUndefined(parsed.annotations)
+  );
+  return {
+    entry: { ...entry, mediaType: manifest.mediaType },
+    ...typeof parsed.subject?.digest === "string" ? { subject: parsed.subject.digest } : {}
+  };
+}
+function parseReferrersIndex(bytes, what) {
+  let parsed;
+  try {
+    parsed = JSON.parse(Buffer.from(bytes).toString("utf8"));
+  } catch {
+    throw new PublishError(`${what} is not JSON`);
+  }
+  const manifests = parsed.manifests;
+  if (!Array.isArray(manifests)) throw new PublishError(`${what} is not an image index`);
+  return manifests.filter(
+    (m) => typeof m === "object" && m !== null && typeof m.digest === "string"
+  );
+}
+function mergeReferrers(existing, entries) {
+  const byDigest = new Map(existing.map((d) => [d.digest, d]));
+  let changed = false;
+  for (const entry of entries) {
+    const before = byDigest.get(entry.digest);
+    if (!before || canonicalJson(before) !== canonicalJson(entry)) changed = true;
+    byDigest.set(entry.digest, entry);
+  }
+  const manifests = [...byDigest.values()].sort(
+    (a, b) => a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0
+  );
+  const index = { schemaVersion: 2, mediaType: OCI_INDEX, manifests };
+  return { index: serializeManifest(index), changed };
+}
+
+// src/util/progress.ts
+function formatBytes(bytes) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+function formatDuration(seconds) {
+  if (!Number.isFinite(seconds)) return "?";
+  const s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  return m < 60 ? `${m}m${String(s % 60).padStart(2, "0")}s` : `${Math.floor(m / 60)}h${String(m % 60).padStart(2, "0")}m`;
+}
+function rate(bytes, seconds) {
+  return seconds > 0 ? `${(bytes / 1e6 / seconds).toFixed(1)} MB/s` : "-";
+}
+function startProgress(logger2, label, total, options = {}) {
+  const now = options.now ?? (() => performance.now());
+  const intervalMs = options.intervalMs ?? 1e4;
+  const minBytes = options.minBytes ?? 32 * 1024 * 1024;
+  const started = now();
+  let lastReport = started;
+  let doneBytes = 0;
+  let reported = false;
+  const quiet = total !== void 0 && total < minBytes;
+  const line = () => {
+    const seconds = (now() - started) / 1e3;
+    const speed = seconds > 0 ? doneBytes / seconds : 0;
+    if (total === void 0) return `${label}: ${formatBytes(doneBytes)} at ${rate(doneBytes, seconds)}`;
+    const pct = total > 0 ? Math.floor(doneBytes / total * 100) : 100;
+    const eta = speed > 0 ? formatDuration((total - doneBytes) / speed) : "?";
+    return `${label}: ${formatBytes(doneBytes)} of ${formatBytes(total)} (${pct}%) at ${rate(doneBytes, seconds)}, ETA ${eta}`;
+  };
+  return {
+    advance(bytes) {
+      doneBytes += bytes;
+      if (quiet) return;
+      const t = now();
+      if (t - lastReport >= intervalMs) {
+        lastReport = t;
+        reported = true;
+        logger2.info(line());
+      }
+    },
+    done() {
+      if (!reported) return;
+      const seconds = (now() - started) / 1e3;
+      logger2.info(
+        `${label}: ${formatBytes(doneBytes)} in ${formatDuration(seconds)} (${rate(doneBytes, seconds)})`
+      );
+    }
+  };
+}
+
+// src/pipeline/attach.ts
+var ATTACHMENT_KINDS = ["sbom", "os-release", "packages"];
+var ARCHIVE_ATTACHMENTS_ANNOTATION = "dev.ironcore.publisher.archive-attachments";
+var MiB = 1024 * 1024;
+var ATTACHMENT_TYPES = {
+  sbom: {
+    suffix: ".sbom",
+    file: "sbom",
+    mediaType: "application/vnd.cyclonedx+json",
+    maxBytes: 64 * MiB,
+    problem: cycloneDxProblem
+  },
+  "os-release": {
+    suffix: ".release",
+    file: "release",
+    mediaType: "application/io.gardenlinux.release",
+    maxBytes: 64 * 1024,
+    problem: osReleaseProblem
+  },
+  packages: {
+    suffix: ".manifest",
+    file: "manifest",
+    mediaType: "application/io.gardenlinux.manifest",
+    maxBytes: 16 * MiB,
+    problem: packageListProblem
+  }
+};
+function parseAttachChoice(text) {
+  const words = text.split(/[\s,]+/).map((w) => w.trim().toLowerCase()).filter(Boolean);
+  if (words.length === 0) return [...ATTACHMENT_KINDS];
+  if (words.length === 1 && words[0] === "none") return [];
+  const kinds = /* @__PURE__ */ new Set();
+  for (const word of words) {
+    if (!ATTACHMENT_KINDS.includes(word))
+      throw new PublishError(
+        `attach: "${printable(word)}" is not an attachment; use ${ATTACHMENT_KINDS.join(", ")} (any of them, comma-separated) or none`
+      );
+    kinds.add(word);
+  }
+  return ATTACHMENT_KINDS.filter((k) => kinds.has(k));
+}
+async function prepareAttachments(input) {
+  if (input.wanted.length === 0) return [];
+  const available = ATTACHMENT_KINDS.filter((k) => input.files[ATTACHMENT_TYPES[k].file]);
+  const prepared = [];
+  if (input.keepIn) await mkdir2(input.keepIn, { recursive: true });
+  for (const kind of input.wanted) {
+    const type = ATTACHMENT_TYPES[kind];
+    const found = input.files[type.file];
+    if (!found) continue;
+    const title = `${input.base}${type.suffix}`;
+    await checkAttachment(kind, found, title);
+    let file = found;
+    if (input.keepIn) {
+      file = { ...found, path: join(input.keepIn, title) };
+      await rename2(found.path, file.path);
+    }
+    prepared.push({
+      kind,
+      artifact: buildArtifact({
+        artifactType: type.mediaType,
+        layerMediaType: type.mediaType,
+        file: fileBlob(file.path, file.digest, file.size, title),
+        title,
+        subject: input.subject,
+        annotations: {
+          ...input.annotations,
+          "org.opencontainers.image.title": title,
+          [ARCHIVE_ATTACHMENTS_ANNOTATION]: available.join(",")
+        }
+      })
+    });
+  }
+  return prepared;
+}
+async function checkAttachment(kind, file, title) {
+  const type = ATTACHMENT_TYPES[kind];
+  const hint = `Fix the archive, or leave the ${kind} out with the attach input (e.g. attach: ${ATTACHMENT_KINDS.filter((k) => k !== kind).join(",")}).`;
+  if (file.size > type.maxBytes) {
+    throw new PublishError(
+      `${title} is ${formatBytes(file.size)} (${file.size} bytes); ${kind} attachments are capped at ${formatBytes(type.maxBytes)}`,
+      { hint }
+    );
+  }
+  const bytes = await readFile(file.path);
+  const text = new TextDecoder("utf-8", { fatal: false }).decode(bytes);
+  const problem = bytes.includes(0) ? "it holds NUL bytes (not text)" : type.problem(text);
+  if (problem) throw new PublishError(`${title} is not a valid ${kind} file: ${problem}`, { hint });
+}
+function cycloneDxProblem(text) {
+  let parsed;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error2) {
+    return `not JSON (${printable(error2.message).slice(0, 120)})`;
+  }
+  if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) return "not a JSON object";
+  const bom = parsed;
+  if (bom.bomFormat !== "CycloneDX")
+    return `bomFormat is ${bom.bomFormat === void 0 ? "missing" : `"${printable(String(bom.bomFormat)).slice(0, 40)}"`}, not "CycloneDX"`;
+  if (typeof bom.specVersion !== "string") return "specVersion is missing";
+  return void 0;
+}
+function osReleaseProblem(text) {
+  const lines = text.split("\n");
+  let hasId = false;
+  for (const [i, raw] of lines.entries()) {
+    const line = raw.trim();
+    if (line === "" || line.startsWith("#")) continue;
+    if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(line))
+      return `line ${i + 1} ("${printable(line).slice(0, 60)}") is not KEY=value`;
+    if (line.startsWith("ID=")) hasId = true;
+  }
+  return hasId ? void 0 : "it has no ID= line";
+}
+function packageListProblem(text) {
+  let packages = 0;
+  for (const [i, raw] of text.split("\n").entries()) {
+    const line = raw.trim();
+    if (line === "") continue;
+    if (!/^\S+\s+\S+/.test(line))
+      return `line ${i + 1} ("${printable(line).slice(0, 60)}") is not "<package> <version>"`;
+    packages++;
+  }
+  return packages > 0 ? void 0 : "it lists no package";
+}
+async function storeAttachments(pushers, repository, subject, prepared, signal) {
+  const stored = { modes: [], bytesUploaded: 0 };
+  if (prepared.length === 0) return stored;
+  for (const pusher of pushers) {
+    const blobs = prepared.flatMap((p) => p.artifact.blobs);
+    const outcomes = await Promise.all(blobs.map((b) => pusher.push(repository, b, signal)));
+    stored.bytesUploaded += blobs.reduce((n, b, i) => n + (outcomes[i] === "uploaded" ? b.size : 0), 0);
+    stored.modes.push(
+      await pusher.store.repository(repository).pushReferrers(
+        subject,
+        prepared.map((p) => p.artifact.manifest),
+        signal
+      )
+    );
+  }
+  return stored;
+}
+function missingAttachments(referrers, wanted) {
+  if (wanted.length === 0) return [];
+  const ours = referrers.filter((r) => r.annotations?.[ARCHIVE_ATTACHMENTS_ANNOTATION] !== void 0);
+  if (ours.length === 0) return [...wanted];
+  const available = new Set(ours.flatMap((r) => r.annotations[ARCHIVE_ATTACHMENTS_ANNOTATION].split(",")));
+  return wanted.filter(
+    (k) => available.has(k) && !ours.some((r) => r.artifactType === ATTACHMENT_TYPES[k].mediaType)
+  );
+}
+function attachedBytes(prepared) {
+  return prepared.reduce((n, p) => n + p.artifact.blobs[1].size, 0);
+}
+
+// src/pipeline/published.ts
+function tagKey(repository, tag) {
+  return `${repository}:${tag}`;
+}
+async function findPublished(plan, checkStore, stores, wanted, logger2, signal) {
+  const state = { tags: /* @__PURE__ */ new Map(), unattached: /* @__PURE__ */ new Map() };
+  if (!checkStore) return state;
+  const rows = planTags(plan);
+  await mapLimit(rows, 8, async (row) => {
+    const manifest = await checkStore.repository(row.repository).getManifest(row.tag, signal);
+    if (!manifest) return;
+    for (const other of stores) {
+      if (other === checkStore) continue;
+      if (await other.repository(row.repository).resolveTag(row.tag, signal) !== manifest.digest) return;
+    }
+    state.tags.set(tagKey(row.repository, row.tag), {
+      digest: manifest.digest,
+      mediaType: manifest.mediaType,
+      size: manifest.bytes.length
+    });
+  });
+  logger2.info(`${state.tags.size} of ${rows.length} tags exist in ${checkStore.description}`);
+  if (wanted.length === 0) return state;
+  const archRows = rows.filter((r) => r.kind === "arch" && state.tags.has(tagKey(r.repository, r.tag)));
+  const readFrom = stores.length > 0 ? stores : [checkStore];
+  await mapLimit(archRows, 8, async (row) => {
+    const digest = state.tags.get(tagKey(row.repository, row.tag)).digest;
+    const missing = /* @__PURE__ */ new Set();
+    for (const store of readFrom) {
+      const referrers = await store.repository(row.repository).listReferrers(digest, signal);
+      for (const kind of missingAttachments(referrers, wanted)) missing.add(kind);
+    }
+    if (missing.size > 0) state.unattached.set(tagKey(row.repository, row.tag), [...missing]);
+  });
+  if (archRows.length > 0)
+    logger2.info(
+      state.unattached.size === 0 ? `every published arch image has its attachments (${wanted.join(", ")})` : `${state.unattached.size} of ${archRows.length} published arch images lack attachments`
+    );
+  return state;
+}
+
+// src/pipeline/outputs.ts
+function imageReferences(plan, reference, digests, written, attached) {
+  const variantOf = /* @__PURE__ */ new Map();
+  for (const image of plan.images)
+    for (const variant of image.variants) {
+      const ironCore = ironCoreVariantOf(variant.flavor.variant);
+      variantOf.set(tagKey(image.repository, variant.tag), ironCore);
+      for (const arch2 of variant.arches) variantOf.set(tagKey(image.repository, arch2.tag), ironCore);
+    }
+  const architectureOf = new Map(
+    plan.images.flatMap(
+      (i) => i.variants.flatMap((v) => v.arches.map((a) => [tagKey(i.repository, a.tag), a.architecture]))
+    )
+  );
+  return planTags(plan).flatMap((row) => {
+    const ref2 = reference(row.repository, row.tag);
+    const digest = digests[ref2];
+    if (!digest) return [];
+    const key = tagKey(row.repository, row.tag);
+    const architecture = architectureOf.get(key);
+    const variant = variantOf.get(key);
+    const attachments = attached.get(key);
+    return [
+      {
+        reference: ref2,
+        name: ref2.slice(0, ref2.length - row.tag.length - 1),
+        tag: row.tag,
+        digest,
+        kind: row.kind,
+        ...architecture ? { platform: `linux/${architecture}` } : {},
+        ...variant ? { variant } : {},
+        written: written.has(ref2),
+        ...attachments ? { attachments } : {}
+      }
+    ];
+  });
+}
+function subjectChecksums(references) {
+  const lines = new Set(references.map((r) => `${r.digest.replace(/^sha256:/, "")}  ${r.name}`));
+  return [...lines].map((l) => `${l}
+`).join("");
+}
+
 // src/pipeline/publish.ts
 import { mkdtemp as mkdtemp2, rm as rm8 } from "node:fs/promises";
 import { tmpdir as tmpdir2 } from "node:os";
+import { join as join9 } from "node:path";
+
+// src/pipeline/blob-pusher.ts
+var BlobPusher = class {
+  constructor(store) {
+    this.store = store;
+  }
+  store;
+  /** digest -> the repository that holds (or is uploading) it, and that upload. */
+  homes = /* @__PURE__ */ new Map();
+  push(repository, blob, signal) {
+    const home = this.homes.get(blob.digest);
+    const repo = this.store.repository(repository);
+    if (!home) {
+      const done = repo.pushBlob(blob, signal ? { signal } : {});
+      this.homes.set(blob.digest, { repository, done });
+      done.catch(() => this.homes.delete(blob.digest));
+      return done;
+    }
+    if (home.repository === repository) return home.done;
+    return home.done.then(
+      () => repo.pushBlob(blob, { mountFrom: home.repository, ...signal ? { signal } : {} }),
+      () => repo.pushBlob(blob, signal ? { signal } : {})
+    );
+  }
+};
+
+// src/pipeline/boot-test.ts
+import { availableParallelism } from "node:os";
 import { join as join7 } from "node:path";
+
+// src/gardenlinux/versions.ts
+var PLAIN_VERSION = /^\d{3,}\.\d+(\.\d+)?$/;
+var EXPLICIT_VERSION = /^\d+\.\d+(\.\d+)?$/;
+function parseVersion(version) {
+  if (!EXPLICIT_VERSION.test(version)) return void 0;
+  const parts = version.split(".").map((p) => Number.parseInt(p, 10));
+  return [parts[0] ?? 0, parts[1] ?? 0, parts[2] ?? 0];
+}
+function compareVersions(a, b) {
+  const pa = parseVersion(a);
+  const pb = parseVersion(b);
+  if (!pa || !pb) return (pa ? 1 : 0) - (pb ? 1 : 0);
+  for (let i = 0; i < 3; i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+function isPlainVersion(tag) {
+  return PLAIN_VERSION.test(tag);
+}
+function validateVersion(input) {
+  const version = input.trim();
+  if (!EXPLICIT_VERSION.test(version)) {
+    throw new PublishError(`invalid Garden Linux version "${printable(input)}"`, {
+      hint: "A version is two or three dot-separated numbers, e.g. 1877.23 or 2150.9.0."
+    });
+  }
+  return version;
+}
+
+// src/verify/accel.ts
+import { constants as constants4 } from "node:fs";
+import { access as access3, mkdtemp, rm as rm2, writeFile as writeFile2 } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join as join3 } from "node:path";
+
+// src/verify/qemu.ts
+import { spawn as spawn2 } from "node:child_process";
+
+// src/util/system.ts
+import { spawn } from "node:child_process";
+import { constants as constants3 } from "node:fs";
+import { access as access2 } from "node:fs/promises";
+import { delimiter, join as join2 } from "node:path";
+async function findOnPath(name, path = process.env.PATH ?? "") {
+  for (const dir of path.split(delimiter)) {
+    if (!dir) continue;
+    const candidate = join2(dir, name);
+    try {
+      await access2(candidate, constants3.X_OK);
+      return candidate;
+    } catch {
+    }
+  }
+  return void 0;
+}
+function runCommand(command, args, signal, options = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, {
+      stdio: [options.input === void 0 ? "ignore" : "pipe", "pipe", "pipe"],
+      ...signal ? { signal } : {}
+    });
+    let stdout = "";
+    let stderr = "";
+    const keep = (text) => text.length > 16384 ? text.slice(-16384) : text;
+    child.stdout?.setEncoding("utf8").on("data", (d) => void (stdout = keep(stdout + d)));
+    child.stderr?.setEncoding("utf8").on("data", (d) => void (stderr = keep(stderr + d)));
+    if (options.input !== void 0) child.stdin?.end(options.input);
+    child.once("error", reject);
+    child.once("close", (code, sig) => resolve({ code, signal: sig, stdout, stderr }));
+  });
+}
+async function rootPrefix(signal) {
+  if (process.getuid?.() === 0) return [];
+  const sudo = await findOnPath("sudo");
+  if (!sudo) return void 0;
+  const check = await runCommand(sudo, ["-n", "true"], signal).catch(() => void 0);
+  return check?.code === 0 ? [sudo, "-n"] : void 0;
+}
+async function runAsRoot(args, signal, options = {}) {
+  const prefix = await rootPrefix(signal);
+  if (!prefix) return void 0;
+  const [command, ...rest] = [...prefix, ...args];
+  return runCommand(command, rest, signal, options);
+}
+async function aptInstall(packages, logger2, signal) {
+  if (!await rootPrefix(signal)) {
+    logger2.warning(`cannot install ${packages.join(" ")}: not root and no passwordless sudo`);
+    return false;
+  }
+  const apt = (...args) => runAsRoot(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", ...args], signal);
+  logger2.info(`installing ${packages.join(" ")} with apt-get`);
+  let result = await apt("install", "-y", "-q", "--no-install-recommends", ...packages);
+  if (result?.code !== 0) {
+    await apt("update", "-q");
+    result = await apt("install", "-y", "-q", "--no-install-recommends", ...packages);
+  }
+  if (result?.code !== 0) {
+    logger2.warning(
+      `apt-get install ${packages.join(" ")} failed: ${(result?.stderr ?? "").trim().split("\n").slice(-3).join(" ")}`
+    );
+    return false;
+  }
+  return true;
+}
+
+// src/verify/qemu.ts
+var QEMU_BINARY = {
+  amd64: "qemu-system-x86_64",
+  arm64: "qemu-system-aarch64"
+};
+var QEMU_PACKAGES = {
+  amd64: ["qemu-system-x86", "ovmf"],
+  arm64: ["qemu-system-arm", "qemu-efi-aarch64"]
+};
+function qemuInstallHint(arch2) {
+  return `install it: \`sudo apt-get install -y ${QEMU_PACKAGES[arch2].join(" ")}\` (in the action, set \`install-qemu: true\`), or turn boot tests off with \`boot-test: none\``;
+}
+function hostArch() {
+  if (process.arch === "x64") return "amd64";
+  if (process.arch === "arm64") return "arm64";
+  return void 0;
+}
+async function findQemu(arch2) {
+  const binary = await findOnPath(QEMU_BINARY[arch2]);
+  if (!binary) {
+    throw new PublishError(
+      `${QEMU_BINARY[arch2]} is not installed: it is needed to boot-test ${arch2} images`,
+      {
+        hint: qemuInstallHint(arch2)
+      }
+    );
+  }
+  return binary;
+}
+function machineArguments(arch2, accelerator) {
+  if (arch2 === "amd64")
+    return ["-machine", "q35", "-accel", accelerator, "-cpu", accelerator === "kvm" ? "host" : "max"];
+  return [
+    "-machine",
+    "virt,gic-version=max",
+    "-accel",
+    accelerator,
+    "-cpu",
+    accelerator === "kvm" ? "host" : "max,pauth-impdef=on"
+  ];
+}
+var setprivPath;
+async function spawnQemu(binary, args, options = {}) {
+  setprivPath ??= findOnPath("setpriv");
+  const setpriv = await setprivPath;
+  const [command, commandArgs] = setpriv ? [setpriv, ["--pdeathsig", "KILL", "--", binary, ...args]] : [binary, args];
+  return spawn2(command, commandArgs, {
+    stdio: ["ignore", "pipe", "pipe"],
+    ...options.env ? { env: options.env } : {},
+    ...options.cwd ? { cwd: options.cwd } : {}
+  });
+}
+async function stopQemu(child) {
+  if (child.pid === void 0 || child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise((resolve) => child.once("close", () => resolve()));
+  child.kill("SIGKILL");
+  await gone;
+}
+
+// src/verify/accel.ts
+var PROBE_SECONDS = 8;
+var KVM_ACCESS_HINT = "give the runner user access to /dev/kvm (GitHub's runners: a udev rule, as `install-qemu: true` writes), or use boot-test-accel: tcg";
+function amd64Probe() {
+  const rom = Buffer.alloc(64 * 1024);
+  rom.set([176, 16, 230, 244, 244, 235, 253], 65520);
+  return rom;
+}
+function arm64Probe() {
+  const code = Buffer.alloc(16);
+  [1384120576, 1924169728, 3556769794, 335544320].forEach((insn, i) => code.writeUInt32LE(insn, i * 4));
+  return code;
+}
+async function probeGuest(arch2, accelerator, image) {
+  await writeFile2(image, arch2 === "amd64" ? amd64Probe() : arm64Probe());
+  const args = [
+    ...machineArguments(arch2, accelerator),
+    "-m",
+    "64",
+    "-nodefaults",
+    "-display",
+    "none",
+    "-no-reboot",
+    ...arch2 === "amd64" ? ["-bios", image, "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"] : ["-kernel", image]
+  ];
+  return { args, expectedExit: arch2 === "amd64" ? 33 : 0 };
+}
+var probes = /* @__PURE__ */ new Map();
+function probeKvm(qemu, arch2) {
+  const key = `${qemu}:${arch2}`;
+  let probe = probes.get(key);
+  if (!probe) {
+    probe = runProbe(qemu, arch2);
+    probes.set(key, probe);
+  }
+  return probe;
+}
+async function runProbe(qemu, arch2) {
+  try {
+    await access3("/dev/kvm", constants4.R_OK | constants4.W_OK);
+  } catch (error2) {
+    const code = error2.code;
+    return {
+      works: false,
+      reason: code === "ENOENT" ? "/dev/kvm does not exist" : `/dev/kvm cannot be opened (${code})`
+    };
+  }
+  const dir = await mkdtemp(join3(tmpdir(), "kvm-probe-"));
+  try {
+    const image = join3(dir, "probe.bin");
+    const { args, expectedExit: expected } = await probeGuest(arch2, "kvm", image);
+    const child = await spawnQemu(qemu, args);
+    let stderr = "";
+    child.stderr?.setEncoding("utf8").on("data", (d) => stderr = (stderr + d).slice(-2e3));
+    child.stdout?.resume();
+    const outcome = await new Promise((resolve) => {
+      const timer = setTimeout(() => resolve("timeout"), PROBE_SECONDS * 1e3);
+      child.once("error", (error2) => {
+        clearTimeout(timer);
+        resolve(error2);
+      });
+      child.once("close", (code) => {
+        clearTimeout(timer);
+        resolve({ code });
+      });
+    });
+    await stopQemu(child);
+    if (outcome === "timeout")
+      return {
+        works: false,
+        reason: `a KVM guest did not finish within ${PROBE_SECONDS} s (nested KVM that hangs)`
+      };
+    if (outcome instanceof Error) return { works: false, reason: `cannot start ${qemu}: ${outcome.message}` };
+    if (outcome.code === expected) return { works: true, reason: "KVM probe guest ran" };
+    const last = stderr.trim().split("\n").slice(-1)[0] ?? "";
+    return { works: false, reason: `a KVM guest failed (exit ${outcome.code}${last ? `: ${last}` : ""})` };
+  } finally {
+    await rm2(dir, { recursive: true, force: true });
+  }
+}
+async function chooseAccelerator(choice, arch2, qemu) {
+  if (choice === "tcg") return { accelerator: "tcg", why: "boot-test-accel: tcg" };
+  const native = hostArch() === arch2;
+  if (!native) {
+    if (choice === "kvm") {
+      throw new PublishError(
+        `boot-test-accel is kvm, but an ${arch2} guest cannot use KVM on an ${process.arch} host`,
+        {
+          hint: "use boot-test-accel: auto (emulates foreign architectures) or boot-test: native"
+        }
+      );
+    }
+    return { accelerator: "tcg", why: `${arch2} guest on an ${process.arch} host: emulated` };
+  }
+  const probe = await probeKvm(qemu, arch2);
+  if (probe.works) return { accelerator: "kvm", why: probe.reason };
+  if (choice === "kvm") {
+    throw new PublishError(`boot-test-accel is kvm, but KVM does not work here: ${probe.reason}`, {
+      hint: KVM_ACCESS_HINT
+    });
+  }
+  return { accelerator: "tcg", why: `KVM not usable: ${probe.reason}` };
+}
+
+// src/verify/boot.ts
+import { createReadStream as createReadStream4, createWriteStream } from "node:fs";
+import { mkdir as mkdir4, readFile as readFile3, rm as rm5, stat as stat5, writeFile as writeFile3 } from "node:fs/promises";
+import { createServer } from "node:http";
+import { join as join6 } from "node:path";
+
+// src/verify/console.ts
+var BAD_SIGNS = [
+  { reason: "kernel panic", pattern: /Kernel panic - not syncing: ?(.*)/ },
+  { reason: "kernel panic", pattern: /\bOops: (.*)/ },
+  {
+    reason: "emergency shell",
+    pattern: /(Press Enter for emergency shell|Starting Emergency Shell|You are in emergency mode|Entering emergency mode)/
+  },
+  { reason: "unit failed", pattern: /Failed to start (.*)/ },
+  { reason: "unit failed", pattern: /Dependency failed for (.*)/ },
+  { reason: "kernel panic", pattern: /systemd\[1\]: (Freezing execution.*)/ },
+  { reason: "firmware refused the image", pattern: /BdsDxe: failed to (?:load|start) (Boot\w+ .*)/ },
+  { reason: "firmware refused the image", pattern: /!!!! (\w+ Exception Type.*)/ },
+  {
+    reason: "firmware refused the image",
+    pattern: /(UEFI Interactive Shell|No bootable option or device was found)/
+  }
+];
+var ALLOWED_FAILURES = /ipmievd|google-|sshguard/;
+var DEFAULT_EXPECT = /Welcome to (?![^\n]*Initramfs)[^\n]*!|\blogin: *$/;
+var ESCAPES = /\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[[0-9;!?=]*[a-zA-Z]|\x1b[a-zA-Z=>()]/g;
+var CONTROL = /[\x00-\x08\x0b-\x1f\x7f]/g;
+function cleanConsoleText(text) {
+  const lines = text.replace(ESCAPES, "").replace(/\r+\n/g, "\n").split("\n").map((l) => l.split("\r").filter(Boolean).pop() ?? "");
+  return lines.join("\n").replace(CONTROL, "");
+}
+var ConsoleWatcher = class {
+  constructor(expect = DEFAULT_EXPECT, keep = 40) {
+    this.expect = expect;
+    this.keep = keep;
+  }
+  expect;
+  keep;
+  partial = "";
+  tail = [];
+  /**
+   * The first verdict the new text gives, if any. Bad signs are judged on whole lines only (a chunk may end
+   * inside one, and its detail is the rest of it); a prompt without a newline counts as success as it stands.
+   */
+  push(text) {
+    const lines = (this.partial + text).split("\n");
+    this.partial = lines.pop() ?? "";
+    if (this.partial.length > 4096) this.partial = this.partial.slice(-4096);
+    let event;
+    for (const raw of lines) {
+      const line = cleanConsoleText(raw);
+      this.remember(line);
+      event ??= this.judge(line);
+    }
+    if (event || !this.partial) return event;
+    const prompt = this.judge(cleanConsoleText(this.partial));
+    return prompt?.kind === "success" ? prompt : void 0;
+  }
+  /** The last lines seen (the unfinished one too). */
+  lastLines() {
+    const lines = [...this.tail];
+    const partial = cleanConsoleText(this.partial);
+    if (partial.trim()) lines.push(partial);
+    return lines.slice(-this.keep);
+  }
+  remember(line) {
+    if (!line.trim()) return;
+    this.tail.push(line);
+    if (this.tail.length > this.keep) this.tail.shift();
+  }
+  judge(line) {
+    for (const sign of BAD_SIGNS) {
+      const match = sign.pattern.exec(line);
+      if (!match) continue;
+      if (sign.reason === "unit failed" && ALLOWED_FAILURES.test(line)) continue;
+      return { kind: "failure", reason: sign.reason, detail: (match[1] ?? match[0]).trim(), line };
+    }
+    this.expect.lastIndex = 0;
+    if (this.expect.test(line)) return { kind: "success", line: line.trim() };
+    return void 0;
+  }
+};
+
+// src/verify/esp.ts
+import { createReadStream as createReadStream3 } from "node:fs";
+import { open as open3, rename as rename4, rm as rm4, stat as stat3 } from "node:fs/promises";
 
 // src/util/files.ts
 import { createHash as createHash2, randomBytes } from "node:crypto";
 import { createReadStream as createReadStream2 } from "node:fs";
-import { mkdir as mkdir2, open as open2, rename as rename2, rm as rm2, stat as stat2 } from "node:fs/promises";
-import { dirname, basename, join } from "node:path";
+import { mkdir as mkdir3, open as open2, rename as rename3, rm as rm3, stat as stat2 } from "node:fs/promises";
+import { dirname, basename, join as join4 } from "node:path";
 function noSpaceError(error2, path, written, needed) {
   if (error2?.code !== "ENOSPC") return error2;
   const mib = (n) => `${(n / 2 ** 20).toFixed(1)} MiB`;
@@ -59147,7 +59971,7 @@ function isAllZero(buf) {
   return true;
 }
 function temporaryPathFor(path) {
-  return join(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.partial`);
+  return join4(dirname(path), `.${basename(path)}.${randomBytes(6).toString("hex")}.partial`);
 }
 var WRITE_BUFFER_SIZE = 1024 * 1024;
 var CoalescingWriter = class {
@@ -59199,7 +60023,7 @@ async function writeAll(handle, buffer, length, position) {
 }
 async function writeFileAtomic(path, source, options = {}) {
   const { signal } = options;
-  await mkdir2(dirname(path), { recursive: true });
+  await mkdir3(dirname(path), { recursive: true });
   const temp = temporaryPathFor(path);
   const hash = createHash2("sha256");
   let size = 0;
@@ -59227,13 +60051,13 @@ async function writeFileAtomic(path, source, options = {}) {
     if (options.expectedDigest && options.expectedDigest !== digest) {
       throw new DigestMismatchError(path, options.expectedDigest, digest);
     }
-    await rename2(temp, path);
+    await rename3(temp, path);
     return { path, digest, size };
   } catch (error2) {
     await handle?.close().catch(() => {
     });
     if (isReadable(source)) source.destroy();
-    await rm2(temp, { force: true });
+    await rm3(temp, { force: true });
     throw noSpaceError(error2, path, size, options.expectedSize);
   } finally {
     signal?.removeEventListener("abort", onAbort);
@@ -59291,6 +60115,709 @@ async function regularFileSize(path, what) {
   }
 }
 
+// src/verify/esp.ts
+var SECTOR = 512;
+var SECTORS_PER_CLUSTER = 8;
+var CLUSTER = SECTOR * SECTORS_PER_CLUSTER;
+var RESERVED_SECTORS = 32;
+var FATS = 2;
+var MIN_CLUSTERS = 66e3;
+var END_OF_CHAIN = 268435455;
+var FAT_DATE = 0 << 9 | 1 << 5 | 1;
+function defaultLoaderName(arch2) {
+  return arch2 === "amd64" ? "BOOTX64.EFI" : "BOOTAA64.EFI";
+}
+function dirEntry(name83, attributes, cluster, size) {
+  const e = Buffer.alloc(32);
+  e.write(name83.padEnd(11, " "), 0, 11, "latin1");
+  e[11] = attributes;
+  e.writeUInt16LE(cluster >>> 16, 20);
+  e.writeUInt16LE(0, 22);
+  e.writeUInt16LE(FAT_DATE, 24);
+  e.writeUInt16LE(FAT_DATE, 16);
+  e.writeUInt16LE(FAT_DATE, 18);
+  e.writeUInt16LE(cluster & 65535, 26);
+  e.writeUInt32LE(size, 28);
+  return e;
+}
+function directory(entries) {
+  const cluster = Buffer.alloc(CLUSTER);
+  entries.forEach((entry, i) => entry.copy(cluster, i * 32));
+  return cluster;
+}
+async function writeEspImage(source, output, arch2, signal) {
+  const { size } = await stat3(source);
+  if (size >= 2 ** 32) throw new Error(`${source} is too large for FAT32 (${size} bytes)`);
+  const fileClusters = Math.max(1, Math.ceil(size / CLUSTER));
+  const firstFileCluster = 5;
+  const clusters = Math.max(MIN_CLUSTERS, firstFileCluster - 2 + fileClusters + 16);
+  const fatSectors = Math.ceil((clusters + 2) * 4 / SECTOR);
+  const dataStart = (RESERVED_SECTORS + FATS * fatSectors) * SECTOR;
+  const totalSectors = RESERVED_SECTORS + FATS * fatSectors + clusters * SECTORS_PER_CLUSTER;
+  const clusterOffset = (n) => dataStart + (n - 2) * CLUSTER;
+  const boot = Buffer.alloc(SECTOR);
+  boot.set([235, 88, 144], 0);
+  boot.write("IRONCORE", 3, 8, "latin1");
+  boot.writeUInt16LE(SECTOR, 11);
+  boot[13] = SECTORS_PER_CLUSTER;
+  boot.writeUInt16LE(RESERVED_SECTORS, 14);
+  boot[16] = FATS;
+  boot[21] = 248;
+  boot.writeUInt16LE(63, 24);
+  boot.writeUInt16LE(255, 26);
+  boot.writeUInt32LE(totalSectors, 32);
+  boot.writeUInt32LE(fatSectors, 36);
+  boot.writeUInt32LE(2, 44);
+  boot.writeUInt16LE(1, 48);
+  boot.writeUInt16LE(6, 50);
+  boot[64] = 128;
+  boot[66] = 41;
+  boot.writeUInt32LE(470738417, 67);
+  boot.write("ESP        ", 71, 11, "latin1");
+  boot.write("FAT32   ", 82, 8, "latin1");
+  boot.writeUInt16LE(43605, 510);
+  const info2 = Buffer.alloc(SECTOR);
+  info2.writeUInt32LE(1096897106, 0);
+  info2.writeUInt32LE(1631679090, 484);
+  info2.writeUInt32LE(clusters - (firstFileCluster - 2 + fileClusters), 488);
+  info2.writeUInt32LE(firstFileCluster + fileClusters, 492);
+  info2.writeUInt32LE(2857697280, 508);
+  const fat = Buffer.alloc(fatSectors * SECTOR);
+  fat.writeUInt32LE(268435448, 0);
+  fat.writeUInt32LE(END_OF_CHAIN, 4);
+  for (const folder of [2, 3, 4]) fat.writeUInt32LE(END_OF_CHAIN, folder * 4);
+  for (let i = 0; i < fileClusters; i++) {
+    const n = firstFileCluster + i;
+    fat.writeUInt32LE(i === fileClusters - 1 ? END_OF_CHAIN : n + 1, n * 4);
+  }
+  const root = directory([dirEntry("ESP", 8, 0, 0), dirEntry("EFI", 16, 3, 0)]);
+  const efi = directory([
+    dirEntry(".", 16, 3, 0),
+    dirEntry("..", 16, 0, 0),
+    dirEntry("BOOT", 16, 4, 0)
+  ]);
+  const [stem, extension] = defaultLoaderName(arch2).split(".");
+  const bootDir = directory([
+    dirEntry(".", 16, 4, 0),
+    dirEntry("..", 16, 3, 0),
+    dirEntry(stem.padEnd(8, " ") + extension, 32, size === 0 ? 0 : firstFileCluster, size)
+  ]);
+  const temp = temporaryPathFor(output);
+  const fh = await open3(temp, "w", 420);
+  let copied = 0;
+  try {
+    await fh.truncate(totalSectors * SECTOR);
+    await fh.write(boot, 0, SECTOR, 0);
+    await fh.write(info2, 0, SECTOR, SECTOR);
+    await fh.write(boot, 0, SECTOR, 6 * SECTOR);
+    await fh.write(info2, 0, SECTOR, 7 * SECTOR);
+    for (let i = 0; i < FATS; i++)
+      await fh.write(fat, 0, fat.length, (RESERVED_SECTORS + i * fatSectors) * SECTOR);
+    await fh.write(root, 0, CLUSTER, clusterOffset(2));
+    await fh.write(efi, 0, CLUSTER, clusterOffset(3));
+    await fh.write(bootDir, 0, CLUSTER, clusterOffset(4));
+    let position = clusterOffset(firstFileCluster);
+    for await (const chunk of createReadStream3(source, { highWaterMark: 1024 * 1024 })) {
+      throwIfAborted(signal);
+      const bytes = chunk;
+      await fh.write(bytes, 0, bytes.length, position);
+      position += bytes.length;
+      copied += bytes.length;
+    }
+    await fh.close();
+    await rename4(temp, output);
+  } catch (error2) {
+    await fh.close().catch(() => {
+    });
+    await rm4(temp, { force: true });
+    throw noSpaceError(error2, output, copied, size);
+  }
+}
+
+// src/verify/firmware.ts
+import { copyFile as copyFile2, open as open4, readdir as readdir2, readFile as readFile2, stat as stat4 } from "node:fs/promises";
+import { join as join5 } from "node:path";
+var DESCRIPTOR_DIRS = ["/etc/qemu/firmware", "/usr/share/qemu/firmware"];
+var QEMU_ARCH = { amd64: "x86_64", arm64: "aarch64" };
+var AARCH64_FLASH = 64 * 1024 * 1024;
+var KNOWN = {
+  amd64: [
+    { code: "/usr/share/OVMF/OVMF_CODE_4M.fd", vars: "/usr/share/OVMF/OVMF_VARS_4M.fd" },
+    { code: "/usr/share/OVMF/OVMF_CODE.fd", vars: "/usr/share/OVMF/OVMF_VARS.fd" },
+    { code: "/usr/share/edk2/ovmf/OVMF_CODE.fd", vars: "/usr/share/edk2/ovmf/OVMF_VARS.fd" },
+    { code: "/usr/share/edk2/x64/OVMF_CODE.4m.fd", vars: "/usr/share/edk2/x64/OVMF_VARS.4m.fd" }
+  ],
+  arm64: [
+    { code: "/usr/share/AAVMF/AAVMF_CODE.fd", vars: "/usr/share/AAVMF/AAVMF_VARS.fd" },
+    {
+      code: "/usr/share/edk2/aarch64/QEMU_EFI-pflash.raw",
+      vars: "/usr/share/edk2/aarch64/vars-template-pflash.raw"
+    },
+    { code: "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd", vars: "/usr/share/qemu-efi-aarch64/QEMU_VARS.fd" }
+  ]
+};
+var FIRMWARE_INSTALL_HINT = {
+  amd64: "install OVMF: `sudo apt-get install -y ovmf` (or set install-qemu: true)",
+  arm64: "install AAVMF: `sudo apt-get install -y qemu-efi-aarch64` (or set install-qemu: true)"
+};
+async function exists2(path) {
+  return stat4(path).then(
+    (s) => s.isFile(),
+    () => false
+  );
+}
+async function fromDescriptors(arch2) {
+  const candidates = [];
+  for (const dir of DESCRIPTOR_DIRS) {
+    const names = await readdir2(dir).catch(() => []);
+    for (const name of names.filter((n) => n.endsWith(".json"))) {
+      let d;
+      try {
+        d = JSON.parse(await readFile2(join5(dir, name), "utf8"));
+      } catch {
+        continue;
+      }
+      const features = d.features ?? [];
+      const code = d.mapping?.executable?.filename;
+      const vars = d.mapping?.["nvram-template"]?.filename;
+      if (!d["interface-types"]?.includes("uefi") || d.mapping?.device !== "flash" || d.mapping.mode !== void 0 && d.mapping.mode !== "split" || d.mapping.executable?.format !== "raw" || !d.targets?.some((t) => t.architecture === QEMU_ARCH[arch2]) || features.some((f) => ["secure-boot", "enrolled-keys", "requires-smm", "amd-sev-es"].includes(f)) || !code || !vars)
+        continue;
+      if (await exists2(code) && await exists2(vars)) candidates.push({ name, code, vars });
+    }
+  }
+  candidates.sort((a, b) => a.name.localeCompare(b.name));
+  return candidates[0];
+}
+async function findFirmware(arch2) {
+  const found = await fromDescriptors(arch2) ?? await findKnown(arch2);
+  if (!found) {
+    throw new PublishError(`no UEFI firmware for ${arch2} guests found`, {
+      hint: FIRMWARE_INSTALL_HINT[arch2]
+    });
+  }
+  return {
+    code: found.code,
+    varsTemplate: found.vars,
+    ...arch2 === "arm64" ? { padTo: AARCH64_FLASH } : {}
+  };
+}
+async function findKnown(arch2) {
+  for (const pair of KNOWN[arch2]) if (await exists2(pair.code) && await exists2(pair.vars)) return pair;
+  return void 0;
+}
+async function prepareFlash(firmware, dir) {
+  const vars = join5(dir, "efivars.fd");
+  await copyFile2(firmware.varsTemplate, vars);
+  let code = firmware.code;
+  if (firmware.padTo !== void 0) {
+    if ((await stat4(code)).size < firmware.padTo) {
+      code = join5(dir, "efi-code.fd");
+      await copyFile2(firmware.code, code);
+      await pad(code, firmware.padTo);
+    }
+    await pad(vars, firmware.padTo);
+  }
+  return { code, vars };
+}
+async function pad(path, size) {
+  const fh = await open4(path, "r+");
+  try {
+    if ((await fh.stat()).size < size) await fh.truncate(size);
+  } finally {
+    await fh.close();
+  }
+}
+
+// src/verify/hook.ts
+var HOOK_FW_CFG_NAME = "opt/gardenlinux/config_script";
+var REPORT_PORT = "io.ironcore.boot-report";
+var HOOK_SCRIPT = `#!/bin/sh
+# IronCore publisher boot test: report the system state to the host over virtio-serial, then power off.
+port=/dev/virtio-ports/${REPORT_PORT}
+if [ ! -e "$port" ]; then
+  # Without udev's symlinks: find the port by its name in sysfs.
+  for d in /sys/class/virtio-ports/*; do
+    [ "$(cat "$d/name" 2>/dev/null)" = "${REPORT_PORT}" ] && port="/dev/\${d##*/}"
+  done
+fi
+exec 3>"$port" || exit 1
+trap 'poweroff -f' EXIT
+echo started >&3
+# Services that cannot work in a VM (as Garden Linux's own QEMU test clears them).
+systemctl reset-failed ipmievd.service 'google-*' sshguard.service >/dev/null 2>&1
+state=$(timeout 600 systemctl is-system-running --wait 2>/dev/null)
+echo "state=\${state:-unknown}" >&3
+systemctl list-units --failed --plain --no-legend 2>/dev/null | while read -r unit rest; do
+  echo "failed=$unit" >&3
+done
+echo done >&3
+`;
+function parseHookReport(text) {
+  const report = { started: false, done: false, failedUnits: [] };
+  for (const line of text.split("\n").map((l) => l.trim())) {
+    if (line === "started") report.started = true;
+    else if (line === "done") report.done = true;
+    else if (line.startsWith("state=")) report.state = line.slice(6);
+    else if (line.startsWith("failed=")) report.failedUnits.push(line.slice(7));
+  }
+  return report;
+}
+
+// src/verify/boot.ts
+function defaultBootTimeout(accelerator) {
+  return accelerator === "kvm" ? 300 : 900;
+}
+function hookGraceSeconds(accelerator) {
+  return accelerator === "kvm" ? 60 : 180;
+}
+var IGNITION_CONFIG = '{"ignition":{"version":"3.0.0"}}\n';
+function serialConsole(arch2) {
+  return arch2 === "amd64" ? "console=ttyS0,115200" : "console=ttyAMA0";
+}
+async function bootImage(request4) {
+  const { logger: logger2, signal, arch: arch2 } = request4;
+  const qemu = await findQemu(arch2);
+  const firmware = await findFirmware(arch2);
+  const { accelerator, why } = await chooseAccelerator(request4.accelerator, arch2, qemu);
+  const dir = request4.workDir;
+  await mkdir4(dir, { recursive: true });
+  const serialLog = join6(dir, "serial.log");
+  const reportFile = join6(dir, "report");
+  await writeFile3(reportFile, "");
+  const timeoutSeconds = request4.timeoutSeconds ?? defaultBootTimeout(accelerator);
+  logger2.info(
+    `${request4.image}: booting (${request4.path}, ${arch2}, ${accelerator}: ${why}; timeout ${timeoutSeconds} s)`
+  );
+  const flash = await prepareFlash(firmware, dir);
+  await writeFile3(join6(dir, "fwcfg-script.sh"), HOOK_SCRIPT);
+  const args = [
+    ...machineArguments(arch2, accelerator),
+    "-m",
+    String(request4.memoryMiB ?? await memoryFor(request4.files)),
+    "-smp",
+    "2",
+    "-nodefaults",
+    "-display",
+    "none",
+    "-no-reboot",
+    "-chardev",
+    "stdio,id=console,signal=off",
+    "-serial",
+    "chardev:console",
+    "-drive",
+    `if=pflash,unit=0,format=raw,readonly=on,file=${flash.code}`,
+    "-drive",
+    `if=pflash,unit=1,format=raw,file=${flash.vars}`,
+    "-fw_cfg",
+    `name=${HOOK_FW_CFG_NAME},file=${join6(dir, "fwcfg-script.sh")}`,
+    "-device",
+    "virtio-serial-pci,id=vser",
+    "-chardev",
+    `file,id=report,path=${reportFile}`,
+    "-device",
+    `virtserialport,bus=vser.0,chardev=report,name=${REPORT_PORT}`
+  ];
+  let server;
+  const cleanup = [flash.vars];
+  if (flash.code.startsWith(dir)) cleanup.push(flash.code);
+  try {
+    if (request4.path === "uki") {
+      const uki = need(request4, "uki");
+      const esp = join6(dir, "esp.img");
+      cleanup.push(esp);
+      await writeEspImage(uki, esp, arch2, signal);
+      const extra = `io.systemd.stub.kernel-cmdline-extra=ignition.firstboot=0 ${serialConsole(arch2)}`;
+      args.push(
+        "-drive",
+        `if=none,id=esp,format=raw,readonly=on,file=${esp}`,
+        "-device",
+        "virtio-blk-pci,drive=esp,bootindex=1",
+        "-smbios",
+        `type=11,value=${extra.replaceAll(",", ",,")}`
+      );
+    } else if (request4.path === "pxe") {
+      const kernel = need(request4, "kernel");
+      const initramfs = need(request4, "initramfs");
+      server = await serveSquashfs(need(request4, "squashfs"));
+      const port = server.server.address().port;
+      const cmdline = [
+        request4.commandLine ?? "",
+        `gl.url=http://10.0.2.2:${port}/root.squashfs gl.live=1 ignition.firstboot=0`,
+        serialConsole(arch2)
+      ].filter(Boolean).join(" ");
+      args.push(
+        "-kernel",
+        kernel,
+        "-initrd",
+        initramfs,
+        "-append",
+        cmdline,
+        "-netdev",
+        "user,id=net0",
+        // No option ROM: the firmware must not try a network boot of its own.
+        "-device",
+        "virtio-net-pci,netdev=net0,romfile="
+      );
+    } else {
+      const disk = need(request4, "disk");
+      const ignition = join6(dir, "config.ign");
+      await writeFile3(ignition, IGNITION_CONFIG);
+      args.push(
+        // snapshot=on: writes go to a temporary overlay (in TMPDIR, set to this folder), never to the layer.
+        "-drive",
+        `if=none,id=disk,format=raw,snapshot=on,file=${disk}`,
+        "-device",
+        "virtio-blk-pci,drive=disk,bootindex=1",
+        "-fw_cfg",
+        `name=opt/com.coreos/config,file=${ignition}`
+      );
+    }
+    const result = await run(qemu, args, request4, {
+      accelerator,
+      timeoutSeconds,
+      serialLog,
+      reportFile,
+      ...server ? { squashfsRequests: server.requests } : {}
+    });
+    logger2.info(
+      `${request4.image}: ${request4.path} boot ${result.result}${result.reason ? ` (${result.reason}${result.detail ? `: ${result.detail}` : ""})` : ""} in ${result.seconds.toFixed(1)} s; serial log ${serialLog}`
+    );
+    return result;
+  } finally {
+    await new Promise((resolve) => server ? server.server.close(() => resolve()) : resolve());
+    await Promise.all(cleanup.map((f) => rm5(f, { force: true })));
+  }
+}
+function need(request4, file) {
+  const path = request4.files[file];
+  if (!path)
+    throw new PublishError(
+      `${request4.image}: the ${request4.path} boot needs the ${file} layer, which the image lacks`
+    );
+  return path;
+}
+async function memoryFor(files) {
+  let inRam = 0;
+  for (const path of [files.uki, files.initramfs, files.squashfs]) {
+    if (path) inRam += (await stat5(path)).size;
+  }
+  return Math.max(2048, 2048 + Math.ceil(inRam * 2.5 / 2 ** 20 / 256) * 256);
+}
+async function serveSquashfs(path) {
+  const size = (await stat5(path)).size;
+  let requests = 0;
+  const server = createServer((req, res) => {
+    if (req.url !== "/root.squashfs" || req.method !== "GET" && req.method !== "HEAD") {
+      res.writeHead(404).end();
+      return;
+    }
+    requests++;
+    res.writeHead(200, { "content-length": size, "content-type": "application/octet-stream" });
+    if (req.method === "HEAD") res.end();
+    else createReadStream4(path, { highWaterMark: 1024 * 1024 }).pipe(res);
+  });
+  await new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve());
+  });
+  return { server, requests: () => requests };
+}
+async function run(qemu, args, request4, options) {
+  const started = performance.now();
+  const watcher = new ConsoleWatcher(request4.expect ?? DEFAULT_EXPECT);
+  const log = createWriteStream(options.serialLog);
+  const child = await spawnQemu(qemu, args, { env: { ...process.env, TMPDIR: request4.workDir } });
+  let stderr = "";
+  let consoleSuccess;
+  let verdict;
+  let settle = () => {
+  };
+  const settled = new Promise((resolve) => settle = resolve);
+  const decide = (v2) => {
+    if (verdict) return;
+    verdict = v2;
+    settle();
+  };
+  child.stdout?.on("data", (chunk) => {
+    log.write(chunk);
+    const event = watcher.push(chunk.toString("latin1"));
+    if (!event) return;
+    if (event.kind === "failure") decide({ result: "failed", reason: event.reason, detail: event.detail });
+    else if (!consoleSuccess) {
+      consoleSuccess = { line: event.line, at: performance.now() };
+      if (!request4.expectHook) decide({ result: "passed", signal: "console", detail: event.line });
+    }
+  });
+  child.stderr?.setEncoding("utf8").on("data", (d) => stderr = (stderr + d).slice(-4e3));
+  child.once(
+    "error",
+    (error2) => decide({ result: "failed", reason: "QEMU failed to start", detail: error2.message })
+  );
+  child.once("close", (code, sig) => {
+    void readReport(options.reportFile).then((report) => {
+      const fromHook = judgeReport(report);
+      if (fromHook) return decide(fromHook);
+      if (consoleSuccess) return decide({ result: "passed", signal: "console", detail: consoleSuccess.line });
+      const complaint = stderr.trim().split("\n").slice(-3).join(" ");
+      const early = watcher.lastLines().length === 0;
+      decide({
+        result: "failed",
+        reason: early && code !== 0 ? "QEMU failed to start" : "QEMU exited",
+        detail: `${code === null ? `signal ${sig}` : `exit ${code}`} before the system came up${complaint ? `: ${complaint}` : ""}`
+      });
+    });
+  });
+  const poll = setInterval(() => {
+    void readReport(options.reportFile).then((report) => {
+      const fromHook = judgeReport(report);
+      if (fromHook) return decide(fromHook);
+      if (consoleSuccess && !report.started && (performance.now() - consoleSuccess.at) / 1e3 > hookGraceSeconds(options.accelerator)) {
+        decide({
+          result: "passed",
+          signal: "console",
+          detail: `${consoleSuccess.line} (no report from the _fwcfg hook)`
+        });
+      }
+    });
+  }, 500);
+  const timer = setTimeout(
+    () => decide({
+      result: "failed",
+      reason: "timeout",
+      detail: `no sign of a running system within ${options.timeoutSeconds} s`
+    }),
+    options.timeoutSeconds * 1e3
+  );
+  const onAbort = () => decide({ result: "failed", reason: "cancelled", detail: "the run was cancelled" });
+  request4.signal?.addEventListener("abort", onAbort, { once: true });
+  if (request4.signal?.aborted) onAbort();
+  try {
+    await settled;
+  } finally {
+    clearInterval(poll);
+    clearTimeout(timer);
+    request4.signal?.removeEventListener("abort", onAbort);
+    await stopQemu(child);
+    await new Promise((resolve) => log.end(() => resolve()));
+  }
+  if (request4.signal?.aborted)
+    throw request4.signal.reason instanceof Error ? request4.signal.reason : new PublishError("cancelled");
+  let v = verdict;
+  if (v.result === "passed" && options.squashfsRequests?.() === 0) {
+    v = {
+      result: "failed",
+      reason: "system not running",
+      detail: "the system came up without fetching root.squashfs from the PXE server (gl.url)"
+    };
+  }
+  return {
+    image: request4.image,
+    path: request4.path,
+    arch: request4.arch,
+    accelerator: options.accelerator,
+    ...v,
+    seconds: (performance.now() - started) / 1e3,
+    serialLog: options.serialLog,
+    tail: watcher.lastLines()
+  };
+}
+async function readReport(path) {
+  return parseHookReport(await readFile3(path, "utf8").catch(() => ""));
+}
+function judgeReport(report) {
+  if (!report.done) return void 0;
+  if (report.state === "running" && report.failedUnits.length === 0)
+    return { result: "passed", signal: "hook", detail: "systemctl is-system-running: running" };
+  return {
+    result: "failed",
+    reason: report.failedUnits.length > 0 ? "unit failed" : "system not running",
+    signal: "hook",
+    detail: `systemctl is-system-running: ${report.state ?? "unknown"}${report.failedUnits.length ? `; failed: ${report.failedUnits.join(", ")}` : ""}`
+  };
+}
+function bootFailure(result) {
+  const lines = result.tail.length ? result.tail.join("\n") : "(the serial console printed nothing)";
+  return new PublishError(
+    `boot test failed: ${result.image} (${result.path} boot, ${result.arch}, ${result.accelerator}): ${result.reason}${result.detail ? `: ${result.detail}` : ""}
+--- last ${result.tail.length} lines of the serial console (${result.serialLog}) ---
+${lines}
+---`,
+    { hint: "No tag of this version was written. Fix the image and run again: what was uploaded is reused." }
+  );
+}
+
+// src/verify/install.ts
+import { constants as constants5 } from "node:fs";
+import { access as access4 } from "node:fs/promises";
+var KVM_RULE = 'KERNEL=="kvm", GROUP="kvm", MODE="0666", OPTIONS+="static_node=kvm"';
+async function installQemu(arches, logger2, signal) {
+  const packages = [];
+  for (const arch2 of arches) {
+    const hasQemu = await findOnPath(QEMU_BINARY[arch2]);
+    const hasFirmware = await findFirmware(arch2).then(
+      () => true,
+      () => false
+    );
+    if (!hasQemu) packages.push(QEMU_PACKAGES[arch2][0]);
+    if (!hasFirmware) packages.push(QEMU_PACKAGES[arch2][1]);
+  }
+  if (packages.length > 0) await aptInstall(packages, logger2, signal);
+  else logger2.info(`QEMU and firmware for ${arches.join(", ")} are installed`);
+  const native = hostArch();
+  if (!native || !arches.includes(native)) return;
+  const kvmUsable = await access4("/dev/kvm", constants5.R_OK | constants5.W_OK).then(
+    () => true,
+    () => false
+  );
+  if (kvmUsable) return;
+  const exists4 = await access4("/dev/kvm").then(
+    () => true,
+    () => false
+  );
+  if (!exists4) {
+    logger2.info("/dev/kvm does not exist here: boots are emulated (TCG)");
+    return;
+  }
+  const result = await runAsRoot(
+    [
+      "sh",
+      "-c",
+      "cat > /etc/udev/rules.d/99-kvm4all.rules && udevadm control --reload-rules && udevadm trigger --name-match=kvm"
+    ],
+    signal,
+    { input: `${KVM_RULE}
+` }
+  );
+  if (result?.code === 0) logger2.info("gave every user access to /dev/kvm (udev rule 99-kvm4all)");
+  else
+    logger2.warning(
+      `cannot give access to /dev/kvm: ${result ? result.stderr.trim() : "not root and no passwordless sudo"}`
+    );
+}
+
+// src/pipeline/boot-test.ts
+var BootTestError = class extends PublishError {
+  constructor(cause, bootTests) {
+    super(cause.message, { ...cause.hint ? { hint: cause.hint } : {} });
+    this.bootTests = bootTests;
+  }
+  bootTests;
+};
+function parseBootTestChoice(text) {
+  const value = text.trim().toLowerCase() || "none";
+  if (value !== "none" && value !== "native" && value !== "all")
+    throw new PublishError(`boot-test "${text}" must be none, native or all`);
+  return value;
+}
+function parseAcceleratorChoice(text) {
+  const value = text.trim().toLowerCase() || "auto";
+  if (value !== "auto" && value !== "kvm" && value !== "tcg")
+    throw new PublishError(`boot-test-accel "${text}" must be auto, kvm or tcg`);
+  return value;
+}
+function parseExpect(text) {
+  if (!text.trim()) return void 0;
+  try {
+    return new RegExp(text, "m");
+  } catch (error2) {
+    throw new PublishError(`boot-test-expect is not a valid regular expression: ${error2.message}`);
+  }
+}
+function hasFwcfgHook(version) {
+  const parts = parseVersion(version);
+  if (!parts) return false;
+  const [major, minor] = parts;
+  return major > 1877 || major === 1877 && minor >= 14;
+}
+function archesToBoot(mode, architectures) {
+  if (mode === "none") return [];
+  return architectures.filter((a) => mode === "all" || a === hostArch());
+}
+function pathsFor(variant) {
+  return variant === "metal" ? ["uki", "pxe"] : ["disk"];
+}
+var BootTester = class {
+  constructor(settings, version, logger2) {
+    this.settings = settings;
+    this.version = version;
+    this.logger = logger2;
+    this.slots = new Semaphore(Math.max(1, Math.floor(availableParallelism() / 2)));
+  }
+  settings;
+  version;
+  logger;
+  records = [];
+  slots;
+  /** Whether this arch is booted at all (`native`: the runner's own; `all`: both, the foreign one emulated). */
+  wants(architecture) {
+    return archesToBoot(this.settings.mode, [architecture]).length > 0;
+  }
+  /** Before any download: QEMU and firmware for every arch to boot, so a missing one costs nothing. */
+  async preflight(architectures) {
+    const arches = archesToBoot(this.settings.mode, architectures);
+    if (this.settings.mode === "native" && arches.length === 0) {
+      this.logger.warning(
+        `boot-test: native boots the runner's architecture (${hostArch() ?? process.arch}), which this run does not publish: nothing is booted`
+      );
+    }
+    for (const arch2 of arches) {
+      await findQemu(arch2);
+      await findFirmware(arch2);
+    }
+  }
+  /** Boots one arch image by every path its variant has; throws a BootTestError on the first failure. */
+  async test(reference, variant, architecture, files, commandLine, signal) {
+    for (const path of pathsFor(variant)) {
+      const dir = join7(this.settings.logDir, `${reference.replace(/[^A-Za-z0-9_.-]+/g, "_")}-${path}`);
+      const result = await this.slots.run(
+        () => bootImage({
+          image: reference,
+          arch: architecture,
+          path,
+          files,
+          ...commandLine !== void 0 ? { commandLine } : {},
+          accelerator: this.settings.accelerator,
+          ...this.settings.timeoutSeconds !== void 0 ? { timeoutSeconds: this.settings.timeoutSeconds } : {},
+          ...this.settings.expect ? { expect: this.settings.expect } : {},
+          expectHook: hasFwcfgHook(this.version),
+          workDir: dir,
+          logger: this.logger,
+          ...signal ? { signal } : {}
+        })
+      );
+      this.records.push(bootTestRecord(result));
+      if (result.result === "failed") throw new BootTestError(bootFailure(result), this.records);
+    }
+  }
+};
+function bootTestRecord(result) {
+  return {
+    image: result.image,
+    path: result.path,
+    architecture: result.arch,
+    accelerator: result.accelerator,
+    result: result.result,
+    ...result.reason ? { reason: result.reason } : {},
+    seconds: Math.round(result.seconds * 10) / 10,
+    serialLog: result.serialLog
+  };
+}
+var BOOT_TEST_HEADERS = ["image", "boot", "arch", "accelerator", "result", "seconds", "serial log"];
+function bootTestRows(records) {
+  return records.map((r) => [
+    r.image,
+    r.path,
+    r.architecture,
+    r.accelerator,
+    r.result + (r.reason ? ` (${r.reason})` : ""),
+    r.seconds.toFixed(1),
+    r.serialLog
+  ]);
+}
+
+// src/pipeline/build-image.ts
+import { join as join8 } from "node:path";
+
 // src/boot/cpio.ts
 var MAGIC = "070701";
 var CPIO_BLOCK = 512;
@@ -59341,7 +60868,7 @@ function newcTrailer(written) {
 var NEWC_MAX_FILE_SIZE = 4294967295;
 
 // src/boot/pe.ts
-import { open as open3 } from "node:fs/promises";
+import { open as open5 } from "node:fs/promises";
 var PE_MACHINE = { amd64: 34404, arm64: 43620 };
 var PE32_MAGIC = 267;
 var PE32PLUS_MAGIC = 523;
@@ -59482,7 +61009,7 @@ async function readPeHeaders(path, what = "file") {
 }
 async function openForReading(path, what = "file") {
   try {
-    return await open3(path, "r");
+    return await open5(path, "r");
   } catch (error2) {
     const code = error2.code;
     if (code === "ENOENT") throw new PublishError(`${what} not found: ${path}`, { cause: error2 });
@@ -59695,7 +61222,7 @@ async function* readExactly(path, size, what, signal, reuse = false) {
 
 // src/boot/uki.ts
 import { createHash as createHash4 } from "node:crypto";
-import { readFile as readFile2, rm as rm4, stat as stat4 } from "node:fs/promises";
+import { readFile as readFile5, rm as rm7, stat as stat7 } from "node:fs/promises";
 
 // src/boot/sbat.ts
 var SBAT_HEADER = "sbat,1,SBAT Version,sbat,1,https://github.com/rhboot/shim/blob/main/SBAT.md";
@@ -59748,7 +61275,7 @@ ${entries.join("\n")}
 }
 
 // src/boot/uname.ts
-import { createReadStream as createReadStream3 } from "node:fs";
+import { createReadStream as createReadStream5 } from "node:fs";
 import { createGunzip, createZstdDecompress } from "node:zlib";
 var X86_VERSION = /^([a-z0-9._-]+) \([^ )]+\) #[^\n]*/;
 var TEXT_VERSION = /Linux version ([0-9]\.[^ \t\n\r\f\v]+) \(/;
@@ -59787,7 +61314,7 @@ function scrapeX86(head) {
   return X86_VERSION.exec(decoded)?.[1];
 }
 function decompressedView(kernel, head, size, signal) {
-  const read = (start = 0, end) => createReadStream3(kernel, {
+  const read = (start = 0, end) => createReadStream5(kernel, {
     start,
     ...end === void 0 ? {} : { end },
     highWaterMark: 1024 * 1024,
@@ -59835,7 +61362,7 @@ async function searchText(source) {
 
 // src/boot/uki-native.ts
 import { createHash as createHash3 } from "node:crypto";
-import { readFile } from "node:fs/promises";
+import { readFile as readFile4 } from "node:fs/promises";
 var IMAGE_SCN_CNT_CODE = 32;
 var IMAGE_SCN_CNT_INITIALIZED_DATA = 64;
 var IMAGE_SCN_MEM_READ = 1073741824;
@@ -59844,7 +61371,7 @@ var U32 = 4294967295;
 async function writeNativeUki(options) {
   const { signal } = options;
   throwIfAborted(signal);
-  const stubBytes = await readFile(options.stub);
+  const stubBytes = await readFile4(options.stub);
   if (stubBytes.length > MAX_STUB_SIZE)
     throw new PublishError(`stub ${options.stub} is ${stubBytes.length} bytes: not an EFI stub`);
   const layout = planLayout(stubBytes, options.stub, options.sections);
@@ -60055,76 +61582,7 @@ function writeSectionHeader(data, section, fresh) {
 }
 
 // src/boot/uki-ukify.ts
-import { rename as rename3, rm as rm3, stat as stat3, writeFile as writeFile2 } from "node:fs/promises";
-
-// src/util/system.ts
-import { spawn } from "node:child_process";
-import { constants as constants3 } from "node:fs";
-import { access as access2 } from "node:fs/promises";
-import { delimiter, join as join2 } from "node:path";
-async function findOnPath(name, path = process.env.PATH ?? "") {
-  for (const dir of path.split(delimiter)) {
-    if (!dir) continue;
-    const candidate = join2(dir, name);
-    try {
-      await access2(candidate, constants3.X_OK);
-      return candidate;
-    } catch {
-    }
-  }
-  return void 0;
-}
-function runCommand(command, args, signal, options = {}) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, {
-      stdio: [options.input === void 0 ? "ignore" : "pipe", "pipe", "pipe"],
-      ...signal ? { signal } : {}
-    });
-    let stdout = "";
-    let stderr = "";
-    const keep = (text) => text.length > 16384 ? text.slice(-16384) : text;
-    child.stdout?.setEncoding("utf8").on("data", (d) => void (stdout = keep(stdout + d)));
-    child.stderr?.setEncoding("utf8").on("data", (d) => void (stderr = keep(stderr + d)));
-    if (options.input !== void 0) child.stdin?.end(options.input);
-    child.once("error", reject);
-    child.once("close", (code, sig) => resolve({ code, signal: sig, stdout, stderr }));
-  });
-}
-async function rootPrefix(signal) {
-  if (process.getuid?.() === 0) return [];
-  const sudo = await findOnPath("sudo");
-  if (!sudo) return void 0;
-  const check = await runCommand(sudo, ["-n", "true"], signal).catch(() => void 0);
-  return check?.code === 0 ? [sudo, "-n"] : void 0;
-}
-async function runAsRoot(args, signal, options = {}) {
-  const prefix = await rootPrefix(signal);
-  if (!prefix) return void 0;
-  const [command, ...rest] = [...prefix, ...args];
-  return runCommand(command, rest, signal, options);
-}
-async function aptInstall(packages, logger2, signal) {
-  if (!await rootPrefix(signal)) {
-    logger2.warning(`cannot install ${packages.join(" ")}: not root and no passwordless sudo`);
-    return false;
-  }
-  const apt = (...args) => runAsRoot(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", ...args], signal);
-  logger2.info(`installing ${packages.join(" ")} with apt-get`);
-  let result = await apt("install", "-y", "-q", "--no-install-recommends", ...packages);
-  if (result?.code !== 0) {
-    await apt("update", "-q");
-    result = await apt("install", "-y", "-q", "--no-install-recommends", ...packages);
-  }
-  if (result?.code !== 0) {
-    logger2.warning(
-      `apt-get install ${packages.join(" ")} failed: ${(result?.stderr ?? "").trim().split("\n").slice(-3).join(" ")}`
-    );
-    return false;
-  }
-  return true;
-}
-
-// src/boot/uki-ukify.ts
+import { rename as rename5, rm as rm6, stat as stat6, writeFile as writeFile4 } from "node:fs/promises";
 var UKIFY_INSTALL_HINT = 'install it: on GitHub\'s Ubuntu 24.04 runners `sudo apt-get install -y systemd-ukify` (it also needs python3-pefile and, for arm64 kernels, readelf from binutils); or use builder "native", which needs nothing outside Node';
 async function installUkify(logger2, signal) {
   if (!await aptInstall(["systemd-ukify"], logger2, signal)) return void 0;
@@ -60136,7 +61594,7 @@ async function runUkify(options) {
   const cmdlineFile = `${temp}.cmdline`;
   const args = ["build", "--linux", options.kernel, "--initrd", options.initrd, "--stub", options.stub];
   if (options.cmdline !== "") {
-    await writeFile2(cmdlineFile, options.cmdline);
+    await writeFile4(cmdlineFile, options.cmdline);
     args.push("--cmdline", `@${cmdlineFile}`);
   }
   if (options.osRelease !== void 0) {
@@ -60166,12 +61624,12 @@ async function runUkify(options) {
         `ukify build failed (${result.code === null ? `signal ${result.signal}` : `exit ${result.code}`}): ${message}`
       );
     }
-    const written = options.hashOutput === false ? { digest: "", size: (await stat3(temp)).size } : await hashFile(temp);
-    await rename3(temp, options.output);
+    const written = options.hashOutput === false ? { digest: "", size: (await stat6(temp)).size } : await hashFile(temp);
+    await rename5(temp, options.output);
     return { ...written, path: options.output };
   } finally {
-    await rm3(temp, { force: true });
-    await rm3(cmdlineFile, { force: true });
+    await rm6(temp, { force: true });
+    await rm6(cmdlineFile, { force: true });
   }
 }
 
@@ -60214,7 +61672,7 @@ async function buildUki(options) {
         hashOutput: false
       });
     } finally {
-      if (initrdFile) await rm4(initrdFile.path, { force: true });
+      if (initrdFile) await rm7(initrdFile.path, { force: true });
     }
     const inputDigests = initrdFile ? { ...options.inputDigests, initrd: initrdFile.digest } : options.inputDigests;
     const expected = await expectedUserSections(
@@ -60345,7 +61803,7 @@ async function expectedUserSections(options, inputs, signal) {
 async function nativeSections(options, inputs) {
   const sections = [];
   if (options.osRelease !== void 0) {
-    sections.push({ name: ".osrel", content: await readFile2(options.osRelease) });
+    sections.push({ name: ".osrel", content: await readFile5(options.osRelease) });
   }
   if (options.cmdline !== "")
     sections.push({ name: ".cmdline", content: Buffer.from(options.cmdline, "utf8") });
@@ -60380,7 +61838,7 @@ async function readUkiHeaders(path, machine) {
       `the UKI ${path} is for ${describeMachine(headers.machine)}, expected ${describeMachine(machine)}`
     );
   }
-  return { headers, fileLength: (await stat4(path)).size };
+  return { headers, fileLength: (await stat7(path)).size };
 }
 function sectionFor(headers, want, fileLength, path) {
   const section = headers.sections.find((s) => s.name === want.name);
@@ -60434,1124 +61892,200 @@ async function verifyAndHashUki(path, machine, expected, signal) {
   return { path, digest: `sha256:${whole.digest("hex")}`, size: position };
 }
 
-// src/util/concurrency.ts
-async function mapLimit(items, limit, fn) {
-  const results = new Array(items.length);
-  let next = 0;
-  let failure2;
-  const worker = async () => {
-    while (failure2 === void 0 && next < items.length) {
-      const index = next++;
-      try {
-        results[index] = await fn(items[index], index);
-      } catch (error2) {
-        failure2 ??= { error: error2 };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  if (failure2) throw failure2.error;
-  return results;
-}
-var Semaphore = class {
-  constructor(limit) {
-    this.limit = limit;
-  }
-  limit;
-  waiting = [];
-  active = 0;
-  async run(fn) {
-    if (this.active >= this.limit) await new Promise((resolve) => this.waiting.push(resolve));
-    else this.active++;
-    try {
-      return await fn();
-    } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.active--;
-    }
-  }
-};
-
-// src/util/progress.ts
-function formatBytes(bytes) {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
-}
-function formatDuration(seconds) {
-  if (!Number.isFinite(seconds)) return "?";
-  const s = Math.round(seconds);
-  if (s < 60) return `${s}s`;
-  const m = Math.floor(s / 60);
-  return m < 60 ? `${m}m${String(s % 60).padStart(2, "0")}s` : `${Math.floor(m / 60)}h${String(m % 60).padStart(2, "0")}m`;
-}
-function rate(bytes, seconds) {
-  return seconds > 0 ? `${(bytes / 1e6 / seconds).toFixed(1)} MB/s` : "-";
-}
-function startProgress(logger2, label, total, options = {}) {
-  const now = options.now ?? (() => performance.now());
-  const intervalMs = options.intervalMs ?? 1e4;
-  const minBytes = options.minBytes ?? 32 * 1024 * 1024;
-  const started = now();
-  let lastReport = started;
-  let doneBytes = 0;
-  let reported = false;
-  const quiet = total !== void 0 && total < minBytes;
-  const line = () => {
-    const seconds = (now() - started) / 1e3;
-    const speed = seconds > 0 ? doneBytes / seconds : 0;
-    if (total === void 0) return `${label}: ${formatBytes(doneBytes)} at ${rate(doneBytes, seconds)}`;
-    const pct = total > 0 ? Math.floor(doneBytes / total * 100) : 100;
-    const eta = speed > 0 ? formatDuration((total - doneBytes) / speed) : "?";
-    return `${label}: ${formatBytes(doneBytes)} of ${formatBytes(total)} (${pct}%) at ${rate(doneBytes, seconds)}, ETA ${eta}`;
-  };
+// src/pipeline/build-image.ts
+function releaseAnnotations(release, extra) {
   return {
-    advance(bytes) {
-      doneBytes += bytes;
-      if (quiet) return;
-      const t = now();
-      if (t - lastReport >= intervalMs) {
-        lastReport = t;
-        reported = true;
-        logger2.info(line());
-      }
-    },
-    done() {
-      if (!reported) return;
-      const seconds = (now() - started) / 1e3;
-      logger2.info(
-        `${label}: ${formatBytes(doneBytes)} in ${formatDuration(seconds)} (${rate(doneBytes, seconds)})`
+    [ANNOTATION.version]: release.version,
+    ...release.url ? { [ANNOTATION.source]: release.url } : {},
+    ...release.publishedAt ? { [ANNOTATION.created]: release.publishedAt } : {},
+    ...release.commit ? { [ANNOTATION.revision]: release.commit } : {},
+    "io.gardenlinux.version": release.version,
+    ...release.commit ? { "io.gardenlinux.commit": release.commit } : {},
+    ...extra
+  };
+}
+function archImageAnnotations(options, base) {
+  return { ...releaseAnnotations(options.source.release, options.annotations), "io.gardenlinux.cname": base };
+}
+async function buildArchImageFor(arch2, dir, options) {
+  const { flavor, architecture } = arch2;
+  const { logger: logger2, signal } = options;
+  const artifacts = await options.source.fetch(flavor, architecture, dir, logger2, signal);
+  const layer = (role, file, title2, what) => {
+    if (!file) {
+      throw new PublishError(
+        `${artifacts.base}: the archive holds no ${what}; cannot build the ${flavor.variant} image`
       );
     }
+    const label = `${artifacts.base} ${title2}`;
+    const blob = file.dataExtents ? sparseFileBlob(file.path, file.digest, file.size, file.dataExtents, label) : fileBlob(file.path, file.digest, file.size, label);
+    return { role, blob, title: title2 };
   };
-}
-
-// src/pipeline/blob-pusher.ts
-var BlobPusher = class {
-  constructor(store) {
-    this.store = store;
-  }
-  store;
-  /** digest -> the repository that holds (or is uploading) it, and that upload. */
-  homes = /* @__PURE__ */ new Map();
-  push(repository, blob, signal) {
-    const home = this.homes.get(blob.digest);
-    const repo = this.store.repository(repository);
-    if (!home) {
-      const done = repo.pushBlob(blob, signal ? { signal } : {});
-      this.homes.set(blob.digest, { repository, done });
-      done.catch(() => this.homes.delete(blob.digest));
-      return done;
-    }
-    if (home.repository === repository) return home.done;
-    return home.done.then(
-      () => repo.pushBlob(blob, { mountFrom: home.repository, ...signal ? { signal } : {} }),
-      () => repo.pushBlob(blob, signal ? { signal } : {})
-    );
-  }
-};
-
-// src/pipeline/boot-test.ts
-import { availableParallelism } from "node:os";
-import { join as join6 } from "node:path";
-
-// src/gardenlinux/versions.ts
-var PLAIN_VERSION = /^\d{3,}\.\d+(\.\d+)?$/;
-var EXPLICIT_VERSION = /^\d+\.\d+(\.\d+)?$/;
-function parseVersion(version) {
-  if (!EXPLICIT_VERSION.test(version)) return void 0;
-  const parts = version.split(".").map((p) => Number.parseInt(p, 10));
-  return [parts[0] ?? 0, parts[1] ?? 0, parts[2] ?? 0];
-}
-function compareVersions(a, b) {
-  const pa = parseVersion(a);
-  const pb = parseVersion(b);
-  if (!pa || !pb) return (pa ? 1 : 0) - (pb ? 1 : 0);
-  for (let i = 0; i < 3; i++) {
-    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
-    if (d !== 0) return d;
-  }
-  return 0;
-}
-function isPlainVersion(tag) {
-  return PLAIN_VERSION.test(tag);
-}
-function validateVersion(input) {
-  const version = input.trim();
-  if (!EXPLICIT_VERSION.test(version)) {
-    throw new PublishError(`invalid Garden Linux version "${printable(input)}"`, {
-      hint: "A version is two or three dot-separated numbers, e.g. 1877.23 or 2150.9.0."
+  const annotations = archImageAnnotations(options, artifacts.base);
+  const commandLine = commandLineFor(flavor.cmdline, architecture);
+  const title = `${flavor.image} ${options.source.release.version} ${flavor.variant} ${architecture}`;
+  if (flavor.variant === "kvm") {
+    const image2 = buildArchImage({
+      architecture,
+      variant: ironCoreVariantOf(flavor.variant),
+      title,
+      ...commandLine !== void 0 ? { commandLine } : {},
+      layers: [layer("rootfs", artifacts.files.raw, "rootfs.raw", "disk image (.raw)")],
+      annotations
     });
+    return { artifacts, image: image2, bootFiles: { disk: artifacts.files.raw.path }, commandLine };
   }
-  return version;
+  const layers = metalLayers(artifacts, layer);
+  const ukiInput = await buildMetalUki(artifacts, arch2, dir, options);
+  layers.push({
+    role: "uki",
+    blob: fileBlob(ukiInput.path, ukiInput.digest, ukiInput.size, `${artifacts.base} uki`),
+    title: "uki.efi"
+  });
+  throwIfAborted(signal);
+  const image = buildArchImage({
+    architecture,
+    variant: ironCoreVariantOf(flavor.variant),
+    title,
+    ...commandLine !== void 0 ? { commandLine } : {},
+    layers,
+    annotations
+  });
+  const { files } = artifacts;
+  const bootFiles = { uki: ukiInput.path };
+  if (files.kernel) bootFiles.kernel = files.kernel.path;
+  if (files.initrd) bootFiles.initramfs = files.initrd.path;
+  if (files.squashfs) bootFiles.squashfs = files.squashfs.path;
+  return { artifacts, image, bootFiles, commandLine };
 }
-
-// src/verify/accel.ts
-import { constants as constants4 } from "node:fs";
-import { access as access3, mkdtemp, rm as rm5, writeFile as writeFile3 } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join as join3 } from "node:path";
-
-// src/verify/qemu.ts
-import { spawn as spawn2 } from "node:child_process";
-var QEMU_BINARY = {
-  amd64: "qemu-system-x86_64",
-  arm64: "qemu-system-aarch64"
-};
-var QEMU_PACKAGES = {
-  amd64: ["qemu-system-x86", "ovmf"],
-  arm64: ["qemu-system-arm", "qemu-efi-aarch64"]
-};
-function qemuInstallHint(arch2) {
-  return `install it: \`sudo apt-get install -y ${QEMU_PACKAGES[arch2].join(" ")}\` (in the action, set \`install-qemu: true\`), or turn boot tests off with \`boot-test: none\``;
-}
-function hostArch() {
-  if (process.arch === "x64") return "amd64";
-  if (process.arch === "arm64") return "arm64";
-  return void 0;
-}
-async function findQemu(arch2) {
-  const binary = await findOnPath(QEMU_BINARY[arch2]);
-  if (!binary) {
-    throw new PublishError(
-      `${QEMU_BINARY[arch2]} is not installed: it is needed to boot-test ${arch2} images`,
-      {
-        hint: qemuInstallHint(arch2)
-      }
-    );
-  }
-  return binary;
-}
-function machineArguments(arch2, accelerator) {
-  if (arch2 === "amd64")
-    return ["-machine", "q35", "-accel", accelerator, "-cpu", accelerator === "kvm" ? "host" : "max"];
+function metalLayers(artifacts, layer) {
   return [
-    "-machine",
-    "virt,gic-version=max",
-    "-accel",
-    accelerator,
-    "-cpu",
-    accelerator === "kvm" ? "host" : "max,pauth-impdef=on"
+    layer("squashfs", artifacts.files.squashfs, "root.squashfs", "root.squashfs"),
+    layer("initramfs", artifacts.files.initrd, "initrd", "initrd"),
+    layer("kernel", artifacts.files.kernel, "vmlinuz", "kernel (vmlinuz)")
   ];
 }
-var setprivPath;
-async function spawnQemu(binary, args, options = {}) {
-  setprivPath ??= findOnPath("setpriv");
-  const setpriv = await setprivPath;
-  const [command, commandArgs] = setpriv ? [setpriv, ["--pdeathsig", "KILL", "--", binary, ...args]] : [binary, args];
-  return spawn2(command, commandArgs, {
-    stdio: ["ignore", "pipe", "pipe"],
-    ...options.env ? { env: options.env } : {},
-    ...options.cwd ? { cwd: options.cwd } : {}
+async function buildMetalUki(artifacts, arch2, dir, options) {
+  const { files } = artifacts;
+  if (!files.kernel || !files.initrd || !files.squashfs) {
+    throw new PublishError(`${artifacts.base}: the PXE archive lacks vmlinuz, initrd or root.squashfs`);
+  }
+  if (!files.efiStub) {
+    throw new PublishError(
+      `${artifacts.base}: the rootfs tarball holds no EFI stub for ${arch2.architecture}; cannot build the UKI`
+    );
+  }
+  const cmdline = commandLineFor(arch2.flavor.ukiCmdline ?? arch2.flavor.cmdline, arch2.architecture) ?? "";
+  const initrdUki = await embeddedInitrdSource({
+    initrd: files.initrd.path,
+    squashfs: files.squashfs.path,
+    ...options.signal ? { signal: options.signal } : {}
+  });
+  const uki = await buildUki({
+    builder: options.ukiBuilder,
+    kernel: files.kernel.path,
+    initrd: initrdUki,
+    stub: files.efiStub.path,
+    arch: arch2.architecture,
+    cmdline,
+    ...files.release ? { osRelease: files.release.path } : {},
+    output: join8(dir, "uki.efi"),
+    logger: options.logger,
+    ...options.signal ? { signal: options.signal } : {},
+    ...options.installUkify ? { installUkify: true } : {},
+    // Hashed while written: ukify's output is checked against it without reading the kernel again.
+    inputDigests: { kernel: files.kernel.digest }
+  });
+  options.logger.info(`${artifacts.base}: UKI built with ${uki.builder} (${formatBytes(uki.size)})`);
+  return uki;
+}
+
+// src/pipeline/tag.ts
+async function writeArchTags(settings, pending) {
+  await settings.logger.group("Write arch image tags", async () => {
+    for (const { repository, tag, manifest } of pending) {
+      for (const store of settings.stores)
+        await store.repository(repository).pushManifest(manifest, [tag], settings.signal);
+      settings.logger.info(`${settings.reference(repository, tag)} ${manifest.digest}`);
+    }
   });
 }
-async function stopQemu(child) {
-  if (child.pid === void 0 || child.exitCode !== null || child.signalCode !== null) return;
-  const gone = new Promise((resolve) => child.once("close", () => resolve()));
-  child.kill("SIGKILL");
-  await gone;
-}
-
-// src/verify/accel.ts
-var PROBE_SECONDS = 8;
-var KVM_ACCESS_HINT = "give the runner user access to /dev/kvm (GitHub's runners: a udev rule, as `install-qemu: true` writes), or use boot-test-accel: tcg";
-function amd64Probe() {
-  const rom = Buffer.alloc(64 * 1024);
-  rom.set([176, 16, 230, 244, 244, 235, 253], 65520);
-  return rom;
-}
-function arm64Probe() {
-  const code = Buffer.alloc(16);
-  [1384120576, 1924169728, 3556769794, 335544320].forEach((insn, i) => code.writeUInt32LE(insn, i * 4));
-  return code;
-}
-async function probeGuest(arch2, accelerator, image) {
-  await writeFile3(image, arch2 === "amd64" ? amd64Probe() : arm64Probe());
-  const args = [
-    ...machineArguments(arch2, accelerator),
-    "-m",
-    "64",
-    "-nodefaults",
-    "-display",
-    "none",
-    "-no-reboot",
-    ...arch2 === "amd64" ? ["-bios", image, "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"] : ["-kernel", image]
-  ];
-  return { args, expectedExit: arch2 === "amd64" ? 33 : 0 };
-}
-var probes = /* @__PURE__ */ new Map();
-function probeKvm(qemu, arch2) {
-  const key2 = `${qemu}:${arch2}`;
-  let probe = probes.get(key2);
-  if (!probe) {
-    probe = runProbe(qemu, arch2);
-    probes.set(key2, probe);
-  }
-  return probe;
-}
-async function runProbe(qemu, arch2) {
-  try {
-    await access3("/dev/kvm", constants4.R_OK | constants4.W_OK);
-  } catch (error2) {
-    const code = error2.code;
-    return {
-      works: false,
-      reason: code === "ENOENT" ? "/dev/kvm does not exist" : `/dev/kvm cannot be opened (${code})`
-    };
-  }
-  const dir = await mkdtemp(join3(tmpdir(), "kvm-probe-"));
-  try {
-    const image = join3(dir, "probe.bin");
-    const { args, expectedExit: expected } = await probeGuest(arch2, "kvm", image);
-    const child = await spawnQemu(qemu, args);
-    let stderr = "";
-    child.stderr?.setEncoding("utf8").on("data", (d) => stderr = (stderr + d).slice(-2e3));
-    child.stdout?.resume();
-    const outcome = await new Promise((resolve) => {
-      const timer = setTimeout(() => resolve("timeout"), PROBE_SECONDS * 1e3);
-      child.once("error", (error2) => {
-        clearTimeout(timer);
-        resolve(error2);
-      });
-      child.once("close", (code) => {
-        clearTimeout(timer);
-        resolve({ code });
-      });
-    });
-    await stopQemu(child);
-    if (outcome === "timeout")
-      return {
-        works: false,
-        reason: `a KVM guest did not finish within ${PROBE_SECONDS} s (nested KVM that hangs)`
-      };
-    if (outcome instanceof Error) return { works: false, reason: `cannot start ${qemu}: ${outcome.message}` };
-    if (outcome.code === expected) return { works: true, reason: "KVM probe guest ran" };
-    const last = stderr.trim().split("\n").slice(-1)[0] ?? "";
-    return { works: false, reason: `a KVM guest failed (exit ${outcome.code}${last ? `: ${last}` : ""})` };
-  } finally {
-    await rm5(dir, { recursive: true, force: true });
-  }
-}
-async function chooseAccelerator(choice, arch2, qemu) {
-  if (choice === "tcg") return { accelerator: "tcg", why: "boot-test-accel: tcg" };
-  const native = hostArch() === arch2;
-  if (!native) {
-    if (choice === "kvm") {
-      throw new PublishError(
-        `boot-test-accel is kvm, but an ${arch2} guest cannot use KVM on an ${process.arch} host`,
-        {
-          hint: "use boot-test-accel: auto (emulates foreign architectures) or boot-test: native"
-        }
-      );
-    }
-    return { accelerator: "tcg", why: `${arch2} guest on an ${process.arch} host: emulated` };
-  }
-  const probe = await probeKvm(qemu, arch2);
-  if (probe.works) return { accelerator: "kvm", why: probe.reason };
-  if (choice === "kvm") {
-    throw new PublishError(`boot-test-accel is kvm, but KVM does not work here: ${probe.reason}`, {
-      hint: KVM_ACCESS_HINT
-    });
-  }
-  return { accelerator: "tcg", why: `KVM not usable: ${probe.reason}` };
-}
-
-// src/verify/boot.ts
-import { createReadStream as createReadStream5, createWriteStream } from "node:fs";
-import { mkdir as mkdir3, readFile as readFile4, rm as rm7, stat as stat7, writeFile as writeFile4 } from "node:fs/promises";
-import { createServer } from "node:http";
-import { join as join5 } from "node:path";
-
-// src/verify/console.ts
-var BAD_SIGNS = [
-  { reason: "kernel panic", pattern: /Kernel panic - not syncing: ?(.*)/ },
-  { reason: "kernel panic", pattern: /\bOops: (.*)/ },
-  {
-    reason: "emergency shell",
-    pattern: /(Press Enter for emergency shell|Starting Emergency Shell|You are in emergency mode|Entering emergency mode)/
-  },
-  { reason: "unit failed", pattern: /Failed to start (.*)/ },
-  { reason: "unit failed", pattern: /Dependency failed for (.*)/ },
-  { reason: "kernel panic", pattern: /systemd\[1\]: (Freezing execution.*)/ },
-  { reason: "firmware refused the image", pattern: /BdsDxe: failed to (?:load|start) (Boot\w+ .*)/ },
-  { reason: "firmware refused the image", pattern: /!!!! (\w+ Exception Type.*)/ },
-  {
-    reason: "firmware refused the image",
-    pattern: /(UEFI Interactive Shell|No bootable option or device was found)/
-  }
-];
-var ALLOWED_FAILURES = /ipmievd|google-|sshguard/;
-var DEFAULT_EXPECT = /Welcome to (?![^\n]*Initramfs)[^\n]*!|\blogin: *$/;
-var ESCAPES = /\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[[0-9;!?=]*[a-zA-Z]|\x1b[a-zA-Z=>()]/g;
-var CONTROL = /[\x00-\x08\x0b-\x1f\x7f]/g;
-function cleanConsoleText(text) {
-  const lines = text.replace(ESCAPES, "").replace(/\r+\n/g, "\n").split("\n").map((l) => l.split("\r").filter(Boolean).pop() ?? "");
-  return lines.join("\n").replace(CONTROL, "");
-}
-var ConsoleWatcher = class {
-  constructor(expect = DEFAULT_EXPECT, keep = 40) {
-    this.expect = expect;
-    this.keep = keep;
-  }
-  expect;
-  keep;
-  partial = "";
-  tail = [];
-  /**
-   * The first verdict the new text gives, if any. Bad signs are judged on whole lines only (a chunk may end
-   * inside one, and its detail is the rest of it); a prompt without a newline counts as success as it stands.
-   */
-  push(text) {
-    const lines = (this.partial + text).split("\n");
-    this.partial = lines.pop() ?? "";
-    if (this.partial.length > 4096) this.partial = this.partial.slice(-4096);
-    let event;
-    for (const raw of lines) {
-      const line = cleanConsoleText(raw);
-      this.remember(line);
-      event ??= this.judge(line);
-    }
-    if (event || !this.partial) return event;
-    const prompt = this.judge(cleanConsoleText(this.partial));
-    return prompt?.kind === "success" ? prompt : void 0;
-  }
-  /** The last lines seen (the unfinished one too). */
-  lastLines() {
-    const lines = [...this.tail];
-    const partial = cleanConsoleText(this.partial);
-    if (partial.trim()) lines.push(partial);
-    return lines.slice(-this.keep);
-  }
-  remember(line) {
-    if (!line.trim()) return;
-    this.tail.push(line);
-    if (this.tail.length > this.keep) this.tail.shift();
-  }
-  judge(line) {
-    for (const sign of BAD_SIGNS) {
-      const match = sign.pattern.exec(line);
-      if (!match) continue;
-      if (sign.reason === "unit failed" && ALLOWED_FAILURES.test(line)) continue;
-      return { kind: "failure", reason: sign.reason, detail: (match[1] ?? match[0]).trim(), line };
-    }
-    this.expect.lastIndex = 0;
-    if (this.expect.test(line)) return { kind: "success", line: line.trim() };
-    return void 0;
-  }
-};
-
-// src/verify/esp.ts
-import { createReadStream as createReadStream4 } from "node:fs";
-import { open as open4, rename as rename4, rm as rm6, stat as stat5 } from "node:fs/promises";
-var SECTOR = 512;
-var SECTORS_PER_CLUSTER = 8;
-var CLUSTER = SECTOR * SECTORS_PER_CLUSTER;
-var RESERVED_SECTORS = 32;
-var FATS = 2;
-var MIN_CLUSTERS = 66e3;
-var END_OF_CHAIN = 268435455;
-var FAT_DATE = 0 << 9 | 1 << 5 | 1;
-function defaultLoaderName(arch2) {
-  return arch2 === "amd64" ? "BOOTX64.EFI" : "BOOTAA64.EFI";
-}
-function dirEntry(name83, attributes, cluster, size) {
-  const e = Buffer.alloc(32);
-  e.write(name83.padEnd(11, " "), 0, 11, "latin1");
-  e[11] = attributes;
-  e.writeUInt16LE(cluster >>> 16, 20);
-  e.writeUInt16LE(0, 22);
-  e.writeUInt16LE(FAT_DATE, 24);
-  e.writeUInt16LE(FAT_DATE, 16);
-  e.writeUInt16LE(FAT_DATE, 18);
-  e.writeUInt16LE(cluster & 65535, 26);
-  e.writeUInt32LE(size, 28);
-  return e;
-}
-function directory(entries) {
-  const cluster = Buffer.alloc(CLUSTER);
-  entries.forEach((entry, i) => entry.copy(cluster, i * 32));
-  return cluster;
-}
-async function writeEspImage(source, output, arch2, signal) {
-  const { size } = await stat5(source);
-  if (size >= 2 ** 32) throw new Error(`${source} is too large for FAT32 (${size} bytes)`);
-  const fileClusters = Math.max(1, Math.ceil(size / CLUSTER));
-  const firstFileCluster = 5;
-  const clusters = Math.max(MIN_CLUSTERS, firstFileCluster - 2 + fileClusters + 16);
-  const fatSectors = Math.ceil((clusters + 2) * 4 / SECTOR);
-  const dataStart = (RESERVED_SECTORS + FATS * fatSectors) * SECTOR;
-  const totalSectors = RESERVED_SECTORS + FATS * fatSectors + clusters * SECTORS_PER_CLUSTER;
-  const clusterOffset = (n) => dataStart + (n - 2) * CLUSTER;
-  const boot = Buffer.alloc(SECTOR);
-  boot.set([235, 88, 144], 0);
-  boot.write("IRONCORE", 3, 8, "latin1");
-  boot.writeUInt16LE(SECTOR, 11);
-  boot[13] = SECTORS_PER_CLUSTER;
-  boot.writeUInt16LE(RESERVED_SECTORS, 14);
-  boot[16] = FATS;
-  boot[21] = 248;
-  boot.writeUInt16LE(63, 24);
-  boot.writeUInt16LE(255, 26);
-  boot.writeUInt32LE(totalSectors, 32);
-  boot.writeUInt32LE(fatSectors, 36);
-  boot.writeUInt32LE(2, 44);
-  boot.writeUInt16LE(1, 48);
-  boot.writeUInt16LE(6, 50);
-  boot[64] = 128;
-  boot[66] = 41;
-  boot.writeUInt32LE(470738417, 67);
-  boot.write("ESP        ", 71, 11, "latin1");
-  boot.write("FAT32   ", 82, 8, "latin1");
-  boot.writeUInt16LE(43605, 510);
-  const info2 = Buffer.alloc(SECTOR);
-  info2.writeUInt32LE(1096897106, 0);
-  info2.writeUInt32LE(1631679090, 484);
-  info2.writeUInt32LE(clusters - (firstFileCluster - 2 + fileClusters), 488);
-  info2.writeUInt32LE(firstFileCluster + fileClusters, 492);
-  info2.writeUInt32LE(2857697280, 508);
-  const fat = Buffer.alloc(fatSectors * SECTOR);
-  fat.writeUInt32LE(268435448, 0);
-  fat.writeUInt32LE(END_OF_CHAIN, 4);
-  for (const folder of [2, 3, 4]) fat.writeUInt32LE(END_OF_CHAIN, folder * 4);
-  for (let i = 0; i < fileClusters; i++) {
-    const n = firstFileCluster + i;
-    fat.writeUInt32LE(i === fileClusters - 1 ? END_OF_CHAIN : n + 1, n * 4);
-  }
-  const root = directory([dirEntry("ESP", 8, 0, 0), dirEntry("EFI", 16, 3, 0)]);
-  const efi = directory([
-    dirEntry(".", 16, 3, 0),
-    dirEntry("..", 16, 0, 0),
-    dirEntry("BOOT", 16, 4, 0)
-  ]);
-  const [stem, extension] = defaultLoaderName(arch2).split(".");
-  const bootDir = directory([
-    dirEntry(".", 16, 4, 0),
-    dirEntry("..", 16, 3, 0),
-    dirEntry(stem.padEnd(8, " ") + extension, 32, size === 0 ? 0 : firstFileCluster, size)
-  ]);
-  const temp = temporaryPathFor(output);
-  const fh = await open4(temp, "w", 420);
-  let copied = 0;
-  try {
-    await fh.truncate(totalSectors * SECTOR);
-    await fh.write(boot, 0, SECTOR, 0);
-    await fh.write(info2, 0, SECTOR, SECTOR);
-    await fh.write(boot, 0, SECTOR, 6 * SECTOR);
-    await fh.write(info2, 0, SECTOR, 7 * SECTOR);
-    for (let i = 0; i < FATS; i++)
-      await fh.write(fat, 0, fat.length, (RESERVED_SECTORS + i * fatSectors) * SECTOR);
-    await fh.write(root, 0, CLUSTER, clusterOffset(2));
-    await fh.write(efi, 0, CLUSTER, clusterOffset(3));
-    await fh.write(bootDir, 0, CLUSTER, clusterOffset(4));
-    let position = clusterOffset(firstFileCluster);
-    for await (const chunk of createReadStream4(source, { highWaterMark: 1024 * 1024 })) {
-      throwIfAborted(signal);
-      const bytes = chunk;
-      await fh.write(bytes, 0, bytes.length, position);
-      position += bytes.length;
-      copied += bytes.length;
-    }
-    await fh.close();
-    await rename4(temp, output);
-  } catch (error2) {
-    await fh.close().catch(() => {
-    });
-    await rm6(temp, { force: true });
-    throw noSpaceError(error2, output, copied, size);
-  }
-}
-
-// src/verify/firmware.ts
-import { copyFile as copyFile2, open as open5, readdir as readdir2, readFile as readFile3, stat as stat6 } from "node:fs/promises";
-import { join as join4 } from "node:path";
-var DESCRIPTOR_DIRS = ["/etc/qemu/firmware", "/usr/share/qemu/firmware"];
-var QEMU_ARCH = { amd64: "x86_64", arm64: "aarch64" };
-var AARCH64_FLASH = 64 * 1024 * 1024;
-var KNOWN = {
-  amd64: [
-    { code: "/usr/share/OVMF/OVMF_CODE_4M.fd", vars: "/usr/share/OVMF/OVMF_VARS_4M.fd" },
-    { code: "/usr/share/OVMF/OVMF_CODE.fd", vars: "/usr/share/OVMF/OVMF_VARS.fd" },
-    { code: "/usr/share/edk2/ovmf/OVMF_CODE.fd", vars: "/usr/share/edk2/ovmf/OVMF_VARS.fd" },
-    { code: "/usr/share/edk2/x64/OVMF_CODE.4m.fd", vars: "/usr/share/edk2/x64/OVMF_VARS.4m.fd" }
-  ],
-  arm64: [
-    { code: "/usr/share/AAVMF/AAVMF_CODE.fd", vars: "/usr/share/AAVMF/AAVMF_VARS.fd" },
-    {
-      code: "/usr/share/edk2/aarch64/QEMU_EFI-pflash.raw",
-      vars: "/usr/share/edk2/aarch64/vars-template-pflash.raw"
-    },
-    { code: "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd", vars: "/usr/share/qemu-efi-aarch64/QEMU_VARS.fd" }
-  ]
-};
-var FIRMWARE_INSTALL_HINT = {
-  amd64: "install OVMF: `sudo apt-get install -y ovmf` (or set install-qemu: true)",
-  arm64: "install AAVMF: `sudo apt-get install -y qemu-efi-aarch64` (or set install-qemu: true)"
-};
-async function exists2(path) {
-  return stat6(path).then(
-    (s) => s.isFile(),
-    () => false
-  );
-}
-async function fromDescriptors(arch2) {
-  const candidates = [];
-  for (const dir of DESCRIPTOR_DIRS) {
-    const names = await readdir2(dir).catch(() => []);
-    for (const name of names.filter((n) => n.endsWith(".json"))) {
-      let d;
-      try {
-        d = JSON.parse(await readFile3(join4(dir, name), "utf8"));
-      } catch {
-        continue;
-      }
-      const features = d.features ?? [];
-      const code = d.mapping?.executable?.filename;
-      const vars = d.mapping?.["nvram-template"]?.filename;
-      if (!d["interface-types"]?.includes("uefi") || d.mapping?.device !== "flash" || d.mapping.mode !== void 0 && d.mapping.mode !== "split" || d.mapping.executable?.format !== "raw" || !d.targets?.some((t) => t.architecture === QEMU_ARCH[arch2]) || features.some((f) => ["secure-boot", "enrolled-keys", "requires-smm", "amd-sev-es"].includes(f)) || !code || !vars)
-        continue;
-      if (await exists2(code) && await exists2(vars)) candidates.push({ name, code, vars });
-    }
-  }
-  candidates.sort((a, b) => a.name.localeCompare(b.name));
-  return candidates[0];
-}
-async function findFirmware(arch2) {
-  const found = await fromDescriptors(arch2) ?? await findKnown(arch2);
-  if (!found) {
-    throw new PublishError(`no UEFI firmware for ${arch2} guests found`, {
-      hint: FIRMWARE_INSTALL_HINT[arch2]
-    });
-  }
-  return {
-    code: found.code,
-    varsTemplate: found.vars,
-    ...arch2 === "arm64" ? { padTo: AARCH64_FLASH } : {}
-  };
-}
-async function findKnown(arch2) {
-  for (const pair of KNOWN[arch2]) if (await exists2(pair.code) && await exists2(pair.vars)) return pair;
-  return void 0;
-}
-async function prepareFlash(firmware, dir) {
-  const vars = join4(dir, "efivars.fd");
-  await copyFile2(firmware.varsTemplate, vars);
-  let code = firmware.code;
-  if (firmware.padTo !== void 0) {
-    if ((await stat6(code)).size < firmware.padTo) {
-      code = join4(dir, "efi-code.fd");
-      await copyFile2(firmware.code, code);
-      await pad(code, firmware.padTo);
-    }
-    await pad(vars, firmware.padTo);
-  }
-  return { code, vars };
-}
-async function pad(path, size) {
-  const fh = await open5(path, "r+");
-  try {
-    if ((await fh.stat()).size < size) await fh.truncate(size);
-  } finally {
-    await fh.close();
-  }
-}
-
-// src/verify/hook.ts
-var HOOK_FW_CFG_NAME = "opt/gardenlinux/config_script";
-var REPORT_PORT = "io.ironcore.boot-report";
-var HOOK_SCRIPT = `#!/bin/sh
-# IronCore publisher boot test: report the system state to the host over virtio-serial, then power off.
-port=/dev/virtio-ports/${REPORT_PORT}
-if [ ! -e "$port" ]; then
-  # Without udev's symlinks: find the port by its name in sysfs.
-  for d in /sys/class/virtio-ports/*; do
-    [ "$(cat "$d/name" 2>/dev/null)" = "${REPORT_PORT}" ] && port="/dev/\${d##*/}"
-  done
-fi
-exec 3>"$port" || exit 1
-trap 'poweroff -f' EXIT
-echo started >&3
-# Services that cannot work in a VM (as Garden Linux's own QEMU test clears them).
-systemctl reset-failed ipmievd.service 'google-*' sshguard.service >/dev/null 2>&1
-state=$(timeout 600 systemctl is-system-running --wait 2>/dev/null)
-echo "state=\${state:-unknown}" >&3
-systemctl list-units --failed --plain --no-legend 2>/dev/null | while read -r unit rest; do
-  echo "failed=$unit" >&3
-done
-echo done >&3
-`;
-function parseHookReport(text) {
-  const report = { started: false, done: false, failedUnits: [] };
-  for (const line of text.split("\n").map((l) => l.trim())) {
-    if (line === "started") report.started = true;
-    else if (line === "done") report.done = true;
-    else if (line.startsWith("state=")) report.state = line.slice(6);
-    else if (line.startsWith("failed=")) report.failedUnits.push(line.slice(7));
-  }
-  return report;
-}
-
-// src/verify/boot.ts
-function defaultBootTimeout(accelerator) {
-  return accelerator === "kvm" ? 300 : 900;
-}
-function hookGraceSeconds(accelerator) {
-  return accelerator === "kvm" ? 60 : 180;
-}
-var IGNITION_CONFIG = '{"ignition":{"version":"3.0.0"}}\n';
-function serialConsole(arch2) {
-  return arch2 === "amd64" ? "console=ttyS0,115200" : "console=ttyAMA0";
-}
-async function bootImage(request4) {
-  const { logger: logger2, signal, arch: arch2 } = request4;
-  const qemu = await findQemu(arch2);
-  const firmware = await findFirmware(arch2);
-  const { accelerator, why } = await chooseAccelerator(request4.accelerator, arch2, qemu);
-  const dir = request4.workDir;
-  await mkdir3(dir, { recursive: true });
-  const serialLog = join5(dir, "serial.log");
-  const reportFile = join5(dir, "report");
-  await writeFile4(reportFile, "");
-  const timeoutSeconds = request4.timeoutSeconds ?? defaultBootTimeout(accelerator);
-  logger2.info(
-    `${request4.image}: booting (${request4.path}, ${arch2}, ${accelerator}: ${why}; timeout ${timeoutSeconds} s)`
-  );
-  const flash = await prepareFlash(firmware, dir);
-  await writeFile4(join5(dir, "fwcfg-script.sh"), HOOK_SCRIPT);
-  const args = [
-    ...machineArguments(arch2, accelerator),
-    "-m",
-    String(request4.memoryMiB ?? await memoryFor(request4.files)),
-    "-smp",
-    "2",
-    "-nodefaults",
-    "-display",
-    "none",
-    "-no-reboot",
-    "-chardev",
-    "stdio,id=console,signal=off",
-    "-serial",
-    "chardev:console",
-    "-drive",
-    `if=pflash,unit=0,format=raw,readonly=on,file=${flash.code}`,
-    "-drive",
-    `if=pflash,unit=1,format=raw,file=${flash.vars}`,
-    "-fw_cfg",
-    `name=${HOOK_FW_CFG_NAME},file=${join5(dir, "fwcfg-script.sh")}`,
-    "-device",
-    "virtio-serial-pci,id=vser",
-    "-chardev",
-    `file,id=report,path=${reportFile}`,
-    "-device",
-    `virtserialport,bus=vser.0,chardev=report,name=${REPORT_PORT}`
-  ];
-  let server;
-  const cleanup = [flash.vars];
-  if (flash.code.startsWith(dir)) cleanup.push(flash.code);
-  try {
-    if (request4.path === "uki") {
-      const uki = need(request4, "uki");
-      const esp = join5(dir, "esp.img");
-      cleanup.push(esp);
-      await writeEspImage(uki, esp, arch2, signal);
-      const extra = `io.systemd.stub.kernel-cmdline-extra=ignition.firstboot=0 ${serialConsole(arch2)}`;
-      args.push(
-        "-drive",
-        `if=none,id=esp,format=raw,readonly=on,file=${esp}`,
-        "-device",
-        "virtio-blk-pci,drive=esp,bootindex=1",
-        "-smbios",
-        `type=11,value=${extra.replaceAll(",", ",,")}`
-      );
-    } else if (request4.path === "pxe") {
-      const kernel = need(request4, "kernel");
-      const initramfs = need(request4, "initramfs");
-      server = await serveSquashfs(need(request4, "squashfs"));
-      const port = server.server.address().port;
-      const cmdline = [
-        request4.commandLine ?? "",
-        `gl.url=http://10.0.2.2:${port}/root.squashfs gl.live=1 ignition.firstboot=0`,
-        serialConsole(arch2)
-      ].filter(Boolean).join(" ");
-      args.push(
-        "-kernel",
-        kernel,
-        "-initrd",
-        initramfs,
-        "-append",
-        cmdline,
-        "-netdev",
-        "user,id=net0",
-        // No option ROM: the firmware must not try a network boot of its own.
-        "-device",
-        "virtio-net-pci,netdev=net0,romfile="
-      );
-    } else {
-      const disk = need(request4, "disk");
-      const ignition = join5(dir, "config.ign");
-      await writeFile4(ignition, IGNITION_CONFIG);
-      args.push(
-        // snapshot=on: writes go to a temporary overlay (in TMPDIR, set to this folder), never to the layer.
-        "-drive",
-        `if=none,id=disk,format=raw,snapshot=on,file=${disk}`,
-        "-device",
-        "virtio-blk-pci,drive=disk,bootindex=1",
-        "-fw_cfg",
-        `name=opt/com.coreos/config,file=${ignition}`
-      );
-    }
-    const result = await run(qemu, args, request4, {
-      accelerator,
-      timeoutSeconds,
-      serialLog,
-      reportFile,
-      ...server ? { squashfsRequests: server.requests } : {}
-    });
-    logger2.info(
-      `${request4.image}: ${request4.path} boot ${result.result}${result.reason ? ` (${result.reason}${result.detail ? `: ${result.detail}` : ""})` : ""} in ${result.seconds.toFixed(1)} s; serial log ${serialLog}`
-    );
-    return result;
-  } finally {
-    await new Promise((resolve) => server ? server.server.close(() => resolve()) : resolve());
-    await Promise.all(cleanup.map((f) => rm7(f, { force: true })));
-  }
-}
-function need(request4, file) {
-  const path = request4.files[file];
-  if (!path)
-    throw new PublishError(
-      `${request4.image}: the ${request4.path} boot needs the ${file} layer, which the image lacks`
-    );
-  return path;
-}
-async function memoryFor(files) {
-  let inRam = 0;
-  for (const path of [files.uki, files.initramfs, files.squashfs]) {
-    if (path) inRam += (await stat7(path)).size;
-  }
-  return Math.max(2048, 2048 + Math.ceil(inRam * 2.5 / 2 ** 20 / 256) * 256);
-}
-async function serveSquashfs(path) {
-  const size = (await stat7(path)).size;
-  let requests = 0;
-  const server = createServer((req, res) => {
-    if (req.url !== "/root.squashfs" || req.method !== "GET" && req.method !== "HEAD") {
-      res.writeHead(404).end();
+async function writeIndexes(settings, digests) {
+  const { plan, built, existing, logger: logger2 } = settings;
+  const written = [];
+  const writeIndex = async (image, tag, index, kind) => {
+    const ref2 = settings.reference(image.repository, tag);
+    digests[ref2] = index.digest;
+    const before = existing.get(tagKey(image.repository, tag));
+    if (before?.digest === index.digest && !settings.force && settings.stores.every((s) => s === settings.checkStore)) {
+      logger2.info(`${ref2} already names ${index.digest}`);
       return;
     }
-    requests++;
-    res.writeHead(200, { "content-length": size, "content-type": "application/octet-stream" });
-    if (req.method === "HEAD") res.end();
-    else createReadStream5(path, { highWaterMark: 1024 * 1024 }).pipe(res);
-  });
-  await new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => resolve());
-  });
-  return { server, requests: () => requests };
-}
-async function run(qemu, args, request4, options) {
-  const started = performance.now();
-  const watcher = new ConsoleWatcher(request4.expect ?? DEFAULT_EXPECT);
-  const log = createWriteStream(options.serialLog);
-  const child = await spawnQemu(qemu, args, { env: { ...process.env, TMPDIR: request4.workDir } });
-  let stderr = "";
-  let consoleSuccess;
-  let verdict;
-  let settle = () => {
-  };
-  const settled = new Promise((resolve) => settle = resolve);
-  const decide = (v2) => {
-    if (verdict) return;
-    verdict = v2;
-    settle();
-  };
-  child.stdout?.on("data", (chunk) => {
-    log.write(chunk);
-    const event = watcher.push(chunk.toString("latin1"));
-    if (!event) return;
-    if (event.kind === "failure") decide({ result: "failed", reason: event.reason, detail: event.detail });
-    else if (!consoleSuccess) {
-      consoleSuccess = { line: event.line, at: performance.now() };
-      if (!request4.expectHook) decide({ result: "passed", signal: "console", detail: event.line });
-    }
-  });
-  child.stderr?.setEncoding("utf8").on("data", (d) => stderr = (stderr + d).slice(-4e3));
-  child.once(
-    "error",
-    (error2) => decide({ result: "failed", reason: "QEMU failed to start", detail: error2.message })
-  );
-  child.once("close", (code, sig) => {
-    void readReport(options.reportFile).then((report) => {
-      const fromHook = judgeReport(report);
-      if (fromHook) return decide(fromHook);
-      if (consoleSuccess) return decide({ result: "passed", signal: "console", detail: consoleSuccess.line });
-      const complaint = stderr.trim().split("\n").slice(-3).join(" ");
-      const early = watcher.lastLines().length === 0;
-      decide({
-        result: "failed",
-        reason: early && code !== 0 ? "QEMU failed to start" : "QEMU exited",
-        detail: `${code === null ? `signal ${sig}` : `exit ${code}`} before the system came up${complaint ? `: ${complaint}` : ""}`
-      });
+    const started = performance.now();
+    for (const store of settings.stores)
+      await store.repository(image.repository).pushManifest(index, [tag], settings.signal);
+    written.push({
+      reference: ref2,
+      digest: index.digest,
+      size: index.size,
+      seconds: (performance.now() - started) / 1e3,
+      kind
     });
-  });
-  const poll = setInterval(() => {
-    void readReport(options.reportFile).then((report) => {
-      const fromHook = judgeReport(report);
-      if (fromHook) return decide(fromHook);
-      if (consoleSuccess && !report.started && (performance.now() - consoleSuccess.at) / 1e3 > hookGraceSeconds(options.accelerator)) {
-        decide({
-          result: "passed",
-          signal: "console",
-          detail: `${consoleSuccess.line} (no report from the _fwcfg hook)`
-        });
+    logger2.info(`${ref2} ${index.digest}`);
+  };
+  await logger2.group("Write indexes", async () => {
+    for (const image of plan.images) {
+      const combinedEntries = [];
+      for (const variant of image.variants) {
+        const entries = variant.arches.map((arch2) => ({
+          manifest: childOf(image, arch2.tag, built, existing),
+          architecture: arch2.architecture,
+          annotations: {
+            [ANNOTATION.variant]: ironCoreVariantOf(variant.flavor.variant),
+            [ANNOTATION.architecture]: arch2.architecture
+          }
+        }));
+        combinedEntries.push(...entries);
+        const index = buildIndex(entries, indexAnnotations(settings, image, [variant.flavor]));
+        await writeIndex(image, variant.tag, index, "variant");
+        built.set(tagKey(image.repository, variant.tag), index);
       }
-    });
-  }, 500);
-  const timer = setTimeout(
-    () => decide({
-      result: "failed",
-      reason: "timeout",
-      detail: `no sign of a running system within ${options.timeoutSeconds} s`
-    }),
-    options.timeoutSeconds * 1e3
-  );
-  const onAbort = () => decide({ result: "failed", reason: "cancelled", detail: "the run was cancelled" });
-  request4.signal?.addEventListener("abort", onAbort, { once: true });
-  if (request4.signal?.aborted) onAbort();
-  try {
-    await settled;
-  } finally {
-    clearInterval(poll);
-    clearTimeout(timer);
-    request4.signal?.removeEventListener("abort", onAbort);
-    await stopQemu(child);
-    await new Promise((resolve) => log.end(() => resolve()));
-  }
-  if (request4.signal?.aborted)
-    throw request4.signal.reason instanceof Error ? request4.signal.reason : new PublishError("cancelled");
-  let v = verdict;
-  if (v.result === "passed" && options.squashfsRequests?.() === 0) {
-    v = {
-      result: "failed",
-      reason: "system not running",
-      detail: "the system came up without fetching root.squashfs from the PXE server (gl.url)"
-    };
-  }
-  return {
-    image: request4.image,
-    path: request4.path,
-    arch: request4.arch,
-    accelerator: options.accelerator,
-    ...v,
-    seconds: (performance.now() - started) / 1e3,
-    serialLog: options.serialLog,
-    tail: watcher.lastLines()
-  };
-}
-async function readReport(path) {
-  return parseHookReport(await readFile4(path, "utf8").catch(() => ""));
-}
-function judgeReport(report) {
-  if (!report.done) return void 0;
-  if (report.state === "running" && report.failedUnits.length === 0)
-    return { result: "passed", signal: "hook", detail: "systemctl is-system-running: running" };
-  return {
-    result: "failed",
-    reason: report.failedUnits.length > 0 ? "unit failed" : "system not running",
-    signal: "hook",
-    detail: `systemctl is-system-running: ${report.state ?? "unknown"}${report.failedUnits.length ? `; failed: ${report.failedUnits.join(", ")}` : ""}`
-  };
-}
-function bootFailure(result) {
-  const lines = result.tail.length ? result.tail.join("\n") : "(the serial console printed nothing)";
-  return new PublishError(
-    `boot test failed: ${result.image} (${result.path} boot, ${result.arch}, ${result.accelerator}): ${result.reason}${result.detail ? `: ${result.detail}` : ""}
---- last ${result.tail.length} lines of the serial console (${result.serialLog}) ---
-${lines}
----`,
-    { hint: "No tag of this version was written. Fix the image and run again: what was uploaded is reused." }
-  );
-}
-
-// src/verify/install.ts
-import { constants as constants5 } from "node:fs";
-import { access as access4 } from "node:fs/promises";
-var KVM_RULE = 'KERNEL=="kvm", GROUP="kvm", MODE="0666", OPTIONS+="static_node=kvm"';
-async function installQemu(arches, logger2, signal) {
-  const packages = [];
-  for (const arch2 of arches) {
-    const hasQemu = await findOnPath(QEMU_BINARY[arch2]);
-    const hasFirmware = await findFirmware(arch2).then(
-      () => true,
-      () => false
-    );
-    if (!hasQemu) packages.push(QEMU_PACKAGES[arch2][0]);
-    if (!hasFirmware) packages.push(QEMU_PACKAGES[arch2][1]);
-  }
-  if (packages.length > 0) await aptInstall(packages, logger2, signal);
-  else logger2.info(`QEMU and firmware for ${arches.join(", ")} are installed`);
-  const native = hostArch();
-  if (!native || !arches.includes(native)) return;
-  const kvmUsable = await access4("/dev/kvm", constants5.R_OK | constants5.W_OK).then(
-    () => true,
-    () => false
-  );
-  if (kvmUsable) return;
-  const exists4 = await access4("/dev/kvm").then(
-    () => true,
-    () => false
-  );
-  if (!exists4) {
-    logger2.info("/dev/kvm does not exist here: boots are emulated (TCG)");
-    return;
-  }
-  const result = await runAsRoot(
-    [
-      "sh",
-      "-c",
-      "cat > /etc/udev/rules.d/99-kvm4all.rules && udevadm control --reload-rules && udevadm trigger --name-match=kvm"
-    ],
-    signal,
-    { input: `${KVM_RULE}
-` }
-  );
-  if (result?.code === 0) logger2.info("gave every user access to /dev/kvm (udev rule 99-kvm4all)");
-  else
-    logger2.warning(
-      `cannot give access to /dev/kvm: ${result ? result.stderr.trim() : "not root and no passwordless sudo"}`
-    );
-}
-
-// src/pipeline/boot-test.ts
-var BootTestError = class extends PublishError {
-  constructor(cause, bootTests) {
-    super(cause.message, { ...cause.hint ? { hint: cause.hint } : {} });
-    this.bootTests = bootTests;
-  }
-  bootTests;
-};
-function parseBootTestChoice(text) {
-  const value = text.trim().toLowerCase() || "none";
-  if (value !== "none" && value !== "native" && value !== "all")
-    throw new PublishError(`boot-test "${text}" must be none, native or all`);
-  return value;
-}
-function parseAcceleratorChoice(text) {
-  const value = text.trim().toLowerCase() || "auto";
-  if (value !== "auto" && value !== "kvm" && value !== "tcg")
-    throw new PublishError(`boot-test-accel "${text}" must be auto, kvm or tcg`);
-  return value;
-}
-function parseExpect(text) {
-  if (!text.trim()) return void 0;
-  try {
-    return new RegExp(text, "m");
-  } catch (error2) {
-    throw new PublishError(`boot-test-expect is not a valid regular expression: ${error2.message}`);
-  }
-}
-function hasFwcfgHook(version) {
-  const parts = parseVersion(version);
-  if (!parts) return false;
-  const [major, minor] = parts;
-  return major > 1877 || major === 1877 && minor >= 14;
-}
-function archesToBoot(mode, architectures) {
-  if (mode === "none") return [];
-  return architectures.filter((a) => mode === "all" || a === hostArch());
-}
-function pathsFor(variant) {
-  return variant === "metal" ? ["uki", "pxe"] : ["disk"];
-}
-var BootTester = class {
-  constructor(settings, version, logger2) {
-    this.settings = settings;
-    this.version = version;
-    this.logger = logger2;
-    this.slots = new Semaphore(Math.max(1, Math.floor(availableParallelism() / 2)));
-  }
-  settings;
-  version;
-  logger;
-  records = [];
-  slots;
-  /** Whether this arch is booted at all (`native`: the runner's own; `all`: both, the foreign one emulated). */
-  wants(architecture) {
-    return archesToBoot(this.settings.mode, [architecture]).length > 0;
-  }
-  /** Before any download: QEMU and firmware for every arch to boot, so a missing one costs nothing. */
-  async preflight(architectures) {
-    const arches = archesToBoot(this.settings.mode, architectures);
-    if (this.settings.mode === "native" && arches.length === 0) {
-      this.logger.warning(
-        `boot-test: native boots the runner's architecture (${hostArch() ?? process.arch}), which this run does not publish: nothing is booted`
-      );
+      if (image.combinedTag) {
+        const index = buildIndex(
+          combinedEntries,
+          indexAnnotations(
+            settings,
+            image,
+            image.variants.map((v) => v.flavor)
+          )
+        );
+        await writeIndex(image, image.combinedTag, index, "combined");
+      }
     }
-    for (const arch2 of arches) {
-      await findQemu(arch2);
-      await findFirmware(arch2);
-    }
-  }
-  /** Boots one arch image by every path its variant has; throws a BootTestError on the first failure. */
-  async test(reference, variant, architecture, files, commandLine, signal) {
-    for (const path of pathsFor(variant)) {
-      const dir = join6(this.settings.logDir, `${reference.replace(/[^A-Za-z0-9_.-]+/g, "_")}-${path}`);
-      const result = await this.slots.run(
-        () => bootImage({
-          image: reference,
-          arch: architecture,
-          path,
-          files,
-          ...commandLine !== void 0 ? { commandLine } : {},
-          accelerator: this.settings.accelerator,
-          ...this.settings.timeoutSeconds !== void 0 ? { timeoutSeconds: this.settings.timeoutSeconds } : {},
-          ...this.settings.expect ? { expect: this.settings.expect } : {},
-          expectHook: hasFwcfgHook(this.version),
-          workDir: dir,
-          logger: this.logger,
-          ...signal ? { signal } : {}
-        })
-      );
-      this.records.push(bootTestRecord(result));
-      if (result.result === "failed") throw new BootTestError(bootFailure(result), this.records);
-    }
-  }
-};
-function bootTestRecord(result) {
-  return {
-    image: result.image,
-    path: result.path,
-    architecture: result.arch,
-    accelerator: result.accelerator,
-    result: result.result,
-    ...result.reason ? { reason: result.reason } : {},
-    seconds: Math.round(result.seconds * 10) / 10,
-    serialLog: result.serialLog
-  };
+  });
+  return written;
 }
-var BOOT_TEST_HEADERS = ["image", "boot", "arch", "accelerator", "result", "seconds", "serial log"];
-function bootTestRows(records) {
-  return records.map((r) => [
-    r.image,
-    r.path,
-    r.architecture,
-    r.accelerator,
-    r.result + (r.reason ? ` (${r.reason})` : ""),
-    r.seconds.toFixed(1),
-    r.serialLog
-  ]);
+function childOf(image, tag, built, existing) {
+  const found = built.get(tagKey(image.repository, tag)) ?? existing.get(tagKey(image.repository, tag));
+  if (!found) throw new Error(`internal: ${image.repository}:${tag} is neither built nor published`);
+  return found;
+}
+function indexAnnotations(settings, image, flavors) {
+  const release = settings.release;
+  const variants = [...new Set(flavors.map((f) => f.variant))].join(" and ");
+  const description = settings.description ?? `Garden Linux ${release.version} as an IronCore OS image (${variants}, ${settings.architectures.join(" and ")})`;
+  return {
+    ...releaseAnnotations(release, settings.annotations),
+    [ANNOTATION.title]: `${image.image} ${release.version}`,
+    [ANNOTATION.description]: description.slice(0, 512)
+  };
 }
 
 // src/pipeline/publish.ts
 async function publish(options) {
   const { logger: logger2, signal } = options;
   const version = options.source.release.version;
+  const wanted = options.assembleOnly ? [] : options.attach ?? [];
   const plan = planPublication({
     version,
     namespace: options.namespace,
@@ -61564,40 +62098,44 @@ async function publish(options) {
   await logger2.group("Plan", async () => {
     const rows = planTags(plan).map((r) => [reference(r.repository, r.tag), r.kind, r.what]);
     logger2.info(formatTable(["reference", "kind", "content"], rows));
+    if (wanted.length > 0)
+      logger2.info(`attachments: ${wanted.join(", ")} (as OCI referrers of each arch image)`);
     if (!options.assembleOnly) {
       for (const arch2 of archImages(plan)) options.source.describe(arch2.flavor, arch2.architecture);
     }
   });
   const checkStore = options.stores[0] ?? options.checkStore;
-  const existing = await logger2.group(
+  const published = await logger2.group(
     "Check what is published",
-    () => findExisting(plan, checkStore, options.stores, logger2, signal)
+    () => findPublished(plan, checkStore, options.stores, wanted, logger2, signal)
   );
+  const existing = published.tags;
   const allTags = planTags(plan);
-  const missing = allTags.filter((t) => !existing.has(key(t.repository, t.tag)));
-  if (missing.length === 0 && !options.force) {
+  const attached = /* @__PURE__ */ new Map();
+  const missing = allTags.filter((t) => !existing.has(tagKey(t.repository, t.tag)));
+  if (missing.length === 0 && published.unattached.size === 0 && !options.force) {
     logger2.info(
-      `${version}: all ${allTags.length} tags exist already; nothing to do (use force to publish again)`
+      `${version}: all ${allTags.length} tags exist already${wanted.length > 0 ? " with their attachments" : ""}; nothing to do (use force to publish again)`
     );
     const digests2 = {};
     for (const t of allTags)
-      digests2[reference(t.repository, t.tag)] = existing.get(key(t.repository, t.tag)).digest;
+      digests2[reference(t.repository, t.tag)] = existing.get(tagKey(t.repository, t.tag)).digest;
     return {
       version,
       published: false,
       skippedReason: "already-published",
       tags: Object.keys(digests2),
       digests: digests2,
+      references: imageReferences(plan, reference, digests2, /* @__PURE__ */ new Set(), attached),
       images: [],
       bytesUploaded: 0,
       bootTests: []
     };
   }
-  const toBuild = archImages(plan).filter(
-    (a) => options.force || !existing.has(key(repositoryOf(plan, a), a.tag))
-  );
+  const isPublished = (a) => existing.has(tagKey(repositoryOf(plan, a), a.tag));
+  const toBuild = archImages(plan).filter((a) => options.force || !isPublished(a));
   if (options.assembleOnly) {
-    const absent = toBuild.filter((a) => !existing.has(key(repositoryOf(plan, a), a.tag)));
+    const absent = toBuild.filter((a) => !isPublished(a));
     if (absent.length > 0) {
       throw new PublishError(
         `cannot assemble the indexes: ${absent.map((a) => reference(repositoryOf(plan, a), a.tag)).join(", ")} ${absent.length === 1 ? "is" : "are"} not published yet`,
@@ -61606,32 +62144,84 @@ async function publish(options) {
     }
     toBuild.length = 0;
   }
+  const toAttach = archImages(plan).filter(
+    (a) => !toBuild.includes(a) && published.unattached.has(tagKey(repositoryOf(plan, a), a.tag))
+  );
   logger2.info(
-    toBuild.length === 0 ? "every arch image is published; writing the missing indexes" : `${toBuild.length} arch image(s) to build: ${toBuild.map((a) => `${flavorKey(a.flavor)}/${a.architecture}`).join(", ")}`
+    [
+      toBuild.length === 0 ? "every arch image is published" : `${toBuild.length} arch image(s) to build: ${toBuild.map(describeArch).join(", ")}`,
+      ...toAttach.length > 0 ? [
+        `${toAttach.length} published arch image(s) to attach to: ${toAttach.map(describeArch).join(", ")}`
+      ] : []
+    ].join("; ")
   );
   const tester = options.bootTest && options.bootTest.mode !== "none" && toBuild.length > 0 ? new BootTester(options.bootTest, version, logger2) : void 0;
   await tester?.preflight([...new Set(toBuild.map((a) => a.architecture))]);
-  const workDir = options.workDir ?? await mkdtemp2(join7(tmpdir2(), "ironcore-publish-"));
+  const workDir = options.workDir ?? await mkdtemp2(join9(tmpdir2(), "ironcore-publish-"));
   const pushers = options.stores.map((s) => new BlobPusher(s));
   const results = [];
   const digests = {};
   const built = /* @__PURE__ */ new Map();
   const bytesBefore = options.stores.reduce((n, s) => n + s.stats.bytesUploaded, 0);
+  const tagSettings = {
+    plan,
+    stores: options.stores,
+    checkStore,
+    existing,
+    built,
+    release: options.source.release,
+    architectures: options.architectures,
+    ...options.annotations ? { annotations: options.annotations } : {},
+    ...options.description ? { description: options.description } : {},
+    force: options.force,
+    reference,
+    logger: logger2,
+    ...signal ? { signal } : {}
+  };
   try {
     const pending = [];
     const concurrency = Math.max(1, options.concurrency);
     const building = new Semaphore(concurrency);
     const onDisk = new Semaphore(2 * concurrency);
     let failure2;
+    const attachmentsDir = join9(workDir, "attachments");
+    const toAttachNow = [];
+    const attachOne = async (item) => {
+      const { arch: arch2, subject, prepared } = item;
+      if (prepared.length === 0 || pushers.length === 0) return;
+      const repository = repositoryOf(plan, arch2);
+      const stored = await storeAttachments(pushers, repository, subject, prepared, signal);
+      attached.set(
+        tagKey(repository, arch2.tag),
+        prepared.map((p) => ({
+          artifactType: p.artifact.artifactType,
+          digest: p.artifact.manifest.digest,
+          title: p.artifact.title
+        }))
+      );
+      logger2.info(
+        `${reference(repository, arch2.tag)}: attached ${prepared.map((p) => p.kind).join(", ")} (${formatBytes(attachedBytes(prepared))}) as referrers of ${subject.digest} (${[...new Set(stored.modes)].join(", ")})`
+      );
+    };
     const buildAndUpload = async (arch2, i) => {
       if (failure2) return;
       throwIfAborted(signal);
       const repository = repositoryOf(plan, arch2);
       const started = performance.now();
-      const unitDir = join7(workDir, `${i}-${arch2.flavor.variant}-${arch2.architecture}`);
-      const product = await building.run(
-        async () => failure2 ? void 0 : buildArchImageFor(arch2, unitDir, options)
-      );
+      const unitDir = join9(workDir, `${i}-${arch2.flavor.variant}-${arch2.architecture}`);
+      const product = await building.run(async () => {
+        if (failure2) return void 0;
+        const builtImage = await buildArchImageFor(arch2, unitDir, options);
+        const attachments = await prepareAttachments({
+          files: builtImage.artifacts.files,
+          base: builtImage.artifacts.base,
+          subject: descriptorOf(builtImage.image.manifest),
+          wanted,
+          annotations: archImageAnnotations(options, builtImage.artifacts.base),
+          keepIn: join9(attachmentsDir, `${i}`)
+        });
+        return { ...builtImage, attachments };
+      });
       if (!product) return;
       const { image } = product;
       const ref2 = reference(repository, arch2.tag);
@@ -61668,10 +62258,11 @@ async function publish(options) {
       ]).finally(() => signal?.removeEventListener("abort", onAbort));
       if (uploaded.status === "rejected") throw uploaded.reason;
       if (booted.status === "rejected") throw booted.reason;
+      toAttachNow.push({ arch: arch2, subject: descriptorOf(image.manifest), prepared: product.attachments });
       await rm8(unitDir, { recursive: true, force: true });
       const seconds = (performance.now() - started) / 1e3;
       pending[i] = { repository, tag: arch2.tag, manifest: image.manifest };
-      built.set(key(repository, arch2.tag), image.manifest);
+      built.set(tagKey(repository, arch2.tag), image.manifest);
       digests[ref2] = image.manifest.digest;
       const size = image.blobs.reduce((n, b) => n + b.size, 0) + image.manifest.size;
       results.push({
@@ -61686,12 +62277,48 @@ async function publish(options) {
         `${ref2} ${image.manifest.digest} built and uploaded (${formatBytes(size)} in ${formatDuration(seconds)})`
       );
     };
+    const attachOnly = async (arch2, i) => {
+      if (failure2) return;
+      throwIfAborted(signal);
+      const repository = repositoryOf(plan, arch2);
+      const subject = existing.get(tagKey(repository, arch2.tag));
+      const unitDir = join9(
+        workDir,
+        `${toBuild.length + i}-${arch2.flavor.variant}-${arch2.architecture}-attachments`
+      );
+      const prepared = await building.run(async () => {
+        if (failure2) return void 0;
+        const artifacts = await options.source.fetch(
+          arch2.flavor,
+          arch2.architecture,
+          unitDir,
+          logger2,
+          signal,
+          "attachments"
+        );
+        return prepareAttachments({
+          files: artifacts.files,
+          base: artifacts.base,
+          subject,
+          wanted,
+          annotations: archImageAnnotations(options, artifacts.base),
+          keepIn: join9(attachmentsDir, `${toBuild.length + i}`)
+        });
+      });
+      if (!prepared) return;
+      toAttachNow.push({ arch: arch2, subject, prepared });
+      await rm8(unitDir, { recursive: true, force: true });
+    };
+    const units = [
+      ...toBuild.map((arch2, i) => () => buildAndUpload(arch2, i)),
+      ...toAttach.map((arch2, i) => () => attachOnly(arch2, i))
+    ];
     await logger2.group(
-      tester ? "Fetch, build, upload and boot-test arch images" : "Fetch, build and upload arch images",
+      toBuild.length === 0 ? "Fetch the attachments of published arch images" : tester ? "Fetch, build, upload and boot-test arch images" : "Fetch, build and upload arch images",
       async () => {
         await Promise.all(
-          toBuild.map(
-            (arch2, i) => onDisk.run(() => buildAndUpload(arch2, i)).catch((error2) => {
+          units.map(
+            (unit) => onDisk.run(unit).catch((error2) => {
               failure2 ??= { error: error2 };
             })
           )
@@ -61699,231 +62326,54 @@ async function publish(options) {
         if (failure2) throw failure2.error;
       }
     );
-    await logger2.group("Write arch image tags", async () => {
-      for (const { repository, tag, manifest } of pending.filter((p) => p !== void 0)) {
-        for (const store of options.stores)
-          await store.repository(repository).pushManifest(manifest, [tag], signal);
-        logger2.info(`${reference(repository, tag)} ${manifest.digest}`);
-      }
-    });
-    await logger2.group("Write indexes", async () => {
-      for (const image of plan.images) {
-        const combinedEntries = [];
-        for (const variant of image.variants) {
-          const entries = variant.arches.map((arch2) => ({
-            manifest: childOf(image, arch2.tag, built, existing),
-            architecture: arch2.architecture,
-            annotations: {
-              [ANNOTATION.variant]: ironCoreVariantOf(variant.flavor.variant),
-              [ANNOTATION.architecture]: arch2.architecture
-            }
-          }));
-          combinedEntries.push(...entries);
-          const index = buildIndex(entries, indexAnnotations(options, image, [variant.flavor]));
-          await writeIndex(image, variant.tag, index, "variant");
-          built.set(key(image.repository, variant.tag), index);
-        }
-        if (image.combinedTag) {
-          const index = buildIndex(
-            combinedEntries,
-            indexAnnotations(
-              options,
-              image,
-              image.variants.map((v) => v.flavor)
-            )
-          );
-          await writeIndex(image, image.combinedTag, index, "combined");
-        }
-      }
-    });
+    if (toAttachNow.some((t) => t.prepared.length > 0) && pushers.length > 0)
+      await logger2.group(`Attach ${wanted.join(", ")} as OCI referrers`, async () => {
+        toAttachNow.sort((a, b) => archImages(plan).indexOf(a.arch) - archImages(plan).indexOf(b.arch));
+        await mapLimit(toAttachNow, concurrency, attachOne);
+      });
+    await rm8(attachmentsDir, { recursive: true, force: true });
+    await writeArchTags(
+      tagSettings,
+      pending.filter((p) => p !== void 0)
+    );
+    const indexes = await writeIndexes(tagSettings, digests);
+    results.push(...indexes.map((w) => ({ ...w, bytesUploaded: 0 })));
   } finally {
     if (!options.workDir) await rm8(workDir, { recursive: true, force: true });
-  }
-  async function writeIndex(image, tag, index, kind) {
-    const ref2 = reference(image.repository, tag);
-    digests[ref2] = index.digest;
-    const before = existing.get(key(image.repository, tag));
-    if (before?.digest === index.digest && !options.force && options.stores.every((s) => s === checkStore)) {
-      logger2.info(`${ref2} already names ${index.digest}`);
-      return;
-    }
-    const started = performance.now();
-    for (const store of options.stores)
-      await store.repository(image.repository).pushManifest(index, [tag], signal);
-    results.push({
-      reference: ref2,
-      digest: index.digest,
-      size: index.size,
-      seconds: (performance.now() - started) / 1e3,
-      bytesUploaded: 0,
-      kind
-    });
-    logger2.info(`${ref2} ${index.digest}`);
   }
   const bytesUploaded = options.stores.reduce((n, s) => n + s.stats.bytesUploaded, 0) - bytesBefore;
   for (const t of allTags) {
     const ref2 = reference(t.repository, t.tag);
-    digests[ref2] ??= existing.get(key(t.repository, t.tag))?.digest ?? "";
+    digests[ref2] ??= existing.get(tagKey(t.repository, t.tag))?.digest ?? "";
   }
   const ordered = allTags.map((t) => reference(t.repository, t.tag));
+  const finalDigests = Object.fromEntries(ordered.filter((r) => digests[r]).map((r) => [r, digests[r]]));
   return {
     version,
     published: options.stores.length > 0,
     ...options.stores.length === 0 ? { skippedReason: "dry-run" } : {},
     tags: ordered,
-    digests: Object.fromEntries(ordered.filter((r) => digests[r]).map((r) => [r, digests[r]])),
+    digests: finalDigests,
+    references: imageReferences(
+      plan,
+      reference,
+      finalDigests,
+      new Set(options.stores.length > 0 ? results.map((r) => r.reference) : []),
+      attached
+    ),
     images: results,
     bytesUploaded,
     bootTests: tester?.records ?? []
   };
 }
-function key(repository, tag) {
-  return `${repository}:${tag}`;
+function describeArch(a) {
+  return `${flavorKey(a.flavor)}/${a.architecture}`;
 }
 function archImages(plan) {
   return plan.images.flatMap((i) => i.variants.flatMap((v) => v.arches));
 }
 function repositoryOf(plan, arch2) {
   return plan.images.find((i) => i.image === arch2.flavor.image).repository;
-}
-function childOf(image, tag, built, existing) {
-  const found = built.get(key(image.repository, tag)) ?? existing.get(key(image.repository, tag));
-  if (!found) throw new Error(`internal: ${image.repository}:${tag} is neither built nor published`);
-  return found;
-}
-async function findExisting(plan, checkStore, stores, logger2, signal) {
-  const found = /* @__PURE__ */ new Map();
-  if (!checkStore) return found;
-  const rows = planTags(plan);
-  await mapLimit(rows, 8, async (row) => {
-    const manifest = await checkStore.repository(row.repository).getManifest(row.tag, signal);
-    if (!manifest) return;
-    for (const other of stores) {
-      if (other === checkStore) continue;
-      if (await other.repository(row.repository).resolveTag(row.tag, signal) !== manifest.digest) return;
-    }
-    found.set(key(row.repository, row.tag), {
-      digest: manifest.digest,
-      mediaType: manifest.mediaType,
-      size: manifest.bytes.length
-    });
-  });
-  logger2.info(`${found.size} of ${rows.length} tags exist in ${checkStore.description}`);
-  return found;
-}
-function indexAnnotations(options, image, flavors) {
-  const release = options.source.release;
-  const variants = [...new Set(flavors.map((f) => f.variant))].join(" and ");
-  const description = options.description ?? `Garden Linux ${release.version} as an IronCore OS image (${variants}, ${options.architectures.join(" and ")})`;
-  return {
-    ...releaseAnnotations(options),
-    [ANNOTATION.title]: `${image.image} ${release.version}`,
-    [ANNOTATION.description]: description.slice(0, 512)
-  };
-}
-function releaseAnnotations(options) {
-  const release = options.source.release;
-  return {
-    [ANNOTATION.version]: release.version,
-    ...release.url ? { [ANNOTATION.source]: release.url } : {},
-    ...release.publishedAt ? { [ANNOTATION.created]: release.publishedAt } : {},
-    ...release.commit ? { [ANNOTATION.revision]: release.commit } : {},
-    "io.gardenlinux.version": release.version,
-    ...release.commit ? { "io.gardenlinux.commit": release.commit } : {},
-    ...options.annotations
-  };
-}
-async function buildArchImageFor(arch2, dir, options) {
-  const { flavor, architecture } = arch2;
-  const { logger: logger2, signal } = options;
-  const artifacts = await options.source.fetch(flavor, architecture, dir, logger2, signal);
-  const layer = (role, file, title2, what) => {
-    if (!file) {
-      throw new PublishError(
-        `${artifacts.base}: the archive holds no ${what}; cannot build the ${flavor.variant} image`
-      );
-    }
-    const label = `${artifacts.base} ${title2}`;
-    const blob = file.dataExtents ? sparseFileBlob(file.path, file.digest, file.size, file.dataExtents, label) : fileBlob(file.path, file.digest, file.size, label);
-    return { role, blob, title: title2 };
-  };
-  const annotations = { ...releaseAnnotations(options), "io.gardenlinux.cname": artifacts.base };
-  const commandLine = commandLineFor(flavor.cmdline, architecture);
-  const title = `${flavor.image} ${options.source.release.version} ${flavor.variant} ${architecture}`;
-  if (flavor.variant === "kvm") {
-    const image2 = buildArchImage({
-      architecture,
-      variant: ironCoreVariantOf(flavor.variant),
-      title,
-      ...commandLine !== void 0 ? { commandLine } : {},
-      layers: [layer("rootfs", artifacts.files.raw, "rootfs.raw", "disk image (.raw)")],
-      annotations
-    });
-    return { image: image2, bootFiles: { disk: artifacts.files.raw.path }, commandLine };
-  }
-  const layers = metalLayers(artifacts, layer);
-  const ukiInput = await buildMetalUki(artifacts, arch2, dir, options);
-  layers.push({
-    role: "uki",
-    blob: fileBlob(ukiInput.path, ukiInput.digest, ukiInput.size, `${artifacts.base} uki`),
-    title: "uki.efi"
-  });
-  throwIfAborted(signal);
-  const image = buildArchImage({
-    architecture,
-    variant: ironCoreVariantOf(flavor.variant),
-    title,
-    ...commandLine !== void 0 ? { commandLine } : {},
-    layers,
-    annotations
-  });
-  const { files } = artifacts;
-  const bootFiles = { uki: ukiInput.path };
-  if (files.kernel) bootFiles.kernel = files.kernel.path;
-  if (files.initrd) bootFiles.initramfs = files.initrd.path;
-  if (files.squashfs) bootFiles.squashfs = files.squashfs.path;
-  return { image, bootFiles, commandLine };
-}
-function metalLayers(artifacts, layer) {
-  return [
-    layer("squashfs", artifacts.files.squashfs, "root.squashfs", "root.squashfs"),
-    layer("initramfs", artifacts.files.initrd, "initrd", "initrd"),
-    layer("kernel", artifacts.files.kernel, "vmlinuz", "kernel (vmlinuz)")
-  ];
-}
-async function buildMetalUki(artifacts, arch2, dir, options) {
-  const { files } = artifacts;
-  if (!files.kernel || !files.initrd || !files.squashfs) {
-    throw new PublishError(`${artifacts.base}: the PXE archive lacks vmlinuz, initrd or root.squashfs`);
-  }
-  if (!files.efiStub) {
-    throw new PublishError(
-      `${artifacts.base}: the rootfs tarball holds no EFI stub for ${arch2.architecture}; cannot build the UKI`
-    );
-  }
-  const cmdline = commandLineFor(arch2.flavor.ukiCmdline ?? arch2.flavor.cmdline, arch2.architecture) ?? "";
-  const initrdUki = await embeddedInitrdSource({
-    initrd: files.initrd.path,
-    squashfs: files.squashfs.path,
-    ...options.signal ? { signal: options.signal } : {}
-  });
-  const uki = await buildUki({
-    builder: options.ukiBuilder,
-    kernel: files.kernel.path,
-    initrd: initrdUki,
-    stub: files.efiStub.path,
-    arch: arch2.architecture,
-    cmdline,
-    ...files.release ? { osRelease: files.release.path } : {},
-    output: join7(dir, "uki.efi"),
-    logger: options.logger,
-    ...options.signal ? { signal: options.signal } : {},
-    ...options.installUkify ? { installUkify: true } : {},
-    // Hashed while written: ukify's output is checked against it without reading the kernel again.
-    inputDigests: { kernel: files.kernel.digest }
-  });
-  options.logger.info(`${artifacts.base}: UKI built with ${uki.builder} (${formatBytes(uki.size)})`);
-  return uki;
 }
 function summaryRows(result) {
   return result.images.map((i) => [
@@ -61938,7 +62388,7 @@ function summaryRows(result) {
 // src/pipeline/run.ts
 import { mkdtemp as mkdtemp3 } from "node:fs/promises";
 import { tmpdir as tmpdir3 } from "node:os";
-import { join as join12, resolve as resolvePath } from "node:path";
+import { join as join14, resolve as resolvePath } from "node:path";
 
 // node_modules/universal-user-agent/index.js
 function getUserAgent() {
@@ -62075,8 +62525,8 @@ function lowercaseKeys(object) {
   if (!object) {
     return {};
   }
-  return Object.keys(object).reduce((newObj, key2) => {
-    newObj[key2.toLowerCase()] = object[key2];
+  return Object.keys(object).reduce((newObj, key) => {
+    newObj[key.toLowerCase()] = object[key];
     return newObj;
   }, {});
 }
@@ -62090,20 +62540,20 @@ function isPlainObject(value) {
 }
 function mergeDeep(defaults, options) {
   const result = Object.assign({}, defaults);
-  Object.keys(options).forEach((key2) => {
-    if (isPlainObject(options[key2])) {
-      if (!(key2 in defaults)) Object.assign(result, { [key2]: options[key2] });
-      else result[key2] = mergeDeep(defaults[key2], options[key2]);
+  Object.keys(options).forEach((key) => {
+    if (isPlainObject(options[key])) {
+      if (!(key in defaults)) Object.assign(result, { [key]: options[key] });
+      else result[key] = mergeDeep(defaults[key], options[key]);
     } else {
-      Object.assign(result, { [key2]: options[key2] });
+      Object.assign(result, { [key]: options[key] });
     }
   });
   return result;
 }
 function removeUndefinedProperties(obj) {
-  for (const key2 in obj) {
-    if (obj[key2] === void 0) {
-      delete obj[key2];
+  for (const key in obj) {
+    if (obj[key] === void 0) {
+      delete obj[key];
     }
   }
   return obj;
@@ -62155,9 +62605,9 @@ function extractUrlVariableNames(url) {
 }
 function omit(object, keysToOmit) {
   const result = { __proto__: null };
-  for (const key2 of Object.keys(object)) {
-    if (keysToOmit.indexOf(key2) === -1) {
-      result[key2] = object[key2];
+  for (const key of Object.keys(object)) {
+    if (keysToOmit.indexOf(key) === -1) {
+      result[key] = object[key];
     }
   }
   return result;
@@ -62175,10 +62625,10 @@ function encodeUnreserved(str) {
     return "%" + c.charCodeAt(0).toString(16).toUpperCase();
   });
 }
-function encodeValue(operator, value, key2) {
+function encodeValue(operator, value, key) {
   value = operator === "+" || operator === "#" ? encodeReserved(value) : encodeUnreserved(value);
-  if (key2) {
-    return encodeUnreserved(key2) + "=" + value;
+  if (key) {
+    return encodeUnreserved(key) + "=" + value;
   } else {
     return value;
   }
@@ -62189,8 +62639,8 @@ function isDefined(value) {
 function isKeyOperator(operator) {
   return operator === ";" || operator === "&" || operator === "?";
 }
-function getValues(context, operator, key2, modifier) {
-  var value = context[key2], result = [];
+function getValues(context, operator, key, modifier) {
+  var value = context[key], result = [];
   if (isDefined(value) && value !== "") {
     if (typeof value === "string" || typeof value === "number" || typeof value === "bigint" || typeof value === "boolean") {
       value = value.toString();
@@ -62198,14 +62648,14 @@ function getValues(context, operator, key2, modifier) {
         value = value.substring(0, parseInt(modifier, 10));
       }
       result.push(
-        encodeValue(operator, value, isKeyOperator(operator) ? key2 : "")
+        encodeValue(operator, value, isKeyOperator(operator) ? key : "")
       );
     } else {
       if (modifier === "*") {
         if (Array.isArray(value)) {
           value.filter(isDefined).forEach(function(value2) {
             result.push(
-              encodeValue(operator, value2, isKeyOperator(operator) ? key2 : "")
+              encodeValue(operator, value2, isKeyOperator(operator) ? key : "")
             );
           });
         } else {
@@ -62230,7 +62680,7 @@ function getValues(context, operator, key2, modifier) {
           });
         }
         if (isKeyOperator(operator)) {
-          result.push(encodeUnreserved(key2) + "=" + tmp.join(","));
+          result.push(encodeUnreserved(key) + "=" + tmp.join(","));
         } else if (tmp.length !== 0) {
           result.push(tmp.join(","));
         }
@@ -62239,10 +62689,10 @@ function getValues(context, operator, key2, modifier) {
   } else {
     if (operator === ";") {
       if (isDefined(value)) {
-        result.push(encodeUnreserved(key2));
+        result.push(encodeUnreserved(key));
       }
     } else if (value === "" && (operator === "&" || operator === "?")) {
-      result.push(encodeUnreserved(key2) + "=");
+      result.push(encodeUnreserved(key) + "=");
     } else if (value === "") {
       result.push("");
     }
@@ -62467,7 +62917,7 @@ function parseParameters(header, type, index, len, stopFlags) {
       if (code === EQ) {
         const keyEnd = keyWhitespace === -1 ? index : keyWhitespace;
         const value = header.slice(keyStart, keyEnd);
-        const key2 = (keyFlags & CASE_FLAGS) === 0 ? value : value.toLowerCase();
+        const key = (keyFlags & CASE_FLAGS) === 0 ? value : value.toLowerCase();
         index++;
         while ((CHAR_MAP[header.charCodeAt(index)] & OWS) !== 0) {
           index++;
@@ -62478,8 +62928,8 @@ function parseParameters(header, type, index, len, stopFlags) {
           while (index < len) {
             const code2 = header.charCodeAt(index);
             if (code2 === DQUOTE) {
-              if (parameters[key2] === void 0) {
-                parameters[key2] = escaped ? unescapeQuotedPairs(header, quotedStart, index) : header.slice(quotedStart, index);
+              if (parameters[key] === void 0) {
+                parameters[key] = escaped ? unescapeQuotedPairs(header, quotedStart, index) : header.slice(quotedStart, index);
               }
               index++;
               let stop2 = 0;
@@ -62523,9 +62973,9 @@ function parseParameters(header, type, index, len, stopFlags) {
           }
           index++;
         }
-        if (parameters[key2] === void 0) {
+        if (parameters[key] === void 0) {
           const valueEnd = valueWhitespace === -1 ? index : valueWhitespace;
-          parameters[key2] = header.slice(valueStart, valueEnd);
+          parameters[key] = header.slice(valueStart, valueEnd);
         }
         if (stop !== 0)
           break parameter;
@@ -62573,11 +63023,11 @@ var stringifyIteratively = (rootValue, replacer, spaceParam) => {
   }
   const isFunctionReplacer = typeof replacer === "function";
   const propertyList = Array.isArray(replacer) ? new Set(replacer.map(String)) : null;
-  const prepareVal = (parent, key2, val) => {
+  const prepareVal = (parent, key, val) => {
     const isObject = val !== null && typeof val === "object";
     const hasToJSON = isObject && typeof val.toJSON === "function";
     if (hasToJSON) {
-      val = val.toJSON(key2);
+      val = val.toJSON(key);
     }
     const isNoise = typeof val === "string" && noiseValue.test(val);
     if (isNoise) return val + "n";
@@ -62588,7 +63038,7 @@ var stringifyIteratively = (rootValue, replacer, spaceParam) => {
       return val.toString() + "n";
     }
     if (isFunctionReplacer) {
-      val = replacer.call(parent, key2, val);
+      val = replacer.call(parent, key, val);
     }
     const isPostReplacerObject = val !== null && typeof val === "object";
     if (isPostReplacerObject) {
@@ -62725,11 +63175,11 @@ var JSONStringify = (value, replacer, space) => {
     if (supportsRawJSON) {
       return originalStringify(
         value,
-        (key2, val) => {
+        (key, val) => {
           if (typeof val === "bigint") return JSON.rawJSON(val.toString());
           const hasFunctionReplacer = typeof replacer === "function";
-          if (hasFunctionReplacer) return replacer(key2, val);
-          const isKeyInArrayReplacer = Array.isArray(replacer) && replacer.includes(key2);
+          if (hasFunctionReplacer) return replacer(key, val);
+          const isKeyInArrayReplacer = Array.isArray(replacer) && replacer.includes(key);
           if (isKeyInArrayReplacer) return val;
           return val;
         },
@@ -62739,13 +63189,13 @@ var JSONStringify = (value, replacer, space) => {
     if (!value) return originalStringify(value, replacer, space);
     const convertedToCustomJSON = originalStringify(
       value,
-      (key2, val) => {
+      (key, val) => {
         const isNoise = typeof val === "string" && noiseValue.test(val);
         if (isNoise) return val.toString() + "n";
         if (typeof val === "bigint") return val.toString() + "n";
         const hasFunctionReplacer = typeof replacer === "function";
-        if (hasFunctionReplacer) return replacer(key2, val);
-        const isKeyInArrayReplacer = Array.isArray(replacer) && replacer.includes(key2);
+        if (hasFunctionReplacer) return replacer(key, val);
+        const isKeyInArrayReplacer = Array.isArray(replacer) && replacer.includes(key);
         if (isKeyInArrayReplacer) return val;
         return val;
       },
@@ -62787,17 +63237,17 @@ var isContextSourceSupported = () => {
     return false;
   }
 };
-var convertMarkedBigIntsReviver = (key2, value, context, userReviver) => {
+var convertMarkedBigIntsReviver = (key, value, context, userReviver) => {
   const isCustomFormatBigInt = typeof value === "string" && customFormat.test(value);
   if (isCustomFormatBigInt) return BigInt(value.slice(0, -1));
   const isNoiseValue = typeof value === "string" && noiseValue.test(value);
   if (isNoiseValue) return value.slice(0, -1);
   const hasUserReviver = typeof userReviver === "function";
   if (!hasUserReviver) return value;
-  return userReviver(key2, value, context);
+  return userReviver(key, value, context);
 };
 var JSONParseV2 = (text, reviver) => {
-  return JSON.parse(text, (key2, value, context) => {
+  return JSON.parse(text, (key, value, context) => {
     const isNumber = typeof value === "number";
     const isOutOfBounds = value > Number.MAX_SAFE_INTEGER || value < Number.MIN_SAFE_INTEGER;
     const isBigNumber = isNumber && isOutOfBounds;
@@ -62806,7 +63256,7 @@ var JSONParseV2 = (text, reviver) => {
     if (isBigInt) return BigInt(context.source);
     const hasCustomReviver = typeof reviver === "function";
     if (!hasCustomReviver) return value;
-    return reviver(key2, value, context);
+    return reviver(key, value, context);
   });
 };
 var MAX_INT = Number.MAX_SAFE_INTEGER.toString();
@@ -62829,8 +63279,8 @@ var applyReviverIteratively = (parsed, userReviver) => {
         }
       }
     } else {
-      const { parent, key: key2 } = node;
-      let value = parent[key2];
+      const { parent, key } = node;
+      let value = parent[key];
       if (typeof value === "string") {
         const isCustomFormatBigInt = customFormat.test(value);
         if (isCustomFormatBigInt) {
@@ -62842,13 +63292,13 @@ var applyReviverIteratively = (parsed, userReviver) => {
       }
       const hasUserReviver = typeof userReviver === "function";
       if (hasUserReviver) {
-        value = userReviver.call(parent, key2, value);
+        value = userReviver.call(parent, key, value);
       }
       const isDeleted = value === void 0;
       if (isDeleted) {
-        delete parent[key2];
+        delete parent[key];
       } else {
-        parent[key2] = value;
+        parent[key] = value;
       }
       stack.pop();
     }
@@ -62877,7 +63327,7 @@ var JSONParse = (text, reviver) => {
     const serializedData = serializeBigInts(text);
     return originalParse(
       serializedData,
-      (key2, value, context) => convertMarkedBigIntsReviver(key2, value, context, reviver)
+      (key, value, context) => convertMarkedBigIntsReviver(key, value, context, reviver)
     );
   } catch (error2) {
     if (error2 instanceof RangeError) {
@@ -62997,8 +63447,8 @@ async function fetchWrapper(requestOptions) {
   const status = fetchResponse.status;
   const url = fetchResponse.url;
   const responseHeaders = {};
-  for (const [key2, value] of fetchResponse.headers) {
-    responseHeaders[key2] = value;
+  for (const [key, value] of fetchResponse.headers) {
+    responseHeaders[key] = value;
   }
   const octokitResponse = {
     url,
@@ -63154,11 +63604,11 @@ function graphql(request22, query, options) {
         new Error(`[@octokit/graphql] "query" cannot be used as variable name`)
       );
     }
-    for (const key2 in options) {
-      if (!FORBIDDEN_VARIABLE_OPTIONS.includes(key2)) continue;
+    for (const key in options) {
+      if (!FORBIDDEN_VARIABLE_OPTIONS.includes(key)) continue;
       return Promise.reject(
         new Error(
-          `[@octokit/graphql] "${key2}" cannot be used as variable name`
+          `[@octokit/graphql] "${key}" cannot be used as variable name`
         )
       );
     }
@@ -63166,15 +63616,15 @@ function graphql(request22, query, options) {
   const parsedOptions = typeof query === "string" ? Object.assign({ query }, options) : query;
   const requestOptions = Object.keys(
     parsedOptions
-  ).reduce((result, key2) => {
-    if (NON_VARIABLE_OPTIONS.includes(key2)) {
-      result[key2] = parsedOptions[key2];
+  ).reduce((result, key) => {
+    if (NON_VARIABLE_OPTIONS.includes(key)) {
+      result[key] = parsedOptions[key];
       return result;
     }
     if (!result.variables) {
       result.variables = {};
     }
-    result.variables[key2] = parsedOptions[key2];
+    result.variables[key] = parsedOptions[key];
     return result;
   }, {});
   const baseUrl = parsedOptions.baseUrl || request22.endpoint.DEFAULTS.baseUrl;
@@ -63184,8 +63634,8 @@ function graphql(request22, query, options) {
   return request22(requestOptions).then((response) => {
     if (response.data.errors) {
       const headers = {};
-      for (const key2 of Object.keys(response.headers)) {
-        headers[key2] = response.headers[key2];
+      for (const key of Object.keys(response.headers)) {
+        headers[key] = response.headers[key];
       }
       throw new GraphqlResponseError(
         requestOptions,
@@ -66381,7 +66831,7 @@ function levenshtein(a, b) {
 
 // src/gardenlinux/fetch.ts
 import { createHash as createHash6 } from "node:crypto";
-import { mkdir as mkdir4, stat as stat8 } from "node:fs/promises";
+import { mkdir as mkdir5, stat as stat8 } from "node:fs/promises";
 
 // src/gardenlinux/download.ts
 var import_undici2 = __toESM(require_undici2(), 1);
@@ -66947,13 +67397,13 @@ async function* readTar(source, options) {
 
 // src/gardenlinux/unpack.ts
 import { rm as rm10, rmdir as rmdir2 } from "node:fs/promises";
-import { join as join8, posix as posix2 } from "node:path";
+import { join as join10, posix as posix2 } from "node:path";
 import { Readable as Readable2 } from "node:stream";
 import { createGunzip as createGunzip2 } from "node:zlib";
 
 // src/gardenlinux/tar/sparse.ts
 import { createHash as createHash5 } from "node:crypto";
-import { open as open7, rename as rename5, rm as rm9 } from "node:fs/promises";
+import { open as open7, rename as rename6, rm as rm9 } from "node:fs/promises";
 var ZEROS2 = Buffer.alloc(1024 * 1024);
 async function writeSparseFileAtomic(path, body, options) {
   const temp = temporaryPathFor(path);
@@ -67011,7 +67461,7 @@ async function writeSparseFileAtomic(path, body, options) {
     await writer.close();
     await fh.truncate(options.size);
     await fh.close();
-    await rename5(temp, path);
+    await rename6(temp, path);
     return { path, digest: `sha256:${hash.digest("hex")}`, size: options.size, dataExtents: extents };
   } catch (error2) {
     await fh.close().catch(() => {
@@ -67072,14 +67522,14 @@ async function unpackFlavorTar(tar, options) {
   const seen = [];
   let sawPxe = false;
   let sawRootfs = false;
-  const claim = (key2, name) => {
-    if (files[key2]) throw new PublishError(`${label}: member ${name} appears twice`);
-    const path = join8(dir, name);
+  const claim = (key, name) => {
+    if (files[key]) throw new PublishError(`${label}: member ${name} appears twice`);
+    const path = join10(dir, name);
     options.written.push(path);
     return path;
   };
-  const plain = async (key2, name, m) => {
-    files[key2] = await writeFileAtomic(claim(key2, name), m.body, {
+  const plain = async (key, name, m) => {
+    files[key] = await writeFileAtomic(claim(key, name), m.body, {
       expectedSize: m.entry.size,
       ...signal ? { signal } : {}
     });
@@ -67093,6 +67543,7 @@ async function unpackFlavorTar(tar, options) {
     const name = posix2.basename(entry.name);
     if (!name.startsWith(`${base}.`)) continue;
     const ext = name.slice(base.length);
+    if (options.attachmentsOnly && ![".release", ".manifest", ".sbom"].includes(ext)) continue;
     switch (ext) {
       case ".raw":
         if (kind !== "kvm") break;
@@ -67126,6 +67577,7 @@ async function unpackFlavorTar(tar, options) {
     }
   }
   const missing = [];
+  if (options.attachmentsOnly) return result;
   if (kind === "kvm" && !files.raw) missing.push(`${base}.raw`);
   if (kind === "metal") {
     if (!sawPxe) missing.push(`${base}.pxe.tar.gz`);
@@ -67162,12 +67614,12 @@ async function unpackPxe(m, options, files, result) {
       result.cmdline = (await readSmall(inner.body, MAX_CMDLINE, `${label}: cmdline`)).replace(/\s+$/, "");
       continue;
     }
-    const key2 = names[name];
-    if (!key2) continue;
-    if (files[key2]) throw new PublishError(`${label}: member ${name} appears twice`);
-    const path = join8(options.dir, name);
+    const key = names[name];
+    if (!key) continue;
+    if (files[key]) throw new PublishError(`${label}: member ${name} appears twice`);
+    const path = join10(options.dir, name);
     options.written.push(path);
-    files[key2] = await writeFileAtomic(path, inner.body, {
+    files[key] = await writeFileAtomic(path, inner.body, {
       expectedSize: inner.entry.size,
       ...options.signal ? { signal: options.signal } : {}
     });
@@ -67181,7 +67633,7 @@ async function extractStub(m, options, files) {
     if (inner.entry.type !== "file") {
       throw new PublishError(`${label}: ${wanted} is a ${inner.entry.type}, not a regular file`);
     }
-    const path = join8(options.dir, efiStubName(options.arch));
+    const path = join10(options.dir, efiStubName(options.arch));
     options.written.push(path);
     files.efiStub = await writeFileAtomic(path, inner.body, options.signal ? { signal: options.signal } : {});
     break;
@@ -67335,7 +67787,7 @@ async function unpackFromSource(options) {
   const written = [];
   const started = performance.now();
   try {
-    await mkdir4(options.dir, { recursive: true });
+    await mkdir5(options.dir, { recursive: true });
     const hash = createHash6("sha256");
     let compressed = 0;
     const download = options.open(controller.signal);
@@ -67362,7 +67814,8 @@ async function unpackFromSource(options) {
       budget: new Budget(limits),
       logger: logger2,
       signal: controller.signal,
-      written
+      written,
+      ...options.attachmentsOnly ? { attachmentsOnly: true } : {}
     });
     const digest = `sha256:${hash.digest("hex")}`;
     if (compressed !== asset.size) {
@@ -67398,8 +67851,8 @@ async function unpackFromSource(options) {
 
 // src/oci/layout/store.ts
 import { createReadStream as createReadStream6 } from "node:fs";
-import { link, mkdir as mkdir5, readFile as readFile5, rename as rename6, stat as stat9, writeFile as writeFile5, copyFile as copyFile3, rm as rm11 } from "node:fs/promises";
-import { join as join9 } from "node:path";
+import { link, mkdir as mkdir6, readFile as readFile6, rename as rename7, stat as stat9, writeFile as writeFile5, copyFile as copyFile3, rm as rm11 } from "node:fs/promises";
+import { join as join11 } from "node:path";
 
 // src/oci/store.ts
 function emptyStats() {
@@ -67418,7 +67871,7 @@ function createLayoutStore(root) {
       validateRepositoryName(name);
       let repo = repositories.get(name);
       if (!repo) {
-        repo = new LayoutRepository(join9(root, name), stats, (other) => join9(root, other));
+        repo = new LayoutRepository(join11(root, name), stats, (other) => join11(root, other));
         repositories.set(name, repo);
       }
       return repo;
@@ -67445,15 +67898,15 @@ var LayoutRepository = class {
   indexLock;
   refName;
   blobPath(digest, dir = this.dir) {
-    return join9(dir, "blobs", "sha256", digestHex(digest));
+    return join11(dir, "blobs", "sha256", digestHex(digest));
   }
   init() {
     this.ready ??= (async () => {
-      await mkdir5(join9(this.dir, "blobs", "sha256"), { recursive: true });
-      if (!await exists3(join9(this.dir, "oci-layout"))) {
-        await writeAtomic(join9(this.dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
+      await mkdir6(join11(this.dir, "blobs", "sha256"), { recursive: true });
+      if (!await exists3(join11(this.dir, "oci-layout"))) {
+        await writeAtomic(join11(this.dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
       }
-      if (!await exists3(join9(this.dir, "index.json"))) {
+      if (!await exists3(join11(this.dir, "index.json"))) {
         await this.writeIndex({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [] });
       }
     })();
@@ -67516,14 +67969,51 @@ var LayoutRepository = class {
           annotations: { [REF_NAME]: name }
         });
       }
-      kept.sort((a, b) => (a.annotations?.[REF_NAME] ?? "").localeCompare(b.annotations?.[REF_NAME] ?? ""));
-      return { ...index, manifests: kept };
+      return { ...index, manifests: sortIndexEntries(kept) };
     });
+  }
+  /**
+   * Referrers in a layout are what the image-layout spec calls auxiliary descriptors: untagged index.json entries
+   * carrying the artifactType and annotations (as oras keeps them), found again by their manifests' `subject`.
+   */
+  async pushReferrers(_subject, artifacts) {
+    await this.init();
+    for (const artifact of artifacts) {
+      const path = this.blobPath(artifact.digest);
+      if (await sizeOf2(path) !== artifact.size) await writeAtomic(path, artifact.bytes);
+      this.stats.manifestsPushed++;
+    }
+    const entries = artifacts.map((a) => referrerEntryOf(a).entry);
+    await this.updateIndex((index) => {
+      const digests = new Set(entries.map((e) => e.digest));
+      const kept = index.manifests.filter((d) => d.annotations?.[REF_NAME] || !digests.has(d.digest));
+      return { ...index, manifests: sortIndexEntries([...kept, ...entries]) };
+    });
+    return "layout";
+  }
+  async listReferrers(subject) {
+    const found = [];
+    for (const entry of (await this.readIndex())?.manifests ?? []) {
+      if (entry.annotations?.[REF_NAME]) continue;
+      const bytes = await readFile6(this.blobPath(entry.digest)).catch(() => void 0);
+      if (!bytes) continue;
+      try {
+        const { entry: descriptor, subject: of } = referrerEntryOf({
+          mediaType: entry.mediaType,
+          digest: entry.digest,
+          size: entry.size,
+          bytes
+        });
+        if (of === subject) found.push(descriptor);
+      } catch {
+      }
+    }
+    return found;
   }
   async getManifest(tagOrDigest) {
     const descriptor = await this.find(tagOrDigest);
     if (!descriptor) return void 0;
-    const bytes = await readFile5(this.blobPath(descriptor.digest)).catch(() => void 0);
+    const bytes = await readFile6(this.blobPath(descriptor.digest)).catch(() => void 0);
     if (!bytes) return void 0;
     let mediaType = descriptor.mediaType;
     if (!mediaType) {
@@ -67545,7 +68035,7 @@ var LayoutRepository = class {
   }
   async readBlob(digest) {
     try {
-      const bytes = await readFile5(this.blobPath(digest));
+      const bytes = await readFile6(this.blobPath(digest));
       if (sha256Digest(bytes) !== digest)
         throw new PublishError(`blob ${digest} in ${this.location} is corrupt`);
       return bytes;
@@ -67570,16 +68060,16 @@ var LayoutRepository = class {
   }
   async readIndex() {
     try {
-      return JSON.parse(await readFile5(join9(this.dir, "index.json"), "utf8"));
+      return JSON.parse(await readFile6(join11(this.dir, "index.json"), "utf8"));
     } catch (error2) {
       if (error2.code === "ENOENT") return void 0;
       throw new PublishError(
-        `${join9(this.dir, "index.json")} is not a valid OCI layout index: ${String(error2)}`
+        `${join11(this.dir, "index.json")} is not a valid OCI layout index: ${String(error2)}`
       );
     }
   }
   writeIndex(index) {
-    return writeAtomic(join9(this.dir, "index.json"), canonicalJson(index));
+    return writeAtomic(join11(this.dir, "index.json"), canonicalJson(index));
   }
   /** Read-modify-write of index.json, serialized with every other view of this layout. */
   updateIndex(change) {
@@ -67596,6 +68086,12 @@ var LayoutRepository = class {
     return next;
   }
 };
+function sortIndexEntries(entries) {
+  const name = (d) => d.annotations?.[REF_NAME] ?? "";
+  return entries.sort(
+    (a, b) => name(a).localeCompare(name(b)) || (a.digest < b.digest ? -1 : a.digest > b.digest ? 1 : 0)
+  );
+}
 async function exists3(path) {
   return await sizeOf2(path) !== void 0;
 }
@@ -67610,7 +68106,7 @@ async function writeAtomic(path, data) {
   const temp = temporaryPathFor(path);
   try {
     await writeFile5(temp, data);
-    await rename6(temp, path);
+    await rename7(temp, path);
   } catch (error2) {
     await rm11(temp, { force: true });
     throw error2;
@@ -67620,7 +68116,7 @@ async function linkOrCopy(source, target) {
   const temp = temporaryPathFor(target);
   try {
     await link(source, temp).catch(() => copyFile3(source, temp));
-    await rename6(temp, target);
+    await rename7(temp, target);
   } catch (error2) {
     await rm11(temp, { force: true });
     throw error2;
@@ -67628,8 +68124,8 @@ async function linkOrCopy(source, target) {
 }
 
 // src/oci/layout/local.ts
-import { readdir as readdir3, readFile as readFile6, rm as rm12, stat as stat10 } from "node:fs/promises";
-import { join as join10 } from "node:path";
+import { readdir as readdir3, readFile as readFile7, rm as rm12, stat as stat10 } from "node:fs/promises";
+import { join as join12 } from "node:path";
 var REF_NAME2 = "org.opencontainers.image.ref.name";
 var LocalStore = class _LocalStore {
   constructor(root) {
@@ -67650,7 +68146,7 @@ var LocalStore = class _LocalStore {
       });
     }
     if (entries.includes("oci-layout")) {
-      const text = await readFile6(join10(root, "oci-layout"), "utf8").catch(() => "");
+      const text = await readFile7(join12(root, "oci-layout"), "utf8").catch(() => "");
       let version;
       try {
         version = JSON.parse(text).imageLayoutVersion;
@@ -67659,7 +68155,7 @@ var LocalStore = class _LocalStore {
       }
       if (version !== "1.0.0")
         throw new PublishError(
-          `${join10(root, "oci-layout")} is not an OCI image layout file (imageLayoutVersion 1.0.0)`
+          `${join12(root, "oci-layout")} is not an OCI image layout file (imageLayoutVersion 1.0.0)`
         );
     }
     return new _LocalStore(root);
@@ -67709,10 +68205,10 @@ var LocalStore = class _LocalStore {
     const name = formatReference({ ...target, tag: target.tag ?? "latest" });
     await this.any().updateIndex((index) => ({
       ...index,
-      manifests: [
+      manifests: sortIndexEntries([
         ...index.manifests.filter((d) => d.annotations?.[REF_NAME2] !== name),
         { ...found.descriptor, annotations: { ...found.descriptor.annotations, [REF_NAME2]: name } }
-      ].sort((a, b) => (a.annotations?.[REF_NAME2] ?? "").localeCompare(b.annotations?.[REF_NAME2] ?? ""))
+      ])
     }));
     return found.descriptor;
   }
@@ -67729,13 +68225,17 @@ var LocalStore = class _LocalStore {
     }));
     return this.collectGarbage();
   }
-  /** Deletes blobs that no index.json entry reaches through indexes and manifests. */
+  /**
+   * Deletes blobs that no tag reaches through indexes and manifests, and the referrers (untagged index.json
+   * entries with a `subject`) whose subject no tag reaches any more, with their blobs.
+   */
   async collectGarbage() {
     const reachable = /* @__PURE__ */ new Set();
+    const subjects = /* @__PURE__ */ new Map();
     const visit = async (d) => {
       if (reachable.has(d.digest)) return;
       reachable.add(d.digest);
-      const bytes = await readFile6(this.blobPath(d.digest)).catch(() => void 0);
+      const bytes = await readFile7(this.blobPath(d.digest)).catch(() => void 0);
       if (!bytes) return;
       let parsed;
       try {
@@ -67748,35 +68248,58 @@ var LocalStore = class _LocalStore {
       } else if (parsed.config && Array.isArray(parsed.layers)) {
         reachable.add(parsed.config.digest);
         for (const layer of parsed.layers) reachable.add(layer.digest);
-        if (parsed.subject) reachable.add(parsed.subject.digest);
       }
     };
-    const index = await this.any().readIndex();
-    for (const d of index?.manifests ?? []) await visit(d);
-    const dir = join10(this.root, "blobs", "sha256");
+    const repository = this.any();
+    const entries = (await repository.readIndex())?.manifests ?? [];
+    for (const d of entries) if (d.annotations?.[REF_NAME2]) await visit(d);
+    const untagged = entries.filter((d) => !d.annotations?.[REF_NAME2]);
+    for (const d of untagged) {
+      const bytes = await readFile7(this.blobPath(d.digest)).catch(() => void 0);
+      const subject = bytes ? subjectOf(bytes) : void 0;
+      if (subject) subjects.set(d.digest, subject);
+    }
+    const orphans = new Set(
+      untagged.filter((d) => subjects.has(d.digest) && !reachable.has(subjects.get(d.digest))).map((d) => d.digest)
+    );
+    if (orphans.size > 0)
+      await repository.updateIndex((index) => ({
+        ...index,
+        manifests: index.manifests.filter((d) => d.annotations?.[REF_NAME2] || !orphans.has(d.digest))
+      }));
+    for (const d of untagged) if (!orphans.has(d.digest)) await visit(d);
+    const dir = join12(this.root, "blobs", "sha256");
     let removed = 0;
     for (const hex of await readdir3(dir).catch(() => [])) {
       if (!/^[0-9a-f]{64}$/.test(hex) || reachable.has(`sha256:${hex}`)) continue;
-      await rm12(join10(dir, hex), { force: true });
+      await rm12(join12(dir, hex), { force: true });
       removed++;
     }
     return removed;
   }
   blobPath(digest) {
-    return join10(this.root, "blobs", "sha256", digestHex(digest));
+    return join12(this.root, "blobs", "sha256", digestHex(digest));
   }
   /** Bytes the store's blobs take (for `list`). */
   async size() {
-    const dir = join10(this.root, "blobs", "sha256");
+    const dir = join12(this.root, "blobs", "sha256");
     let total = 0;
     for (const hex of await readdir3(dir).catch(() => []))
-      total += await stat10(join10(dir, hex)).then(
+      total += await stat10(join12(dir, hex)).then(
         (s) => s.size,
         () => 0
       );
     return total;
   }
 };
+function subjectOf(bytes) {
+  try {
+    const digest = JSON.parse(bytes.toString("utf8")).subject?.digest;
+    return typeof digest === "string" ? digest : void 0;
+  } catch {
+    return void 0;
+  }
+}
 
 // src/oci/registry/blobs.ts
 import { Transform } from "node:stream";
@@ -67927,7 +68450,7 @@ var Authenticator = class {
       this.service = challenge.params.service;
       if (wasBearer && sentAuth) {
         const wanted = parseScopes(scopes);
-        for (const [key2, cached] of this.tokens) if (covers(cached.scopes, wanted)) this.tokens.delete(key2);
+        for (const [key, cached] of this.tokens) if (covers(cached.scopes, wanted)) this.tokens.delete(key);
       }
       const extra = challenge.params.scope ? challenge.params.scope.split(" ") : [];
       if (extra.some((s) => !covers(parseScopes(scopes), parseScopes([s])))) {
@@ -67967,11 +68490,11 @@ var Authenticator = class {
       if (cached.expiresAt > deadline && covers(cached.scopes, wanted)) return cached;
     }
     const all = [...scopes, ...this.extraScopes.get(scopeKey(scopes)) ?? []];
-    const key2 = scopeKey(all);
-    let pending = this.pending.get(key2);
+    const key = scopeKey(all);
+    let pending = this.pending.get(key);
     if (!pending) {
-      pending = this.requestToken(all).finally(() => this.pending.delete(key2));
-      this.pending.set(key2, pending);
+      pending = this.requestToken(all).finally(() => this.pending.delete(key));
+      this.pending.set(key, pending);
     }
     const token = await pending;
     if (token.expiresAt <= deadline) {
@@ -68119,8 +68642,8 @@ var NETWORK_CODES = {
 };
 function flattenHeaders(headers) {
   const out = {};
-  for (const [key2, value] of Object.entries(headers))
-    out[key2.toLowerCase()] = Array.isArray(value) ? value.join(", ") : value;
+  for (const [key, value] of Object.entries(headers))
+    out[key.toLowerCase()] = Array.isArray(value) ? value.join(", ") : value;
   return out;
 }
 async function readText(body, limit = 64 * 1024) {
@@ -68352,20 +68875,20 @@ function registryBodyOf(error2) {
 }
 
 // src/oci/registry/profiles.ts
-var MiB = 1024 * 1024;
+var MiB2 = 1024 * 1024;
 var PROFILES = [
   {
     // Single-request uploads of large blobs work; PATCHes above 4 MiB are refused with 416.
     matches: (h) => h === "ghcr.io",
-    profile: { name: "ghcr.io", chunkedUploads: true, maxChunkSize: 4 * MiB, defaultChunkSize: 4 * MiB }
+    profile: { name: "ghcr.io", chunkedUploads: true, maxChunkSize: 4 * MiB2, defaultChunkSize: 4 * MiB2 }
   },
   {
     matches: (h) => h.endsWith(".amazonaws.com"),
-    profile: { name: "ECR", chunkedUploads: true, minChunkSize: 5e6, defaultChunkSize: 64 * MiB }
+    profile: { name: "ECR", chunkedUploads: true, minChunkSize: 5e6, defaultChunkSize: 64 * MiB2 }
   },
   {
     matches: (h) => h === "gcr.io" || h.endsWith(".gcr.io") || h.endsWith("-docker.pkg.dev") || h.endsWith(".pkg.dev"),
-    profile: { name: "Google Artifact Registry", chunkedUploads: false, defaultChunkSize: 64 * MiB }
+    profile: { name: "Google Artifact Registry", chunkedUploads: false, defaultChunkSize: 64 * MiB2 }
   },
   {
     matches: (h) => h === "quay.io" || h.endsWith(".quay.io"),
@@ -68373,14 +68896,14 @@ var PROFILES = [
       name: "Quay",
       chunkedUploads: true,
       maxMonolithicSize: 2e10,
-      defaultChunkSize: 1024 * MiB
+      defaultChunkSize: 1024 * MiB2
     }
   }
 ];
 var DEFAULT_PROFILE = {
   name: "generic",
   chunkedUploads: true,
-  defaultChunkSize: 64 * MiB
+  defaultChunkSize: 64 * MiB2
 };
 function profileFor(registry) {
   const host = registry.replace(/:[0-9]+$/, "").toLowerCase();
@@ -68631,18 +69154,18 @@ async function pushBlob(ctx, blob, options = {}) {
 
 // src/oci/registry/credentials.ts
 import { spawn as spawn4 } from "node:child_process";
-import { readFile as readFile7 } from "node:fs/promises";
+import { readFile as readFile8 } from "node:fs/promises";
 import { homedir } from "node:os";
-import { join as join11 } from "node:path";
+import { join as join13 } from "node:path";
 function defaultDockerConfigDir() {
-  return process.env.DOCKER_CONFIG || join11(homedir(), ".docker");
+  return process.env.DOCKER_CONFIG || join13(homedir(), ".docker");
 }
-function normalizeKey(key2) {
-  return key2.replace(/^[a-z]+:\/\//i, "").replace(/\/.*$/, "").toLowerCase();
+function normalizeKey(key) {
+  return key.replace(/^[a-z]+:\/\//i, "").replace(/\/.*$/, "").toLowerCase();
 }
 function findEntry(map, registry) {
   if (!map) return void 0;
-  for (const [key2, value] of Object.entries(map)) if (normalizeKey(key2) === registry) return value;
+  for (const [key, value] of Object.entries(map)) if (normalizeKey(key) === registry) return value;
   return void 0;
 }
 function decodeAuth(auth2, registry) {
@@ -68693,10 +69216,10 @@ function runCredentialHelper(helper, registry) {
 }
 async function resolveCredentials(registry, options) {
   if (options.credentials) return options.credentials;
-  const file = options.dockerConfig?.endsWith(".json") ? options.dockerConfig : join11(options.dockerConfig ?? defaultDockerConfigDir(), "config.json");
+  const file = options.dockerConfig?.endsWith(".json") ? options.dockerConfig : join13(options.dockerConfig ?? defaultDockerConfigDir(), "config.json");
   let config;
   try {
-    config = JSON.parse(await readFile7(file, "utf8"));
+    config = JSON.parse(await readFile8(file, "utf8"));
   } catch (error2) {
     if (error2.code === "ENOENT") return void 0;
     throw new PublishError(`cannot read the docker config ${file}: ${error2.message}`);
@@ -68729,38 +69252,44 @@ function childrenNotYetVisible(error2) {
   const body = registryBodyOf(error2);
   return (statusOf2(error2) === 400 || statusOf2(error2) === 404) && (hasErrorCode(body, "MANIFEST_BLOB_UNKNOWN") || hasErrorCode(body, "BLOB_UNKNOWN"));
 }
+async function putManifest(ctx, manifest, target, options = {}) {
+  const { signal } = options;
+  const operation = `pushing manifest ${ref(ctx, target)}`;
+  const res = await withRetry(
+    async () => {
+      try {
+        return await ctx.client.sendOnce({
+          method: "PUT",
+          url: `/v2/${ctx.repo}/manifests/${target}`,
+          scopes: [pushScope(ctx.repo)],
+          operation,
+          expect: options.ifMatch !== void 0 ? [200, 201, 202, 412] : [200, 201, 202],
+          headers: {
+            "content-type": manifest.mediaType,
+            ...options.ifMatch !== void 0 ? { "if-match": options.ifMatch } : {}
+          },
+          body: () => manifest.bytes,
+          ...signal ? { signal } : {}
+        });
+      } catch (error2) {
+        if (childrenNotYetVisible(error2)) throw new TransientError(error2);
+        throw error2;
+      }
+    },
+    { retry: ctx.client.retry, logger: ctx.logger, what: operation, ...signal ? { signal } : {} }
+  );
+  await discard(res.body);
+  const stored = res.headers["docker-content-digest"];
+  if (res.status !== 412 && stored && stored !== manifest.digest) {
+    throw new PublishError(
+      `${operation}: the registry stored it as ${stored}, not ${manifest.digest} (it rewrote the manifest)`
+    );
+  }
+  return { status: res.status, headers: res.headers };
+}
 async function pushManifest(ctx, manifest, tags, signal) {
   const targets = tags.length > 0 ? tags : [manifest.digest];
-  for (const target of targets) {
-    const operation = `pushing manifest ${ref(ctx, target)}`;
-    const res = await withRetry(
-      async () => {
-        try {
-          return await ctx.client.sendOnce({
-            method: "PUT",
-            url: `/v2/${ctx.repo}/manifests/${target}`,
-            scopes: [pushScope(ctx.repo)],
-            operation,
-            expect: [200, 201, 202],
-            headers: { "content-type": manifest.mediaType },
-            body: () => manifest.bytes,
-            ...signal ? { signal } : {}
-          });
-        } catch (error2) {
-          if (childrenNotYetVisible(error2)) throw new TransientError(error2);
-          throw error2;
-        }
-      },
-      { retry: ctx.client.retry, logger: ctx.logger, what: operation, ...signal ? { signal } : {} }
-    );
-    await discard(res.body);
-    const stored = res.headers["docker-content-digest"];
-    if (stored && stored !== manifest.digest) {
-      throw new PublishError(
-        `${operation}: the registry stored it as ${stored}, not ${manifest.digest} (it rewrote the manifest)`
-      );
-    }
-  }
+  for (const target of targets) await putManifest(ctx, manifest, target, signal ? { signal } : {});
   ctx.stats.manifestsPushed++;
   ctx.logger.debug(
     `pushed ${manifest.mediaType} ${manifest.digest} to ${ctx.location} as ${targets.join(", ")}`
@@ -68794,7 +69323,8 @@ async function getManifest(ctx, tagOrDigest, signal) {
   } catch {
     throw new PublishError(`${operation}: the registry sent something that is not JSON`);
   }
-  return { mediaType, digest, bytes };
+  const etag = res.headers.etag;
+  return { mediaType, digest, bytes, ...etag ? { etag } : {} };
 }
 async function resolveTag(ctx, tag, signal) {
   const res = await ctx.client.send({
@@ -68839,6 +69369,127 @@ async function readBlob(ctx, digest, signal, limit = 16 * 1024 * 1024) {
   return bytes;
 }
 
+// src/oci/registry/referrers.ts
+var INDEX_LIMIT = 4 * 1024 * 1024;
+var MAX_PAGES2 = 100;
+var FALLBACK_ROUNDS = 8;
+var MIN_SETTLE_MS = 150;
+async function queryReferrersApi(ctx, subject, signal) {
+  const found = [];
+  let url = `/v2/${ctx.repo}/referrers/${subject}`;
+  for (let page = 0; page < MAX_PAGES2; page++) {
+    const operation = `listing the referrers of ${ctx.location}@${subject}`;
+    const res = await ctx.client.send({
+      method: "GET",
+      url,
+      scopes: [pullScope(ctx.repo)],
+      operation,
+      expect: [200, 400, 404, 405, 501],
+      headers: { accept: OCI_INDEX },
+      ...signal ? { signal } : {}
+    });
+    if (res.status !== 200) {
+      await discard(res.body);
+      return void 0;
+    }
+    try {
+      found.push(...parseReferrersIndex(await readAll(res.body, operation), operation));
+    } catch (error2) {
+      if (error2 instanceof PublishError) return void 0;
+      throw error2;
+    }
+    const next = nextLink(res.headers.link);
+    if (!next) return found;
+    url = ctx.client.resolve(next, ctx.client.resolve(url));
+  }
+  throw new PublishError(`listing the referrers of ${ctx.location}@${subject}: more than ${MAX_PAGES2} pages`);
+}
+function nextLink(link2) {
+  const match = /<([^>]+)>\s*;\s*rel="?next"?/.exec(link2 ?? "");
+  return match?.[1];
+}
+function readAll(body, what) {
+  return readBytes(body, INDEX_LIMIT, what);
+}
+async function listReferrers(ctx, capability, subject, signal) {
+  if (capability.api !== false) {
+    const viaApi = await queryReferrersApi(ctx, subject, signal);
+    if (viaApi) return completeEntries(ctx, viaApi, signal);
+  }
+  return (await readFallback(ctx, subject, signal)).entries;
+}
+async function completeEntries(ctx, entries, signal) {
+  return mapLimit([...entries], 4, async (entry) => {
+    if (entry.artifactType && entry.artifactType !== EMPTY_CONFIG_MEDIA_TYPE && entry.annotations)
+      return entry;
+    const manifest = await getManifest(ctx, entry.digest, signal);
+    if (!manifest) return entry;
+    return referrerEntryOf({ ...manifest, size: manifest.bytes.length }).entry;
+  });
+}
+async function readFallback(ctx, subject, signal) {
+  const tag = referrersTagFor(subject);
+  const found = await getManifest(ctx, tag, signal);
+  if (!found) return { entries: [] };
+  return {
+    entries: parseReferrersIndex(found.bytes, `${ctx.location}:${tag}`),
+    digest: found.digest,
+    ...found.etag ? { etag: found.etag } : {}
+  };
+}
+async function pushReferrers(ctx, capability, subject, artifacts, signal) {
+  let subjectAnswered = artifacts.length > 0;
+  for (const artifact of artifacts) {
+    const answer = await putManifest(ctx, artifact, artifact.digest, signal ? { signal } : {});
+    if (answer.headers["oci-subject"] !== subject.digest) subjectAnswered = false;
+  }
+  ctx.stats.manifestsPushed += artifacts.length;
+  if (artifacts.length > 0 && capability.api === void 0) {
+    const listed = await queryReferrersApi(ctx, subject.digest, signal);
+    capability.api = listed !== void 0 && (subjectAnswered || artifacts.every((a) => listed.some((d) => d.digest === a.digest)));
+    ctx.logger.info(
+      capability.api ? `${ctx.client.registry} serves the OCI referrers API: referrers are listed by the registry` : `${ctx.client.registry} has no OCI referrers API: referrers are listed in sha256-<digest> fallback tags`
+    );
+  }
+  if (capability.api) return "api";
+  await updateFallbackTag(
+    ctx,
+    subject.digest,
+    artifacts.map((a) => referrerEntryOf(a).entry),
+    signal
+  );
+  return "fallback-tag";
+}
+async function updateFallbackTag(ctx, subject, entries, signal) {
+  const tag = referrersTagFor(subject);
+  for (let round = 1; round <= FALLBACK_ROUNDS; round++) {
+    const started = performance.now();
+    const current = await readFallback(ctx, subject, signal);
+    const { index, changed } = mergeReferrers(current.entries, entries);
+    if (!changed) return;
+    const answer = await putManifest(ctx, index, tag, {
+      ...signal ? { signal } : {},
+      ...current.etag ? { ifMatch: current.etag } : {}
+    });
+    if (answer.status !== 412) {
+      ctx.stats.manifestsPushed++;
+      ctx.logger.debug(`${ctx.location}:${tag} updated (${index.digest})`);
+      const readToWrite = performance.now() - started;
+      await sleep3(Math.max(MIN_SETTLE_MS, 2 * readToWrite) * (1 + Math.random() / 2), signal);
+      const after = await readFallback(ctx, subject, signal);
+      if (!mergeReferrers(after.entries, entries).changed) return;
+      ctx.logger.debug(`${ctx.location}:${tag} was rewritten by another writer; merging again`);
+    } else {
+      ctx.logger.debug(`${ctx.location}:${tag} changed since it was read (412); merging again`);
+    }
+    await sleep3(Math.random() * 250 * round, signal);
+  }
+  throw new PublishError(
+    `${ctx.location}:${tag}: could not record ${entries.length} referrer(s) after ${FALLBACK_ROUNDS} tries; another writer keeps replacing the tag`,
+    { hint: "Run again: the artifacts are stored, and a re-run only adds what the tag lacks." }
+  );
+}
+
 // src/oci/registry/index.ts
 function createRegistryStore(options) {
   const registry = validateRegistryHost(options.registry);
@@ -68858,6 +69509,7 @@ function createRegistryStore(options) {
   const uploads = new Semaphore(Math.max(1, options.concurrency ?? 4));
   const profile = profileFor(registry);
   const repositories = /* @__PURE__ */ new Map();
+  const referrers = {};
   const makeRepository = (name) => {
     const repo = validateRepositoryName(name);
     const ctx = {
@@ -68884,7 +69536,9 @@ function createRegistryStore(options) {
       getManifest: (tagOrDigest, signal) => getManifest(ctx, tagOrDigest, signal),
       openBlob: (digest, signal) => openBlob(ctx, digest, signal),
       readBlob: (digest, signal) => readBlob(ctx, digest, signal),
-      resolveTag: (tag, signal) => resolveTag(ctx, tag, signal)
+      resolveTag: (tag, signal) => resolveTag(ctx, tag, signal),
+      pushReferrers: (subject, artifacts, signal) => pushReferrers(ctx, referrers, subject, artifacts, signal),
+      listReferrers: (subject, signal) => listReferrers(ctx, referrers, subject, signal)
     };
   };
   return {
@@ -68926,7 +69580,8 @@ function releaseSource(release, options) {
       publishedAt: release.publishedAt
     },
     describe: (flavor, arch2) => findFlavorAsset(release, flavor, arch2).name,
-    fetch: (flavor, arch2, dir, logger2, signal) => fetchFlavorArtifacts({
+    fetch: (flavor, arch2, dir, logger2, signal, scope) => fetchFlavorArtifacts({
+      ...scope === "attachments" ? { attachmentsOnly: true } : {},
       asset: findFlavorAsset(release, flavor, arch2),
       kind: flavor.variant,
       arch: arch2,
@@ -69042,6 +69697,7 @@ async function runPublish(settings, logger2, options = {}) {
       installUkify: settings.installUkify,
       tagSuffix: settings.tagSuffix,
       annotations: settings.annotations,
+      attach: settings.attach ?? [...ATTACHMENT_KINDS],
       ...settings.description ? { description: settings.description } : {},
       ...settings.workDir ? { workDir: settings.workDir } : {},
       ...settings.bootTest !== "none" ? {
@@ -69050,7 +69706,7 @@ async function runPublish(settings, logger2, options = {}) {
           accelerator: settings.bootTestAccel,
           ...settings.bootTestTimeout !== void 0 ? { timeoutSeconds: settings.bootTestTimeout } : {},
           ...settings.bootTestExpect ? { expect: settings.bootTestExpect } : {},
-          logDir: settings.bootLogDir ?? (settings.workDir ? join12(settings.workDir, "boot-logs") : await mkdtemp3(join12(tmpdir3(), "ironcore-boot-logs-")))
+          logDir: settings.bootLogDir ?? (settings.workDir ? join14(settings.workDir, "boot-logs") : await mkdtemp3(join14(tmpdir3(), "ironcore-boot-logs-")))
         }
       } : {},
       logger: logger2,
@@ -69074,7 +69730,7 @@ function parseAnnotations(text) {
 }
 
 // src/action/context.ts
-import { join as join13 } from "node:path";
+import { join as join15 } from "node:path";
 function bool(name) {
   const value = getInput(name).trim().toLowerCase();
   if (value === "" || value === "false") return false;
@@ -69128,8 +69784,9 @@ function readSettings(env = process.env) {
     ...bootTimeout ? { bootTestTimeout: /^[0-9]+$/.test(bootTimeout) ? Number(bootTimeout) : NaN } : {},
     ...bootExpect ? { bootTestExpect: bootExpect } : {},
     installQemu: bool("install-qemu"),
+    attach: parseAttachChoice(getInput("attach")),
     // Serial logs outlive the step: a later upload-artifact step can keep them.
-    ...env.RUNNER_TEMP ? { bootLogDir: join13(env.RUNNER_TEMP, "ironcore-boot-logs") } : {}
+    ...env.RUNNER_TEMP ? { bootLogDir: join15(env.RUNNER_TEMP, "ironcore-boot-logs") } : {}
   };
 }
 
@@ -69154,6 +69811,11 @@ async function main() {
     setOutput("tags", result.tags.join("\n"));
     setOutput("digests", JSON.stringify(result.digests));
     setOutput("boot-tests", JSON.stringify(result.bootTests));
+    setOutput("images", JSON.stringify(result.references));
+    const attestDir = await mkdtemp4(join16(process.env.RUNNER_TEMP || tmpdir4(), "ironcore-attest-"));
+    const checksums = join16(attestDir, "subject-checksums.txt");
+    await writeFile6(checksums, subjectChecksums(result.references));
+    setOutput("subject-checksums", checksums);
     const summary2 = summary.addHeading(`Garden Linux ${result.version}`, 2);
     if (!result.published) {
       summary2.addRaw(
@@ -69172,9 +69834,10 @@ async function main() {
         ],
         ...summaryRows(result)
       ]);
-      summary2.addRaw(`Blob bytes uploaded: ${result.bytesUploaded}`, true);
     }
+    if (result.published) summary2.addRaw(`Blob bytes uploaded: ${result.bytesUploaded}`, true);
     addBootTests(summary2, result.bootTests);
+    addAttachments(summary2, result.references);
     summary2.addDetails("All tags", `<pre>${result.tags.join("\n")}</pre>`);
     await summary2.write();
     info(formatTable(["image", "digest", "size", "time", "throughput"], summaryRows(result)));
@@ -69190,6 +69853,17 @@ async function main() {
     }
     setFailed(describeError(error2));
   }
+}
+function addAttachments(summary2, references) {
+  const rows = references.flatMap(
+    (r) => (r.attachments ?? []).map((a) => [r.reference, a.title, a.artifactType, a.digest.slice(0, 19)])
+  );
+  if (rows.length === 0) return;
+  summary2.addHeading("Attachments (OCI referrers)", 3);
+  summary2.addTable([
+    ["image", "file", "artifact type", "digest"].map((h) => ({ data: h, header: true })),
+    ...rows
+  ]);
 }
 function addBootTests(summary2, records) {
   if (records.length === 0) return;

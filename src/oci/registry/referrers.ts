@@ -72,7 +72,7 @@ export async function queryReferrersApi(
     }
     const next = nextLink(res.headers.link);
     if (!next) return found;
-    url = ctx.client.resolve(next, ctx.client.resolve(url));
+    url = ctx.client.resolve(next, res.url);
   }
   throw new PublishError(`listing the referrers of ${ctx.location}@${subject}: more than ${MAX_PAGES} pages`);
 }
