@@ -22096,7 +22096,7 @@ var require_env_http_proxy_agent = __commonJS({
       "http:": 80,
       "https:": 443
     };
-    var EnvHttpProxyAgent = class extends DispatcherBase {
+    var EnvHttpProxyAgent2 = class extends DispatcherBase {
       #noProxyValue = null;
       #noProxyEntries = null;
       #opts = null;
@@ -22222,7 +22222,7 @@ var require_env_http_proxy_agent = __commonJS({
         return process.env.no_proxy ?? process.env.NO_PROXY ?? "";
       }
     };
-    module.exports = EnvHttpProxyAgent;
+    module.exports = EnvHttpProxyAgent2;
   }
 });
 
@@ -33266,7 +33266,7 @@ var require_fetch = __commonJS({
     function handleFetchDone(response) {
       finalizeAndReportTiming(response, "fetch");
     }
-    function fetch2(input, init = void 0) {
+    function fetch(input, init = void 0) {
       webidl.argumentLengthCheck(arguments, 1, "globalThis.fetch");
       let p = Promise.withResolvers();
       let requestObject;
@@ -34287,7 +34287,7 @@ var require_fetch = __commonJS({
       }
     }
     module.exports = {
-      fetch: fetch2,
+      fetch,
       Fetch,
       fetching,
       finalizeAndReportTiming
@@ -38530,7 +38530,7 @@ var require_undici = __commonJS({
     var Dispatcher1Wrapper = require_dispatcher1_wrapper();
     var ProxyAgent = require_proxy_agent();
     var Socks5ProxyAgent = require_socks5_proxy_agent();
-    var EnvHttpProxyAgent = require_env_http_proxy_agent();
+    var EnvHttpProxyAgent2 = require_env_http_proxy_agent();
     var RetryAgent = require_retry_agent();
     var H2CClient = require_h2c_client();
     var errors = require_errors2();
@@ -38558,7 +38558,7 @@ var require_undici = __commonJS({
     module.exports.Dispatcher1Wrapper = Dispatcher1Wrapper;
     module.exports.ProxyAgent = ProxyAgent;
     module.exports.Socks5ProxyAgent = Socks5ProxyAgent;
-    module.exports.EnvHttpProxyAgent = EnvHttpProxyAgent;
+    module.exports.EnvHttpProxyAgent = EnvHttpProxyAgent2;
     module.exports.RetryAgent = RetryAgent;
     module.exports.H2CClient = H2CClient;
     module.exports.RetryHandler = RetryHandler;
@@ -38646,7 +38646,7 @@ var require_undici = __commonJS({
       err.stack = stack ? `${stack}
 ${captureLines}` : capture.stack;
     }
-    module.exports.fetch = function fetch2(init, options = void 0) {
+    module.exports.fetch = function fetch(init, options = void 0) {
       return fetchImpl(init, options).catch((err) => {
         if (currentFilename) {
           appendFetchStackTrace(err, currentFilename);
@@ -40447,8 +40447,8 @@ function isPlainObject2(value) {
 }
 var noop = () => "";
 async function fetchWrapper(requestOptions) {
-  const fetch2 = requestOptions.request?.fetch || globalThis.fetch;
-  if (!fetch2) {
+  const fetch = requestOptions.request?.fetch || globalThis.fetch;
+  if (!fetch) {
     throw new Error(
       "fetch is not set. Please pass a fetch implementation as new Octokit({ request: { fetch }}). Learn more at https://github.com/octokit/octokit.js/#fetch-missing"
     );
@@ -40464,7 +40464,7 @@ async function fetchWrapper(requestOptions) {
   );
   let fetchResponse;
   try {
-    fetchResponse = await fetch2(requestOptions.url, {
+    fetchResponse = await fetch(requestOptions.url, {
       method: requestOptions.method,
       body,
       redirect: requestOptions.request?.redirect,
@@ -43493,6 +43493,180 @@ var Octokit2 = Octokit.plugin(requestLog, legacyRestEndpointMethods, paginateRes
 );
 
 // src/gardenlinux/api-fetch.ts
+var import_undici2 = __toESM(require_undici(), 1);
+
+// src/util/dispatcher.ts
+var import_undici = __toESM(require_undici(), 1);
+function displayProxy(url) {
+  return `${url.protocol}//${url.host}`;
+}
+function hideUserInfo(value) {
+  return value.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)?[^/@]*@/, "$1***@");
+}
+function readProxy(env, lower, upper) {
+  const variable = env[lower] !== void 0 ? lower : upper;
+  const raw = (env[variable] ?? "").trim();
+  if (raw === "") return void 0;
+  const text = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(raw) ? raw : `http://${raw}`;
+  let url;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new PublishError(`${variable} is not a proxy URL: "${hideUserInfo(raw)}"`, {
+      hint: `give it as http://host:port (or http://user:password@host:port), or unset ${variable}`
+    });
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:" || url.hostname === "") {
+    throw new PublishError(
+      `${variable} names an unsupported proxy "${url.protocol}//${url.host}": only http:// and https:// proxies are supported`,
+      { hint: `give it as http://host:port (or http://user:password@host:port), or unset ${variable}` }
+    );
+  }
+  return { url, variable };
+}
+function proxySettings(env = process.env) {
+  const http = readProxy(env, "http_proxy", "HTTP_PROXY");
+  const https = readProxy(env, "https_proxy", "HTTPS_PROXY") ?? http;
+  const noProxy = env.no_proxy ?? env.NO_PROXY ?? "";
+  return { ...http ? { http } : {}, ...https ? { https } : {}, noProxy };
+}
+function describeProxies(settings) {
+  if (!settings.http && !settings.https) return void 0;
+  const show = (c) => c ? `${displayProxy(c.url)} (${c.variable})` : "direct";
+  const bypass = settings.noProxy.trim() ? `; not for ${settings.noProxy.trim()} (NO_PROXY)` : "";
+  return `proxy for https: ${show(settings.https)}; for http: ${show(settings.http)}${bypass}`;
+}
+function parseNoProxy(value) {
+  const entries = [];
+  for (const entry of value.split(/[,\s]/)) {
+    if (!entry) continue;
+    let hostname;
+    let port;
+    const v6 = /^\[(.+)\]:(\d+)$/.exec(entry);
+    if (v6) {
+      hostname = v6[1];
+      port = Number.parseInt(v6[2], 10);
+    } else {
+      const unbracketed = entry.replace(/^\[(.+)\]$/, "$1");
+      const hostPort = (unbracketed.match(/:/g) ?? []).length === 1 && /^(.+):(\d+)$/.exec(unbracketed);
+      hostname = hostPort ? hostPort[1] : unbracketed;
+      port = hostPort ? Number.parseInt(hostPort[2], 10) : 0;
+    }
+    entries.push({
+      hostname: hostname.replace(/^\*?\./, "").replace(/^(.+)\.$/, "$1").toLowerCase(),
+      port,
+      wildcard: entry.startsWith("*")
+    });
+  }
+  return entries;
+}
+function proxyFor(target, settings) {
+  const url = new URL(target);
+  const choice = url.protocol === "https:" ? settings.https : settings.http;
+  if (!choice) return void 0;
+  let hostname = url.host.replace(/:\d*$/, "").replace(/^\[(.+)\]$/, "$1").toLowerCase();
+  if (hostname.length > 1 && hostname.endsWith(".")) hostname = hostname.slice(0, -1);
+  const port = Number.parseInt(url.port, 10) || (url.protocol === "https:" ? 443 : 80);
+  for (const entry of parseNoProxy(settings.noProxy)) {
+    if (entry.port && entry.port !== port) continue;
+    if (entry.hostname === "*") return void 0;
+    if (!entry.wildcard && hostname === entry.hostname) return void 0;
+    if (hostname.endsWith(`.${entry.hostname}`)) return void 0;
+  }
+  return choice;
+}
+function createDispatcher(options = {}, settings = proxySettings()) {
+  if (!settings.http && !settings.https) return new import_undici.Agent(options);
+  return new import_undici.EnvHttpProxyAgent({
+    ...options,
+    // Given explicitly (an empty string means none), so undici routes by exactly what was checked here.
+    httpProxy: settings.http?.url.href ?? "",
+    httpsProxy: settings.https?.url.href ?? "",
+    noProxy: settings.noProxy,
+    proxyTunnel: true
+  });
+}
+var shared;
+function sharedDispatcher(env = process.env) {
+  const names = ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"];
+  const key = JSON.stringify(names.map((n) => env[n] ?? null));
+  if (shared?.key !== key) {
+    const previous = shared?.dispatcher;
+    shared = { key, dispatcher: createDispatcher({ keepAliveTimeout: 3e4 }, proxySettings(env)) };
+    void previous?.close().catch(() => void 0);
+  }
+  return shared.dispatcher;
+}
+var CONNECT_CODES = {
+  ECONNREFUSED: "connection refused",
+  ENOTFOUND: "host name not found",
+  EAI_AGAIN: "host name lookup failed",
+  ETIMEDOUT: "connection timed out",
+  EHOSTUNREACH: "host unreachable",
+  ENETUNREACH: "network unreachable",
+  UND_ERR_CONNECT_TIMEOUT: "connection timed out",
+  UND_ERR_PRX_CONN: "the proxy closed the connection while opening the tunnel"
+};
+function causes(error) {
+  const out = [];
+  for (let e = error, depth = 0; e && typeof e === "object" && depth < 6; depth++) {
+    out.push(e);
+    e = e.cause;
+  }
+  return out;
+}
+function proxyFailure(error, target, settings) {
+  const choice = proxyFor(target, settings);
+  if (!choice) return void 0;
+  const proxy = displayProxy(choice.url);
+  const host = new URL(target).host;
+  const hasCredentials = choice.url.username !== "" || choice.url.password !== "";
+  for (const e of causes(error)) {
+    const message = typeof e.message === "string" ? e.message : "";
+    const tunnel = /Proxy response \((\d+)\) !== 200 when HTTP Tunneling/.exec(message);
+    if (tunnel) {
+      const status = Number(tunnel[1]);
+      if (status === 407 || status === 401) {
+        return {
+          message: `the proxy ${proxy} refused ${hasCredentials ? "the credentials in" : "to work without credentials; none are in"} ${choice.variable} (HTTP ${status}) when asked for ${host}`,
+          hint: hasCredentials ? `check the user and password in ${choice.variable}` : `put the proxy's user and password in ${choice.variable}: http://user:password@host:port`,
+          transient: false
+        };
+      }
+      if (status >= 500) {
+        return {
+          message: `the proxy ${proxy} could not connect to ${host} (HTTP ${status})`,
+          hint: `check that ${host} is reachable from the proxy, or list it in NO_PROXY when it is reachable directly`,
+          transient: true
+        };
+      }
+      return {
+        message: `the proxy ${proxy} refused a connection to ${host} (HTTP ${status})`,
+        hint: `ask the proxy's administrators to allow ${host}, or list it in NO_PROXY when it is reachable directly`,
+        transient: false
+      };
+    }
+    if (e.code === "UND_ERR_PRX_TLS") {
+      return {
+        message: `TLS with the proxy ${proxy} failed (${message || "certificate not accepted"})`,
+        hint: "check the proxy's certificate; a private CA is given with NODE_EXTRA_CA_CERTS",
+        transient: false
+      };
+    }
+    const what = typeof e.code === "string" ? CONNECT_CODES[e.code] : void 0;
+    const connecting = typeof e.syscall !== "string" || e.syscall === "connect" || e.syscall === "getaddrinfo";
+    if (what && connecting) {
+      return {
+        message: `cannot reach the proxy ${proxy} (${what}, ${String(e.code)}) to connect to ${host}`,
+        hint: `check ${choice.variable}, and that the proxy runs and is reachable from this machine`,
+        transient: true
+      };
+    }
+  }
+  return void 0;
+}
+
+// src/gardenlinux/api-fetch.ts
 var DEFAULT_API_RETRY = { attempts: 5, baseDelayMs: 1e3, maxDelayMs: 3e4 };
 function sleep(ms, signal) {
   return new Promise((resolve4, reject) => {
@@ -43532,7 +43706,7 @@ function retryingFetch(logger, options = {}) {
       let reason;
       let wait;
       try {
-        const res = await fetch(input, init);
+        const res = await proxiedFetch(input, init);
         const transient = method === "GET" || method === "HEAD" ? await transientReason(res) : void 0;
         if (!transient || attempt >= retry.attempts) return res;
         reason = transient;
@@ -43541,6 +43715,10 @@ function retryingFetch(logger, options = {}) {
       } catch (error) {
         const signal = init?.signal ?? options.signal;
         if (signal?.aborted) throw error;
+        const viaProxy = proxyFailure(error, url, proxySettings());
+        if (viaProxy && (!viaProxy.transient || attempt >= retry.attempts)) {
+          throw new PublishError(`${what}: ${viaProxy.message}`, { cause: error, hint: viaProxy.hint });
+        }
         const code = error?.cause?.code;
         const network = typeof code === "string" && !/REDIRECT/i.test(code);
         if (!network || attempt >= retry.attempts || method !== "GET" && method !== "HEAD") {
@@ -43549,7 +43727,7 @@ function retryingFetch(logger, options = {}) {
             { cause: error }
           );
         }
-        reason = networkMessage(error);
+        reason = viaProxy?.message ?? networkMessage(error);
       }
       const ceiling = Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (attempt - 1));
       const delay = Math.min(wait ?? Math.round(ceiling / 2 + Math.random() * ceiling / 2), 12e4);
@@ -43559,6 +43737,13 @@ function retryingFetch(logger, options = {}) {
       await sleep(delay, init?.signal ?? options.signal);
     }
   };
+}
+function proxiedFetch(input, init) {
+  const url = input instanceof Request ? input.url : input;
+  return (0, import_undici2.fetch)(url, {
+    ...init,
+    dispatcher: sharedDispatcher()
+  });
 }
 function networkMessage(error) {
   const cause = error?.cause;
@@ -43604,7 +43789,7 @@ function defaultApiUrl() {
   return process.env.GITHUB_API_URL ?? "https://api.github.com";
 }
 function createOctokit(options) {
-  const fetch2 = options.logger ? retryingFetch(options.logger, {
+  const fetch = options.logger ? retryingFetch(options.logger, {
     ...options.retry ? { retry: options.retry } : {},
     ...options.signal ? { signal: options.signal } : {}
   }) : void 0;
@@ -43612,7 +43797,7 @@ function createOctokit(options) {
     ...options.token ? { auth: options.token } : {},
     baseUrl: (options.apiUrl ?? defaultApiUrl()).replace(/\/+$/, ""),
     userAgent: "ironcore-gardenlinux-publisher",
-    request: { ...options.signal ? { signal: options.signal } : {}, ...fetch2 ? { fetch: fetch2 } : {} },
+    request: { ...options.signal ? { signal: options.signal } : {}, ...fetch ? { fetch } : {} },
     // Octokit logs 404s as warnings by default; a missing release is reported by us instead.
     log: { debug: () => {
     }, info: () => {
@@ -43635,10 +43820,16 @@ function statusOf(error) {
 }
 function apiError(what, error) {
   if (error instanceof PublishError)
-    return new PublishError(`${what} failed: ${error.message}`, { cause: error });
+    return new PublishError(`${what} failed: ${error.message}`, {
+      cause: error,
+      ...error.hint ? { hint: error.hint } : {}
+    });
   const cause = error?.cause;
   if (cause instanceof PublishError)
-    return new PublishError(`${what} failed: ${cause.message}`, { cause: error });
+    return new PublishError(`${what} failed: ${cause.message}`, {
+      cause: error,
+      ...cause.hint ? { hint: cause.hint } : {}
+    });
   const status = statusOf(error);
   const message = error instanceof Error ? error.message : String(error);
   return new PublishError(`${what} failed${status ? ` (HTTP ${status})` : ""}: ${message}`, {
@@ -43978,7 +44169,7 @@ function startProgress(logger, label, total, options = {}) {
 }
 
 // src/gardenlinux/download.ts
-var import_undici = __toESM(require_undici(), 1);
+var import_undici3 = __toESM(require_undici(), 1);
 var REDIRECTS = /* @__PURE__ */ new Set([301, 302, 303, 307, 308]);
 var RetryableError = class extends Error {
   constructor(message, retryAfterMs3) {
@@ -44018,13 +44209,22 @@ async function open(options, offset) {
     };
     if (options.token && current.origin === origin) headers.authorization = `Bearer ${options.token}`;
     if (offset > 0) headers.range = `bytes=${offset}-`;
-    const res = await (0, import_undici.request)(current, {
-      method: "GET",
-      headers,
-      ...options.signal ? { signal: options.signal } : {},
-      headersTimeout: options.timeoutMs ?? 12e4,
-      bodyTimeout: options.timeoutMs ?? 12e4
-    });
+    let res;
+    try {
+      res = await (0, import_undici3.request)(current, {
+        method: "GET",
+        headers,
+        dispatcher: sharedDispatcher(),
+        ...options.signal ? { signal: options.signal } : {},
+        headersTimeout: options.timeoutMs ?? 12e4,
+        bodyTimeout: options.timeoutMs ?? 12e4
+      });
+    } catch (error) {
+      const viaProxy = options.signal?.aborted ? void 0 : proxyFailure(error, current, proxySettings());
+      if (!viaProxy) throw error;
+      const message = `${options.label}: ${viaProxy.message}`;
+      throw viaProxy.transient ? new RetryableError(`${message} (${viaProxy.hint})`) : new PublishError(message, { cause: error, hint: viaProxy.hint });
+    }
     if (REDIRECTS.has(res.statusCode)) {
       const location = res.headers.location;
       await res.body.dump();
@@ -48895,7 +49095,7 @@ function hintFor(registry, status, hasCredentials) {
 }
 
 // src/oci/registry/http.ts
-var import_undici2 = __toESM(require_undici(), 1);
+var import_undici4 = __toESM(require_undici(), 1);
 
 // src/oci/registry/auth.ts
 function parseChallenge(header) {
@@ -49226,6 +49426,16 @@ function tlsCode(error) {
   }
   return void 0;
 }
+function notTls(error) {
+  for (let e = error, depth = 0; e && depth < 5; e = e.cause, depth++) {
+    const { code, message } = e;
+    if (code === "ERR_SSL_WRONG_VERSION_NUMBER" || code === "ERR_SSL_PACKET_LENGTH_TOO_LONG" || code === "ERR_SSL_HTTP_REQUEST")
+      return true;
+    if (code === "EPROTO" && /wrong version number|packet length too long|http request/i.test(String(message)))
+      return true;
+  }
+  return false;
+}
 function networkCode(error) {
   for (let e = error, depth = 0; e && depth < 5; e = e.cause, depth++) {
     const code = e.code;
@@ -49235,26 +49445,32 @@ function networkCode(error) {
 }
 var RegistryClient = class {
   registry;
-  baseUrl;
   auth;
   retry;
   logger;
   signal;
   agent;
+  proxies;
+  /** Plain HTTP is allowed (loopback, or insecure): HTTPS is probed first, once per client. */
+  mayUsePlainHttp;
+  origin;
   constructor(options) {
     this.registry = options.registry;
-    const plain = options.insecure === true || isLoopbackHost(options.registry);
-    this.baseUrl = `${plain ? "http" : "https"}://${options.registry}`;
+    this.mayUsePlainHttp = options.insecure === true || isLoopbackHost(options.registry);
     this.logger = options.logger;
     this.retry = { ...DEFAULT_RETRY, ...options.retry };
     this.signal = options.signal;
-    this.agent = new import_undici2.Agent({
-      keepAliveTimeout: 3e4,
-      // The answer to a blob PUT comes after the registry has checked the digest of gigabytes.
-      headersTimeout: 10 * 6e4,
-      bodyTimeout: 5 * 6e4,
-      connectTimeout: 3e4
-    });
+    this.proxies = proxySettings();
+    this.agent = createDispatcher(
+      {
+        keepAliveTimeout: 3e4,
+        // The answer to a blob PUT comes after the registry has checked the digest of gigabytes.
+        headersTimeout: 10 * 6e4,
+        bodyTimeout: 5 * 6e4,
+        connectTimeout: 3e4
+      },
+      this.proxies
+    );
     this.auth = new Authenticator(
       options.registry,
       options.loadCredentials,
@@ -49269,21 +49485,63 @@ var RegistryClient = class {
   redact(text) {
     return this.auth.redact(text);
   }
-  resolve(url, base = this.baseUrl) {
+  resolve(url, base) {
     return new URL(url, base).toString();
+  }
+  /**
+   * `https://host` or, where plain HTTP is allowed and the registry does not speak TLS, `http://host`:
+   * decided by the first request (as docker does for localhost and insecure registries) and kept for the
+   * life of the client. Only a handshake that shows the server does not speak TLS at all falls back; a
+   * certificate error stays an error, and a network failure is retried like any other.
+   */
+  baseUrl(operation = `reaching the registry ${this.registry}`) {
+    if (!this.mayUsePlainHttp) return Promise.resolve(`https://${this.registry}`);
+    this.origin ??= this.probeScheme(operation).catch((error) => {
+      this.origin = void 0;
+      throw error;
+    });
+    return this.origin;
+  }
+  async probeScheme(operation) {
+    const https = `https://${this.registry}`;
+    const started = performance.now();
+    const took = () => `${(performance.now() - started).toFixed(1)} ms`;
+    try {
+      const res = await this.raw("GET", `${https}/v2/`, {}, void 0, operation, this.signal, {
+        plainHttpFallback: true
+      });
+      await discard(res.body);
+      this.logger.debug(`${this.registry} speaks HTTPS (checked in ${took()})`);
+      return https;
+    } catch (error) {
+      if (!(error instanceof NotTlsError)) throw error;
+      this.logger.debug(
+        `${this.registry} does not speak TLS (${error.code}, checked in ${took()}): using plain HTTP`
+      );
+      return `http://${this.registry}`;
+    }
   }
   combinedSignal(signal) {
     const signals = [signal, this.signal].filter((s) => s !== void 0);
     return signals.length === 0 ? void 0 : signals.length === 1 ? signals[0] : AbortSignal.any(signals);
   }
   /** One undici request; network failures become TransientErrors naming the operation. */
-  async raw(method, url, headers, body, operation, signal) {
+  async raw(method, url, headers, body, operation, signal, probe = {}) {
     try {
-      return await (0, import_undici2.request)(url, { method, headers, body: body ?? null, dispatcher: this.agent, signal });
+      return await (0, import_undici4.request)(url, { method, headers, body: body ?? null, dispatcher: this.agent, signal });
     } catch (error) {
       if (signal?.aborted)
         throw signal.reason instanceof Error ? signal.reason : new PublishError(`${operation}: aborted`);
       if (body && typeof body === "object" && "destroy" in body) body.destroy();
+      const viaProxy = proxyFailure(error, url, this.proxies);
+      if (viaProxy) {
+        const failure2 = new PublishError(`${operation}: ${viaProxy.message}`, {
+          cause: error,
+          hint: viaProxy.hint
+        });
+        throw viaProxy.transient ? new TransientError(failure2) : failure2;
+      }
+      if (probe.plainHttpFallback && notTls(error)) throw new NotTlsError(tlsCode(error) ?? "EPROTO");
       const tls = tlsCode(error);
       if (tls) {
         throw new PublishError(`${operation}: TLS with ${new URL(url).host} failed (${tls})`, {
@@ -49325,8 +49583,9 @@ var RegistryClient = class {
    */
   async sendOnce(options) {
     const signal = this.combinedSignal(options.signal);
-    let url = this.resolve(options.url);
-    const registryHost = new URL(this.baseUrl).host;
+    const base = await this.baseUrl(options.operation);
+    let url = this.resolve(options.url, base);
+    const registryHost = new URL(base).host;
     let authRetried = false;
     for (let hops = 0; ; ) {
       const headers = { ...options.headers };
@@ -49408,6 +49667,13 @@ var RegistryClient = class {
       signal: this.combinedSignal(options.signal)
     });
   }
+};
+var NotTlsError = class extends Error {
+  constructor(code) {
+    super(`the server does not speak TLS (${code})`);
+    this.code = code;
+  }
+  code;
 };
 function statusOf2(error) {
   const status = error?.status;
@@ -49944,7 +50210,7 @@ async function queryReferrersApi(ctx, subject, signal) {
     }
     const next = nextLink(res.headers.link);
     if (!next) return found;
-    url = ctx.client.resolve(next, ctx.client.resolve(url));
+    url = ctx.client.resolve(next, res.url);
   }
   throw new PublishError(`listing the referrers of ${ctx.location}@${subject}: more than ${MAX_PAGES2} pages`);
 }
@@ -50095,7 +50361,7 @@ function createRegistryStore(options) {
         throw new PublishError(`${registry}/${repo}: blob ${digest} does not exist`);
       const authorization = await client.auth.header([pullScope(repo)]);
       return {
-        url: `${client.baseUrl}/v2/${repo}/blobs/${digest}`,
+        url: `${await client.baseUrl()}/v2/${repo}/blobs/${digest}`,
         headers: authorization ? { Authorization: [authorization] } : {}
       };
     },
@@ -50186,6 +50452,8 @@ function selectFlavors(flavors, selection2) {
 }
 async function runPublish(settings, logger, options = {}) {
   const flavors = validateSettings(settings);
+  const proxies = describeProxies(proxySettings());
+  if (proxies) logger.info(proxies);
   const { signal } = options;
   const bootArches = archesToBoot(settings.bootTest, settings.architectures);
   if (settings.installQemu && bootArches.length > 0) {
