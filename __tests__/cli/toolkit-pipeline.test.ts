@@ -6,7 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSamplePeStub } from '../../src/sample/pe-stub';
-import { generateSampleRelease } from '../../src/sample/release';
+import { generateSampleRelease, type SampleRelease } from '../../src/sample/release';
+import { referrersTagFor } from '../../src/oci/referrers';
+import { hashFile } from '../../src/util/files';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 import { skopeoInspectRaw } from '../helpers/skopeo';
 import { runCli, type CliRun } from '../helpers/cli';
@@ -42,11 +44,12 @@ async function stored(reference: string): Promise<StoredManifest> {
 }
 
 let refs: string[];
+let release: SampleRelease;
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'one-model-'));
   store = join(work, 'store');
   registry = await startRegistry();
-  const release = await generateSampleRelease({
+  release = await generateSampleRelease({
     dir: join(work, 'assets'),
     version: '2150.1.0',
     commit8: '0ce0dea1',
@@ -132,5 +135,56 @@ describe('the pipeline and build share one model', () => {
     expect(pushed.stderr).not.toContain('error');
     expect(pushed.code).toBe(0);
     expect((await skopeoInspectRaw(`docker://${index}`)).digest).toBe((await stored(index!)).digest);
+  });
+
+  it('push carries the attachments the pipeline stored; pull --attachments and inspect read them back', async () => {
+    const archive = release.assets.find((a) => a.base.startsWith('kvm-gardener_prod-amd64'))!;
+    const ref = refs.find(
+      (r) => r.startsWith(`${registry.host}/test/gardenlinux/gardener:`) && r.includes('-kvm-amd64'),
+    )!;
+    const pushed = await cli(['push', ref, '--store-path', store]);
+    expect(pushed.code, pushed.stderr).toBe(0);
+    expect(pushed.stdout).toMatch(/pushed 3 attachment\(s\) of sha256:[0-9a-f]{64} \(fallback-tag\)/);
+    const { digest } = await stored(ref);
+    const fallback = JSON.parse(
+      (
+        await skopeoInspectRaw(
+          `docker://${registry.host}/test/gardenlinux/gardener:${referrersTagFor(digest)}`,
+        )
+      ).bytes.toString(),
+    ) as { manifests: { artifactType: string }[] };
+    expect(fallback.manifests.map((m) => m.artifactType).sort()).toEqual([
+      'application/io.gardenlinux.manifest',
+      'application/io.gardenlinux.release',
+      'application/vnd.cyclonedx+json',
+    ]);
+
+    const inspect = await cli(['inspect', ref, '--store-path', join(work, 'empty-store')]);
+    expect(inspect.code, inspect.stderr).toBe(0);
+    expect(inspect.stdout).toContain('referrers (3):');
+    expect(inspect.stdout).toMatch(
+      new RegExp(`application/vnd\\.cyclonedx\\+json +[0-9.]+ (B|KiB)  ${archive.base}\\.sbom  sha256:`),
+    );
+    expect(inspect.stdout).toContain(`${archive.base}.release`);
+
+    const out = join(work, 'pulled-attachments');
+    const pulled = await cli([
+      'pull',
+      ref,
+      '--attachments',
+      '--output',
+      out,
+      '--store-path',
+      join(work, 'pull-store'),
+    ]);
+    expect(pulled.code, pulled.stderr).toBe(0);
+    expect(pulled.stdout.match(/^attachment /gm)).toHaveLength(3);
+    for (const file of ['release', 'manifest', 'sbom'] as const) {
+      const got = await hashFile(join(out, `${archive.base}.${file}`));
+      expect(got.digest, file).toBe(archive.expected![file]!.digest);
+    }
+    // The pulled store keeps them as referrers too: inspect reads them from there.
+    const local = await cli(['inspect', ref, '--store-path', join(work, 'pull-store')]);
+    expect(local.stdout).toContain('referrers (3):');
   });
 });

@@ -7,11 +7,17 @@ import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { fileBlob, type Blob } from '../oci/blob';
 import type { LayoutRepository } from '../oci/layout/store';
-import { isIndexMediaType, type LayerRole } from '../oci/mediatypes';
+import { isIndexMediaType, OCI_MANIFEST, type LayerRole } from '../oci/mediatypes';
 import { layersByRole, pullLayers, selectImage } from '../oci/pull';
 import { formatReference } from '../oci/reference';
 import type { Repository } from '../oci/store';
-import type { ImageIndex, ImageManifest, SerializedManifest } from '../oci/types';
+import {
+  descriptorOf,
+  type Descriptor,
+  type ImageIndex,
+  type ImageManifest,
+  type SerializedManifest,
+} from '../oci/types';
 import { printable, PublishError, UsageError } from '../util/errors';
 import { writeFileAtomic } from '../util/files';
 import { openLocalStore, openRegistry } from './images';
@@ -21,8 +27,10 @@ export const TRANSFER_USAGE = `Usage:
   ironcore-publish push REF [--push-sub-manifests=false]
                                                         the local image to its registry: children first,
                                                         each also tagged <tag>-<arch> unless =false
-  ironcore-publish pull REF [--arch A] [--variant V] [--output DIR]
-                                                        into the local store; --output: the layers as files
+  ironcore-publish pull REF [--arch A] [--variant V] [--output DIR] [--attachments]
+                                                        into the local store; --output: the layers as files;
+                                                        --attachments: also its referrers (SBOM, os-release...),
+                                                        with --output each as the file its title names
   ironcore-publish url --layer L REF [--arch A] [--variant V]
                                                         the URL and headers that fetch layer L (JSON)
 Common: --store-path DIR (default ~/.ironcore), --docker-config-path FILE (docker's config.json, or its folder),
@@ -34,6 +42,7 @@ Layers: kernel, initramfs, rootfs, squashfs, uki, iso. --output names them vmlin
 Examples:
   ironcore-publish push ghcr.io/my-org/my-os:1.0
   ironcore-publish pull ghcr.io/ironcore-dev/gardenlinux:2150.1.0 --arch arm64 --variant metal --output boot/
+  ironcore-publish pull ghcr.io/ironcore-dev/gardenlinux:2150.1.0-metal-amd64 --attachments --output sbom/
   curl -fL $(ironcore-publish url --layer kernel ghcr.io/my-org/my-os:1.0-amd64 | jq -r .url) -o vmlinuz
 `;
 
@@ -92,7 +101,13 @@ export async function pushCommand(args: string[], signal: AbortSignal): Promise<
   const registry = openRegistry(ref, values, signal);
   try {
     const target = registry.repository(ref.repository);
-    const pushImage = async (manifest: SerializedManifest, tags: string[]): Promise<void> => {
+    const serialized = (m: { mediaType: string; digest: string; bytes: Uint8Array }): SerializedManifest => ({
+      mediaType: m.mediaType,
+      digest: m.digest,
+      size: m.bytes.length,
+      bytes: m.bytes,
+    });
+    const pushBlobs = async (manifest: SerializedManifest): Promise<void> => {
       const parsed = parseManifest<ImageManifest>(manifest.bytes, manifest.digest);
       for (const d of [parsed.config, ...parsed.layers]) {
         const outcome = await target.pushBlob(fileBlob(source.blobFile(d.digest), d.digest, d.size), {
@@ -100,14 +115,25 @@ export async function pushCommand(args: string[], signal: AbortSignal): Promise<
         });
         if (outcome === 'uploaded') process.stderr.write(`uploaded ${d.digest} (${d.size} bytes)\n`);
       }
-      await target.pushManifest(manifest, tags, signal);
     };
-    const serialized = (m: { mediaType: string; digest: string; bytes: Uint8Array }): SerializedManifest => ({
-      mediaType: m.mediaType,
-      digest: m.digest,
-      size: m.bytes.length,
-      bytes: m.bytes,
-    });
+    const pushImage = async (manifest: SerializedManifest, tags: string[]): Promise<void> => {
+      await pushBlobs(manifest);
+      await target.pushManifest(manifest, [], signal);
+      // Its attachments (publish --store-path, pull --attachments) go up after it and before its tags.
+      const referrers: SerializedManifest[] = [];
+      for (const r of await source.listReferrers(manifest.digest)) {
+        const artifact = await source.getManifest(r.digest);
+        if (!artifact) continue;
+        const bytes = serialized(artifact);
+        await pushBlobs(bytes);
+        referrers.push(bytes);
+      }
+      if (referrers.length > 0) {
+        const mode = await target.pushReferrers(descriptorOf(manifest), referrers, signal);
+        process.stdout.write(`pushed ${referrers.length} attachment(s) of ${manifest.digest} (${mode})\n`);
+      }
+      if (tags.length > 0) await target.pushManifest(manifest, tags, signal);
+    };
     if (isIndexMediaType(top.mediaType)) {
       const index = parseManifest<ImageIndex>(top.bytes, formatReference(ref));
       for (const entry of index.manifests) {
@@ -164,7 +190,13 @@ export async function pullCommand(args: string[], signal: AbortSignal): Promise<
     args,
     allowPositionals: true,
     strict: true,
-    options: { ...COMMON, arch: { type: 'string' }, variant: { type: 'string' }, output: { type: 'string' } },
+    options: {
+      ...COMMON,
+      arch: { type: 'string' },
+      variant: { type: 'string' },
+      output: { type: 'string' },
+      attachments: { type: 'boolean', default: false },
+    },
   });
   if (values.help) {
     process.stdout.write(TRANSFER_USAGE);
@@ -205,6 +237,27 @@ export async function pullCommand(args: string[], signal: AbortSignal): Promise<
         process.stdout.write(`${join(out, 'cmdline')}\n`);
       }
     }
+    if (values.attachments) {
+      const subject = {
+        mediaType: image.manifest.mediaType ?? OCI_MANIFEST,
+        digest: image.digest,
+        size: bytes.length,
+      };
+      const pulled = await pullReferrers(remote, target, subject, signal);
+      if (pulled.length === 0) process.stdout.write(`${image.digest} has no attachments\n`);
+      for (const a of pulled) {
+        let where = '';
+        if (values.output) {
+          const path = join(resolve(values.output), a.fileName);
+          await writeFileAtomic(path, await target.openBlob(a.layer.digest), {
+            expectedDigest: a.layer.digest,
+            signal,
+          });
+          where = ` ${path}`;
+        }
+        process.stdout.write(`attachment ${a.artifactType} ${a.digest}${where}\n`);
+      }
+    }
     return 0;
   } finally {
     await registry.close();
@@ -243,4 +296,51 @@ export async function urlCommand(args: string[], signal: AbortSignal): Promise<n
   } finally {
     await registry.close();
   }
+}
+
+interface PulledReferrer {
+  digest: string;
+  artifactType: string;
+  /** The file it carries (its first layer). */
+  layer: Descriptor;
+  /** Where --output writes it: the layer's title when that is a plain file name, else its digest. */
+  fileName: string;
+}
+
+/** Copies the referrers of `subject` (their manifests and blobs, each checked) into the local store. */
+async function pullReferrers(
+  remote: Repository,
+  target: LayoutRepository,
+  subject: Descriptor,
+  signal: AbortSignal,
+): Promise<PulledReferrer[]> {
+  const pulled: PulledReferrer[] = [];
+  const manifests: SerializedManifest[] = [];
+  for (const referrer of await remote.listReferrers(subject.digest, signal)) {
+    const fetched = await remote.getManifest(referrer.digest, signal);
+    if (!fetched)
+      throw new PublishError(`${remote.location}@${referrer.digest} is listed as a referrer but missing`);
+    const manifest = parseManifest<ImageManifest>(fetched.bytes, referrer.digest);
+    for (const d of [manifest.config, ...manifest.layers])
+      await target.pushBlob(remoteBlob(remote, d.digest, d.size, signal), { signal });
+    manifests.push({
+      mediaType: fetched.mediaType,
+      digest: fetched.digest,
+      size: fetched.bytes.length,
+      bytes: fetched.bytes,
+    });
+    const layer = manifest.layers[0];
+    if (!layer) continue;
+    const title = layer.annotations?.['org.opencontainers.image.title'] ?? '';
+    // A title is the publisher's word: only a plain file name is used as one (never a path out of --output).
+    const safe = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}$/.test(title) ? title : layer.digest.replace(':', '-');
+    pulled.push({
+      digest: referrer.digest,
+      artifactType: manifest.artifactType ?? referrer.artifactType ?? manifest.config.mediaType,
+      layer,
+      fileName: safe,
+    });
+  }
+  if (manifests.length > 0) await target.pushReferrers(subject, manifests);
+  return pulled;
 }

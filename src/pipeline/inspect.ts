@@ -42,6 +42,34 @@ export async function inspectImage(
         `${indent}  ${role.padEnd(10)} ${formatBytes(layer.size).padStart(10)}  ${layer.digest}${layer.annotations?.['org.opencontainers.image.title'] ? `  ${layer.annotations['org.opencontainers.image.title']}` : ''}`,
       );
     }
+    await describeReferrers(digest, indent);
+  };
+  /** The artifacts that refer to a manifest (SBOM, os-release, signatures...): type, size and title of each. */
+  const describeReferrers = async (digest: string, indent: string): Promise<void> => {
+    const referrers = await repo.listReferrers(digest, signal);
+    if (referrers.length === 0) return;
+    lines.push(`${indent}  referrers (${referrers.length}):`);
+    const rows: string[][] = [];
+    for (const referrer of referrers) {
+      const artifact = await repo.getManifest(referrer.digest, signal);
+      const layers = artifact ? (parse<ImageManifest>(artifact.bytes, referrer.digest).layers ?? []) : [];
+      const size = layers.reduce((n, l) => n + l.size, 0);
+      const title =
+        layers.map((l) => l.annotations?.['org.opencontainers.image.title']).find(Boolean) ??
+        referrer.annotations?.['org.opencontainers.image.title'] ??
+        '';
+      rows.push([
+        referrer.artifactType ?? referrer.mediaType,
+        artifact ? formatBytes(size) : 'MISSING',
+        title,
+        referrer.digest,
+      ]);
+    }
+    // Sorted by type and title, so the same referrers always print the same.
+    rows.sort((a, b) => a[0]!.localeCompare(b[0]!) || a[2]!.localeCompare(b[2]!));
+    const width = Math.max(...rows.map((r) => r[0]!.length));
+    for (const [type, size, title, d] of rows)
+      lines.push(`${indent}    ${type!.padEnd(width)} ${size!.padStart(10)}  ${title}  ${d}`);
   };
   if (isIndexMediaType(top.mediaType)) {
     const index = parse<ImageIndex>(top.bytes, tagOrDigest);
