@@ -45487,6 +45487,29 @@ async function inspectImage(repo, tagOrDigest, signal) {
         `${indent}  ${role.padEnd(10)} ${formatBytes(layer.size).padStart(10)}  ${layer.digest}${layer.annotations?.["org.opencontainers.image.title"] ? `  ${layer.annotations["org.opencontainers.image.title"]}` : ""}`
       );
     }
+    await describeReferrers(digest, indent);
+  };
+  const describeReferrers = async (digest, indent) => {
+    const referrers = await repo.listReferrers(digest, signal);
+    if (referrers.length === 0) return;
+    lines.push(`${indent}  referrers (${referrers.length}):`);
+    const rows = [];
+    for (const referrer of referrers) {
+      const artifact = await repo.getManifest(referrer.digest, signal);
+      const layers = artifact ? parse3(artifact.bytes, referrer.digest).layers ?? [] : [];
+      const size = layers.reduce((n, l) => n + l.size, 0);
+      const title = layers.map((l) => l.annotations?.["org.opencontainers.image.title"]).find(Boolean) ?? referrer.annotations?.["org.opencontainers.image.title"] ?? "";
+      rows.push([
+        referrer.artifactType ?? referrer.mediaType,
+        artifact ? formatBytes(size) : "MISSING",
+        title,
+        referrer.digest
+      ]);
+    }
+    rows.sort((a, b) => a[0].localeCompare(b[0]) || a[2].localeCompare(b[2]));
+    const width = Math.max(...rows.map((r) => r[0].length));
+    for (const [type, size, title, d] of rows)
+      lines.push(`${indent}    ${type.padEnd(width)} ${size.padStart(10)}  ${title}  ${d}`);
   };
   if (isIndexMediaType(top.mediaType)) {
     const index = parse3(top.bytes, tagOrDigest);
@@ -51790,8 +51813,10 @@ var TRANSFER_USAGE = `Usage:
   ironcore-publish push REF [--push-sub-manifests=false]
                                                         the local image to its registry: children first,
                                                         each also tagged <tag>-<arch> unless =false
-  ironcore-publish pull REF [--arch A] [--variant V] [--output DIR]
-                                                        into the local store; --output: the layers as files
+  ironcore-publish pull REF [--arch A] [--variant V] [--output DIR] [--attachments]
+                                                        into the local store; --output: the layers as files;
+                                                        --attachments: also its referrers (SBOM, os-release...),
+                                                        with --output each as the file its title names
   ironcore-publish url --layer L REF [--arch A] [--variant V]
                                                         the URL and headers that fetch layer L (JSON)
 Common: --store-path DIR (default ~/.ironcore), --docker-config-path FILE (docker's config.json, or its folder),
@@ -51803,6 +51828,7 @@ Layers: kernel, initramfs, rootfs, squashfs, uki, iso. --output names them vmlin
 Examples:
   ironcore-publish push ghcr.io/my-org/my-os:1.0
   ironcore-publish pull ghcr.io/ironcore-dev/gardenlinux:2150.1.0 --arch arm64 --variant metal --output boot/
+  ironcore-publish pull ghcr.io/ironcore-dev/gardenlinux:2150.1.0-metal-amd64 --attachments --output sbom/
   curl -fL $(ironcore-publish url --layer kernel ghcr.io/my-org/my-os:1.0-amd64 | jq -r .url) -o vmlinuz
 `;
 var OUTPUT_NAMES = {
@@ -51854,7 +51880,13 @@ async function pushCommand(args, signal) {
   const registry = openRegistry(ref2, values, signal);
   try {
     const target = registry.repository(ref2.repository);
-    const pushImage = async (manifest, tags) => {
+    const serialized = (m) => ({
+      mediaType: m.mediaType,
+      digest: m.digest,
+      size: m.bytes.length,
+      bytes: m.bytes
+    });
+    const pushBlobs = async (manifest) => {
       const parsed = parseManifest(manifest.bytes, manifest.digest);
       for (const d of [parsed.config, ...parsed.layers]) {
         const outcome = await target.pushBlob(fileBlob(source.blobFile(d.digest), d.digest, d.size), {
@@ -51863,14 +51895,25 @@ async function pushCommand(args, signal) {
         if (outcome === "uploaded") process.stderr.write(`uploaded ${d.digest} (${d.size} bytes)
 `);
       }
-      await target.pushManifest(manifest, tags, signal);
     };
-    const serialized = (m) => ({
-      mediaType: m.mediaType,
-      digest: m.digest,
-      size: m.bytes.length,
-      bytes: m.bytes
-    });
+    const pushImage = async (manifest, tags) => {
+      await pushBlobs(manifest);
+      await target.pushManifest(manifest, [], signal);
+      const referrers = [];
+      for (const r of await source.listReferrers(manifest.digest)) {
+        const artifact = await source.getManifest(r.digest);
+        if (!artifact) continue;
+        const bytes = serialized(artifact);
+        await pushBlobs(bytes);
+        referrers.push(bytes);
+      }
+      if (referrers.length > 0) {
+        const mode = await target.pushReferrers(descriptorOf(manifest), referrers, signal);
+        process.stdout.write(`pushed ${referrers.length} attachment(s) of ${manifest.digest} (${mode})
+`);
+      }
+      if (tags.length > 0) await target.pushManifest(manifest, tags, signal);
+    };
     if (isIndexMediaType(top.mediaType)) {
       const index = parseManifest(top.bytes, formatReference(ref2));
       for (const entry of index.manifests) {
@@ -51923,7 +51966,13 @@ async function pullCommand(args, signal) {
     args,
     allowPositionals: true,
     strict: true,
-    options: { ...COMMON, arch: { type: "string" }, variant: { type: "string" }, output: { type: "string" } }
+    options: {
+      ...COMMON,
+      arch: { type: "string" },
+      variant: { type: "string" },
+      output: { type: "string" },
+      attachments: { type: "boolean", default: false }
+    }
   });
   if (values.help) {
     process.stdout.write(TRANSFER_USAGE);
@@ -51966,6 +52015,29 @@ async function pullCommand(args, signal) {
 `);
       }
     }
+    if (values.attachments) {
+      const subject = {
+        mediaType: image.manifest.mediaType ?? OCI_MANIFEST,
+        digest: image.digest,
+        size: bytes.length
+      };
+      const pulled = await pullReferrers(remote, target, subject, signal);
+      if (pulled.length === 0) process.stdout.write(`${image.digest} has no attachments
+`);
+      for (const a of pulled) {
+        let where = "";
+        if (values.output) {
+          const path = join19(resolve3(values.output), a.fileName);
+          await writeFileAtomic(path, await target.openBlob(a.layer.digest), {
+            expectedDigest: a.layer.digest,
+            signal
+          });
+          where = ` ${path}`;
+        }
+        process.stdout.write(`attachment ${a.artifactType} ${a.digest}${where}
+`);
+      }
+    }
     return 0;
   } finally {
     await registry.close();
@@ -52004,6 +52076,36 @@ async function urlCommand(args, signal) {
   } finally {
     await registry.close();
   }
+}
+async function pullReferrers(remote, target, subject, signal) {
+  const pulled = [];
+  const manifests = [];
+  for (const referrer of await remote.listReferrers(subject.digest, signal)) {
+    const fetched = await remote.getManifest(referrer.digest, signal);
+    if (!fetched)
+      throw new PublishError(`${remote.location}@${referrer.digest} is listed as a referrer but missing`);
+    const manifest = parseManifest(fetched.bytes, referrer.digest);
+    for (const d of [manifest.config, ...manifest.layers])
+      await target.pushBlob(remoteBlob(remote, d.digest, d.size, signal), { signal });
+    manifests.push({
+      mediaType: fetched.mediaType,
+      digest: fetched.digest,
+      size: fetched.bytes.length,
+      bytes: fetched.bytes
+    });
+    const layer = manifest.layers[0];
+    if (!layer) continue;
+    const title = layer.annotations?.["org.opencontainers.image.title"] ?? "";
+    const safe = /^[A-Za-z0-9][A-Za-z0-9._+-]{0,200}$/.test(title) ? title : layer.digest.replace(":", "-");
+    pulled.push({
+      digest: referrer.digest,
+      artifactType: manifest.artifactType ?? referrer.artifactType ?? manifest.config.mediaType,
+      layer,
+      fileName: safe
+    });
+  }
+  if (manifests.length > 0) await target.pushReferrers(subject, manifests);
+  return pulled;
 }
 
 // src/cli/main.ts
