@@ -58,6 +58,11 @@ export async function runAction(
     timeoutMs?: number;
     /** Sees the child process (to kill it mid-run). */
     onSpawn?: (child: ChildProcess) => void;
+    /**
+     * Start the action as the leader of a process group of its own, so whatever it starts can be found by
+     * its group id after it is gone (signals still go to the action's process only, as the runner sends them).
+     */
+    processGroup?: boolean;
   } = {},
 ): Promise<ActionRun> {
   const dir = await mkdtemp(join(tmpdir(), 'action-run-'));
@@ -80,6 +85,7 @@ export async function runAction(
       env,
       cwd: dir,
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: options.processGroup === true,
     });
     options.onSpawn?.(child);
     let stdout = '';

@@ -246,7 +246,7 @@ describe('hostile input: one clear error, nothing published, nothing written out
       execFileSync('bash', ['-c', `python3 -c "$1" | xz -0 -T2 -c > "$2"`, '_', script, file]);
       releases.push({ tag: '2150.8.9', assets: [{ name: `${base}.tar.xz`, path: file }] });
     }
-    world = await startWorld(releases);
+    world = await startWorld({ extraReleases: releases });
     sandbox = await mkdtemp(join(tmpdir(), 'hostile-sandbox-'));
   });
   afterAll(async () => {

@@ -47,6 +47,8 @@ export type ProxyAction =
   | { kind: 'cut-response'; afterBytes: number }
   /** Forward the headers and `afterBytes` body bytes, then send nothing for `ms` (then reset). */
   | { kind: 'stall'; afterBytes: number; ms: number }
+  /** Forward the request body (`request`) or the answer (`response`) at about `bytesPerSecond`: a slow link. */
+  | { kind: 'throttle'; bytesPerSecond: number; direction: 'request' | 'response' }
   /** Forward, then hand the (buffered) answer to `edit` before passing it on. */
   | { kind: 'edit'; edit: (answer: EditableAnswer) => EditableAnswer };
 
@@ -69,6 +71,30 @@ export interface RunningProxy {
 
 function replaceAll(text: string, pairs: readonly [string, string][]): string {
   return pairs.reduce((t, [from, to]) => t.split(from).join(to), text);
+}
+
+/** Pipes `from` into `to` at about `bytesPerSecond` (in slices of 1/20 s), ending `to` at the end. */
+function throttledPipe(
+  from: NodeJS.ReadableStream & { destroy(): void },
+  to: NodeJS.WritableStream & { destroyed?: boolean },
+  bytesPerSecond: number,
+): void {
+  const slice = Math.max(1, Math.floor(bytesPerSecond / 20));
+  void (async () => {
+    try {
+      for await (const chunk of from as AsyncIterable<Buffer>) {
+        for (let at = 0; at < chunk.length; at += slice) {
+          if (to.destroyed) return from.destroy();
+          const part = chunk.subarray(at, at + slice);
+          if (!to.write(part)) await new Promise<void>((r) => to.once('drain', () => r()));
+          await new Promise((r) => setTimeout(r, (part.length / bytesPerSecond) * 1000));
+        }
+      }
+      to.end();
+    } catch {
+      from.destroy();
+    }
+  })();
 }
 
 function drain(req: IncomingMessage): Promise<void> {
@@ -165,6 +191,11 @@ export async function startProxy(target: string, bindHost = '127.0.0.1'): Promis
           });
           return;
         }
+        if (action.kind === 'throttle' && action.direction === 'response') {
+          answer.on('error', () => req.socket.destroy());
+          throttledPipe(answer, res, action.bytesPerSecond);
+          return;
+        }
         answer.pipe(res);
       },
     );
@@ -187,6 +218,10 @@ export async function startProxy(target: string, bindHost = '127.0.0.1'): Promis
       req.on('end', () => {
         if (left > 0) upstream.end();
       });
+      return;
+    }
+    if (action.kind === 'throttle' && action.direction === 'request') {
+      throttledPipe(req, upstream, action.bytesPerSecond);
       return;
     }
     req.pipe(upstream);
