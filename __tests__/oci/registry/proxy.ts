@@ -14,6 +14,8 @@ export interface RecordedRequest {
   /** performance.now() when the request arrived and when its answer was sent (or the connection cut). */
   startedAt: number;
   endedAt?: number;
+  /** The status the client was answered with (the upstream's, or the hook's), once known. */
+  status?: number;
 }
 
 /** The largest number of requests matching `filter` that were in flight at the same time. */
@@ -120,6 +122,7 @@ export async function startProxy(target: string, bindHost = '127.0.0.1'): Promis
     const action = proxy.hook?.(recorded, index) ?? { kind: 'pass' };
     if (action.kind === 'respond') {
       void drain(req).then(() => {
+        recorded.status = action.status;
         res.writeHead(action.status, action.headers ?? {});
         res.end(action.body ?? '');
       });
@@ -132,6 +135,7 @@ export async function startProxy(target: string, bindHost = '127.0.0.1'): Promis
     const upstream = httpRequest(
       { host: targetHost, port: Number(targetPort), method: req.method, path: req.url, headers: req.headers },
       (answer) => {
+        recorded.status = answer.statusCode;
         if (action.kind === 'forward-then-drop') {
           answer.resume();
           answer.on('end', () => req.socket.destroy());
