@@ -60,6 +60,11 @@ export async function runAction(
     onSpawn?: (child: ChildProcess) => void;
     /** RUNNER_TEMP, kept after the run (files the action leaves for later steps); default a removed temp folder. */
     runnerTemp?: string;
+    /**
+     * Start the action as the leader of a process group of its own, so whatever it starts can be found by
+     * its group id after it is gone (signals still go to the action's process only, as the runner sends them).
+     */
+    processGroup?: boolean;
   } = {},
 ): Promise<ActionRun> {
   const dir = await mkdtemp(join(tmpdir(), 'action-run-'));
@@ -82,6 +87,7 @@ export async function runAction(
       env,
       cwd: dir,
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: options.processGroup === true,
     });
     options.onSpawn?.(child);
     let stdout = '';

@@ -30,8 +30,14 @@ export interface RunningRegistry {
   port: number;
   /** The storage folder (to inspect or corrupt stored data). */
   storage: string;
-  /** The registry process (the benches read its CPU time from /proc). */
+  /** The registry process (the benches read its CPU time from /proc); a restart changes it. */
   pid: number | undefined;
+  /**
+   * Stops the registry process (SIGTERM: its own shutdown; SIGKILL: a crash), waits `downMs` with the port
+   * closed, and starts it again on the same storage, port and config (upload sessions survive: their state
+   * lives in the storage and in Locations signed with the unchanged `http.secret`).
+   */
+  restart(options?: { signal?: 'SIGTERM' | 'SIGKILL'; downMs?: number }): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -122,26 +128,47 @@ export async function startRegistry(options: RegistryOptions = {}): Promise<Runn
   const config = join(dir, 'config.yml');
   await writeFile(config, `${lines.join('\n')}\n`);
   let output = '';
-  const child = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'] });
-  child.stdout?.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4000)));
-  child.stderr?.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4000)));
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
-      await exited;
-      clearTimeout(timer);
-    }
-    await rm(dir, { recursive: true, force: true });
-  };
   const host = `${address}:${port}`;
   const url = `${options.tls ? 'https' : 'http'}://${host}`;
-  try {
+  let child: ChildProcess;
+  const launch = async (): Promise<void> => {
+    child = spawn('docker-registry', ['serve', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout?.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4000)));
+    child.stderr?.on('data', (d: Buffer) => (output = (output + d.toString()).slice(-4000)));
     await waitUntilUp(`${url}/v2/`, child, () => output, options.tls?.ca);
+  };
+  const halt = async (signal: 'SIGTERM' | 'SIGKILL'): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill(signal);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+    await exited;
+    clearTimeout(timer);
+  };
+  const stop = async (): Promise<void> => {
+    await halt('SIGTERM');
+    await rm(dir, { recursive: true, force: true });
+  };
+  const running: RunningRegistry = {
+    host,
+    url,
+    port,
+    storage,
+    pid: undefined,
+    restart: async ({ signal = 'SIGTERM', downMs = 0 } = {}) => {
+      await halt(signal);
+      await new Promise((r) => setTimeout(r, downMs));
+      await launch();
+      running.pid = child.pid;
+    },
+    stop,
+  };
+  try {
+    await launch();
   } catch (error) {
     await stop();
     throw error;
   }
-  return { host, url, port, storage, pid: child.pid, stop };
+  running.pid = child!.pid;
+  return running;
 }

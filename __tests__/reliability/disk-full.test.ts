@@ -1,8 +1,10 @@
-// A full disk while unpacking: the bundled action's work folder on a 32 MiB tmpfs, a release whose squashfs
-// needs 48 MiB. One clear error naming the folder and the sizes, no stack trace, nothing left on the tmpfs,
-// no tag; a re-run with space publishes. (Needs root for the mount, as CI and the sessions have.)
+// A full disk: the bundled action's work folder (its TMPDIR) on a small tmpfs. First a release whose squashfs
+// needs 48 MiB on 32 MiB: one clear error naming the folder and the sizes, no stack trace, nothing left on the
+// tmpfs, no tag; a re-run with space publishes. Then the fault suite's scenario: the publication of the other
+// scenarios with a tmpfs of a seeded size (so the disk fills at a seeded point, or not at all), and the
+// invariant of every scenario. (Needs root for the mounts, as CI and the sessions have.)
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +13,7 @@ import { createSamplePeStub } from '../../src/sample/pe-stub';
 import { generateSampleRelease } from '../../src/sample/release';
 import { errorLines, runAction } from '../helpers/action';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
+import { publishThroughProxies, runScenario, scenarioTimeout, startWorld, type World } from './world';
 
 const VERSION = '2150.1.0';
 let work: string;
@@ -94,4 +97,58 @@ describe('a full disk', () => {
       `${registry.host}/test-owner/gardenlinux:${VERSION}-metal-amd64`,
     );
   });
+});
+
+describe('a full disk at a seeded point of a publication', () => {
+  const CI_RUNS = 2;
+  let world: World;
+  const figures = { minMiBCompleted: Infinity, maxMiBFailed: 0 };
+
+  beforeAll(async () => {
+    world = await startWorld();
+  }, 180_000);
+  afterAll(async () => {
+    await world?.stop();
+  });
+
+  it(
+    'fails with one error about the disk or completes; every tag names complete content; the re-run uploads exactly what is missing',
+    async () => {
+      const { problems, tally } = await runScenario(world, {
+        scenario: 'full disk (work folder on a tmpfs of a seeded size)',
+        slug: 'diskfull',
+        ciRuns: CI_RUNS,
+        faulty: async (seed, namespace, rand) => {
+          // 256 KiB to 32 MiB, even on a log scale: a publication of this release needs a few MiB at its peak.
+          const kib = Math.round(256 * 2 ** (rand() * 7));
+          const dir = join(world.work, `tmpfs-${seed}`);
+          await mkdir(dir, { recursive: true });
+          execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${kib}k`, 'tmpfs', dir]);
+          try {
+            const run = await publishThroughProxies(world, namespace, { tmpdir: dir });
+            const error = run.stdout.split('\n').find((l) => l.startsWith('::error::')) ?? '';
+            const own: string[] = [];
+            if (run.code === 0) figures.minMiBCompleted = Math.min(figures.minMiBCompleted, kib / 1024);
+            else {
+              figures.maxMiBFailed = Math.max(figures.maxMiBFailed, kib / 1024);
+              // The only fault is the disk: any other failure is a wrong diagnosis.
+              if (!/no space left/.test(error)) own.push(`failed for another reason than the disk: ${error}`);
+            }
+            return { run, point: `tmpfs of ${kib} KiB`, problems: own };
+          } finally {
+            execFileSync('umount', [dir]);
+            await rm(dir, { recursive: true, force: true });
+          }
+        },
+        figures: () => ({
+          minMiBCompleted: Number.isFinite(figures.minMiBCompleted) ? figures.minMiBCompleted : -1,
+          maxMiBFailed: figures.maxMiBFailed,
+        }),
+      });
+      expect(problems).toEqual([]);
+      expect(tally.corrupted).toBe(0);
+      expect(tally.unclean).toBe(0);
+    },
+    scenarioTimeout(CI_RUNS, 40),
+  );
 });

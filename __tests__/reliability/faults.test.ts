@@ -2,25 +2,13 @@
 // registry, the GitHub API stand-in and its download host. After every faulty run: it completed with
 // every tag read back by skopeo at the reported digest, or failed with one clear error; no tag names
 // missing content; and a clean re-run completes, uploading exactly the blob bytes that were missing.
-// RELIABILITY_RUNS=N runs N seeds per scenario (default 2); RELIABILITY_RESULTS=file records tallies.
+// RELIABILITY_RUNS=N runs N seeds per scenario (default 1); RELIABILITY_RESULTS=file records tallies.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ProxyAction, ProxyHook, RecordedRequest } from '../oci/registry/proxy';
-import {
-  bytesUploaded,
-  clearFaults,
-  judge,
-  missingBytes,
-  prng,
-  publishThroughProxies,
-  recordTally,
-  relativeBlobs,
-  runCount,
-  seeds,
-  startWorld,
-  walkRegistry,
-  type ScenarioTally,
-  type World,
-} from './world';
+import { publishThroughProxies, runScenario, scenarioTimeout, startWorld, type World } from './world';
+
+/** Seeds per scenario in CI (RELIABILITY_RUNS sets it for a recording). */
+const CI_RUNS = 1;
 
 interface Hooks {
   registry?: ProxyHook;
@@ -131,75 +119,36 @@ const SCENARIOS: [string, (rand: () => number) => Hooks][] = [
 
 describe('the action under injected network faults', () => {
   let world: World;
-  let baseline: Map<string, Map<string, number>>;
 
   beforeAll(async () => {
     world = await startWorld();
-    const run = await publishThroughProxies(world, 'baseline');
-    expect(run.code, run.stdout).toBe(0);
-    baseline = relativeBlobs(await walkRegistry(world, 'baseline'), 'baseline');
-    expect([...baseline.values()].reduce((n, b) => n + b.size, 0)).toBe(7); // metal: config + 4 layers; kvm: config + rootfs
-  });
+  }, 180_000);
   afterAll(async () => {
     await world?.stop();
   });
 
-  it.each(SCENARIOS)('%s', async (scenario, makeHooks) => {
-    const started = performance.now();
-    const tally: ScenarioTally = {
-      scenario,
-      runs: 0,
-      completed: 0,
-      failedCleanly: 0,
-      unclean: 0,
-      corrupted: 0,
-      reuploaded: 0,
-      missingBefore: 0,
-      seconds: 0,
-      errors: [],
-    };
-    const problems: string[] = [];
-    const slug = scenario
-      .replace(/[^a-z0-9]+/gi, '')
-      .toLowerCase()
-      .slice(0, 12);
-    for (const seed of seeds(runCount(2))) {
-      const namespace = `${slug}-s${seed}`;
-      const hooks = makeHooks(prng(seed));
-      world.registryProxy.hook = hooks.registry;
-      world.apiProxy.hook = hooks.api;
-      world.downloadProxy.hook = hooks.download;
-      const run = await publishThroughProxies(world, namespace);
-      clearFaults(world);
-      const verdict = await judge(world, namespace, run);
-      tally.runs++;
-      if (verdict.outcome === 'completed') tally.completed++;
-      else if (verdict.outcome === 'failed-cleanly') {
-        tally.failedCleanly++;
-        tally.errors.push(`seed ${seed}: ${run.stdout.split('\n').find((l) => l.startsWith('::error::'))}`);
-      } else tally.unclean++;
-      if (verdict.corrupted) tally.corrupted++;
-      problems.push(...verdict.problems.map((p) => `seed ${seed}: ${p}`));
-
-      // A clean re-run finishes the job and uploads exactly what is missing.
-      const missing = await missingBytes(world, namespace, baseline);
-      const rerun = await publishThroughProxies(world, namespace);
-      const again = await judge(world, namespace, rerun);
-      if (again.outcome !== 'completed' || again.corrupted) {
-        problems.push(...again.problems.map((p) => `seed ${seed} re-run: ${p}`));
-      }
-      const uploaded = bytesUploaded(rerun);
-      if (uploaded !== missing) {
-        problems.push(`seed ${seed} re-run: uploaded ${uploaded} blob bytes, ${missing} were missing`);
-      }
-      tally.reuploaded += uploaded;
-      tally.missingBefore += missing;
-    }
-    tally.seconds = Math.round((performance.now() - started) / 100) / 10;
-    await recordTally(tally);
-    console.log(`[reliability] ${JSON.stringify(tally)}`);
-    expect(problems).toEqual([]);
-    expect(tally.corrupted).toBe(0);
-    expect(tally.unclean).toBe(0);
-  });
+  it.each(SCENARIOS)(
+    '%s',
+    async (scenario, makeHooks) => {
+      const { problems, tally } = await runScenario(world, {
+        scenario,
+        slug: scenario
+          .replace(/[^a-z0-9]+/gi, '')
+          .toLowerCase()
+          .slice(0, 12),
+        ciRuns: CI_RUNS,
+        faulty: async (_seed, namespace, rand) => {
+          const hooks = makeHooks(rand);
+          world.registryProxy.hook = hooks.registry;
+          world.apiProxy.hook = hooks.api;
+          world.downloadProxy.hook = hooks.download;
+          return { run: await publishThroughProxies(world, namespace) };
+        },
+      });
+      expect(problems).toEqual([]);
+      expect(tally.corrupted).toBe(0);
+      expect(tally.unclean).toBe(0);
+    },
+    scenarioTimeout(CI_RUNS, 40),
+  );
 });

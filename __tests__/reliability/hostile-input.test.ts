@@ -246,7 +246,7 @@ describe('hostile input: one clear error, nothing published, nothing written out
       execFileSync('bash', ['-c', `python3 -c "$1" | xz -0 -T2 -c > "$2"`, '_', script, file]);
       releases.push({ tag: '2150.8.9', assets: [{ name: `${base}.tar.xz`, path: file }] });
     }
-    world = await startWorld(releases);
+    world = await startWorld({ extraReleases: releases });
     sandbox = await mkdtemp(join(tmpdir(), 'hostile-sandbox-'));
   });
   afterAll(async () => {
@@ -291,6 +291,7 @@ describe('hostile input: one clear error, nothing published, nothing written out
     const run = await publishThroughProxies(world, namespace, {
       inputs: {
         version: c.version,
+        architectures: 'amd64',
         flavors:
           c.kind === 'kvm'
             ? '- {image: gardenlinux/gardener, variant: kvm, asset: kvm-gardener_prod}'
@@ -305,6 +306,7 @@ describe('hostile input: one clear error, nothing published, nothing written out
     const run = await publishThroughProxies(world, 'archive-not-pe', {
       inputs: {
         version: '2150.8.8',
+        architectures: 'amd64',
         flavors: '- {image: gardenlinux, variant: metal, asset: baremetal_pxe}',
       },
       env: inSandbox(),
@@ -318,6 +320,7 @@ describe('hostile input: one clear error, nothing published, nothing written out
       const run = await publishThroughProxies(world, 'archive-million', {
         inputs: {
           version: '2150.8.9',
+          architectures: 'amd64',
           flavors: '- {image: gardenlinux/gardener, variant: kvm, asset: kvm-gardener_prod}',
         },
         env: inSandbox(),

@@ -1,9 +1,10 @@
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CoalescingWriter, WRITE_BUFFER_SIZE, writeFileAtomic } from '../../src/util/files';
+import { CoalescingWriter, noSpaceError, WRITE_BUFFER_SIZE, writeFileAtomic } from '../../src/util/files';
 
 let dir: string;
 beforeAll(async () => {
@@ -106,5 +107,48 @@ describe('writeFileAtomic', () => {
       'stop now',
     );
     expect(await readdir(sub)).toEqual([]);
+  });
+});
+
+describe('noSpaceError', () => {
+  const enospc = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+  const message = (written: number, needed?: number): string =>
+    (noSpaceError(enospc, '/work/tmp/disk.raw', written, needed) as Error).message;
+
+  it('never shows what was written as what is needed: written rounds down, needed up, KiB below a MiB', () => {
+    // Seen in the fault suite: a sparse disk's 512 KiB of data read "stopped after 0.5 MiB of the 0.5 MiB".
+    expect(message(458_752, 524_288)).toBe(
+      'no space left in /work/tmp: writing disk.raw stopped after 448 KiB of the 512 KiB it needs; its partial file was removed',
+    );
+    expect(message(31 * 2 ** 20 + 2 ** 19, 48 * 2 ** 20)).toContain(
+      'stopped after 31.5 MiB of the 48.0 MiB it needs',
+    );
+    expect(message(2 ** 20 - 1, 2 ** 20 + 1)).toContain('stopped after 1023 KiB of the 1.1 MiB it needs');
+    expect(message(200_000)).toContain('stopped after 195 KiB; its partial file was removed');
+  });
+
+  it('reports what reached the disk, not what the write buffers took (a 256 KiB tmpfs, as root)', async () => {
+    const small = await mkdtemp(join(tmpdir(), 'files-enospc-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', small]);
+    try {
+      const error = await writeFileAtomic(join(small, 'big.bin'), [randomBytes(600 * 1024)], {
+        expectedSize: 600 * 1024,
+      }).catch((e: unknown) => e as Error);
+      const m = /stopped after (\d+) KiB of the 600 KiB it needs; its partial file was removed$/.exec(
+        (error as Error).message,
+      );
+      expect(m, (error as Error).message).not.toBeNull();
+      // The buffers took all 600 KiB; at most the tmpfs's 256 KiB reached it.
+      expect(Number(m![1])).toBeLessThanOrEqual(256);
+      expect(await readdir(small)).toEqual([]);
+    } finally {
+      execFileSync('umount', [small]);
+      await rm(small, { recursive: true, force: true });
+    }
+  });
+
+  it('passes other errors through', () => {
+    const other = Object.assign(new Error('EACCES'), { code: 'EACCES' });
+    expect(noSpaceError(other, '/x/y', 1, 2)).toBe(other);
   });
 });

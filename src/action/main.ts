@@ -9,7 +9,7 @@ import { formatTable } from '../pipeline/plan';
 import { summaryRows } from '../pipeline/publish';
 import { runPublish } from '../pipeline/run';
 import { BOOT_TEST_HEADERS, BootTestError, bootTestRows, type BootTestRecord } from '../pipeline/boot-test';
-import { describeError } from '../util/errors';
+import { describeError, PublishError } from '../util/errors';
 import type { Logger } from '../util/logger';
 import { readSettings } from './context';
 
@@ -22,9 +22,17 @@ const logger: Logger = {
 
 async function main(): Promise<void> {
   const controller = new AbortController();
-  // A cancelled workflow sends SIGINT/SIGTERM: stop cleanly instead of leaving uploads half done.
+  // A cancelled workflow sends SIGINT, then SIGTERM 7.5 s later, then SIGKILL (actions/runner,
+  // ProcessInvoker.CancelAndKillProcessTree): stop at once, let the stages kill their children and remove
+  // their files, and end with one line: a cancellation is expected, not a bug with a stack trace.
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => controller.abort(new Error(`cancelled (${signal})`)));
+    process.once(signal, () =>
+      controller.abort(
+        new PublishError(
+          `cancelled (${signal}): stopped before the end; blobs already uploaded are kept, and a re-run uploads only the rest`,
+        ),
+      ),
+    );
   }
   try {
     const settings = readSettings();

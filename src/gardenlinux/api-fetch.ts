@@ -2,11 +2,13 @@
 // rate limit", and has bad minutes (502/503); a weekly unattended job must ride those out instead of
 // failing on the first one. Only idempotent requests (GET/HEAD) are retried, with backoff and jitter;
 // Retry-After wins (capped). Redirects are left to Octokit's fetch, which keeps them on the API host.
+// The primary rate limit (quota used up until a reset) is not a bad minute: rate-limit.ts decides.
 // Requests go through undici's fetch with the shared dispatcher, so the proxy variables apply here too.
 import { fetch as undiciFetch } from 'undici';
 import { proxyFailure, proxySettings, sharedDispatcher } from '../util/dispatcher';
 import { PublishError } from '../util/errors';
 import type { Logger } from '../util/logger';
+import { decideOnRateLimit, primaryRateLimit } from './rate-limit';
 
 export interface ApiRetryOptions {
   /** Tries in total, the first included. */
@@ -44,6 +46,7 @@ async function transientReason(res: Response): Promise<string | undefined> {
   if (res.status >= 500 || res.status === 429 || res.status === 408) return `HTTP ${res.status}`;
   if (res.status !== 403) return undefined;
   if (res.headers.get('retry-after') !== null) return 'HTTP 403 with Retry-After (rate limited)';
+  // Used up but no reset to wait for (a primary limit with a reset is decided before this).
   if (res.headers.get('x-ratelimit-remaining') === '0') return 'HTTP 403, API rate limit exhausted';
   const text = await res
     .clone()
@@ -55,7 +58,14 @@ async function transientReason(res: Response): Promise<string | undefined> {
 /** A `fetch` for Octokit that retries transient failures of GET requests. */
 export function retryingFetch(
   logger: Logger,
-  options: { retry?: Partial<ApiRetryOptions>; signal?: AbortSignal } = {},
+  options: {
+    retry?: Partial<ApiRetryOptions>;
+    signal?: AbortSignal;
+    /** Whether requests carry a token (a rate-limit failure then does not suggest giving one). */
+    hasToken?: boolean;
+    /** The longest wait for a rate-limit reset (tests shorten it). */
+    maxRateLimitWaitMs?: number;
+  } = {},
 ): typeof fetch {
   const retry = { ...DEFAULT_API_RETRY, ...options.retry };
   return async (input, init) => {
@@ -64,15 +74,11 @@ export function retryingFetch(
     // Path only: the query may carry a signature, and nothing here needs more.
     const what = `GitHub API ${method} ${url.pathname}`;
     for (let attempt = 1; ; attempt++) {
-      let reason: string;
+      let reason = '';
       let wait: number | undefined;
+      let res: Response | undefined;
       try {
-        const res = await proxiedFetch(input, init);
-        const transient = method === 'GET' || method === 'HEAD' ? await transientReason(res) : undefined;
-        if (!transient || attempt >= retry.attempts) return res;
-        reason = transient;
-        wait = retryAfterMs(res.headers.get('retry-after'));
-        await res.body?.cancel().catch(() => undefined);
+        res = await proxiedFetch(input, init);
       } catch (error) {
         const signal = init?.signal ?? options.signal;
         if (signal?.aborted) throw error;
@@ -92,6 +98,28 @@ export function retryingFetch(
           );
         }
         reason = viaProxy?.message ?? networkMessage(error);
+      }
+      if (res) {
+        const answer = res;
+        const limited = primaryRateLimit(answer.status, (name) => answer.headers.get(name) ?? undefined);
+        if (limited) {
+          const decision = decideOnRateLimit(limited, {
+            what,
+            hasToken: options.hasToken ?? false,
+            mayWait: attempt < retry.attempts,
+            ...(options.maxRateLimitWaitMs !== undefined ? { maxWaitMs: options.maxRateLimitWaitMs } : {}),
+          });
+          await answer.body?.cancel().catch(() => undefined);
+          if (decision.action === 'fail') throw decision.error;
+          logger.warning(decision.log);
+          await sleep(decision.ms, init?.signal ?? options.signal);
+          continue;
+        }
+        const transient = method === 'GET' || method === 'HEAD' ? await transientReason(answer) : undefined;
+        if (!transient || attempt >= retry.attempts) return answer;
+        reason = transient;
+        wait = retryAfterMs(answer.headers.get('retry-after'));
+        await answer.body?.cancel().catch(() => undefined);
       }
       const ceiling = Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (attempt - 1));
       const delay = Math.min(wait ?? Math.round(ceiling / 2 + (Math.random() * ceiling) / 2), 120_000);

@@ -9,6 +9,7 @@ import { PublishError } from '../util/errors';
 import { redactError } from './release';
 import type { Logger } from '../util/logger';
 import { formatBytes, startProgress } from '../util/progress';
+import { decideOnRateLimit, primaryRateLimit, type PrimaryRateLimit } from './rate-limit';
 
 export interface RetryOptions {
   /** Attempts in total (first try included). */
@@ -29,6 +30,8 @@ export interface DownloadOptions {
   retry?: RetryOptions;
   /** Per-request idle timeouts; small values are for tests. */
   timeoutMs?: number;
+  /** The longest wait for the API rate limit to reset (tests shorten it). */
+  maxRateLimitWaitMs?: number;
 }
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
@@ -40,6 +43,13 @@ class RetryableError extends Error {
     readonly retryAfterMs?: number,
   ) {
     super(message);
+  }
+}
+
+/** The API's quota is used up until `limit.resetAt`: waiting for it is decided in rate-limit.ts. */
+class RateLimitedError extends Error {
+  constructor(readonly limit: PrimaryRateLimit) {
+    super('rate limited');
   }
 }
 
@@ -126,6 +136,12 @@ async function failure(res: Response, label: string): Promise<Error> {
     /* the status says enough */
   }
   const status = res.statusCode;
+  const header = (name: string): string | undefined => {
+    const value = res.headers[name];
+    return Array.isArray(value) ? value[0] : value;
+  };
+  const limited = primaryRateLimit(status, header);
+  if (limited) return new RateLimitedError(limited);
   const message = `${label}: HTTP ${status}${text ? `: ${text.replace(/\s+/g, ' ')}` : ''}`;
   // GitHub throttles bursts of asset downloads like API calls: 429, or a 403 that says
   // "secondary rate limit" or carries Retry-After. Those pass; other 403s (no access) do not.
@@ -194,6 +210,18 @@ export async function* downloadAsset(options: DownloadOptions): AsyncGenerator<B
       return;
     } catch (error) {
       if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new PublishError('aborted');
+      if (error instanceof RateLimitedError) {
+        const decision = decideOnRateLimit(error.limit, {
+          what: `download of ${label}`,
+          hasToken: options.token !== undefined,
+          mayWait: attempt < attempts,
+          ...(options.maxRateLimitWaitMs !== undefined ? { maxWaitMs: options.maxRateLimitWaitMs } : {}),
+        });
+        if (decision.action === 'fail') throw decision.error;
+        logger.warning(decision.log);
+        await sleep(decision.ms, signal);
+        continue;
+      }
       // A server may echo the token back in its error; it never reaches a message.
       if (error instanceof PublishError) throw redactError(error, options.token);
       const message = error instanceof Error ? error.message : String(error);

@@ -79,6 +79,7 @@ export function createOctokit(options: {
 }): Octokit {
   const fetch = options.logger
     ? retryingFetch(options.logger, {
+        hasToken: options.token !== undefined && options.token !== '',
         ...(options.retry ? { retry: options.retry } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
       })

@@ -1,7 +1,8 @@
 // A loopback stand-in for the GitHub REST API's release endpoints, with field names as the real API
 // returns them. Asset downloads redirect (302) to a second server on another loopback address, as
 // GitHub redirects to its objects host, so tests can check what reached that host (no token).
-// Faults can be switched on per asset: wrong digest, truncated bodies, transient drops, no Range.
+// Faults can be switched on per asset: wrong digest, truncated bodies, transient drops, no Range; and the
+// API can run out of its primary rate limit as GitHub's does (x-ratelimit-* headers, then 403 or 429).
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -47,12 +48,33 @@ export interface RecordedRequest {
   headers: Record<string, string | string[] | undefined>;
 }
 
+/**
+ * GitHub's primary rate limit, one window for every caller (GitHub keeps one per token and one per IP for
+ * anonymous calls; a test sets the one the run under test uses). Every API request uses one request and is
+ * answered with the `x-ratelimit-*` headers; with none left, requests are refused until `reset`, after which
+ * a new window of `limit` starts.
+ */
+export interface RateLimitWindow {
+  /** `x-ratelimit-limit`: requests per window (GitHub: 60 an hour without a token). */
+  limit: number;
+  /** Requests left in this window. */
+  remaining: number;
+  /** `x-ratelimit-reset`: when this window ends, in epoch seconds. */
+  reset: number;
+  /** How a request past the limit is refused: 403 (what GitHub mostly sends) or 429. */
+  status?: 403 | 429;
+}
+
 export interface GitHubApiServerOptions {
   releases: FakeRelease[];
   /** Tag `releases/latest` answers with; default: the most recently published stable release. */
   latestTag?: string;
   /** When set, API requests must carry it (`Bearer` or `token`). */
   token?: string;
+  /** With `token`: requests without any Authorization are served too (a public repository); a wrong token is still refused. */
+  allowAnonymous?: boolean;
+  /** Start with this rate-limit window (it can be changed later through `rateLimit`). */
+  rateLimit?: RateLimitWindow;
   host?: string;
   /** Loopback address of the download host (default 127.0.0.2). */
   downloadHost?: string;
@@ -64,6 +86,10 @@ export interface GitHubApiServer {
   downloadUrl: string;
   /** Requests to both hosts, in order. */
   requests: RecordedRequest[];
+  /** The API's rate-limit window; undefined: no limit (and no x-ratelimit headers). */
+  rateLimit: RateLimitWindow | undefined;
+  /** API requests refused for the rate limit so far. */
+  rateLimited: number;
   stop(): Promise<void>;
 }
 
@@ -211,18 +237,62 @@ export async function startGitHubApiServer(options: GitHubApiServerOptions): Pro
   };
   const visible = options.releases.filter((r) => !r.draft || options.token !== undefined);
 
+  const server: GitHubApiServer = {
+    apiUrl,
+    downloadUrl,
+    requests,
+    rateLimit: options.rateLimit ? { ...options.rateLimit } : undefined,
+    rateLimited: 0,
+    stop: async () => {},
+  };
+
+  /** Counts the request against the window; false when it is refused (the answer is sent). */
+  const withinRateLimit = (req: IncomingMessage, res: ServerResponse): boolean => {
+    const window = server.rateLimit;
+    if (!window) return true;
+    const now = Date.now() / 1000;
+    if (now >= window.reset) {
+      window.remaining = window.limit;
+      window.reset = Math.floor(now) + 3600;
+    }
+    const allowed = window.remaining > 0;
+    if (allowed) window.remaining--;
+    const headers = {
+      'x-ratelimit-limit': String(window.limit),
+      'x-ratelimit-remaining': String(window.remaining),
+      'x-ratelimit-reset': String(window.reset),
+      'x-ratelimit-used': String(window.limit - window.remaining),
+      'x-ratelimit-resource': 'core',
+    };
+    for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+    if (allowed) return true;
+    server.rateLimited++;
+    // GitHub's own wording: anonymous callers are counted per address, and told a token helps.
+    const anonymous = !req.headers.authorization;
+    json(res, window.status ?? 403, {
+      message: anonymous
+        ? `API rate limit exceeded for ${req.socket.remoteAddress ?? '127.0.0.1'}. (But here's the good news: Authenticated requests get a higher rate limit. Check out the documentation for more details.)`
+        : 'API rate limit exceeded for user ID 1.',
+      documentation_url:
+        'https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-primary-rate-limits',
+    });
+    return false;
+  };
+
   api.on('request', (req: IncomingMessage, res: ServerResponse) => {
     record(requests, req);
     const url = new URL(req.url ?? '/', apiUrl);
     if (options.token !== undefined) {
       const auth = req.headers.authorization ?? '';
-      if (auth !== `Bearer ${options.token}` && auth !== `token ${options.token}`) {
+      const anonymous = auth === '' && options.allowAnonymous === true;
+      if (!anonymous && auth !== `Bearer ${options.token}` && auth !== `token ${options.token}`) {
         return json(res, 401, {
           message: 'Bad credentials',
           documentation_url: 'https://docs.github.com/rest',
         });
       }
     }
+    if (!withinRateLimit(req, res)) return;
     const prefix = `/repos/${repository}/releases`;
     if (req.method !== 'GET' || !url.pathname.startsWith(prefix))
       return json(res, 404, { message: 'Not Found' });
@@ -359,12 +429,8 @@ export async function startGitHubApiServer(options: GitHubApiServerOptions): Pro
       server.close(() => resolve());
       server.closeAllConnections();
     });
-  return {
-    apiUrl,
-    downloadUrl,
-    requests,
-    stop: async () => void (await Promise.all([close(api), close(dl)])),
-  };
+  server.stop = async () => void (await Promise.all([close(api), close(dl)]));
+  return server;
 }
 
 function randomSig(): string {

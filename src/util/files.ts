@@ -22,9 +22,12 @@ export interface HashedFile {
  */
 export function noSpaceError(error: unknown, path: string, written: number, needed?: number): unknown {
   if ((error as NodeJS.ErrnoException | undefined)?.code !== 'ENOSPC') return error;
-  const mib = (n: number): string => `${(n / 2 ** 20).toFixed(1)} MiB`;
+  // Written rounds down and needed rounds up, in KiB below a MiB: a small file (a sparse disk's data, a UKI)
+  // read "stopped after 0.5 MiB of the 0.5 MiB it needs".
+  const size = (n: number, round: (x: number) => number): string =>
+    n < 2 ** 20 ? `${round(n / 1024)} KiB` : `${(round((n / 2 ** 20) * 10) / 10).toFixed(1)} MiB`;
   return new PublishError(
-    `no space left in ${dirname(path)}: writing ${basename(path)} stopped after ${mib(written)}${needed !== undefined ? ` of the ${mib(needed)} it needs` : ''}; its partial file was removed`,
+    `no space left in ${dirname(path)}: writing ${basename(path)} stopped after ${size(written, Math.floor)}${needed !== undefined ? ` of the ${size(needed, Math.ceil)} it needs` : ''}; its partial file was removed`,
     {
       cause: error,
       hint: 'Free space there, or give a work folder on a larger disk (the CLI: --work-dir; the action: TMPDIR or RUNNER_TEMP), and run again: what was uploaded is reused.',
@@ -68,6 +71,10 @@ export class CoalescingWriter {
   /** File position of the current buffer's first byte. */
   private start = 0;
   private inFlight: Promise<void> = Promise.resolve();
+  /** Bytes the file system has accepted (what a full disk's error reports; the buffers hold more). */
+  written = 0;
+  /** The file position just past the last accepted byte. */
+  reached = 0;
 
   constructor(private readonly handle: FileHandle) {}
 
@@ -97,7 +104,10 @@ export class CoalescingWriter {
     const buffer = this.buffers[this.current] as Buffer;
     const length = this.fill;
     const position = this.start;
-    this.inFlight = writeAll(this.handle, buffer, length, position);
+    this.inFlight = writeAll(this.handle, buffer, length, position, (n, end) => {
+      this.written += n;
+      this.reached = Math.max(this.reached, end);
+    });
     // Failures surface at the next flush or close; until then nobody awaits it, which must not count as unhandled.
     this.inFlight.catch(() => {});
     this.current ^= 1;
@@ -106,9 +116,17 @@ export class CoalescingWriter {
   }
 }
 
-async function writeAll(handle: FileHandle, buffer: Buffer, length: number, position: number): Promise<void> {
+async function writeAll(
+  handle: FileHandle,
+  buffer: Buffer,
+  length: number,
+  position: number,
+  accepted: (bytes: number, end: number) => void,
+): Promise<void> {
   for (let written = 0; written < length;) {
-    written += (await handle.write(buffer, written, length - written, position + written)).bytesWritten;
+    const n = (await handle.write(buffer, written, length - written, position + written)).bytesWritten;
+    written += n;
+    accepted(n, position + written);
   }
 }
 
@@ -135,6 +153,7 @@ export async function writeFileAtomic(
   const hash = createHash('sha256');
   let size = 0;
   let handle: FileHandle | undefined;
+  let writer: CoalescingWriter | undefined;
   // A stream source stops at once on abort (a generator stops at its next piece, as its producer sees the signal).
   const onAbort = (): void => {
     if (isReadable(source)) source.destroy(signal?.reason as Error);
@@ -143,7 +162,7 @@ export async function writeFileAtomic(
   try {
     signal?.throwIfAborted();
     handle = await open(temp, 'wx');
-    const writer = new CoalescingWriter(handle);
+    writer = new CoalescingWriter(handle);
     for await (const chunk of source as AsyncIterable<Uint8Array>) {
       signal?.throwIfAborted();
       hash.update(chunk);
@@ -165,7 +184,8 @@ export async function writeFileAtomic(
     await handle?.close().catch(() => {});
     if (isReadable(source)) source.destroy();
     await rm(temp, { force: true });
-    throw noSpaceError(error, path, size, options.expectedSize);
+    // What reached the disk, not what was handed to the writer's buffers.
+    throw noSpaceError(error, path, writer?.reached ?? 0, options.expectedSize);
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }

@@ -14,6 +14,8 @@ export interface RecordedRequest {
   /** performance.now() when the request arrived and when its answer was sent (or the connection cut). */
   startedAt: number;
   endedAt?: number;
+  /** The status the client was answered with (the upstream's, or the hook's), once known. */
+  status?: number;
 }
 
 /** The largest number of requests matching `filter` that were in flight at the same time. */
@@ -47,6 +49,8 @@ export type ProxyAction =
   | { kind: 'cut-response'; afterBytes: number }
   /** Forward the headers and `afterBytes` body bytes, then send nothing for `ms` (then reset). */
   | { kind: 'stall'; afterBytes: number; ms: number }
+  /** Forward the request body (`request`) or the answer (`response`) at about `bytesPerSecond`: a slow link. */
+  | { kind: 'throttle'; bytesPerSecond: number; direction: 'request' | 'response' }
   /** Forward, then hand the (buffered) answer to `edit` before passing it on. */
   | { kind: 'edit'; edit: (answer: EditableAnswer) => EditableAnswer }
   /** Forward at once (the server acts now), but hold the complete answer back for `ms` (a slow network). */
@@ -73,6 +77,30 @@ function replaceAll(text: string, pairs: readonly [string, string][]): string {
   return pairs.reduce((t, [from, to]) => t.split(from).join(to), text);
 }
 
+/** Pipes `from` into `to` at about `bytesPerSecond` (in slices of 1/20 s), ending `to` at the end. */
+function throttledPipe(
+  from: NodeJS.ReadableStream & { destroy(): void },
+  to: NodeJS.WritableStream & { destroyed?: boolean },
+  bytesPerSecond: number,
+): void {
+  const slice = Math.max(1, Math.floor(bytesPerSecond / 20));
+  void (async () => {
+    try {
+      for await (const chunk of from as AsyncIterable<Buffer>) {
+        for (let at = 0; at < chunk.length; at += slice) {
+          if (to.destroyed) return from.destroy();
+          const part = chunk.subarray(at, at + slice);
+          if (!to.write(part)) await new Promise<void>((r) => to.once('drain', () => r()));
+          await new Promise((r) => setTimeout(r, (part.length / bytesPerSecond) * 1000));
+        }
+      }
+      to.end();
+    } catch {
+      from.destroy();
+    }
+  })();
+}
+
 function drain(req: IncomingMessage): Promise<void> {
   return new Promise((resolve) => {
     req.on('end', resolve);
@@ -96,6 +124,7 @@ export async function startProxy(target: string, bindHost = '127.0.0.1'): Promis
     const action = proxy.hook?.(recorded, index) ?? { kind: 'pass' };
     if (action.kind === 'respond') {
       void drain(req).then(() => {
+        recorded.status = action.status;
         res.writeHead(action.status, action.headers ?? {});
         res.end(action.body ?? '');
       });
@@ -108,6 +137,7 @@ export async function startProxy(target: string, bindHost = '127.0.0.1'): Promis
     const upstream = httpRequest(
       { host: targetHost, port: Number(targetPort), method: req.method, path: req.url, headers: req.headers },
       (answer) => {
+        recorded.status = answer.statusCode;
         if (action.kind === 'forward-then-drop') {
           answer.resume();
           answer.on('end', () => req.socket.destroy());
@@ -171,6 +201,11 @@ export async function startProxy(target: string, bindHost = '127.0.0.1'): Promis
           });
           return;
         }
+        if (action.kind === 'throttle' && action.direction === 'response') {
+          answer.on('error', () => req.socket.destroy());
+          throttledPipe(answer, res, action.bytesPerSecond);
+          return;
+        }
         answer.pipe(res);
       },
     );
@@ -193,6 +228,10 @@ export async function startProxy(target: string, bindHost = '127.0.0.1'): Promis
       req.on('end', () => {
         if (left > 0) upstream.end();
       });
+      return;
+    }
+    if (action.kind === 'throttle' && action.direction === 'request') {
+      throttledPipe(req, upstream, action.bytesPerSecond);
       return;
     }
     req.pipe(upstream);

@@ -15,7 +15,7 @@ import { memoryLogger } from '../../../src/util/logger';
 import { makeCertificates, type TestCertificates } from '../../helpers/certificates';
 import { startRegistry, type RunningRegistry } from '../../helpers/registry';
 import { skopeoInspectRaw } from '../../helpers/skopeo';
-import { startTokenService, type RunningTokenService } from '../../helpers/token-service';
+import { startTokenService, type TokenService } from '../../helpers/token-service';
 import { FAST_RETRY, makeTestImage, type TestImage } from './fixtures';
 
 const CREDS = { username: 'tls-user', password: 'Tls-Pa55word-b81f' };
@@ -28,7 +28,7 @@ let certs: TestCertificates;
 let image: TestImage;
 let plain: RunningRegistry;
 let secure: RunningRegistry;
-let tokenService: RunningTokenService;
+let tokenService: TokenService;
 let tokenRegistry: RunningRegistry;
 let remoteSecure: RunningRegistry | undefined;
 const defaultCAs = tls.getCACertificates('default');
@@ -38,10 +38,9 @@ beforeAll(async () => {
   certs = await makeCertificates(dir, nonLoopbackIp ? { ips: [nonLoopbackIp] } : {});
   const serverTls = { ...certs };
   tokenService = await startTokenService({
-    dir,
     service: 'tls-registry',
     issuer: 'tls-issuer',
-    creds: CREDS,
+    credentials: CREDS,
     tls: serverTls,
   });
   [image, plain, secure, tokenRegistry, remoteSecure] = await Promise.all([
@@ -50,12 +49,7 @@ beforeAll(async () => {
     startRegistry({ tls: serverTls }),
     startRegistry({
       tls: serverTls,
-      token: {
-        realm: tokenService.realm,
-        service: 'tls-registry',
-        issuer: 'tls-issuer',
-        rootCertBundle: tokenService.rootCertBundle,
-      },
+      token: tokenService.registryOptions,
     }),
     nonLoopbackIp ? startRegistry({ tls: serverTls, address: nonLoopbackIp }) : undefined,
   ]);
@@ -199,7 +193,9 @@ describe('the registry scheme: HTTPS first, plain HTTP only for a registry witho
     } finally {
       await store.close();
     }
-    expect(tokenService.requests.slice(before)).toEqual([['repository:scheme/token:pull,push']]);
+    expect(tokenService.requests.slice(before).map((r) => r.scopes)).toEqual([
+      ['repository:scheme/token:pull,push'],
+    ]);
     expect(logger.lines.join('\n')).not.toContain(CREDS.password);
     const read = await skopeoInspectRaw(`docker://${tokenRegistry.host}/scheme/token:1.0`, { creds: CREDS });
     expect(read.digest).toBe(image.index.digest);

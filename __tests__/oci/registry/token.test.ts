@@ -1,13 +1,6 @@
-// The Bearer token flow against a real registry configured with `auth: token`: a token service written
-// here (node:http on 127.0.0.1) signs RS256 JWTs with a key whose certificate the registry trusts.
-import { execFileSync } from 'node:child_process';
-import { createHash, createSign } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { createServer } from 'node:http';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+// The Bearer token flow against a real registry configured with `auth: token`: the token service of the
+// test helpers (node:http on 127.0.0.1) signs RS256 JWTs with a key whose certificate the registry trusts.
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createRegistryStore } from '../../../src/oci/registry';
 import { isPublishError } from '../../../src/util/errors';
@@ -15,121 +8,33 @@ import { memoryLogger } from '../../../src/util/logger';
 import { startRegistry } from '../../helpers/registry';
 import type { RunningRegistry } from '../../helpers/registry';
 import { skopeoInspectRaw } from '../../helpers/skopeo';
+import { startTokenService, type TokenService } from '../../helpers/token-service';
 import { FAST_RETRY, makeTestImage, writeRandomBlob } from './fixtures';
 import type { TestImage } from './fixtures';
 
 const SERVICE = 'test-registry';
-const ISSUER = 'test-issuer';
 const creds = { username: 'carol', password: 'token-Secret-42' };
 
-interface TokenRequest {
-  service: string | null;
-  scopes: string[];
-  authorization: string | undefined;
-}
-
-const b64url = (data: Buffer | string): string => Buffer.from(data).toString('base64url');
-
 describe('Bearer token flow against a real token-auth registry', () => {
-  let dir: string;
   let registry: RunningRegistry;
-  let server: Server;
+  let tokens: TokenService;
   let image: TestImage;
-  const requests: TokenRequest[] = [];
-  /** How the token service answers: field name and expires_in (undefined: left out). */
-  const mode: { field: 'token' | 'access_token'; expiresIn: number | undefined } = {
-    field: 'token',
-    expiresIn: undefined,
-  };
 
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'token-auth-'));
-    execFileSync(
-      'openssl',
-      [
-        'req',
-        '-x509',
-        '-newkey',
-        'rsa:2048',
-        '-nodes',
-        '-keyout',
-        join(dir, 'key.pem'),
-        '-out',
-        join(dir, 'cert.pem'),
-        '-days',
-        '1',
-        '-subj',
-        '/CN=test-token-issuer',
-      ],
-      { stdio: 'ignore' },
-    );
-    const key = await readFile(join(dir, 'key.pem'), 'utf8');
-    const certDer = (await readFile(join(dir, 'cert.pem'), 'utf8')).replace(/-----[^-]+-----|\s/g, '');
-
-    const sign = (access: { type: string; name: string; actions: string[] }[], expiresIn: number): string => {
-      const now = Math.floor(Date.now() / 1000);
-      const header = b64url(JSON.stringify({ alg: 'RS256', typ: 'JWT', x5c: [certDer] }));
-      const claims = b64url(
-        JSON.stringify({
-          iss: ISSUER,
-          sub: creds.username,
-          aud: SERVICE,
-          exp: now + expiresIn,
-          nbf: now - 5,
-          iat: now,
-          jti: String(Math.random()),
-          access,
-        }),
-      );
-      const signature = createSign('RSA-SHA256').update(`${header}.${claims}`).sign(key);
-      return `${header}.${claims}.${b64url(signature)}`;
-    };
-
-    server = createServer((req, res) => {
-      const url = new URL(req.url ?? '/', 'http://x');
-      const request: TokenRequest = {
-        service: url.searchParams.get('service'),
-        scopes: url.searchParams.getAll('scope'),
-        authorization: req.headers.authorization,
-      };
-      requests.push(request);
-      const expected = `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`;
-      if (request.authorization !== expected) {
-        res.writeHead(401, { 'content-type': 'application/json' });
-        return res.end('{"details":"incorrect username or password"}');
-      }
-      const access = request.scopes.map((s) => {
-        const [type, ...rest] = s.split(':');
-        const actions = rest.pop() ?? '';
-        return { type: type ?? '', name: rest.join(':'), actions: actions.split(',') };
-      });
-      const token = sign(access, mode.expiresIn ?? 60);
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(
-        JSON.stringify({
-          [mode.field]: token,
-          ...(mode.expiresIn !== undefined ? { expires_in: mode.expiresIn } : {}),
-        }),
-      );
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const realm = `http://127.0.0.1:${(server.address() as AddressInfo).port}/token`;
+    tokens = await startTokenService({ credentials: creds, service: SERVICE });
     [registry, image] = await Promise.all([
-      startRegistry({
-        token: { realm, service: SERVICE, issuer: ISSUER, rootCertBundle: join(dir, 'cert.pem') },
-      }),
+      startRegistry({ token: tokens.registryOptions }),
       makeTestImage(1024 * 1024),
     ]);
   });
   beforeEach(() => {
-    requests.length = 0;
-    mode.field = 'token';
-    mode.expiresIn = undefined;
+    tokens.requests.length = 0;
+    tokens.mode.field = 'token';
+    tokens.mode.expiresIn = undefined;
   });
   afterAll(async () => {
     await registry?.stop();
-    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-    await Promise.all([image?.cleanup(), dir ? rm(dir, { recursive: true, force: true }) : undefined]);
+    await Promise.all([tokens?.stop(), image?.cleanup()]);
   });
 
   it('gets one token per scope set (with service, scope and Basic credentials) and pushes an image skopeo reads', async () => {
@@ -147,8 +52,8 @@ describe('Bearer token flow against a real token-auth registry', () => {
       await repo.pushManifest(image.index, ['1.0']);
       expect(await repo.resolveTag('1.0')).toBe(image.index.digest);
       // Everything ran under one token: `pull,push` also covers the reads.
-      expect(requests).toHaveLength(1);
-      expect(requests[0]).toEqual({
+      expect(tokens.requests).toHaveLength(1);
+      expect(tokens.requests[0]).toEqual({
         service: SERVICE,
         scopes: ['repository:tok/gardenlinux:pull,push'],
         authorization: `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString('base64')}`,
@@ -159,7 +64,7 @@ describe('Bearer token flow against a real token-auth registry', () => {
       const other = store.repository('tok/other');
       expect(await other.pushBlob(image.blobs[1]!, { mountFrom: 'tok/gardenlinux' })).toBe('mounted');
       expect(
-        requests.some(
+        tokens.requests.some(
           (r) =>
             r.scopes.includes('repository:tok/gardenlinux:pull') &&
             r.scopes.includes('repository:tok/other:pull,push'),
@@ -175,8 +80,8 @@ describe('Bearer token flow against a real token-auth registry', () => {
   });
 
   it('takes access_token, renews a token about to expire, and renews before an upload that would outlive it', async () => {
-    mode.field = 'access_token';
-    mode.expiresIn = 15; // the client renews 10 s before expiry
+    tokens.mode.field = 'access_token';
+    tokens.mode.expiresIn = 15; // the client renews 10 s before expiry
     const store = createRegistryStore({
       registry: registry.host,
       credentials: creds,
@@ -186,18 +91,18 @@ describe('Bearer token flow against a real token-auth registry', () => {
     try {
       const repo = store.repository('tok/renew');
       await repo.pushBlob(image.blobs[0]!);
-      expect(requests).toHaveLength(1);
+      expect(tokens.requests).toHaveLength(1);
       await repo.pushBlob(image.blobs[1]!);
-      expect(requests).toHaveLength(1); // still fresh
+      expect(tokens.requests).toHaveLength(1); // still fresh
       // 40 MiB at the assumed worst 5 MB/s takes ~8 s: more than the token has left beyond the margin.
       const big = await writeRandomBlob(image.dir, 'big-token', 40 * 1024 * 1024);
       await repo.pushBlob(big);
-      expect(requests).toHaveLength(2);
+      expect(tokens.requests).toHaveLength(2);
       expect(await repo.hasBlob(big.digest)).toBe(true);
       // After 5.5 s the 15 s token is inside the renewal margin: the next request gets a new one.
       await new Promise((r) => setTimeout(r, 5500));
       expect(await repo.hasBlob(image.blobs[0]!.digest)).toBe(true);
-      expect(requests).toHaveLength(3);
+      expect(tokens.requests).toHaveLength(3);
     } finally {
       await store.close();
     }

@@ -101,11 +101,7 @@ export async function writeSparseFileAtomic(
       (n, seg) => n + seg.size,
       0,
     );
-    throw noSpaceError(
-      error,
-      path,
-      extents.reduce((n, e) => n + e.length, 0),
-      data,
-    );
+    // What reached the disk, not what was handed to the writer's buffers.
+    throw noSpaceError(error, path, writer.written, data);
   }
 }
