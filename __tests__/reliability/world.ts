@@ -34,9 +34,16 @@ export const ARCHES: SampleArch[] = ['amd64', 'arm64'];
 export const EXPECTED_TAGS = 8;
 /**
  * Blobs of a publication: metal has 4 layers per arch and one config (the same command line for both arches),
- * kvm a rootfs and a config (its console differs) per arch.
+ * kvm a rootfs and a config (its console differs) per arch: 13; and the attachments, per repository the empty
+ * config and three files per arch image: 14.
  */
-export const EXPECTED_BLOBS = 13;
+export const EXPECTED_BLOBS = 13 + 14;
+/** The artifactTypes every arch image's attachments have (sorted): the sample archives hold all three files. */
+export const ATTACHMENT_TYPES = [
+  'application/io.gardenlinux.manifest',
+  'application/io.gardenlinux.release',
+  'application/vnd.cyclonedx+json',
+];
 
 /** mulberry32: small, seeded, good enough to pick faults reproducibly. */
 export function prng(seed: number): () => number {
@@ -187,8 +194,14 @@ export async function startWorld(options: WorldOptions = {}): Promise<World> {
     world.baseline = relativeBlobs(walk, 'baseline');
     const blobs = [...world.baseline.values()].reduce((n, b) => n + b.size, 0);
     // (The bootable files share more between arches; only the generated release's count is fixed.)
-    if (walk.tags.size !== EXPECTED_TAGS || (!options.bootable && blobs !== EXPECTED_BLOBS))
-      throw new Error(`the baseline has ${walk.tags.size} tags and ${blobs} blobs`);
+    if (
+      walk.tags.size !== EXPECTED_TAGS ||
+      walk.referrers.size !== EXPECTED_TAGS / 2 ||
+      (!options.bootable && blobs !== EXPECTED_BLOBS)
+    )
+      throw new Error(
+        `the baseline has ${walk.tags.size} tags, ${walk.referrers.size} referrers tags and ${blobs} blobs`,
+      );
     return world;
   } catch (error) {
     await stop();
@@ -344,8 +357,10 @@ async function registryGet(
 }
 
 export interface RegistryWalk {
-  /** `repo:tag` -> manifest digest */
+  /** `repo:tag` -> manifest digest, for the version's tags */
   tags: Map<string, string>;
+  /** `repo:subject digest` -> the artifactTypes its referrers fallback tag (`sha256-<hex>`) lists */
+  referrers: Map<string, string[]>;
   /** `repo` -> blob digest -> size, for every blob a tag reaches */
   blobs: Map<string, Map<string, number>>;
   /** What a tag names but the registry does not have. */
@@ -353,11 +368,12 @@ export interface RegistryWalk {
 }
 
 /**
- * The invariant: for every tag under `namespace`, the manifest and everything it references (child
- * manifests, config, layers) exist. Walked through the registry API, directly (not via the proxy).
+ * The invariant: for every tag under `namespace` (the version's, and the attachments' `sha256-<hex>` fallback
+ * tags), the manifest and everything it references (child manifests, config, layers) exist. Walked through the
+ * registry API, directly (not via the proxy).
  */
 export async function walkRegistry(world: World, namespace: string): Promise<RegistryWalk> {
-  const walk: RegistryWalk = { tags: new Map(), blobs: new Map(), missing: [] };
+  const walk: RegistryWalk = { tags: new Map(), referrers: new Map(), blobs: new Map(), missing: [] };
   const catalog = JSON.parse((await registryGet(world, '/v2/_catalog?n=1000')).body) as {
     repositories?: string[];
   };
@@ -375,7 +391,7 @@ export async function walkRegistry(world: World, namespace: string): Promise<Reg
         return undefined;
       }
       const doc = JSON.parse(res.body) as {
-        manifests?: { digest: string }[];
+        manifests?: { digest: string; artifactType?: string }[];
         config?: { digest: string; size: number };
         layers?: { digest: string; size: number }[];
       };
@@ -390,24 +406,41 @@ export async function walkRegistry(world: World, namespace: string): Promise<Reg
     };
     for (const tag of tags) {
       const digest = await visit(tag, `${repo}:${tag}`);
-      if (digest) walk.tags.set(`${repo}:${tag}`, digest);
+      if (!digest) continue;
+      const subject = /^sha256-([0-9a-f]{64})$/.exec(tag)?.[1];
+      if (subject) {
+        const index = JSON.parse((await registryGet(world, `/v2/${repo}/manifests/${tag}`)).body) as {
+          manifests?: { artifactType?: string }[];
+        };
+        walk.referrers.set(
+          `${repo}:sha256:${subject}`,
+          (index.manifests ?? []).map((m) => m.artifactType ?? '').sort(),
+        );
+      } else walk.tags.set(`${repo}:${tag}`, digest);
     }
   }
   return walk;
 }
 
-/** Bytes of `expected` blobs (repo relative to the namespace) not in the registry under `namespace`. */
+/**
+ * Bytes of `expected` blobs (repo relative to the namespace, in the order the publisher pushes to them) a re-run
+ * must upload into `namespace`. A blob two repositories need (the attachments' empty config and package list)
+ * crosses the wire once per run: it is pushed to the first repository that needs it (its home; uploaded only if
+ * that one lacks it) and mounted into the others from there. So each distinct blob counts once, when its home
+ * lacks it. (The baseline lists repositories in the catalog's sorted order, which is FLAVORS_YAML's order.)
+ */
 export async function missingBytes(
   world: World,
   namespace: string,
   expected: Map<string, Map<string, number>>,
 ): Promise<number> {
+  const homes = new Map<string, { repo: string; size: number }>();
+  for (const [repo, blobs] of expected)
+    for (const [digest, size] of blobs) if (!homes.has(digest)) homes.set(digest, { repo, size });
   let bytes = 0;
-  for (const [repo, blobs] of expected) {
-    for (const [digest, size] of blobs) {
-      const head = await registryGet(world, `/v2/${namespace}/${repo}/blobs/${digest}`, 'HEAD');
-      if (head.status !== 200) bytes += size;
-    }
+  for (const [digest, { repo, size }] of homes) {
+    const head = await registryGet(world, `/v2/${namespace}/${repo}/blobs/${digest}`, 'HEAD');
+    if (head.status !== 200) bytes += size;
   }
   return bytes;
 }
@@ -465,6 +498,19 @@ export async function judge(world: World, namespace: string, run: WorldRun): Pro
   if (walk.missing.length > 0) {
     corrupted = true;
     problems.push(...walk.missing.map((m) => `missing: ${m}`));
+  }
+  if (outcome === 'completed') {
+    // A completed run attached all three files to every arch image, each once.
+    const digests = JSON.parse(run.outputs.digests ?? '{}') as Record<string, string>;
+    for (const [ref, digest] of Object.entries(digests)) {
+      if (!/-(amd64|arm64)$/.test(ref)) continue;
+      const repo = ref.slice(ref.indexOf('/') + 1, ref.lastIndexOf(':'));
+      const types = walk.referrers.get(`${repo}:${digest}`) ?? [];
+      if (types.join() !== ATTACHMENT_TYPES.join())
+        problems.push(
+          `${ref}: its referrers are [${types.join(', ')}], not [${ATTACHMENT_TYPES.join(', ')}]`,
+        );
+    }
   }
   return { outcome, problems, corrupted, tags: walk.tags.size };
 }
