@@ -43666,6 +43666,53 @@ function proxyFailure(error, target, settings) {
   return void 0;
 }
 
+// src/gardenlinux/rate-limit.ts
+var MAX_RATE_LIMIT_WAIT_MS = 6e4;
+var RESET_MARGIN_MS = 1e3;
+function primaryRateLimit(status, header) {
+  if (status !== 403 && status !== 429) return void 0;
+  if (header("x-ratelimit-remaining")?.trim() !== "0") return void 0;
+  const reset = header("x-ratelimit-reset")?.trim();
+  if (!reset || !/^[0-9]{1,12}$/.test(reset)) return void 0;
+  const limit = Number(header("x-ratelimit-limit")?.trim());
+  const resource = header("x-ratelimit-resource")?.trim();
+  return {
+    resetAt: Number(reset) * 1e3,
+    ...Number.isInteger(limit) && limit > 0 ? { limit } : {},
+    ...resource && /^[a-z_]{1,40}$/.test(resource) ? { resource } : {}
+  };
+}
+function utcTime(ms) {
+  return `${new Date(ms).toISOString().slice(0, 19).replace("T", " ")} UTC`;
+}
+function inWords(ms) {
+  const s = Math.max(0, Math.ceil(ms / 1e3));
+  if (s < 120) return `${s} s`;
+  const m = Math.round(s / 60);
+  return m < 120 ? `${m} min` : `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+function decideOnRateLimit(limit, context) {
+  const now = context.now ?? Date.now();
+  const maxWait = context.maxWaitMs ?? MAX_RATE_LIMIT_WAIT_MS;
+  const untilReset = Math.max(0, limit.resetAt - now);
+  const quota = `${limit.limit !== void 0 ? `${limit.limit} requests an hour` : "its requests"}${context.hasToken ? " for this token" : " without a token"}`;
+  const which = limit.resource && limit.resource !== "core" ? `${limit.resource} rate limit` : "rate limit";
+  if (context.mayWait !== false && untilReset + RESET_MARGIN_MS <= maxWait) {
+    const ms = untilReset + RESET_MARGIN_MS;
+    return {
+      action: "wait",
+      ms,
+      log: `${context.what}: GitHub's API ${which} is used up (${quota}); it resets at ${utcTime(limit.resetAt)}, waiting ${(ms / 1e3).toFixed(1)}s for it`
+    };
+  }
+  const when = untilReset > 0 ? `it resets at ${utcTime(limit.resetAt)} (in ${inWords(untilReset)}): run again after that` : `it should have reset at ${utcTime(limit.resetAt)} but did not: run again later`;
+  const token = context.hasToken ? "" : "; or give a token (the `github-token` input; GITHUB_TOKEN for the CLI): authenticated requests get a much higher limit";
+  return {
+    action: "fail",
+    error: new PublishError(`${context.what}: GitHub's API ${which} is used up (${quota}); ${when}${token}`)
+  };
+}
+
 // src/gardenlinux/api-fetch.ts
 var DEFAULT_API_RETRY = { attempts: 5, baseDelayMs: 1e3, maxDelayMs: 3e4 };
 function sleep(ms, signal) {
@@ -43703,15 +43750,11 @@ function retryingFetch(logger, options = {}) {
     const url = new URL(input instanceof Request ? input.url : String(input));
     const what = `GitHub API ${method} ${url.pathname}`;
     for (let attempt = 1; ; attempt++) {
-      let reason;
+      let reason = "";
       let wait;
+      let res;
       try {
-        const res = await proxiedFetch(input, init);
-        const transient = method === "GET" || method === "HEAD" ? await transientReason(res) : void 0;
-        if (!transient || attempt >= retry.attempts) return res;
-        reason = transient;
-        wait = retryAfterMs(res.headers.get("retry-after"));
-        await res.body?.cancel().catch(() => void 0);
+        res = await proxiedFetch(input, init);
       } catch (error) {
         const signal = init?.signal ?? options.signal;
         if (signal?.aborted) throw error;
@@ -43728,6 +43771,28 @@ function retryingFetch(logger, options = {}) {
           );
         }
         reason = viaProxy?.message ?? networkMessage(error);
+      }
+      if (res) {
+        const answer = res;
+        const limited = primaryRateLimit(answer.status, (name) => answer.headers.get(name) ?? void 0);
+        if (limited) {
+          const decision = decideOnRateLimit(limited, {
+            what,
+            hasToken: options.hasToken ?? false,
+            mayWait: attempt < retry.attempts,
+            ...options.maxRateLimitWaitMs !== void 0 ? { maxWaitMs: options.maxRateLimitWaitMs } : {}
+          });
+          await answer.body?.cancel().catch(() => void 0);
+          if (decision.action === "fail") throw decision.error;
+          logger.warning(decision.log);
+          await sleep(decision.ms, init?.signal ?? options.signal);
+          continue;
+        }
+        const transient = method === "GET" || method === "HEAD" ? await transientReason(answer) : void 0;
+        if (!transient || attempt >= retry.attempts) return answer;
+        reason = transient;
+        wait = retryAfterMs(answer.headers.get("retry-after"));
+        await answer.body?.cancel().catch(() => void 0);
       }
       const ceiling = Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (attempt - 1));
       const delay = Math.min(wait ?? Math.round(ceiling / 2 + Math.random() * ceiling / 2), 12e4);
@@ -43790,6 +43855,7 @@ function defaultApiUrl() {
 }
 function createOctokit(options) {
   const fetch = options.logger ? retryingFetch(options.logger, {
+    hasToken: options.token !== void 0 && options.token !== "",
     ...options.retry ? { retry: options.retry } : {},
     ...options.signal ? { signal: options.signal } : {}
   }) : void 0;
@@ -44178,6 +44244,13 @@ var RetryableError = class extends Error {
   }
   retryAfterMs;
 };
+var RateLimitedError = class extends Error {
+  constructor(limit) {
+    super("rate limited");
+    this.limit = limit;
+  }
+  limit;
+};
 function retryAfterMs2(value) {
   const text = Array.isArray(value) ? value[0] : value;
   if (!text) return void 0;
@@ -44250,6 +44323,12 @@ async function failure(res, label) {
   } catch {
   }
   const status = res.statusCode;
+  const header = (name) => {
+    const value = res.headers[name];
+    return Array.isArray(value) ? value[0] : value;
+  };
+  const limited = primaryRateLimit(status, header);
+  if (limited) return new RateLimitedError(limited);
   const message = `${label}: HTTP ${status}${text ? `: ${text.replace(/\s+/g, " ")}` : ""}`;
   const throttled = status === 403 && (res.headers["retry-after"] !== void 0 || /secondary rate limit/i.test(text));
   if (status >= 500 || status === 429 || status === 408 || throttled) {
@@ -44312,6 +44391,18 @@ async function* downloadAsset(options) {
       return;
     } catch (error) {
       if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new PublishError("aborted");
+      if (error instanceof RateLimitedError) {
+        const decision = decideOnRateLimit(error.limit, {
+          what: `download of ${label}`,
+          hasToken: options.token !== void 0,
+          mayWait: attempt < attempts,
+          ...options.maxRateLimitWaitMs !== void 0 ? { maxWaitMs: options.maxRateLimitWaitMs } : {}
+        });
+        if (decision.action === "fail") throw decision.error;
+        logger.warning(decision.log);
+        await sleep2(decision.ms, signal);
+        continue;
+      }
       if (error instanceof PublishError) throw redactError(error, options.token);
       const message = error instanceof Error ? error.message : String(error);
       if (attempt >= attempts) {
@@ -44752,9 +44843,9 @@ import { mkdir, open as open2, rename, rm, stat } from "node:fs/promises";
 import { dirname, basename, join } from "node:path";
 function noSpaceError(error, path, written, needed) {
   if (error?.code !== "ENOSPC") return error;
-  const mib = (n) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+  const size = (n, round) => n < 2 ** 20 ? `${round(n / 1024)} KiB` : `${(round(n / 2 ** 20 * 10) / 10).toFixed(1)} MiB`;
   return new PublishError(
-    `no space left in ${dirname(path)}: writing ${basename(path)} stopped after ${mib(written)}${needed !== void 0 ? ` of the ${mib(needed)} it needs` : ""}; its partial file was removed`,
+    `no space left in ${dirname(path)}: writing ${basename(path)} stopped after ${size(written, Math.floor)}${needed !== void 0 ? ` of the ${size(needed, Math.ceil)} it needs` : ""}; its partial file was removed`,
     {
       cause: error,
       hint: "Free space there, or give a work folder on a larger disk (the CLI: --work-dir; the action: TMPDIR or RUNNER_TEMP), and run again: what was uploaded is reused."
@@ -44785,6 +44876,10 @@ var CoalescingWriter = class {
   /** File position of the current buffer's first byte. */
   start = 0;
   inFlight = Promise.resolve();
+  /** Bytes the file system has accepted (what a full disk's error reports; the buffers hold more). */
+  written = 0;
+  /** The file position just past the last accepted byte. */
+  reached = 0;
   /** Copies `data` for writing at `position`; resolves once it can take more (not when it is on disk). */
   async write(data, position) {
     if (this.fill > 0 && position !== this.start + this.fill) await this.flush();
@@ -44808,7 +44903,10 @@ var CoalescingWriter = class {
     const buffer = this.buffers[this.current];
     const length = this.fill;
     const position = this.start;
-    this.inFlight = writeAll(this.handle, buffer, length, position);
+    this.inFlight = writeAll(this.handle, buffer, length, position, (n, end) => {
+      this.written += n;
+      this.reached = Math.max(this.reached, end);
+    });
     this.inFlight.catch(() => {
     });
     this.current ^= 1;
@@ -44816,9 +44914,11 @@ var CoalescingWriter = class {
     this.start = position + length;
   }
 };
-async function writeAll(handle, buffer, length, position) {
+async function writeAll(handle, buffer, length, position, accepted) {
   for (let written = 0; written < length; ) {
-    written += (await handle.write(buffer, written, length - written, position + written)).bytesWritten;
+    const n = (await handle.write(buffer, written, length - written, position + written)).bytesWritten;
+    written += n;
+    accepted(n, position + written);
   }
 }
 async function writeFileAtomic(path, source, options = {}) {
@@ -44828,6 +44928,7 @@ async function writeFileAtomic(path, source, options = {}) {
   const hash = createHash2("sha256");
   let size = 0;
   let handle;
+  let writer;
   const onAbort = () => {
     if (isReadable(source)) source.destroy(signal?.reason);
   };
@@ -44835,7 +44936,7 @@ async function writeFileAtomic(path, source, options = {}) {
   try {
     signal?.throwIfAborted();
     handle = await open2(temp, "wx");
-    const writer = new CoalescingWriter(handle);
+    writer = new CoalescingWriter(handle);
     for await (const chunk of source) {
       signal?.throwIfAborted();
       hash.update(chunk);
@@ -44858,7 +44959,7 @@ async function writeFileAtomic(path, source, options = {}) {
     });
     if (isReadable(source)) source.destroy();
     await rm(temp, { force: true });
-    throw noSpaceError(error, path, size, options.expectedSize);
+    throw noSpaceError(error, path, writer?.reached ?? 0, options.expectedSize);
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
@@ -44985,12 +45086,7 @@ async function writeSparseFileAtomic(path, body, options) {
       (n, seg) => n + seg.size,
       0
     );
-    throw noSpaceError(
-      error,
-      path,
-      extents.reduce((n, e) => n + e.length, 0),
-      data
-    );
+    throw noSpaceError(error, path, writer.written, data);
   }
 }
 
@@ -50694,18 +50790,56 @@ async function startGitHubApiServer(options) {
     );
   };
   const visible = options.releases.filter((r) => !r.draft || options.token !== void 0);
+  const server = {
+    apiUrl,
+    downloadUrl,
+    requests,
+    rateLimit: options.rateLimit ? { ...options.rateLimit } : void 0,
+    rateLimited: 0,
+    stop: async () => {
+    }
+  };
+  const withinRateLimit = (req, res) => {
+    const window = server.rateLimit;
+    if (!window) return true;
+    const now = Date.now() / 1e3;
+    if (now >= window.reset) {
+      window.remaining = window.limit;
+      window.reset = Math.floor(now) + 3600;
+    }
+    const allowed = window.remaining > 0;
+    if (allowed) window.remaining--;
+    const headers = {
+      "x-ratelimit-limit": String(window.limit),
+      "x-ratelimit-remaining": String(window.remaining),
+      "x-ratelimit-reset": String(window.reset),
+      "x-ratelimit-used": String(window.limit - window.remaining),
+      "x-ratelimit-resource": "core"
+    };
+    for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+    if (allowed) return true;
+    server.rateLimited++;
+    const anonymous = !req.headers.authorization;
+    json(res, window.status ?? 403, {
+      message: anonymous ? `API rate limit exceeded for ${req.socket.remoteAddress ?? "127.0.0.1"}. (But here's the good news: Authenticated requests get a higher rate limit. Check out the documentation for more details.)` : "API rate limit exceeded for user ID 1.",
+      documentation_url: "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-primary-rate-limits"
+    });
+    return false;
+  };
   api.on("request", (req, res) => {
     record(requests, req);
     const url = new URL(req.url ?? "/", apiUrl);
     if (options.token !== void 0) {
       const auth2 = req.headers.authorization ?? "";
-      if (auth2 !== `Bearer ${options.token}` && auth2 !== `token ${options.token}`) {
+      const anonymous = auth2 === "" && options.allowAnonymous === true;
+      if (!anonymous && auth2 !== `Bearer ${options.token}` && auth2 !== `token ${options.token}`) {
         return json(res, 401, {
           message: "Bad credentials",
           documentation_url: "https://docs.github.com/rest"
         });
       }
     }
+    if (!withinRateLimit(req, res)) return;
     const prefix = `/repos/${repository}/releases`;
     if (req.method !== "GET" || !url.pathname.startsWith(prefix))
       return json(res, 404, { message: "Not Found" });
@@ -50825,16 +50959,12 @@ async function startGitHubApiServer(options) {
       }
     })();
   });
-  const close = (server) => new Promise((resolve4) => {
-    server.close(() => resolve4());
-    server.closeAllConnections();
+  const close = (server2) => new Promise((resolve4) => {
+    server2.close(() => resolve4());
+    server2.closeAllConnections();
   });
-  return {
-    apiUrl,
-    downloadUrl,
-    requests,
-    stop: async () => void await Promise.all([close(api), close(dl)])
-  };
+  server.stop = async () => void await Promise.all([close(api), close(dl)]);
+  return server;
 }
 function randomSig() {
   return createHash8("sha256").update(String(Math.random())).digest("hex").slice(0, 16);

@@ -59952,9 +59952,9 @@ import { mkdir as mkdir3, open as open2, rename as rename3, rm as rm3, stat as s
 import { dirname, basename, join as join4 } from "node:path";
 function noSpaceError(error2, path, written, needed) {
   if (error2?.code !== "ENOSPC") return error2;
-  const mib = (n) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+  const size = (n, round) => n < 2 ** 20 ? `${round(n / 1024)} KiB` : `${(round(n / 2 ** 20 * 10) / 10).toFixed(1)} MiB`;
   return new PublishError(
-    `no space left in ${dirname(path)}: writing ${basename(path)} stopped after ${mib(written)}${needed !== void 0 ? ` of the ${mib(needed)} it needs` : ""}; its partial file was removed`,
+    `no space left in ${dirname(path)}: writing ${basename(path)} stopped after ${size(written, Math.floor)}${needed !== void 0 ? ` of the ${size(needed, Math.ceil)} it needs` : ""}; its partial file was removed`,
     {
       cause: error2,
       hint: "Free space there, or give a work folder on a larger disk (the CLI: --work-dir; the action: TMPDIR or RUNNER_TEMP), and run again: what was uploaded is reused."
@@ -59985,6 +59985,10 @@ var CoalescingWriter = class {
   /** File position of the current buffer's first byte. */
   start = 0;
   inFlight = Promise.resolve();
+  /** Bytes the file system has accepted (what a full disk's error reports; the buffers hold more). */
+  written = 0;
+  /** The file position just past the last accepted byte. */
+  reached = 0;
   /** Copies `data` for writing at `position`; resolves once it can take more (not when it is on disk). */
   async write(data, position) {
     if (this.fill > 0 && position !== this.start + this.fill) await this.flush();
@@ -60008,7 +60012,10 @@ var CoalescingWriter = class {
     const buffer = this.buffers[this.current];
     const length = this.fill;
     const position = this.start;
-    this.inFlight = writeAll(this.handle, buffer, length, position);
+    this.inFlight = writeAll(this.handle, buffer, length, position, (n, end) => {
+      this.written += n;
+      this.reached = Math.max(this.reached, end);
+    });
     this.inFlight.catch(() => {
     });
     this.current ^= 1;
@@ -60016,9 +60023,11 @@ var CoalescingWriter = class {
     this.start = position + length;
   }
 };
-async function writeAll(handle, buffer, length, position) {
+async function writeAll(handle, buffer, length, position, accepted) {
   for (let written = 0; written < length; ) {
-    written += (await handle.write(buffer, written, length - written, position + written)).bytesWritten;
+    const n = (await handle.write(buffer, written, length - written, position + written)).bytesWritten;
+    written += n;
+    accepted(n, position + written);
   }
 }
 async function writeFileAtomic(path, source, options = {}) {
@@ -60028,6 +60037,7 @@ async function writeFileAtomic(path, source, options = {}) {
   const hash = createHash2("sha256");
   let size = 0;
   let handle;
+  let writer;
   const onAbort = () => {
     if (isReadable(source)) source.destroy(signal?.reason);
   };
@@ -60035,7 +60045,7 @@ async function writeFileAtomic(path, source, options = {}) {
   try {
     signal?.throwIfAborted();
     handle = await open2(temp, "wx");
-    const writer = new CoalescingWriter(handle);
+    writer = new CoalescingWriter(handle);
     for await (const chunk of source) {
       signal?.throwIfAborted();
       hash.update(chunk);
@@ -60058,7 +60068,7 @@ async function writeFileAtomic(path, source, options = {}) {
     });
     if (isReadable(source)) source.destroy();
     await rm3(temp, { force: true });
-    throw noSpaceError(error2, path, size, options.expectedSize);
+    throw noSpaceError(error2, path, writer?.reached ?? 0, options.expectedSize);
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
@@ -66625,6 +66635,53 @@ function proxyFailure(error2, target, settings) {
   return void 0;
 }
 
+// src/gardenlinux/rate-limit.ts
+var MAX_RATE_LIMIT_WAIT_MS = 6e4;
+var RESET_MARGIN_MS = 1e3;
+function primaryRateLimit(status, header) {
+  if (status !== 403 && status !== 429) return void 0;
+  if (header("x-ratelimit-remaining")?.trim() !== "0") return void 0;
+  const reset = header("x-ratelimit-reset")?.trim();
+  if (!reset || !/^[0-9]{1,12}$/.test(reset)) return void 0;
+  const limit = Number(header("x-ratelimit-limit")?.trim());
+  const resource = header("x-ratelimit-resource")?.trim();
+  return {
+    resetAt: Number(reset) * 1e3,
+    ...Number.isInteger(limit) && limit > 0 ? { limit } : {},
+    ...resource && /^[a-z_]{1,40}$/.test(resource) ? { resource } : {}
+  };
+}
+function utcTime(ms) {
+  return `${new Date(ms).toISOString().slice(0, 19).replace("T", " ")} UTC`;
+}
+function inWords(ms) {
+  const s = Math.max(0, Math.ceil(ms / 1e3));
+  if (s < 120) return `${s} s`;
+  const m = Math.round(s / 60);
+  return m < 120 ? `${m} min` : `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+function decideOnRateLimit(limit, context) {
+  const now = context.now ?? Date.now();
+  const maxWait = context.maxWaitMs ?? MAX_RATE_LIMIT_WAIT_MS;
+  const untilReset = Math.max(0, limit.resetAt - now);
+  const quota = `${limit.limit !== void 0 ? `${limit.limit} requests an hour` : "its requests"}${context.hasToken ? " for this token" : " without a token"}`;
+  const which2 = limit.resource && limit.resource !== "core" ? `${limit.resource} rate limit` : "rate limit";
+  if (context.mayWait !== false && untilReset + RESET_MARGIN_MS <= maxWait) {
+    const ms = untilReset + RESET_MARGIN_MS;
+    return {
+      action: "wait",
+      ms,
+      log: `${context.what}: GitHub's API ${which2} is used up (${quota}); it resets at ${utcTime(limit.resetAt)}, waiting ${(ms / 1e3).toFixed(1)}s for it`
+    };
+  }
+  const when = untilReset > 0 ? `it resets at ${utcTime(limit.resetAt)} (in ${inWords(untilReset)}): run again after that` : `it should have reset at ${utcTime(limit.resetAt)} but did not: run again later`;
+  const token = context.hasToken ? "" : "; or give a token (the `github-token` input; GITHUB_TOKEN for the CLI): authenticated requests get a much higher limit";
+  return {
+    action: "fail",
+    error: new PublishError(`${context.what}: GitHub's API ${which2} is used up (${quota}); ${when}${token}`)
+  };
+}
+
 // src/gardenlinux/api-fetch.ts
 var DEFAULT_API_RETRY = { attempts: 5, baseDelayMs: 1e3, maxDelayMs: 3e4 };
 function sleep(ms, signal) {
@@ -66662,15 +66719,11 @@ function retryingFetch(logger2, options = {}) {
     const url = new URL(input instanceof Request ? input.url : String(input));
     const what = `GitHub API ${method} ${url.pathname}`;
     for (let attempt = 1; ; attempt++) {
-      let reason;
+      let reason = "";
       let wait;
+      let res;
       try {
-        const res = await proxiedFetch(input, init);
-        const transient = method === "GET" || method === "HEAD" ? await transientReason(res) : void 0;
-        if (!transient || attempt >= retry.attempts) return res;
-        reason = transient;
-        wait = retryAfterMs(res.headers.get("retry-after"));
-        await res.body?.cancel().catch(() => void 0);
+        res = await proxiedFetch(input, init);
       } catch (error2) {
         const signal = init?.signal ?? options.signal;
         if (signal?.aborted) throw error2;
@@ -66687,6 +66740,28 @@ function retryingFetch(logger2, options = {}) {
           );
         }
         reason = viaProxy?.message ?? networkMessage(error2);
+      }
+      if (res) {
+        const answer = res;
+        const limited = primaryRateLimit(answer.status, (name) => answer.headers.get(name) ?? void 0);
+        if (limited) {
+          const decision = decideOnRateLimit(limited, {
+            what,
+            hasToken: options.hasToken ?? false,
+            mayWait: attempt < retry.attempts,
+            ...options.maxRateLimitWaitMs !== void 0 ? { maxWaitMs: options.maxRateLimitWaitMs } : {}
+          });
+          await answer.body?.cancel().catch(() => void 0);
+          if (decision.action === "fail") throw decision.error;
+          logger2.warning(decision.log);
+          await sleep(decision.ms, init?.signal ?? options.signal);
+          continue;
+        }
+        const transient = method === "GET" || method === "HEAD" ? await transientReason(answer) : void 0;
+        if (!transient || attempt >= retry.attempts) return answer;
+        reason = transient;
+        wait = retryAfterMs(answer.headers.get("retry-after"));
+        await answer.body?.cancel().catch(() => void 0);
       }
       const ceiling = Math.min(retry.maxDelayMs, retry.baseDelayMs * 2 ** (attempt - 1));
       const delay = Math.min(wait ?? Math.round(ceiling / 2 + Math.random() * ceiling / 2), 12e4);
@@ -66718,6 +66793,7 @@ function defaultApiUrl() {
 }
 function createOctokit(options) {
   const fetch = options.logger ? retryingFetch(options.logger, {
+    hasToken: options.token !== void 0 && options.token !== "",
     ...options.retry ? { retry: options.retry } : {},
     ...options.signal ? { signal: options.signal } : {}
   }) : void 0;
@@ -67045,6 +67121,13 @@ var RetryableError = class extends Error {
   }
   retryAfterMs;
 };
+var RateLimitedError = class extends Error {
+  constructor(limit) {
+    super("rate limited");
+    this.limit = limit;
+  }
+  limit;
+};
 function retryAfterMs2(value) {
   const text = Array.isArray(value) ? value[0] : value;
   if (!text) return void 0;
@@ -67117,6 +67200,12 @@ async function failure(res, label) {
   } catch {
   }
   const status = res.statusCode;
+  const header = (name) => {
+    const value = res.headers[name];
+    return Array.isArray(value) ? value[0] : value;
+  };
+  const limited = primaryRateLimit(status, header);
+  if (limited) return new RateLimitedError(limited);
   const message = `${label}: HTTP ${status}${text ? `: ${text.replace(/\s+/g, " ")}` : ""}`;
   const throttled = status === 403 && (res.headers["retry-after"] !== void 0 || /secondary rate limit/i.test(text));
   if (status >= 500 || status === 429 || status === 408 || throttled) {
@@ -67179,6 +67268,18 @@ async function* downloadAsset(options) {
       return;
     } catch (error2) {
       if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new PublishError("aborted");
+      if (error2 instanceof RateLimitedError) {
+        const decision = decideOnRateLimit(error2.limit, {
+          what: `download of ${label}`,
+          hasToken: options.token !== void 0,
+          mayWait: attempt < attempts,
+          ...options.maxRateLimitWaitMs !== void 0 ? { maxWaitMs: options.maxRateLimitWaitMs } : {}
+        });
+        if (decision.action === "fail") throw decision.error;
+        logger2.warning(decision.log);
+        await sleep2(decision.ms, signal);
+        continue;
+      }
       if (error2 instanceof PublishError) throw redactError(error2, options.token);
       const message = error2 instanceof Error ? error2.message : String(error2);
       if (attempt >= attempts) {
@@ -67682,12 +67783,7 @@ async function writeSparseFileAtomic(path, body, options) {
       (n, seg) => n + seg.size,
       0
     );
-    throw noSpaceError(
-      error2,
-      path,
-      extents.reduce((n, e) => n + e.length, 0),
-      data
-    );
+    throw noSpaceError(error2, path, writer.written, data);
   }
 }
 
@@ -70080,7 +70176,14 @@ var logger = {
 async function main() {
   const controller = new AbortController();
   for (const signal of ["SIGINT", "SIGTERM"]) {
-    process.once(signal, () => controller.abort(new Error(`cancelled (${signal})`)));
+    process.once(
+      signal,
+      () => controller.abort(
+        new PublishError(
+          `cancelled (${signal}): stopped before the end; blobs already uploaded are kept, and a re-run uploads only the rest`
+        )
+      )
+    );
   }
   try {
     const settings = readSettings();
