@@ -370,3 +370,32 @@ describe('buildUki checks and failures', () => {
     expect(efiStubPathInRootfs('arm64')).toBe('usr/lib/systemd/boot/efi/linuxaa64.efi.stub');
   });
 });
+
+describe('buildUki on a full disk', () => {
+  // A tmpfs smaller than the UKI (the Debian kernel alone is larger): the write stops with ENOSPC.
+  let small: string;
+  beforeAll(() => {
+    small = mkdtempSync(join(tmpdir(), 'uki-full-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', small]);
+  });
+  afterAll(() => {
+    execFileSync('umount', [small]);
+    rmSync(small, { recursive: true, force: true });
+  });
+
+  it.each(['native', 'ukify'] as const)(
+    '%s: one error naming the folder and the sizes, and nothing left behind',
+    async (builder) => {
+      const output = join(small, `uki-${builder}.efi`);
+      const error = await expectPublishError(
+        buildUki(options('amd64', { builder, output })),
+        new RegExp(
+          `^no space left in ${small.replace(/[.]/g, '\\.')}: writing uki-${builder}\\.efi stopped after`,
+        ),
+      );
+      expect(error.message).toMatch(/of the [0-9.]+ MiB it needs; its partial file was removed$/);
+      expect(error.hint).toMatch(/Free space there, or give a work folder on a larger disk/);
+      expect(readdirSync(small)).toEqual([]);
+    },
+  );
+});

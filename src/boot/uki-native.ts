@@ -116,7 +116,13 @@ export async function writeNativeUki(options: {
     }
   }
 
-  const written = await writeFileAtomic(options.output, bytes(), signal ? { signal } : {});
+  // Known before the first byte: a full disk's error can say what the UKI needs.
+  const last = layout.appended[layout.appended.length - 1];
+  const expectedSize = last ? last.pointer + last.rawSize : layout.head.length;
+  const written = await writeFileAtomic(options.output, bytes(), {
+    expectedSize,
+    ...(signal ? { signal } : {}),
+  });
   return { ...written, sections: added };
 }
 

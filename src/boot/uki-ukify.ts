@@ -4,7 +4,7 @@
 import { rename, rm, stat, writeFile } from 'node:fs/promises';
 import { PublishError } from '../util/errors';
 import type { Logger } from '../util/logger';
-import { hashFile, temporaryPathFor, type HashedFile } from '../util/files';
+import { hashFile, noSpaceError, temporaryPathFor, type HashedFile } from '../util/files';
 import { aptInstall, findOnPath, runCommand, type CommandResult } from '../util/system';
 
 export { findOnPath };
@@ -68,6 +68,19 @@ export async function runUkify(options: UkifyRunOptions): Promise<HashedFile> {
       });
     }
     for (const line of result.stdout.split('\n').filter(Boolean)) logger.debug(`ukify: ${line}`);
+    if (result.code !== 0 && /No space left on device|\[Errno 28\]/.test(result.stderr)) {
+      // Python's OSError in a traceback says nothing a person can act on; the folder and the sizes do.
+      const partial = await stat(temp).then(
+        (st) => st.size,
+        () => 0,
+      );
+      throw noSpaceError(
+        Object.assign(new Error(result.stderr.trim().split('\n').pop() ?? ''), { code: 'ENOSPC' }),
+        options.output,
+        partial,
+        await inputBytes([options.kernel, options.initrd, options.stub]),
+      );
+    }
     if (result.code !== 0) {
       const message = (result.stderr.trim() || result.stdout.trim() || 'no output')
         .split('\n')
@@ -86,4 +99,15 @@ export async function runUkify(options: UkifyRunOptions): Promise<HashedFile> {
     await rm(temp, { force: true });
     await rm(cmdlineFile, { force: true });
   }
+}
+
+/** What a UKI of these inputs at least needs: its sections (the stub's own, the kernel, the initrd). */
+async function inputBytes(paths: string[]): Promise<number> {
+  let total = 0;
+  for (const path of paths)
+    total += await stat(path).then(
+      (st) => st.size,
+      () => 0,
+    );
+  return total;
 }
