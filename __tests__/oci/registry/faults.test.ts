@@ -255,4 +255,50 @@ describe('registry store under injected faults', () => {
     expect(process.memoryUsage().rss - before).toBeLessThan(30 * 1024 * 1024);
     expect((await readFile(join(image.dir, 'big'))).length).toBe(blob.size);
   });
+
+  it('a manifest, config or referrers answer cut off in the middle of its body is read again, not a crash', async () => {
+    const { store: s } = store();
+    const repo = s.repository('faults/cut');
+    const arch = image.arches[0]!;
+    for (const b of arch.blobs) await repo.pushBlob(b);
+    await repo.pushManifest(arch.manifest, ['cut']);
+    // The first answer of each kind loses its body after a few bytes (the headers got through).
+    const cut = new Set<string>();
+    proxy.hook = (r) => {
+      const kind = /\/(manifests|blobs|referrers)\//.exec(r.url)?.[1];
+      if (r.method !== 'GET' || !kind || cut.has(kind)) return undefined;
+      cut.add(kind);
+      return { kind: 'cut-response', afterBytes: 10 };
+    };
+    const manifest = await repo.getManifest('cut');
+    expect(manifest?.digest).toBe(arch.manifest.digest);
+    const config = JSON.parse(Buffer.from(await repo.readBlob(arch.blobs[0]!.digest)).toString()) as object;
+    expect(config).toHaveProperty('commandLine');
+    expect(await repo.listReferrers(arch.manifest.digest)).toEqual([]);
+    expect([...cut].sort()).toEqual(['blobs', 'manifests', 'referrers']);
+    // Each cut answer was asked for again.
+    expect(count('GET', /\/manifests\/cut$/)).toBe(2);
+    expect(count('GET', new RegExp(`/blobs/${arch.blobs[0]!.digest}$`))).toBe(2);
+  });
+
+  it('a layer download cut off in the middle is one PublishError saying so (the caller streams it: no retry here)', async () => {
+    const { store: s } = store();
+    const repo = s.repository('faults/cut-layer');
+    const layer = image.arches[0]!.blobs[1]!;
+    await repo.pushBlob(layer);
+    proxy.hook = (r) =>
+      r.method === 'GET' && r.url.endsWith(`/blobs/${layer.digest}`)
+        ? { kind: 'cut-response', afterBytes: 100_000 }
+        : undefined;
+    const body = await repo.openBlob(layer.digest);
+    let received = 0;
+    const error = await (async () => {
+      for await (const chunk of body) received += chunk.length;
+    })().catch((e: unknown) => e);
+    expect(isPublishError(error)).toBe(true);
+    expect((error as Error).message).toMatch(
+      new RegExp(`^reading blob ${layer.digest} from .*faults/cut-layer: the download was cut off \\(`),
+    );
+    expect(received).toBeLessThan(layer.size);
+  });
 });

@@ -424,6 +424,46 @@ export class RegistryClient {
       signal: this.combinedSignal(options.signal),
     });
   }
+
+  /**
+   * `send` for a small answer read whole (a manifest, a referrers index, a config): the body of an answer with a
+   * status in `read` is read into memory (at most `limit` bytes) inside the retried operation, so a connection
+   * cut in the middle of the body is retried like one cut before the headers. Other statuses come back without
+   * bytes (their body discarded).
+   */
+  sendAndRead(
+    options: SendOptions,
+    limit: number,
+    read: readonly number[] = [200],
+  ): Promise<Omit<RegistryResponse, 'body'> & { bytes?: Uint8Array }> {
+    return withRetry(
+      async () => {
+        const { body, ...res } = await this.sendOnce(options);
+        if (!read.includes(res.status)) {
+          await discard(body);
+          return res;
+        }
+        try {
+          return { ...res, bytes: await readBytes(body, limit, options.operation) };
+        } catch (error) {
+          if (error instanceof PublishError || this.combinedSignal(options.signal)?.aborted) throw error;
+          const code = networkCode(error);
+          throw new TransientError(
+            new PublishError(
+              `${options.operation}: the answer from ${this.registry} was cut off: ${code ? `${NETWORK_CODES[code] ?? code} (${code})` : this.redact((error as Error).message ?? String(error))}`,
+              { cause: error },
+            ),
+          );
+        }
+      },
+      {
+        retry: this.retry,
+        logger: this.logger,
+        what: options.operation,
+        signal: this.combinedSignal(options.signal),
+      },
+    );
+  }
 }
 
 /** The HTTPS probe met a server that does not speak TLS (only thrown while probing). */

@@ -7,7 +7,7 @@ import { DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST } from '
 import { PublishError } from '../../util/errors';
 import type { Logger } from '../../util/logger';
 import { hasErrorCode } from './errors';
-import { discard, readBytes, registryBodyOf, statusOf } from './http';
+import { discard, registryBodyOf, statusOf } from './http';
 import type { RegistryClient } from './http';
 import type { Dispatcher } from 'undici';
 
@@ -108,21 +108,21 @@ export async function getManifest(
   signal?: AbortSignal,
 ): Promise<FetchedManifest | undefined> {
   const operation = `reading manifest ${ref(ctx, tagOrDigest)}`;
-  const res = await ctx.client.send({
-    method: 'GET',
-    url: `/v2/${ctx.repo}/manifests/${tagOrDigest}`,
-    scopes: [pullScope(ctx.repo)],
-    operation,
-    expect: [200, 404],
-    headers: { accept: ACCEPT },
-    followRedirects: true,
-    ...(signal ? { signal } : {}),
-  });
-  if (res.status === 404) {
-    await discard(res.body);
-    return undefined;
-  }
-  const bytes = await readBytes(res.body, MANIFEST_LIMIT, operation);
+  const res = await ctx.client.sendAndRead(
+    {
+      method: 'GET',
+      url: `/v2/${ctx.repo}/manifests/${tagOrDigest}`,
+      scopes: [pullScope(ctx.repo)],
+      operation,
+      expect: [200, 404],
+      headers: { accept: ACCEPT },
+      followRedirects: true,
+      ...(signal ? { signal } : {}),
+    },
+    MANIFEST_LIMIT,
+  );
+  const bytes = res.bytes;
+  if (!bytes) return undefined;
   const digest = sha256Digest(bytes);
   if (isDigest(tagOrDigest) && digest !== tagOrDigest) {
     throw new PublishError(`${operation}: the registry sent bytes whose digest is ${digest}`);
@@ -170,7 +170,7 @@ export async function openBlob(
   ctx: ManifestContext,
   digest: string,
   signal?: AbortSignal,
-): Promise<BlobBody> {
+): Promise<AsyncIterable<Uint8Array>> {
   const operation = `reading blob ${digest} from ${ctx.location}`;
   const res = await ctx.client.send({
     method: 'GET',
@@ -185,7 +185,26 @@ export async function openBlob(
     await discard(res.body);
     throw new PublishError(`${operation}: the blob does not exist`);
   }
-  return res.body;
+  return cutOffIsAnError(res.body, operation, signal);
+}
+
+/** A body whose connection breaks ends in a PublishError that says so (not a socket error with a stack). */
+async function* cutOffIsAnError(
+  body: BlobBody,
+  operation: string,
+  signal: AbortSignal | undefined,
+): AsyncGenerator<Uint8Array> {
+  try {
+    for await (const chunk of body as AsyncIterable<Uint8Array>) yield chunk;
+  } catch (error) {
+    if (error instanceof PublishError || signal?.aborted) throw error;
+    throw new PublishError(
+      `${operation}: the download was cut off (${(error as Error).message ?? String(error)})`,
+      { cause: error, hint: 'Run again: nothing incomplete was kept.' },
+    );
+  } finally {
+    body.destroy();
+  }
 }
 
 /** A small blob (a config), read into memory and checked against its digest. */
@@ -196,7 +215,20 @@ export async function readBlob(
   limit = 16 * 1024 * 1024,
 ): Promise<Uint8Array> {
   const operation = `reading blob ${digest} from ${ctx.location}`;
-  const bytes = await readBytes(await openBlob(ctx, digest, signal), limit, operation);
+  const res = await ctx.client.sendAndRead(
+    {
+      method: 'GET',
+      url: `/v2/${ctx.repo}/blobs/${digest}`,
+      scopes: [pullScope(ctx.repo)],
+      operation,
+      expect: [200, 404],
+      followRedirects: true,
+      ...(signal ? { signal } : {}),
+    },
+    limit,
+  );
+  const bytes = res.bytes;
+  if (!bytes) throw new PublishError(`${operation}: the blob does not exist`);
   const actual = sha256Digest(bytes);
   if (actual !== digest)
     throw new PublishError(`${operation}: the registry sent bytes whose digest is ${actual}`);

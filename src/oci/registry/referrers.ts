@@ -5,7 +5,6 @@
 // header without serving the API (noted in @sigstore/oci) and go-containerregistry's registry serves the API
 // without sending the header. So the API counts as there when the listing endpoint answers with an index that
 // holds what was just pushed (or with an index, after an `OCI-Subject`), once per store.
-import type { Dispatcher } from 'undici';
 import {
   EMPTY_CONFIG_MEDIA_TYPE,
   mergeReferrers,
@@ -19,7 +18,6 @@ import { OCI_INDEX } from '../mediatypes';
 import { PublishError } from '../../util/errors';
 import { mapLimit } from '../../util/concurrency';
 import { pullScope } from './blobs';
-import { discard, readBytes } from './http';
 import { getManifest, putManifest, type ManifestContext } from './manifests';
 import { sleep } from './retry';
 
@@ -50,22 +48,22 @@ export async function queryReferrersApi(
   let url = `/v2/${ctx.repo}/referrers/${subject}`;
   for (let page = 0; page < MAX_PAGES; page++) {
     const operation = `listing the referrers of ${ctx.location}@${subject}`;
-    const res = await ctx.client.send({
-      method: 'GET',
-      url,
-      scopes: [pullScope(ctx.repo)],
-      operation,
-      expect: [200, 400, 404, 405, 501],
-      headers: { accept: OCI_INDEX },
-      ...(signal ? { signal } : {}),
-    });
-    if (res.status !== 200) {
-      await discard(res.body);
-      return undefined;
-    }
+    const res = await ctx.client.sendAndRead(
+      {
+        method: 'GET',
+        url,
+        scopes: [pullScope(ctx.repo)],
+        operation,
+        expect: [200, 400, 404, 405, 501],
+        headers: { accept: OCI_INDEX },
+        ...(signal ? { signal } : {}),
+      },
+      INDEX_LIMIT,
+    );
+    if (!res.bytes) return undefined;
     // Judged by the body, not the Content-Type (ggcr's registry answers text/plain).
     try {
-      found.push(...parseReferrersIndex(await readAll(res.body, operation), operation));
+      found.push(...parseReferrersIndex(res.bytes, operation));
     } catch (error) {
       if (error instanceof PublishError) return undefined;
       throw error;
@@ -80,10 +78,6 @@ export async function queryReferrersApi(
 function nextLink(link: string | undefined): string | undefined {
   const match = /<([^>]+)>\s*;\s*rel="?next"?/.exec(link ?? '');
   return match?.[1];
-}
-
-function readAll(body: Dispatcher.ResponseData['body'], what: string): Promise<Uint8Array> {
-  return readBytes(body, INDEX_LIMIT, what);
 }
 
 /** The referrers of `subject`: from the API when the registry has one, else from the fallback tag. */
