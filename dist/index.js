@@ -61430,7 +61430,12 @@ async function writeNativeUki(options) {
       added.push({ name: source.name, size, ...hash ? { sha256: hash.digest("hex") } : {} });
     }
   }
-  const written = await writeFileAtomic(options.output, bytes(), signal ? { signal } : {});
+  const last = layout.appended[layout.appended.length - 1];
+  const expectedSize = last ? last.pointer + last.rawSize : layout.head.length;
+  const written = await writeFileAtomic(options.output, bytes(), {
+    expectedSize,
+    ...signal ? { signal } : {}
+  });
   return { ...written, sections: added };
 }
 function sizeOf(source) {
@@ -61628,6 +61633,18 @@ async function runUkify(options) {
       });
     }
     for (const line of result.stdout.split("\n").filter(Boolean)) logger2.debug(`ukify: ${line}`);
+    if (result.code !== 0 && /No space left on device|\[Errno 28\]/.test(result.stderr)) {
+      const partial = await stat6(temp).then(
+        (st) => st.size,
+        () => 0
+      );
+      throw noSpaceError(
+        Object.assign(new Error(result.stderr.trim().split("\n").pop() ?? ""), { code: "ENOSPC" }),
+        options.output,
+        partial,
+        await inputBytes([options.kernel, options.initrd, options.stub])
+      );
+    }
     if (result.code !== 0) {
       const message = (result.stderr.trim() || result.stdout.trim() || "no output").split("\n").slice(-20).join("\n");
       throw new PublishError(
@@ -61641,6 +61658,15 @@ async function runUkify(options) {
     await rm6(temp, { force: true });
     await rm6(cmdlineFile, { force: true });
   }
+}
+async function inputBytes(paths) {
+  let total = 0;
+  for (const path of paths)
+    total += await stat6(path).then(
+      (st) => st.size,
+      () => 0
+    );
+  return total;
 }
 
 // src/boot/uki.ts
@@ -69230,6 +69256,41 @@ var RegistryClient = class {
       signal: this.combinedSignal(options.signal)
     });
   }
+  /**
+   * `send` for a small answer read whole (a manifest, a referrers index, a config): the body of an answer with a
+   * status in `read` is read into memory (at most `limit` bytes) inside the retried operation, so a connection
+   * cut in the middle of the body is retried like one cut before the headers. Other statuses come back without
+   * bytes (their body discarded).
+   */
+  sendAndRead(options, limit, read = [200]) {
+    return withRetry(
+      async () => {
+        const { body, ...res } = await this.sendOnce(options);
+        if (!read.includes(res.status)) {
+          await discard(body);
+          return res;
+        }
+        try {
+          return { ...res, bytes: await readBytes(body, limit, options.operation) };
+        } catch (error2) {
+          if (error2 instanceof PublishError || this.combinedSignal(options.signal)?.aborted) throw error2;
+          const code = networkCode(error2);
+          throw new TransientError(
+            new PublishError(
+              `${options.operation}: the answer from ${this.registry} was cut off: ${code ? `${NETWORK_CODES[code] ?? code} (${code})` : this.redact(error2.message ?? String(error2))}`,
+              { cause: error2 }
+            )
+          );
+        }
+      },
+      {
+        retry: this.retry,
+        logger: this.logger,
+        what: options.operation,
+        signal: this.combinedSignal(options.signal)
+      }
+    );
+  }
 };
 var NotTlsError = class extends Error {
   constructor(code) {
@@ -69670,21 +69731,21 @@ async function pushManifest(ctx, manifest, tags, signal) {
 }
 async function getManifest(ctx, tagOrDigest, signal) {
   const operation = `reading manifest ${ref(ctx, tagOrDigest)}`;
-  const res = await ctx.client.send({
-    method: "GET",
-    url: `/v2/${ctx.repo}/manifests/${tagOrDigest}`,
-    scopes: [pullScope(ctx.repo)],
-    operation,
-    expect: [200, 404],
-    headers: { accept: ACCEPT },
-    followRedirects: true,
-    ...signal ? { signal } : {}
-  });
-  if (res.status === 404) {
-    await discard(res.body);
-    return void 0;
-  }
-  const bytes = await readBytes(res.body, MANIFEST_LIMIT, operation);
+  const res = await ctx.client.sendAndRead(
+    {
+      method: "GET",
+      url: `/v2/${ctx.repo}/manifests/${tagOrDigest}`,
+      scopes: [pullScope(ctx.repo)],
+      operation,
+      expect: [200, 404],
+      headers: { accept: ACCEPT },
+      followRedirects: true,
+      ...signal ? { signal } : {}
+    },
+    MANIFEST_LIMIT
+  );
+  const bytes = res.bytes;
+  if (!bytes) return void 0;
   const digest = sha256Digest(bytes);
   if (isDigest(tagOrDigest) && digest !== tagOrDigest) {
     throw new PublishError(`${operation}: the registry sent bytes whose digest is ${digest}`);
@@ -69731,11 +69792,37 @@ async function openBlob(ctx, digest, signal) {
     await discard(res.body);
     throw new PublishError(`${operation}: the blob does not exist`);
   }
-  return res.body;
+  return cutOffIsAnError(res.body, operation, signal);
+}
+async function* cutOffIsAnError(body, operation, signal) {
+  try {
+    for await (const chunk of body) yield chunk;
+  } catch (error2) {
+    if (error2 instanceof PublishError || signal?.aborted) throw error2;
+    throw new PublishError(
+      `${operation}: the download was cut off (${error2.message ?? String(error2)})`,
+      { cause: error2, hint: "Run again: nothing incomplete was kept." }
+    );
+  } finally {
+    body.destroy();
+  }
 }
 async function readBlob(ctx, digest, signal, limit = 16 * 1024 * 1024) {
   const operation = `reading blob ${digest} from ${ctx.location}`;
-  const bytes = await readBytes(await openBlob(ctx, digest, signal), limit, operation);
+  const res = await ctx.client.sendAndRead(
+    {
+      method: "GET",
+      url: `/v2/${ctx.repo}/blobs/${digest}`,
+      scopes: [pullScope(ctx.repo)],
+      operation,
+      expect: [200, 404],
+      followRedirects: true,
+      ...signal ? { signal } : {}
+    },
+    limit
+  );
+  const bytes = res.bytes;
+  if (!bytes) throw new PublishError(`${operation}: the blob does not exist`);
   const actual = sha256Digest(bytes);
   if (actual !== digest)
     throw new PublishError(`${operation}: the registry sent bytes whose digest is ${actual}`);
@@ -69752,21 +69839,21 @@ async function queryReferrersApi(ctx, subject, signal) {
   let url = `/v2/${ctx.repo}/referrers/${subject}`;
   for (let page = 0; page < MAX_PAGES2; page++) {
     const operation = `listing the referrers of ${ctx.location}@${subject}`;
-    const res = await ctx.client.send({
-      method: "GET",
-      url,
-      scopes: [pullScope(ctx.repo)],
-      operation,
-      expect: [200, 400, 404, 405, 501],
-      headers: { accept: OCI_INDEX },
-      ...signal ? { signal } : {}
-    });
-    if (res.status !== 200) {
-      await discard(res.body);
-      return void 0;
-    }
+    const res = await ctx.client.sendAndRead(
+      {
+        method: "GET",
+        url,
+        scopes: [pullScope(ctx.repo)],
+        operation,
+        expect: [200, 400, 404, 405, 501],
+        headers: { accept: OCI_INDEX },
+        ...signal ? { signal } : {}
+      },
+      INDEX_LIMIT
+    );
+    if (!res.bytes) return void 0;
     try {
-      found.push(...parseReferrersIndex(await readAll(res.body, operation), operation));
+      found.push(...parseReferrersIndex(res.bytes, operation));
     } catch (error2) {
       if (error2 instanceof PublishError) return void 0;
       throw error2;
@@ -69780,9 +69867,6 @@ async function queryReferrersApi(ctx, subject, signal) {
 function nextLink(link2) {
   const match = /<([^>]+)>\s*;\s*rel="?next"?/.exec(link2 ?? "");
   return match?.[1];
-}
-function readAll(body, what) {
-  return readBytes(body, INDEX_LIMIT, what);
 }
 async function listReferrers(ctx, capability, subject, signal) {
   if (capability.api !== false) {
