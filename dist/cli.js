@@ -52609,7 +52609,7 @@ async function main(argv) {
   } catch (error) {
     const parseError = error instanceof TypeError && error.code?.startsWith("ERR_PARSE_ARGS") === true;
     const message = parseError ? `${error.message}
-Run "ironcore-publish --help" for the options.` : describeError(error);
+Run "ironcore-publish --help" for the options.` : describeError(controller.signal.aborted ? controller.signal.reason : error);
     process.stderr.write(`error: ${message}
 `);
     return parseError || error instanceof UsageError ? 2 : 1;

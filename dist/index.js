@@ -70318,7 +70318,7 @@ async function main() {
       await summary2.write().catch(() => {
       });
     }
-    setFailed(describeError(error2));
+    setFailed(describeError(controller.signal.aborted ? controller.signal.reason : error2));
   }
 }
 function addAttachments(summary2, references) {

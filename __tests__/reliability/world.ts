@@ -365,6 +365,12 @@ export interface RegistryWalk {
   blobs: Map<string, Map<string, number>>;
   /** What a tag names but the registry does not have. */
   missing: string[];
+  /**
+   * Tags the tags list shows but that resolve to nothing (404): distribution writes a tag in two steps (its
+   * index link, then its `current` link), so a registry stopped between them lists a tag that names nothing.
+   * Not a tag naming missing content (a client sees "not found"); a clean re-run must leave none.
+   */
+  dangling: string[];
 }
 
 /**
@@ -373,7 +379,13 @@ export interface RegistryWalk {
  * registry API, directly (not via the proxy).
  */
 export async function walkRegistry(world: World, namespace: string): Promise<RegistryWalk> {
-  const walk: RegistryWalk = { tags: new Map(), referrers: new Map(), blobs: new Map(), missing: [] };
+  const walk: RegistryWalk = {
+    tags: new Map(),
+    referrers: new Map(),
+    blobs: new Map(),
+    missing: [],
+    dangling: [],
+  };
   const catalog = JSON.parse((await registryGet(world, '/v2/_catalog?n=1000')).body) as {
     repositories?: string[];
   };
@@ -386,6 +398,10 @@ export async function walkRegistry(world: World, namespace: string): Promise<Reg
     walk.blobs.set(repo, blobs);
     const visit = async (ref: string, from: string): Promise<string | undefined> => {
       const res = await registryGet(world, `/v2/${repo}/manifests/${ref}`);
+      if (res.status === 404 && from === `${repo}:${ref}`) {
+        walk.dangling.push(`${repo}:${ref}`);
+        return undefined;
+      }
       if (res.status !== 200) {
         walk.missing.push(`${from} -> manifest ${repo}@${ref} (HTTP ${res.status})`);
         return undefined;
@@ -459,6 +475,8 @@ export interface Verdict {
   corrupted: boolean;
   /** Tags of the namespace after the run. */
   tags: number;
+  /** Listed tags that resolve to nothing (see RegistryWalk.dangling). */
+  dangling: string[];
 }
 
 /**
@@ -512,7 +530,7 @@ export async function judge(world: World, namespace: string, run: WorldRun): Pro
         );
     }
   }
-  return { outcome, problems, corrupted, tags: walk.tags.size };
+  return { outcome, problems, corrupted, tags: walk.tags.size, dangling: walk.dangling };
 }
 
 /** `Blob bytes uploaded: N` from the job summary; 0 when nothing was pushed. */
@@ -629,6 +647,15 @@ export async function runScenario(
     const missing = await missingBytes(world, namespace, world.baseline);
     const rerun = await publishThroughProxies(world, namespace);
     const again = await judge(world, namespace, rerun);
+    if (verdict.dangling.length > 0) {
+      tally.figures = {
+        ...tally.figures,
+        danglingTags: (tally.figures?.danglingTags ?? 0) + verdict.dangling.length,
+      };
+      console.log(`[reliability] ${at}: listed tags that resolve to nothing: ${verdict.dangling.join(', ')}`);
+    }
+    if (again.dangling.length > 0)
+      problems.push(`${at} re-run left tags that resolve to nothing: ${again.dangling.join(', ')}`);
     if (again.outcome !== 'completed' || again.corrupted || again.problems.length > 0) {
       problems.push(...again.problems.map((p) => `${at} re-run: ${p}`));
       if (again.outcome !== 'completed')
@@ -651,7 +678,7 @@ export async function runScenario(
   tally.seconds = Math.round((performance.now() - started) / 100) / 10;
   tally.secondsPerRun = tally.runs ? Math.round((tally.seconds / tally.runs) * 10) / 10 : 0;
   const figures = spec.figures?.();
-  if (figures) tally.figures = figures;
+  if (figures) tally.figures = { ...tally.figures, ...figures };
   await recordTally(tally);
   console.log(`[reliability] ${JSON.stringify(tally)}`);
   return { problems, tally };

@@ -85,7 +85,8 @@ async function main(): Promise<void> {
       addBootTests(summary, error.bootTests);
       await summary.write().catch(() => {});
     }
-    core.setFailed(describeError(error));
+    // Once cancelled, whatever surfaced first (a stream's AbortError, say) is a consequence: report the cancel.
+    core.setFailed(describeError(controller.signal.aborted ? controller.signal.reason : error));
   }
 }
 

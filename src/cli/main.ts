@@ -322,7 +322,7 @@ async function main(argv: string[]): Promise<number> {
       error instanceof TypeError && (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true;
     const message = parseError
       ? `${(error as Error).message}\nRun "ironcore-publish --help" for the options.`
-      : describeError(error);
+      : describeError(controller.signal.aborted ? controller.signal.reason : error);
     process.stderr.write(`error: ${message}\n`);
     // 2: the command line is wrong; 1: the command failed.
     return parseError || error instanceof UsageError ? 2 : 1;
