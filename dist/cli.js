@@ -51736,6 +51736,7 @@ async function bootCommand(args, signal) {
     throw new UsageError(`--path "${printable(values.path)}" must be uki, pxe or disk`);
   const logger = consoleLogger();
   const { repo, close, tag } = await openImage(ref2, values, signal);
+  const ownWork = values["work-dir"] === void 0;
   const work = values["work-dir"] ?? await mkdtemp5(join18(tmpdir5(), "ironcore-boot-"));
   const layersDir = join18(work, "layers");
   const results = [];
@@ -51790,7 +51791,8 @@ async function bootCommand(args, signal) {
     }
   } finally {
     await close();
-    await rm14(layersDir, { recursive: true, force: true });
+    const keepLogs = results.some((r) => r.result !== "passed");
+    await rm14(ownWork && !keepLogs ? work : layersDir, { recursive: true, force: true });
   }
   process.stdout.write(`${formatTable(BOOT_TEST_HEADERS, bootTestRows(results.map(bootTestRecord)))}
 `);

@@ -1,6 +1,6 @@
 // `boot REF` from a terminal: an image published into an OCI layout by the CLI (from asset files), then booted
 // with the same code the action runs before tagging, selected in the combined index by arch and variant.
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -75,33 +75,28 @@ describe('ironcore-publish boot', { timeout: 600_000 }, () => {
       'Welcome to IronCore Boot Test',
     );
 
-    const metal = await cli([
-      'boot',
-      ref,
-      '--variant',
-      'metal',
-      '--accel',
-      'tcg',
-      '--work-dir',
-      join(work, 'metal'),
-    ]);
+    // Without --work-dir: the folder it makes in TMPDIR is removed when both boots passed.
+    const temp = join(work, 'tmp-metal');
+    await mkdir(temp);
+    const metal = await runCli(['boot', ref, '--variant', 'metal', '--accel', 'tcg'], { TMPDIR: temp });
     expect(metal.code).toBe(0);
     expect(metal.stdout).toMatch(/uki\s+amd64\s+tcg\s+passed/);
     expect(metal.stdout).toMatch(/pxe\s+amd64\s+tcg\s+passed/);
+    expect(await readdir(temp)).toEqual([]);
   });
 
   it('an index entry that does not exist is one clear error that lists what the index has', async () => {
-    const run = await cli([
-      'boot',
-      `oci:${layout}/gardenlinux/gardener:${tag}`,
-      '--arch',
-      'arm64',
-      '--variant',
-      'metal',
-    ]);
+    const temp = join(work, 'tmp-unknown-entry');
+    await mkdir(temp);
+    const run = await runCli(
+      ['boot', `oci:${layout}/gardenlinux/gardener:${tag}`, '--arch', 'arm64', '--variant', 'metal'],
+      { TMPDIR: temp },
+    );
     expect(run.code).toBe(1);
     expect(run.stderr).toMatch(/has no image for arm64\/metal; it has amd64\/virtualization, amd64\/metal/);
     expect(run.stderr).not.toMatch(/\n\s+at /);
+    // The work folder it made for itself is gone with nothing booted.
+    expect(await readdir(temp)).toEqual([]);
   });
 
   it('inspect of a combined index says which tag architecture-only consumers must use', async () => {

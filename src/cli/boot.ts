@@ -87,6 +87,8 @@ export async function bootCommand(args: string[], signal: AbortSignal): Promise<
   const logger = consoleLogger();
 
   const { repo, close, tag } = await openImage(ref, values, signal);
+  // A folder of our own is removed at the end, unless a boot failed: its serial log is named in the error.
+  const ownWork = values['work-dir'] === undefined;
   const work = values['work-dir'] ?? (await mkdtemp(join(tmpdir(), 'ironcore-boot-')));
   const layersDir = join(work, 'layers');
   const results: BootResult[] = [];
@@ -140,7 +142,8 @@ export async function bootCommand(args: string[], signal: AbortSignal): Promise<
     }
   } finally {
     await close();
-    await rm(layersDir, { recursive: true, force: true });
+    const keepLogs = results.some((r) => r.result !== 'passed');
+    await rm(ownWork && !keepLogs ? work : layersDir, { recursive: true, force: true });
   }
   process.stdout.write(`${formatTable(BOOT_TEST_HEADERS, bootTestRows(results.map(bootTestRecord)))}\n`);
   return results.every((r) => r.result === 'passed') ? 0 : 1;
