@@ -37,7 +37,7 @@ Options:
   --timeout S          seconds per boot (default 300 under KVM, 900 under TCG)
   --expect REGEX       console marker of a booted system (default: "Welcome to ...!" or "login:")
   --work-dir DIR       keep downloaded layers and serial logs here (default: a temporary folder,
-                       removed afterwards except the serial logs)
+                       removed afterwards, kept with its serial logs when a boot failed)
   --username U         registry user (password from $REGISTRY_PASSWORD)
   --insecure-registry  plain HTTP to a non-loopback registry
   --store-path DIR     the local store (default ~/.ironcore)
