@@ -46056,6 +46056,7 @@ function runCommand(command, args, signal, options = {}) {
   return new Promise((resolve4, reject) => {
     const child = spawn2(command, args, {
       stdio: [options.input === void 0 ? "ignore" : "pipe", "pipe", "pipe"],
+      ...options.env ? { env: options.env } : {},
       ...signal ? { signal } : {}
     });
     let stdout = "";
@@ -46068,25 +46069,53 @@ function runCommand(command, args, signal, options = {}) {
     child.once("close", (code, sig) => resolve4({ code, signal: sig, stdout, stderr }));
   });
 }
-async function rootPrefix(signal) {
+async function rootPrefix(signal, env = process.env) {
   if (process.getuid?.() === 0) return [];
   const sudo = await findOnPath("sudo");
-  if (!sudo) return void 0;
-  const check = await runCommand(sudo, ["-n", "true"], signal).catch(() => void 0);
-  return check?.code === 0 ? [sudo, "-n"] : void 0;
+  return sudo ? sudoPrefix(sudo, env, signal) : void 0;
+}
+var PROXY_VARIABLES = ["http_proxy", "https_proxy", "ftp_proxy", "no_proxy"];
+function aptProxyEnvironment(env) {
+  const out = {};
+  for (const name of PROXY_VARIABLES) {
+    const value = env[name] || env[name.toUpperCase()];
+    if (value) out[name] = value;
+  }
+  return out;
+}
+async function sudoPrefix(sudo, env, signal) {
+  const keep = PROXY_VARIABLES.filter((name) => env[name]);
+  const works = async (prefix) => {
+    const [command, ...rest] = [...prefix, "true"];
+    const check = await runCommand(command, rest, signal, { env }).catch(() => void 0);
+    return check?.code === 0;
+  };
+  if (keep.length > 0) {
+    const keeping = [sudo, "-n", `--preserve-env=${keep.join(",")}`];
+    if (await works(keeping)) return keeping;
+  }
+  return await works([sudo, "-n"]) ? [sudo, "-n"] : void 0;
 }
 async function runAsRoot(args, signal, options = {}) {
-  const prefix = await rootPrefix(signal);
+  const prefix = await rootPrefix(signal, options.env);
   if (!prefix) return void 0;
   const [command, ...rest] = [...prefix, ...args];
   return runCommand(command, rest, signal, options);
 }
 async function aptInstall(packages, logger, signal) {
-  if (!await rootPrefix(signal)) {
+  const proxy = aptProxyEnvironment(process.env);
+  const env = { ...process.env, ...proxy };
+  const prefix = await rootPrefix(signal, env);
+  if (!prefix) {
     logger.warning(`cannot install ${packages.join(" ")}: not root and no passwordless sudo`);
     return false;
   }
-  const apt = (...args) => runAsRoot(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", ...args], signal);
+  if (prefix.length > 0 && Object.keys(proxy).length > 0 && !prefix.some((a) => a.startsWith("--preserve-env=")))
+    logger.warning(
+      `sudo may not keep ${Object.keys(proxy).join(", ")} here, so apt-get runs without the proxy; sudoers can allow it: Defaults env_keep += "${Object.keys(proxy).join(" ")}"`
+    );
+  const [command, ...rest] = [...prefix, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get"];
+  const apt = (...args) => runCommand(command, [...rest, ...args], signal, { env });
   logger.info(`installing ${packages.join(" ")} with apt-get`);
   let result = await apt("install", "-y", "-q", "--no-install-recommends", ...packages);
   if (result?.code !== 0) {

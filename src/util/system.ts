@@ -33,11 +33,12 @@ export function runCommand(
   command: string,
   args: string[],
   signal?: AbortSignal,
-  options: { input?: string } = {},
+  options: { input?: string; env?: NodeJS.ProcessEnv } = {},
 ): Promise<CommandResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, {
       stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+      ...(options.env ? { env: options.env } : {}),
       ...(signal ? { signal } : {}),
     });
     let stdout = '';
@@ -53,23 +54,66 @@ export function runCommand(
 
 /**
  * How to run a command as root without a prompt: nothing when we are root, `sudo -n` when sudo needs no
- * password (GitHub's runners); undefined when neither works.
+ * password (GitHub's runners), keeping the proxy variables of `env` (see sudoPrefix); undefined when neither
+ * works.
  */
-export async function rootPrefix(signal?: AbortSignal): Promise<string[] | undefined> {
+export async function rootPrefix(
+  signal?: AbortSignal,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<string[] | undefined> {
   if (process.getuid?.() === 0) return [];
   const sudo = await findOnPath('sudo');
-  if (!sudo) return undefined;
-  const check = await runCommand(sudo, ['-n', 'true'], signal).catch(() => undefined);
-  return check?.code === 0 ? [sudo, '-n'] : undefined;
+  return sudo ? sudoPrefix(sudo, env, signal) : undefined;
+}
+
+/** The proxy variables apt reads (only in lowercase). */
+const PROXY_VARIABLES = ['http_proxy', 'https_proxy', 'ftp_proxy', 'no_proxy'] as const;
+
+/**
+ * The proxy settings of `env` as apt reads them: its lowercase variables, taken from the uppercase forms
+ * where only those are set (HTTPS_PROXY alone would leave apt without a proxy). Empty without a proxy.
+ */
+export function aptProxyEnvironment(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of PROXY_VARIABLES) {
+    const value = env[name] || env[name.toUpperCase()];
+    if (value) out[name] = value;
+  }
+  return out;
+}
+
+/**
+ * `sudo -n`, asking it to keep the proxy variables: sudo's `env_reset` drops them, and apt-get behind a proxy
+ * then cannot reach the archive. `--preserve-env=LIST` keeps them out of the command line (a proxy URL may
+ * hold a password), and is allowed where the policy grants SETENV (`NOPASSWD: ALL`, as on GitHub's runners);
+ * elsewhere plain `sudo -n`. Undefined when sudo asks for a password. `env` is the environment the commands
+ * will run with (see aptProxyEnvironment).
+ */
+export async function sudoPrefix(
+  sudo: string,
+  env: NodeJS.ProcessEnv,
+  signal?: AbortSignal,
+): Promise<string[] | undefined> {
+  const keep = PROXY_VARIABLES.filter((name) => env[name]);
+  const works = async (prefix: string[]) => {
+    const [command, ...rest] = [...prefix, 'true'];
+    const check = await runCommand(command as string, rest, signal, { env }).catch(() => undefined);
+    return check?.code === 0;
+  };
+  if (keep.length > 0) {
+    const keeping = [sudo, '-n', `--preserve-env=${keep.join(',')}`];
+    if (await works(keeping)) return keeping;
+  }
+  return (await works([sudo, '-n'])) ? [sudo, '-n'] : undefined;
 }
 
 /** Runs a command as root (see rootPrefix); undefined when that is not possible here. */
 export async function runAsRoot(
   args: string[],
   signal?: AbortSignal,
-  options: { input?: string } = {},
+  options: { input?: string; env?: NodeJS.ProcessEnv } = {},
 ): Promise<CommandResult | undefined> {
-  const prefix = await rootPrefix(signal);
+  const prefix = await rootPrefix(signal, options.env);
   if (!prefix) return undefined;
   const [command, ...rest] = [...prefix, ...args];
   return runCommand(command as string, rest, signal, options);
@@ -80,12 +124,24 @@ export async function runAsRoot(
  * runner's lists may predate a package). Returns false, with a warning, when it could not install them.
  */
 export async function aptInstall(packages: string[], logger: Logger, signal?: AbortSignal): Promise<boolean> {
-  if (!(await rootPrefix(signal))) {
+  // Behind a proxy, apt needs it too (it reads only the lowercase variables).
+  const proxy = aptProxyEnvironment(process.env);
+  const env = { ...process.env, ...proxy };
+  const prefix = await rootPrefix(signal, env);
+  if (!prefix) {
     logger.warning(`cannot install ${packages.join(' ')}: not root and no passwordless sudo`);
     return false;
   }
-  const apt = (...args: string[]) =>
-    runAsRoot(['env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get', ...args], signal);
+  if (
+    prefix.length > 0 &&
+    Object.keys(proxy).length > 0 &&
+    !prefix.some((a) => a.startsWith('--preserve-env='))
+  )
+    logger.warning(
+      `sudo may not keep ${Object.keys(proxy).join(', ')} here, so apt-get runs without the proxy; sudoers can allow it: Defaults env_keep += "${Object.keys(proxy).join(' ')}"`,
+    );
+  const [command, ...rest] = [...prefix, 'env', 'DEBIAN_FRONTEND=noninteractive', 'apt-get'];
+  const apt = (...args: string[]) => runCommand(command as string, [...rest, ...args], signal, { env });
   logger.info(`installing ${packages.join(' ')} with apt-get`);
   let result = await apt('install', '-y', '-q', '--no-install-recommends', ...packages);
   if (result?.code !== 0) {
