@@ -240,8 +240,11 @@ describe('boot-verified publishing through the action', () => {
       const server = await serveRelease(spec);
       let pid = 0;
       let qemuPids: number[] = [];
+      // A TMPDIR of its own: a SIGKILLed action cannot remove its work folder, so the test does (afterAll).
+      const temp = join(work, `tmp-${signal}`);
+      await mkdir(temp);
       const running = runAction(inputs(spec, { 'boot-test': 'native', 'boot-test-timeout': '600' }), {
-        env: env(server),
+        env: { ...env(server), TMPDIR: temp },
         onSpawn: (child) => (pid = child.pid ?? 0),
       });
       // Wait until the action's QEMU runs, then cancel.
@@ -258,6 +261,8 @@ describe('boot-verified publishing through the action', () => {
       await new Promise((r) => setTimeout(r, 1000));
       for (const q of qemuPids) expect(isAlive(q), `QEMU ${q}`).toBe(false);
       expect(await tagsOf(version)).toEqual([]);
+      // On SIGTERM the action removes its temporary files itself.
+      if (signal === 'SIGTERM') expect(await readdir(temp)).toEqual([]);
     },
     300_000,
   );
