@@ -50277,7 +50277,7 @@ async function putManifest(ctx, manifest, target, options = {}) {
   const res = await withRetry(
     async () => {
       try {
-        return await ctx.client.sendOnce({
+        const answer = await ctx.client.sendOnce({
           method: "PUT",
           url: `/v2/${ctx.repo}/manifests/${target}`,
           scopes: [pushScope(ctx.repo)],
@@ -50290,14 +50290,26 @@ async function putManifest(ctx, manifest, target, options = {}) {
           body: () => manifest.bytes,
           ...signal ? { signal } : {}
         });
+        await discard(answer.body);
+        return { status: answer.status, headers: answer.headers };
       } catch (error) {
         if (childrenNotYetVisible(error)) throw new TransientError(error);
         throw error;
       }
     },
-    { retry: ctx.client.retry, logger: ctx.logger, what: operation, ...signal ? { signal } : {} }
+    {
+      retry: ctx.client.retry,
+      logger: ctx.logger,
+      what: operation,
+      ...signal ? { signal } : {},
+      // A PUT whose answer was lost may have landed (a load balancer's timeout after the registry stored
+      // it): when the target already names these bytes, the write is done. A conditional write is left to
+      // its caller's read-merge-write.
+      ...options.ifMatch === void 0 ? {
+        beforeRetry: async () => await resolveTag(ctx, target, signal).catch(() => void 0) === manifest.digest ? { done: { status: 201, headers: { "docker-content-digest": manifest.digest } } } : void 0
+      } : {}
+    }
   );
-  await discard(res.body);
   const stored = res.headers["docker-content-digest"];
   if (res.status !== 412 && stored && stored !== manifest.digest) {
     throw new PublishError(

@@ -121,6 +121,22 @@ describe('registry store under injected faults', () => {
     expect(s.stats.bytesUploaded).toBe(blob.size);
   });
 
+  it('a manifest PUT that landed but whose answer was lost is not retried into a failure: a HEAD finds it', async () => {
+    const { store: s } = store();
+    const repo = s.repository('lost-manifest-answer');
+    const arch = image.arches[0]!;
+    for (const b of arch.blobs) await repo.pushBlob(b);
+    // Every PUT of a manifest reaches the registry, and every answer is lost on the way back.
+    proxy.hook = (req) =>
+      req.method === 'PUT' && req.url.includes('/manifests/') ? { kind: 'forward-then-drop' } : undefined;
+    await repo.pushManifest(arch.manifest, ['lost-1']);
+    // One PUT, then the HEAD before the retry sees the tag naming these bytes.
+    expect(count('PUT', /\/manifests\/lost-1$/)).toBe(1);
+    expect(count('HEAD', /\/manifests\/lost-1$/)).toBeGreaterThanOrEqual(1);
+    const read = await skopeoInspectRaw(`docker://${registry.host}/lost-manifest-answer:lost-1`, { creds });
+    expect(read.digest).toBe(arch.manifest.digest);
+  });
+
   it('restarts an upload the registry lost (BLOB_UPLOAD_UNKNOWN)', async () => {
     const { store: s } = store();
     const blob = image.arches[0]!.blobs[2]!;
