@@ -49527,14 +49527,18 @@ async function withRetry(fn, options) {
       return await fn(attempt);
     } catch (error) {
       if (!(error instanceof TransientError)) throw error;
-      if (attempt >= options.retry.attempts) throw error.final;
+      if (attempt >= options.retry.attempts) {
+        const outcome = await options.landed?.(error).catch(() => void 0);
+        if (outcome) return outcome.done;
+        throw error.final;
+      }
       const delay = error.retryAfterMs !== void 0 ? Math.min(error.retryAfterMs, 3e5) : backoffDelay(options.retry, attempt);
       options.logger.warning(
         `${error.final.message}; retrying in ${(delay / 1e3).toFixed(1)}s (attempt ${attempt + 1} of ${options.retry.attempts})`
       );
       await sleep3(delay, options.signal);
-      if (options.beforeRetry) {
-        const outcome = await options.beforeRetry(error);
+      if (options.landed) {
+        const outcome = await options.landed(error);
         if (outcome) return outcome.done;
       }
     }
@@ -50059,7 +50063,7 @@ var UploadSession = class {
           what: this.op,
           ...this.signalOption(),
           // The failed attempt may have landed after all (a dropped answer to a complete PUT).
-          beforeRetry: async () => await blobExists(this.ctx, this.blob.digest, [pushScope(this.ctx.repo)], this.signal).catch(
+          landed: async () => await blobExists(this.ctx, this.blob.digest, [pushScope(this.ctx.repo)], this.signal).catch(
             () => false
           ) ? { done: "uploaded" } : void 0
         }
@@ -50306,7 +50310,7 @@ async function putManifest(ctx, manifest, target, options = {}) {
       // it): when the target already names these bytes, the write is done. A conditional write is left to
       // its caller's read-merge-write.
       ...options.ifMatch === void 0 ? {
-        beforeRetry: async () => await resolveTag(ctx, target, signal).catch(() => void 0) === manifest.digest ? { done: { status: 201, headers: { "docker-content-digest": manifest.digest } } } : void 0
+        landed: async () => await resolveTag(ctx, target, signal).catch(() => void 0) === manifest.digest ? { done: { status: 201, headers: { "docker-content-digest": manifest.digest } } } : void 0
       } : {}
     }
   );

@@ -68971,14 +68971,18 @@ async function withRetry(fn, options) {
       return await fn(attempt);
     } catch (error2) {
       if (!(error2 instanceof TransientError)) throw error2;
-      if (attempt >= options.retry.attempts) throw error2.final;
+      if (attempt >= options.retry.attempts) {
+        const outcome = await options.landed?.(error2).catch(() => void 0);
+        if (outcome) return outcome.done;
+        throw error2.final;
+      }
       const delay = error2.retryAfterMs !== void 0 ? Math.min(error2.retryAfterMs, 3e5) : backoffDelay(options.retry, attempt);
       options.logger.warning(
         `${error2.final.message}; retrying in ${(delay / 1e3).toFixed(1)}s (attempt ${attempt + 1} of ${options.retry.attempts})`
       );
       await sleep3(delay, options.signal);
-      if (options.beforeRetry) {
-        const outcome = await options.beforeRetry(error2);
+      if (options.landed) {
+        const outcome = await options.landed(error2);
         if (outcome) return outcome.done;
       }
     }
@@ -69503,7 +69507,7 @@ var UploadSession = class {
           what: this.op,
           ...this.signalOption(),
           // The failed attempt may have landed after all (a dropped answer to a complete PUT).
-          beforeRetry: async () => await blobExists(this.ctx, this.blob.digest, [pushScope(this.ctx.repo)], this.signal).catch(
+          landed: async () => await blobExists(this.ctx, this.blob.digest, [pushScope(this.ctx.repo)], this.signal).catch(
             () => false
           ) ? { done: "uploaded" } : void 0
         }
@@ -69750,7 +69754,7 @@ async function putManifest(ctx, manifest, target, options = {}) {
       // it): when the target already names these bytes, the write is done. A conditional write is left to
       // its caller's read-merge-write.
       ...options.ifMatch === void 0 ? {
-        beforeRetry: async () => await resolveTag(ctx, target, signal).catch(() => void 0) === manifest.digest ? { done: { status: 201, headers: { "docker-content-digest": manifest.digest } } } : void 0
+        landed: async () => await resolveTag(ctx, target, signal).catch(() => void 0) === manifest.digest ? { done: { status: 201, headers: { "docker-content-digest": manifest.digest } } } : void 0
       } : {}
     }
   );

@@ -121,6 +121,23 @@ describe('registry store under injected faults', () => {
     expect(s.stats.bytesUploaded).toBe(blob.size);
   });
 
+  it('a blob whose last attempt landed but lost its answer is uploaded, not failed: the HEAD comes after the last try too', async () => {
+    const { store: s } = store();
+    const blob = image.arches[1]!.blobs[2]!;
+    let posts = 0;
+    proxy.hook = (req) => {
+      // Every attempt but the last loses its POST; the last one's PUT stores the blob and its answer is lost.
+      if (req.method === 'POST' && req.url.includes('/blobs/uploads/'))
+        return ++posts < FAST_RETRY.attempts ? { kind: 'drop' } : undefined;
+      if (req.method === 'PUT' && req.url.includes('/blobs/uploads/')) return { kind: 'forward-then-drop' };
+      return undefined;
+    };
+    expect(await s.repository('lost-last-answer').pushBlob(blob)).toBe('uploaded');
+    expect(posts).toBe(FAST_RETRY.attempts);
+    expect(count('PUT', /\/blobs\/uploads\//)).toBe(1);
+    expect(await store().store.repository('lost-last-answer').hasBlob(blob.digest)).toBe(true);
+  });
+
   it('a manifest PUT that landed but whose answer was lost is not retried into a failure: a HEAD finds it', async () => {
     const { store: s } = store();
     const repo = s.repository('lost-manifest-answer');

@@ -171,7 +171,7 @@ class UploadSession {
           what: this.op,
           ...this.signalOption(),
           // The failed attempt may have landed after all (a dropped answer to a complete PUT).
-          beforeRetry: async () =>
+          landed: async () =>
             (await blobExists(this.ctx, this.blob.digest, [pushScope(this.ctx.repo)], this.signal).catch(
               () => false,
             ))

@@ -88,7 +88,7 @@ export async function putManifest(
       // its caller's read-merge-write.
       ...(options.ifMatch === undefined
         ? {
-            beforeRetry: async () =>
+            landed: async () =>
               (await resolveTag(ctx, target, signal).catch(() => undefined)) === manifest.digest
                 ? { done: { status: 201, headers: { 'docker-content-digest': manifest.digest } } }
                 : undefined,

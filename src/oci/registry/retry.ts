@@ -61,8 +61,9 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 
 /**
  * Runs `fn` until it succeeds, throws a non-transient error, or the attempts run out (then the last
- * TransientError's `final` PublishError is thrown). `beforeRetry` runs before each retry, e.g. to check
- * whether a blob landed after all; returning a value ends the loop with it.
+ * TransientError's `final` PublishError is thrown). `landed` runs after each transient failure, the last one
+ * included, to check whether the attempt took effect after all (a write whose answer was lost); returning a
+ * value ends the loop with it.
  */
 export async function withRetry<T>(
   fn: (attempt: number) => Promise<T>,
@@ -71,7 +72,7 @@ export async function withRetry<T>(
     logger: Logger;
     what: string;
     signal?: AbortSignal;
-    beforeRetry?: (error: TransientError) => Promise<{ done: T } | undefined>;
+    landed?: (error: TransientError) => Promise<{ done: T } | undefined>;
   },
 ): Promise<T> {
   for (let attempt = 1; ; attempt++) {
@@ -79,7 +80,11 @@ export async function withRetry<T>(
       return await fn(attempt);
     } catch (error) {
       if (!(error instanceof TransientError)) throw error;
-      if (attempt >= options.retry.attempts) throw error.final;
+      if (attempt >= options.retry.attempts) {
+        const outcome = await options.landed?.(error).catch(() => undefined);
+        if (outcome) return outcome.done;
+        throw error.final;
+      }
       // Retry-After is honoured even above maxDelayMs (the registry knows best), but capped at 5 minutes.
       const delay =
         error.retryAfterMs !== undefined
@@ -89,8 +94,8 @@ export async function withRetry<T>(
         `${error.final.message}; retrying in ${(delay / 1000).toFixed(1)}s (attempt ${attempt + 1} of ${options.retry.attempts})`,
       );
       await sleep(delay, options.signal);
-      if (options.beforeRetry) {
-        const outcome = await options.beforeRetry(error);
+      if (options.landed) {
+        const outcome = await options.landed(error);
         if (outcome) return outcome.done;
       }
     }
