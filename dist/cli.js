@@ -45967,22 +45967,37 @@ function packageListProblem(text) {
   }
   return packages > 0 ? void 0 : "it lists no package";
 }
-async function storeAttachments(pushers, repository, subject, prepared, signal) {
-  const stored = { modes: [], bytesUploaded: 0 };
-  if (prepared.length === 0) return stored;
-  for (const pusher of pushers) {
-    const blobs = prepared.flatMap((p) => p.artifact.blobs);
-    const outcomes = await Promise.all(blobs.map((b) => pusher.push(repository, b, signal)));
-    stored.bytesUploaded += blobs.reduce((n, b, i) => n + (outcomes[i] === "uploaded" ? b.size : 0), 0);
-    stored.modes.push(
-      await pusher.store.repository(repository).pushReferrers(
-        subject,
-        prepared.map((p) => p.artifact.manifest),
-        signal
-      )
+async function attachAll(pending, pushers, concurrency, logger, signal) {
+  const attached = /* @__PURE__ */ new Map();
+  await mapLimit([...pending], concurrency, async ({ key, reference, repository, subject, prepared }) => {
+    if (prepared.length === 0) return;
+    const modes = [];
+    for (const pusher of pushers) {
+      await Promise.all(
+        prepared.flatMap((p) => p.artifact.blobs).map((b) => pusher.push(repository, b, signal))
+      );
+      modes.push(
+        await pusher.store.repository(repository).pushReferrers(
+          subject,
+          prepared.map((p) => p.artifact.manifest),
+          signal
+        )
+      );
+    }
+    attached.set(
+      key,
+      prepared.map((p) => ({
+        artifactType: p.artifact.artifactType,
+        digest: p.artifact.manifest.digest,
+        title: p.artifact.title
+      }))
     );
-  }
-  return stored;
+    const bytes = prepared.reduce((n, p) => n + p.artifact.blobs[1].size, 0);
+    logger.info(
+      `${reference}: attached ${prepared.map((p) => p.kind).join(", ")} (${formatBytes(bytes)}) as referrers of ${subject.digest} (${[...new Set(modes)].join(", ")})`
+    );
+  });
+  return attached;
 }
 function missingAttachments(referrers, wanted) {
   if (wanted.length === 0) return [];
@@ -45992,9 +46007,6 @@ function missingAttachments(referrers, wanted) {
   return wanted.filter(
     (k) => available.has(k) && !ours.some((r) => r.artifactType === ATTACHMENT_TYPES[k].mediaType)
   );
-}
-function attachedBytes(prepared) {
-  return prepared.reduce((n, p) => n + p.artifact.blobs[1].size, 0);
 }
 
 // src/pipeline/blob-pusher.ts
@@ -48369,6 +48381,11 @@ function imageReferences(plan, reference, digests, written, attached) {
     ];
   });
 }
+function attachmentRows(references) {
+  return references.flatMap(
+    (r) => (r.attachments ?? []).map((a) => [r.reference, a.title, a.artifactType, a.digest])
+  );
+}
 
 // src/pipeline/tag.ts
 async function writeArchTags(settings, pending) {
@@ -48481,7 +48498,7 @@ async function publish(options) {
   );
   const existing = published.tags;
   const allTags = planTags(plan);
-  const attached = /* @__PURE__ */ new Map();
+  let attached = /* @__PURE__ */ new Map();
   const missing = allTags.filter((t) => !existing.has(tagKey(t.repository, t.tag)));
   if (missing.length === 0 && published.unattached.size === 0 && !options.force) {
     logger.info(
@@ -48556,22 +48573,15 @@ async function publish(options) {
     let failure2;
     const attachmentsDir = join10(workDir, "attachments");
     const toAttachNow = [];
-    const attachOne = async (item) => {
-      const { arch, subject, prepared } = item;
-      if (prepared.length === 0 || pushers.length === 0) return;
+    const holdAttachments = (arch, subject, prepared) => {
       const repository = repositoryOf(plan, arch);
-      const stored = await storeAttachments(pushers, repository, subject, prepared, signal);
-      attached.set(
-        tagKey(repository, arch.tag),
-        prepared.map((p) => ({
-          artifactType: p.artifact.artifactType,
-          digest: p.artifact.manifest.digest,
-          title: p.artifact.title
-        }))
-      );
-      logger.info(
-        `${reference(repository, arch.tag)}: attached ${prepared.map((p) => p.kind).join(", ")} (${formatBytes(attachedBytes(prepared))}) as referrers of ${subject.digest} (${[...new Set(stored.modes)].join(", ")})`
-      );
+      toAttachNow[archImages(plan).indexOf(arch)] = {
+        key: tagKey(repository, arch.tag),
+        reference: reference(repository, arch.tag),
+        repository,
+        subject,
+        prepared
+      };
     };
     const buildAndUpload = async (arch, i) => {
       if (failure2) return;
@@ -48582,7 +48592,7 @@ async function publish(options) {
       const product = await building.run(async () => {
         if (failure2) return void 0;
         const builtImage = await buildArchImageFor(arch, unitDir, options);
-        const attachments = await prepareAttachments({
+        const attachments2 = await prepareAttachments({
           files: builtImage.artifacts.files,
           base: builtImage.artifacts.base,
           subject: descriptorOf(builtImage.image.manifest),
@@ -48590,7 +48600,7 @@ async function publish(options) {
           annotations: archImageAnnotations(options, builtImage.artifacts.base),
           keepIn: join10(attachmentsDir, `${i}`)
         });
-        return { ...builtImage, attachments };
+        return { ...builtImage, attachments: attachments2 };
       });
       if (!product) return;
       const { image } = product;
@@ -48628,7 +48638,7 @@ async function publish(options) {
       ]).finally(() => signal?.removeEventListener("abort", onAbort));
       if (uploaded.status === "rejected") throw uploaded.reason;
       if (booted.status === "rejected") throw booted.reason;
-      toAttachNow.push({ arch, subject: descriptorOf(image.manifest), prepared: product.attachments });
+      holdAttachments(arch, descriptorOf(image.manifest), product.attachments);
       await rm9(unitDir, { recursive: true, force: true });
       const seconds = (performance.now() - started) / 1e3;
       pending[i] = { repository, tag: arch.tag, manifest: image.manifest };
@@ -48676,7 +48686,7 @@ async function publish(options) {
         });
       });
       if (!prepared) return;
-      toAttachNow.push({ arch, subject, prepared });
+      holdAttachments(arch, subject, prepared);
       await rm9(unitDir, { recursive: true, force: true });
     };
     const units = [
@@ -48696,11 +48706,12 @@ async function publish(options) {
         if (failure2) throw failure2.error;
       }
     );
-    if (toAttachNow.some((t) => t.prepared.length > 0) && pushers.length > 0)
-      await logger.group(`Attach ${wanted.join(", ")} as OCI referrers`, async () => {
-        toAttachNow.sort((a, b) => archImages(plan).indexOf(a.arch) - archImages(plan).indexOf(b.arch));
-        await mapLimit(toAttachNow, concurrency, attachOne);
-      });
+    const attachments = toAttachNow.filter((t) => t !== void 0);
+    if (attachments.some((t) => t.prepared.length > 0) && pushers.length > 0)
+      attached = await logger.group(
+        `Attach ${wanted.join(", ")} as OCI referrers`,
+        () => attachAll(attachments, pushers, concurrency, logger, signal)
+      );
     await rm9(attachmentsDir, { recursive: true, force: true });
     await writeArchTags(
       tagSettings,
@@ -48766,6 +48777,14 @@ import { link, mkdir as mkdir5, readFile as readFile6, rename as rename6, stat a
 import { join as join11 } from "node:path";
 
 // src/oci/store.ts
+function serializedOf(fetched) {
+  return {
+    mediaType: fetched.mediaType,
+    digest: fetched.digest,
+    size: fetched.bytes.length,
+    bytes: fetched.bytes
+  };
+}
 function emptyStats() {
   return { blobsUploaded: 0, bytesUploaded: 0, blobsExisting: 0, blobsMounted: 0, manifestsPushed: 0 };
 }
@@ -50378,17 +50397,21 @@ async function resolveTag(ctx, tag, signal) {
   if (digest && isDigest(digest)) return digest;
   return (await getManifest(ctx, tag, signal))?.digest;
 }
-async function openBlob(ctx, digest, signal) {
-  const operation = `reading blob ${digest} from ${ctx.location}`;
-  const res = await ctx.client.send({
+function blobRequest(ctx, digest, signal) {
+  return {
     method: "GET",
     url: `/v2/${ctx.repo}/blobs/${digest}`,
     scopes: [pullScope(ctx.repo)],
-    operation,
+    operation: `reading blob ${digest} from ${ctx.location}`,
     expect: [200, 404],
     followRedirects: true,
     ...signal ? { signal } : {}
-  });
+  };
+}
+async function openBlob(ctx, digest, signal) {
+  const request4 = blobRequest(ctx, digest, signal);
+  const { operation } = request4;
+  const res = await ctx.client.send(request4);
   if (res.status === 404) {
     await discard(res.body);
     throw new PublishError(`${operation}: the blob does not exist`);
@@ -50409,19 +50432,9 @@ async function* cutOffIsAnError(body, operation, signal) {
   }
 }
 async function readBlob(ctx, digest, signal, limit = 16 * 1024 * 1024) {
-  const operation = `reading blob ${digest} from ${ctx.location}`;
-  const res = await ctx.client.sendAndRead(
-    {
-      method: "GET",
-      url: `/v2/${ctx.repo}/blobs/${digest}`,
-      scopes: [pullScope(ctx.repo)],
-      operation,
-      expect: [200, 404],
-      followRedirects: true,
-      ...signal ? { signal } : {}
-    },
-    limit
-  );
+  const request4 = blobRequest(ctx, digest, signal);
+  const { operation } = request4;
+  const res = await ctx.client.sendAndRead(request4, limit);
   const bytes = res.bytes;
   if (!bytes) throw new PublishError(`${operation}: the blob does not exist`);
   const actual = sha256Digest(bytes);
@@ -50482,7 +50495,7 @@ async function completeEntries(ctx, entries, signal) {
       return entry;
     const manifest = await getManifest(ctx, entry.digest, signal);
     if (!manifest) return entry;
-    return referrerEntryOf({ ...manifest, size: manifest.bytes.length }).entry;
+    return referrerEntryOf(serializedOf(manifest)).entry;
   });
 }
 async function readFallback(ctx, subject, signal) {
@@ -52141,12 +52154,6 @@ async function pushCommand(args, signal) {
   const registry = openRegistry(ref2, values, signal);
   try {
     const target = registry.repository(ref2.repository);
-    const serialized = (m) => ({
-      mediaType: m.mediaType,
-      digest: m.digest,
-      size: m.bytes.length,
-      bytes: m.bytes
-    });
     const pushBlobs = async (manifest) => {
       const parsed = parseManifest(manifest.bytes, manifest.digest);
       for (const d of [parsed.config, ...parsed.layers]) {
@@ -52164,7 +52171,7 @@ async function pushCommand(args, signal) {
       for (const r of await source.listReferrers(manifest.digest)) {
         const artifact = await source.getManifest(r.digest);
         if (!artifact) continue;
-        const bytes = serialized(artifact);
+        const bytes = serializedOf(artifact);
         await pushBlobs(bytes);
         referrers.push(bytes);
       }
@@ -52187,15 +52194,15 @@ async function pushCommand(args, signal) {
             `${formatReference(ref2)}: index entry ${entry.digest} has no platform to tag it by`
           );
         const tags = subManifests ? [`${ref2.tag}-${arch}`] : [];
-        await pushImage(serialized({ ...child, mediaType: entry.mediaType }), tags);
+        await pushImage(serializedOf({ ...child, mediaType: entry.mediaType }), tags);
         process.stdout.write(
           `pushed ${tags.length ? `${ref2.registry}/${ref2.repository}:${tags[0]}` : "child"} ${entry.digest}
 `
         );
       }
-      await target.pushManifest(serialized(top), [ref2.tag], signal);
+      await target.pushManifest(serializedOf(top), [ref2.tag], signal);
     } else {
-      await pushImage(serialized(top), [ref2.tag]);
+      await pushImage(serializedOf(top), [ref2.tag]);
     }
     process.stdout.write(`pushed ${formatReference(ref2)} ${top.digest}
 `);
@@ -52348,12 +52355,7 @@ async function pullReferrers(remote, target, subject, signal) {
     const manifest = parseManifest(fetched.bytes, referrer.digest);
     for (const d of [manifest.config, ...manifest.layers])
       await target.pushBlob(remoteBlob(remote, d.digest, d.size, signal), { signal });
-    manifests.push({
-      mediaType: fetched.mediaType,
-      digest: fetched.digest,
-      size: fetched.bytes.length,
-      bytes: fetched.bytes
-    });
+    manifests.push(serializedOf(fetched));
     const layer = manifest.layers[0];
     if (!layer) continue;
     const title = layer.annotations?.["org.opencontainers.image.title"] ?? "";
@@ -52559,9 +52561,7 @@ function printResult(result) {
 
 `);
   }
-  const attachments = result.references.flatMap(
-    (r) => (r.attachments ?? []).map((a) => [r.reference, a.title, a.artifactType, a.digest])
-  );
+  const attachments = attachmentRows(result.references);
   if (attachments.length > 0) {
     out.write(`${formatTable(["attached to", "file", "artifact type", "digest"], attachments)}
 

@@ -59439,22 +59439,37 @@ function packageListProblem(text) {
   }
   return packages > 0 ? void 0 : "it lists no package";
 }
-async function storeAttachments(pushers, repository, subject, prepared, signal) {
-  const stored = { modes: [], bytesUploaded: 0 };
-  if (prepared.length === 0) return stored;
-  for (const pusher of pushers) {
-    const blobs = prepared.flatMap((p) => p.artifact.blobs);
-    const outcomes = await Promise.all(blobs.map((b) => pusher.push(repository, b, signal)));
-    stored.bytesUploaded += blobs.reduce((n, b, i) => n + (outcomes[i] === "uploaded" ? b.size : 0), 0);
-    stored.modes.push(
-      await pusher.store.repository(repository).pushReferrers(
-        subject,
-        prepared.map((p) => p.artifact.manifest),
-        signal
-      )
+async function attachAll(pending, pushers, concurrency, logger2, signal) {
+  const attached = /* @__PURE__ */ new Map();
+  await mapLimit([...pending], concurrency, async ({ key, reference, repository, subject, prepared }) => {
+    if (prepared.length === 0) return;
+    const modes = [];
+    for (const pusher of pushers) {
+      await Promise.all(
+        prepared.flatMap((p) => p.artifact.blobs).map((b) => pusher.push(repository, b, signal))
+      );
+      modes.push(
+        await pusher.store.repository(repository).pushReferrers(
+          subject,
+          prepared.map((p) => p.artifact.manifest),
+          signal
+        )
+      );
+    }
+    attached.set(
+      key,
+      prepared.map((p) => ({
+        artifactType: p.artifact.artifactType,
+        digest: p.artifact.manifest.digest,
+        title: p.artifact.title
+      }))
     );
-  }
-  return stored;
+    const bytes = prepared.reduce((n, p) => n + p.artifact.blobs[1].size, 0);
+    logger2.info(
+      `${reference}: attached ${prepared.map((p) => p.kind).join(", ")} (${formatBytes(bytes)}) as referrers of ${subject.digest} (${[...new Set(modes)].join(", ")})`
+    );
+  });
+  return attached;
 }
 function missingAttachments(referrers, wanted) {
   if (wanted.length === 0) return [];
@@ -59464,9 +59479,6 @@ function missingAttachments(referrers, wanted) {
   return wanted.filter(
     (k) => available.has(k) && !ours.some((r) => r.artifactType === ATTACHMENT_TYPES[k].mediaType)
   );
-}
-function attachedBytes(prepared) {
-  return prepared.reduce((n, p) => n + p.artifact.blobs[1].size, 0);
 }
 
 // src/pipeline/published.ts
@@ -59551,6 +59563,11 @@ function subjectChecksums(references) {
   const lines = new Set(references.map((r) => `${r.digest.replace(/^sha256:/, "")}  ${r.name}`));
   return [...lines].map((l) => `${l}
 `).join("");
+}
+function attachmentRows(references) {
+  return references.flatMap(
+    (r) => (r.attachments ?? []).map((a) => [r.reference, a.title, a.artifactType, a.digest])
+  );
 }
 
 // src/pipeline/publish.ts
@@ -62176,7 +62193,7 @@ async function publish(options) {
   );
   const existing = published.tags;
   const allTags = planTags(plan);
-  const attached = /* @__PURE__ */ new Map();
+  let attached = /* @__PURE__ */ new Map();
   const missing = allTags.filter((t) => !existing.has(tagKey(t.repository, t.tag)));
   if (missing.length === 0 && published.unattached.size === 0 && !options.force) {
     logger2.info(
@@ -62251,22 +62268,15 @@ async function publish(options) {
     let failure2;
     const attachmentsDir = join9(workDir, "attachments");
     const toAttachNow = [];
-    const attachOne = async (item) => {
-      const { arch: arch2, subject, prepared } = item;
-      if (prepared.length === 0 || pushers.length === 0) return;
+    const holdAttachments = (arch2, subject, prepared) => {
       const repository = repositoryOf(plan, arch2);
-      const stored = await storeAttachments(pushers, repository, subject, prepared, signal);
-      attached.set(
-        tagKey(repository, arch2.tag),
-        prepared.map((p) => ({
-          artifactType: p.artifact.artifactType,
-          digest: p.artifact.manifest.digest,
-          title: p.artifact.title
-        }))
-      );
-      logger2.info(
-        `${reference(repository, arch2.tag)}: attached ${prepared.map((p) => p.kind).join(", ")} (${formatBytes(attachedBytes(prepared))}) as referrers of ${subject.digest} (${[...new Set(stored.modes)].join(", ")})`
-      );
+      toAttachNow[archImages(plan).indexOf(arch2)] = {
+        key: tagKey(repository, arch2.tag),
+        reference: reference(repository, arch2.tag),
+        repository,
+        subject,
+        prepared
+      };
     };
     const buildAndUpload = async (arch2, i) => {
       if (failure2) return;
@@ -62277,7 +62287,7 @@ async function publish(options) {
       const product = await building.run(async () => {
         if (failure2) return void 0;
         const builtImage = await buildArchImageFor(arch2, unitDir, options);
-        const attachments = await prepareAttachments({
+        const attachments2 = await prepareAttachments({
           files: builtImage.artifacts.files,
           base: builtImage.artifacts.base,
           subject: descriptorOf(builtImage.image.manifest),
@@ -62285,7 +62295,7 @@ async function publish(options) {
           annotations: archImageAnnotations(options, builtImage.artifacts.base),
           keepIn: join9(attachmentsDir, `${i}`)
         });
-        return { ...builtImage, attachments };
+        return { ...builtImage, attachments: attachments2 };
       });
       if (!product) return;
       const { image } = product;
@@ -62323,7 +62333,7 @@ async function publish(options) {
       ]).finally(() => signal?.removeEventListener("abort", onAbort));
       if (uploaded.status === "rejected") throw uploaded.reason;
       if (booted.status === "rejected") throw booted.reason;
-      toAttachNow.push({ arch: arch2, subject: descriptorOf(image.manifest), prepared: product.attachments });
+      holdAttachments(arch2, descriptorOf(image.manifest), product.attachments);
       await rm8(unitDir, { recursive: true, force: true });
       const seconds = (performance.now() - started) / 1e3;
       pending[i] = { repository, tag: arch2.tag, manifest: image.manifest };
@@ -62371,7 +62381,7 @@ async function publish(options) {
         });
       });
       if (!prepared) return;
-      toAttachNow.push({ arch: arch2, subject, prepared });
+      holdAttachments(arch2, subject, prepared);
       await rm8(unitDir, { recursive: true, force: true });
     };
     const units = [
@@ -62391,11 +62401,12 @@ async function publish(options) {
         if (failure2) throw failure2.error;
       }
     );
-    if (toAttachNow.some((t) => t.prepared.length > 0) && pushers.length > 0)
-      await logger2.group(`Attach ${wanted.join(", ")} as OCI referrers`, async () => {
-        toAttachNow.sort((a, b) => archImages(plan).indexOf(a.arch) - archImages(plan).indexOf(b.arch));
-        await mapLimit(toAttachNow, concurrency, attachOne);
-      });
+    const attachments = toAttachNow.filter((t) => t !== void 0);
+    if (attachments.some((t) => t.prepared.length > 0) && pushers.length > 0)
+      attached = await logger2.group(
+        `Attach ${wanted.join(", ")} as OCI referrers`,
+        () => attachAll(attachments, pushers, concurrency, logger2, signal)
+      );
     await rm8(attachmentsDir, { recursive: true, force: true });
     await writeArchTags(
       tagSettings,
@@ -68217,6 +68228,14 @@ import { link, mkdir as mkdir6, readFile as readFile6, rename as rename7, stat a
 import { join as join11 } from "node:path";
 
 // src/oci/store.ts
+function serializedOf(fetched) {
+  return {
+    mediaType: fetched.mediaType,
+    digest: fetched.digest,
+    size: fetched.bytes.length,
+    bytes: fetched.bytes
+  };
+}
 function emptyStats() {
   return { blobsUploaded: 0, bytesUploaded: 0, blobsExisting: 0, blobsMounted: 0, manifestsPushed: 0 };
 }
@@ -69822,17 +69841,21 @@ async function resolveTag(ctx, tag, signal) {
   if (digest && isDigest(digest)) return digest;
   return (await getManifest(ctx, tag, signal))?.digest;
 }
-async function openBlob(ctx, digest, signal) {
-  const operation = `reading blob ${digest} from ${ctx.location}`;
-  const res = await ctx.client.send({
+function blobRequest(ctx, digest, signal) {
+  return {
     method: "GET",
     url: `/v2/${ctx.repo}/blobs/${digest}`,
     scopes: [pullScope(ctx.repo)],
-    operation,
+    operation: `reading blob ${digest} from ${ctx.location}`,
     expect: [200, 404],
     followRedirects: true,
     ...signal ? { signal } : {}
-  });
+  };
+}
+async function openBlob(ctx, digest, signal) {
+  const request4 = blobRequest(ctx, digest, signal);
+  const { operation } = request4;
+  const res = await ctx.client.send(request4);
   if (res.status === 404) {
     await discard(res.body);
     throw new PublishError(`${operation}: the blob does not exist`);
@@ -69853,19 +69876,9 @@ async function* cutOffIsAnError(body, operation, signal) {
   }
 }
 async function readBlob(ctx, digest, signal, limit = 16 * 1024 * 1024) {
-  const operation = `reading blob ${digest} from ${ctx.location}`;
-  const res = await ctx.client.sendAndRead(
-    {
-      method: "GET",
-      url: `/v2/${ctx.repo}/blobs/${digest}`,
-      scopes: [pullScope(ctx.repo)],
-      operation,
-      expect: [200, 404],
-      followRedirects: true,
-      ...signal ? { signal } : {}
-    },
-    limit
-  );
+  const request4 = blobRequest(ctx, digest, signal);
+  const { operation } = request4;
+  const res = await ctx.client.sendAndRead(request4, limit);
   const bytes = res.bytes;
   if (!bytes) throw new PublishError(`${operation}: the blob does not exist`);
   const actual = sha256Digest(bytes);
@@ -69926,7 +69939,7 @@ async function completeEntries(ctx, entries, signal) {
       return entry;
     const manifest = await getManifest(ctx, entry.digest, signal);
     if (!manifest) return entry;
-    return referrerEntryOf({ ...manifest, size: manifest.bytes.length }).entry;
+    return referrerEntryOf(serializedOf(manifest)).entry;
   });
 }
 async function readFallback(ctx, subject, signal) {
@@ -70367,9 +70380,7 @@ async function main() {
   }
 }
 function addAttachments(summary2, references) {
-  const rows = references.flatMap(
-    (r) => (r.attachments ?? []).map((a) => [r.reference, a.title, a.artifactType, a.digest.slice(0, 19)])
-  );
+  const rows = attachmentRows(references).map((row) => [...row.slice(0, 3), row[3].slice(0, 19)]);
   if (rows.length === 0) return;
   summary2.addHeading("Attachments (OCI referrers)", 3);
   summary2.addTable([

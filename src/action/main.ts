@@ -4,7 +4,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as core from '@actions/core';
-import { subjectChecksums, type ImageReference } from '../pipeline/outputs';
+import { attachmentRows, subjectChecksums, type ImageReference } from '../pipeline/outputs';
 import { formatTable } from '../pipeline/plan';
 import { summaryRows } from '../pipeline/publish';
 import { runPublish } from '../pipeline/run';
@@ -91,9 +91,8 @@ async function main(): Promise<void> {
 }
 
 function addAttachments(summary: typeof core.summary, references: readonly ImageReference[]): void {
-  const rows = references.flatMap((r) =>
-    (r.attachments ?? []).map((a) => [r.reference, a.title, a.artifactType, a.digest.slice(0, 19)]),
-  );
+  // Short digests in the summary's table, as in the images table above it.
+  const rows = attachmentRows(references).map((row) => [...row.slice(0, 3), row[3]!.slice(0, 19)]);
   if (rows.length === 0) return;
   summary.addHeading('Attachments (OCI referrers)', 3);
   summary.addTable([

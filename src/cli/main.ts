@@ -21,6 +21,7 @@ import {
   parseExpect,
 } from '../pipeline/boot-test';
 import { parseAttachChoice } from '../pipeline/attach';
+import { attachmentRows } from '../pipeline/outputs';
 import { bootCommand } from './boot';
 import { openImage } from './images';
 import { pullCommand, pushCommand, urlCommand } from './transfer';
@@ -221,9 +222,7 @@ export function printResult(result: RunResult): void {
   if (result.bootTests.length > 0) {
     out.write(`${formatTable(BOOT_TEST_HEADERS, bootTestRows(result.bootTests))}\n\n`);
   }
-  const attachments = result.references.flatMap((r) =>
-    (r.attachments ?? []).map((a) => [r.reference, a.title, a.artifactType, a.digest]),
-  );
+  const attachments = attachmentRows(result.references);
   if (attachments.length > 0) {
     out.write(`${formatTable(['attached to', 'file', 'artifact type', 'digest'], attachments)}\n\n`);
   }

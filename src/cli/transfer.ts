@@ -10,7 +10,7 @@ import type { LayoutRepository } from '../oci/layout/store';
 import { isIndexMediaType, OCI_MANIFEST, type LayerRole } from '../oci/mediatypes';
 import { layersByRole, pullLayers, selectImage } from '../oci/pull';
 import { formatReference } from '../oci/reference';
-import type { Repository } from '../oci/store';
+import { serializedOf, type Repository } from '../oci/store';
 import {
   descriptorOf,
   type Descriptor,
@@ -101,12 +101,6 @@ export async function pushCommand(args: string[], signal: AbortSignal): Promise<
   const registry = openRegistry(ref, values, signal);
   try {
     const target = registry.repository(ref.repository);
-    const serialized = (m: { mediaType: string; digest: string; bytes: Uint8Array }): SerializedManifest => ({
-      mediaType: m.mediaType,
-      digest: m.digest,
-      size: m.bytes.length,
-      bytes: m.bytes,
-    });
     const pushBlobs = async (manifest: SerializedManifest): Promise<void> => {
       const parsed = parseManifest<ImageManifest>(manifest.bytes, manifest.digest);
       for (const d of [parsed.config, ...parsed.layers]) {
@@ -124,7 +118,7 @@ export async function pushCommand(args: string[], signal: AbortSignal): Promise<
       for (const r of await source.listReferrers(manifest.digest)) {
         const artifact = await source.getManifest(r.digest);
         if (!artifact) continue;
-        const bytes = serialized(artifact);
+        const bytes = serializedOf(artifact);
         await pushBlobs(bytes);
         referrers.push(bytes);
       }
@@ -146,14 +140,14 @@ export async function pushCommand(args: string[], signal: AbortSignal): Promise<
             `${formatReference(ref)}: index entry ${entry.digest} has no platform to tag it by`,
           );
         const tags = subManifests ? [`${ref.tag}-${arch}`] : [];
-        await pushImage(serialized({ ...child, mediaType: entry.mediaType }), tags);
+        await pushImage(serializedOf({ ...child, mediaType: entry.mediaType }), tags);
         process.stdout.write(
           `pushed ${tags.length ? `${ref.registry}/${ref.repository}:${tags[0]}` : 'child'} ${entry.digest}\n`,
         );
       }
-      await target.pushManifest(serialized(top), [ref.tag!], signal);
+      await target.pushManifest(serializedOf(top), [ref.tag!], signal);
     } else {
-      await pushImage(serialized(top), [ref.tag!]);
+      await pushImage(serializedOf(top), [ref.tag!]);
     }
     process.stdout.write(`pushed ${formatReference(ref)} ${top.digest}\n`);
     return 0;
@@ -323,12 +317,7 @@ async function pullReferrers(
     const manifest = parseManifest<ImageManifest>(fetched.bytes, referrer.digest);
     for (const d of [manifest.config, ...manifest.layers])
       await target.pushBlob(remoteBlob(remote, d.digest, d.size, signal), { signal });
-    manifests.push({
-      mediaType: fetched.mediaType,
-      digest: fetched.digest,
-      size: fetched.bytes.length,
-      bytes: fetched.bytes,
-    });
+    manifests.push(serializedOf(fetched));
     const layer = manifest.layers[0];
     if (!layer) continue;
     const title = layer.annotations?.['org.opencontainers.image.title'] ?? '';

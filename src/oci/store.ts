@@ -22,6 +22,16 @@ export interface FetchedManifest {
   etag?: string;
 }
 
+/** A fetched manifest as one to push (its bytes as they were read, so its digest stays). */
+export function serializedOf(fetched: FetchedManifest): SerializedManifest {
+  return {
+    mediaType: fetched.mediaType,
+    digest: fetched.digest,
+    size: fetched.bytes.length,
+    bytes: fetched.bytes,
+  };
+}
+
 /** Where a store recorded referrers: the registry's referrers API, the fallback tag, or a layout's index.json. */
 export type ReferrersMode = 'api' | 'fallback-tag' | 'layout';
 

@@ -10,7 +10,9 @@ import { buildArtifact, type BuiltArtifact } from '../oci/referrers';
 import type { ReferrersMode } from '../oci/store';
 import type { Annotations, Descriptor } from '../oci/types';
 import type { FlavorFiles } from '../gardenlinux';
+import { mapLimit } from '../util/concurrency';
 import { printable, PublishError } from '../util/errors';
+import type { Logger } from '../util/logger';
 import type { HashedFile } from '../util/files';
 import { formatBytes } from '../util/progress';
 import type { BlobPusher } from './blob-pusher';
@@ -198,35 +200,61 @@ function packageListProblem(text: string): string | undefined {
   return packages > 0 ? undefined : 'it lists no package';
 }
 
-export interface StoredAttachments {
-  /** How each store recorded them, in store order. */
-  modes: ReferrersMode[];
-  bytesUploaded: number;
+/** What this run attached, by `tagKey` of the arch image (for the `images` output). */
+export type AttachedByTag = Map<string, { artifactType: string; digest: string; title: string }[]>;
+
+/** One arch image's attachments, held until every image of the run is stored and booted. */
+export interface PendingAttachments {
+  /** `tagKey` of the arch image. */
+  key: string;
+  /** Its full reference (for the log). */
+  reference: string;
+  repository: string;
+  subject: Descriptor;
+  prepared: PreparedAttachment[];
 }
 
-/** Stores each artifact's blobs (once per store), then records the artifacts as referrers of `subject`. */
-export async function storeAttachments(
+/**
+ * The attach phase: each arch image's artifacts go up (their blobs once per store) and are recorded as referrers
+ * of its manifest, `concurrency` images at a time; logged in the order given.
+ */
+export async function attachAll(
+  pending: readonly PendingAttachments[],
   pushers: readonly BlobPusher[],
-  repository: string,
-  subject: Descriptor,
-  prepared: readonly PreparedAttachment[],
+  concurrency: number,
+  logger: Logger,
   signal?: AbortSignal,
-): Promise<StoredAttachments> {
-  const stored: StoredAttachments = { modes: [], bytesUploaded: 0 };
-  if (prepared.length === 0) return stored;
-  for (const pusher of pushers) {
-    const blobs = prepared.flatMap((p) => p.artifact.blobs);
-    const outcomes = await Promise.all(blobs.map((b) => pusher.push(repository, b, signal)));
-    stored.bytesUploaded += blobs.reduce((n, b, i) => n + (outcomes[i] === 'uploaded' ? b.size : 0), 0);
-    stored.modes.push(
-      await pusher.store.repository(repository).pushReferrers(
-        subject,
-        prepared.map((p) => p.artifact.manifest),
-        signal,
-      ),
+): Promise<AttachedByTag> {
+  const attached: AttachedByTag = new Map();
+  await mapLimit([...pending], concurrency, async ({ key, reference, repository, subject, prepared }) => {
+    if (prepared.length === 0) return;
+    const modes: ReferrersMode[] = [];
+    for (const pusher of pushers) {
+      await Promise.all(
+        prepared.flatMap((p) => p.artifact.blobs).map((b) => pusher.push(repository, b, signal)),
+      );
+      modes.push(
+        await pusher.store.repository(repository).pushReferrers(
+          subject,
+          prepared.map((p) => p.artifact.manifest),
+          signal,
+        ),
+      );
+    }
+    attached.set(
+      key,
+      prepared.map((p) => ({
+        artifactType: p.artifact.artifactType,
+        digest: p.artifact.manifest.digest,
+        title: p.artifact.title,
+      })),
     );
-  }
-  return stored;
+    const bytes = prepared.reduce((n, p) => n + p.artifact.blobs[1]!.size, 0);
+    logger.info(
+      `${reference}: attached ${prepared.map((p) => p.kind).join(', ')} (${formatBytes(bytes)}) as referrers of ${subject.digest} (${[...new Set(modes)].join(', ')})`,
+    );
+  });
+  return attached;
 }
 
 /**
@@ -244,9 +272,4 @@ export function missingAttachments(
   return wanted.filter(
     (k) => available.has(k) && !ours.some((r) => r.artifactType === ATTACHMENT_TYPES[k].mediaType),
   );
-}
-
-/** Total size of the files attached (for logs). */
-export function attachedBytes(prepared: readonly PreparedAttachment[]): number {
-  return prepared.reduce((n, p) => n + p.artifact.blobs[1]!.size, 0);
 }

@@ -3,7 +3,7 @@
 // actions/attest-build-provenance takes, so one attest step covers every image.
 import { ironCoreVariantOf } from './flavors';
 import { planTags, type Plan } from './plan';
-import type { AttachedByTag } from './publish';
+import type { AttachedByTag } from './attach';
 import { tagKey } from './published';
 
 export interface ImageReference {
@@ -75,4 +75,11 @@ export function imageReferences(
 export function subjectChecksums(references: readonly ImageReference[]): string {
   const lines = new Set(references.map((r) => `${r.digest.replace(/^sha256:/, '')}  ${r.name}`));
   return [...lines].map((l) => `${l}\n`).join('');
+}
+
+/** One row per attachment written by the run (image, file, artifact type, digest): the summary and the CLI. */
+export function attachmentRows(references: readonly ImageReference[]): string[][] {
+  return references.flatMap((r) =>
+    (r.attachments ?? []).map((a) => [r.reference, a.title, a.artifactType, a.digest]),
+  );
 }

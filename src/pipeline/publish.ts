@@ -11,16 +11,16 @@ import type { UkiBuilderChoice } from '../boot';
 import type { Architecture } from '../oci/ironcore';
 import type { Store } from '../oci/store';
 import { descriptorOf, type Annotations, type Descriptor, type SerializedManifest } from '../oci/types';
-import { mapLimit, Semaphore } from '../util/concurrency';
+import { Semaphore } from '../util/concurrency';
 import { PublishError, throwIfAborted } from '../util/errors';
 import type { Logger } from '../util/logger';
 import { formatBytes, formatDuration, rate } from '../util/progress';
 import {
-  attachedBytes,
+  attachAll,
   prepareAttachments,
-  storeAttachments,
+  type AttachedByTag,
   type AttachmentKind,
-  type PreparedAttachment,
+  type PendingAttachments,
 } from './attach';
 import { BlobPusher } from './blob-pusher';
 import { BootTester, type BootTestRecord, type BootTestSettings } from './boot-test';
@@ -93,9 +93,6 @@ export interface PublishResult {
   bootTests: BootTestRecord[];
 }
 
-/** What this run attached, by `repository:tag` of the arch image. */
-export type AttachedByTag = Map<string, { artifactType: string; digest: string; title: string }[]>;
-
 export async function publish(options: PublishOptions): Promise<PublishResult> {
   const { logger, signal } = options;
   const version = options.source.release.version;
@@ -128,7 +125,7 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
   );
   const existing = published.tags;
   const allTags = planTags(plan);
-  const attached: AttachedByTag = new Map();
+  let attached: AttachedByTag = new Map();
   const missing = allTags.filter((t) => !existing.has(tagKey(t.repository, t.tag)));
   if (missing.length === 0 && published.unattached.size === 0 && !options.force) {
     logger.info(
@@ -223,25 +220,22 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
     let failure: { error: unknown } | undefined;
 
     // What the attach phase attaches, once every image of the run is stored and booted: a failed run leaves no
-    // referrer (nor fallback tag) behind, only blobs a re-run reuses.
+    // referrer (nor fallback tag) behind, only blobs a re-run reuses. Indexed in plan order, like `pending`.
     const attachmentsDir = join(workDir, 'attachments');
-    const toAttachNow: { arch: PlannedArchImage; subject: Descriptor; prepared: PreparedAttachment[] }[] = [];
-    const attachOne = async (item: (typeof toAttachNow)[number]): Promise<void> => {
-      const { arch, subject, prepared } = item;
-      if (prepared.length === 0 || pushers.length === 0) return;
+    const toAttachNow: (PendingAttachments | undefined)[] = [];
+    const holdAttachments = (
+      arch: PlannedArchImage,
+      subject: Descriptor,
+      prepared: PendingAttachments['prepared'],
+    ) => {
       const repository = repositoryOf(plan, arch);
-      const stored = await storeAttachments(pushers, repository, subject, prepared, signal);
-      attached.set(
-        tagKey(repository, arch.tag),
-        prepared.map((p) => ({
-          artifactType: p.artifact.artifactType,
-          digest: p.artifact.manifest.digest,
-          title: p.artifact.title,
-        })),
-      );
-      logger.info(
-        `${reference(repository, arch.tag)}: attached ${prepared.map((p) => p.kind).join(', ')} (${formatBytes(attachedBytes(prepared))}) as referrers of ${subject.digest} (${[...new Set(stored.modes)].join(', ')})`,
-      );
+      toAttachNow[archImages(plan).indexOf(arch)] = {
+        key: tagKey(repository, arch.tag),
+        reference: reference(repository, arch.tag),
+        repository,
+        subject,
+        prepared,
+      };
     };
 
     const buildAndUpload = async (arch: PlannedArchImage, i: number): Promise<void> => {
@@ -304,7 +298,7 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
       ]).finally(() => signal?.removeEventListener('abort', onAbort));
       if (uploaded.status === 'rejected') throw uploaded.reason;
       if (booted.status === 'rejected') throw booted.reason;
-      toAttachNow.push({ arch, subject: descriptorOf(image.manifest), prepared: product.attachments });
+      holdAttachments(arch, descriptorOf(image.manifest), product.attachments);
       await rm(unitDir, { recursive: true, force: true });
       const seconds = (performance.now() - started) / 1000;
       pending[i] = { repository, tag: arch.tag, manifest: image.manifest };
@@ -354,7 +348,7 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
         });
       });
       if (!prepared) return;
-      toAttachNow.push({ arch, subject, prepared });
+      holdAttachments(arch, subject, prepared);
       await rm(unitDir, { recursive: true, force: true });
     };
 
@@ -380,12 +374,11 @@ export async function publish(options: PublishOptions): Promise<PublishResult> {
       },
     );
 
-    if (toAttachNow.some((t) => t.prepared.length > 0) && pushers.length > 0)
-      await logger.group(`Attach ${wanted.join(', ')} as OCI referrers`, async () => {
-        // In plan order, so logs read the same on every run.
-        toAttachNow.sort((a, b) => archImages(plan).indexOf(a.arch) - archImages(plan).indexOf(b.arch));
-        await mapLimit(toAttachNow, concurrency, attachOne);
-      });
+    const attachments = toAttachNow.filter((t) => t !== undefined);
+    if (attachments.some((t) => t.prepared.length > 0) && pushers.length > 0)
+      attached = await logger.group(`Attach ${wanted.join(', ')} as OCI referrers`, () =>
+        attachAll(attachments, pushers, concurrency, logger, signal),
+      );
     await rm(attachmentsDir, { recursive: true, force: true });
 
     await writeArchTags(

@@ -8,7 +8,7 @@ import { PublishError } from '../../util/errors';
 import type { Logger } from '../../util/logger';
 import { hasErrorCode } from './errors';
 import { discard, registryBodyOf, statusOf } from './http';
-import type { RegistryClient } from './http';
+import type { RegistryClient, SendOptions } from './http';
 import type { Dispatcher } from 'undici';
 
 type BlobBody = Dispatcher.ResponseData['body'];
@@ -179,6 +179,19 @@ export async function resolveTag(
   return (await getManifest(ctx, tag, signal))?.digest;
 }
 
+/** The GET of a blob (404 answered, not thrown), streamed or read whole. */
+function blobRequest(ctx: ManifestContext, digest: string, signal?: AbortSignal): SendOptions {
+  return {
+    method: 'GET',
+    url: `/v2/${ctx.repo}/blobs/${digest}`,
+    scopes: [pullScope(ctx.repo)],
+    operation: `reading blob ${digest} from ${ctx.location}`,
+    expect: [200, 404],
+    followRedirects: true,
+    ...(signal ? { signal } : {}),
+  };
+}
+
 /**
  * A blob's body as the registry streams it, not checked: layers are hashed by the caller while written.
  * Blob downloads redirect to a CDN; the client drops the Authorization header when the host changes.
@@ -188,16 +201,9 @@ export async function openBlob(
   digest: string,
   signal?: AbortSignal,
 ): Promise<AsyncIterable<Uint8Array>> {
-  const operation = `reading blob ${digest} from ${ctx.location}`;
-  const res = await ctx.client.send({
-    method: 'GET',
-    url: `/v2/${ctx.repo}/blobs/${digest}`,
-    scopes: [pullScope(ctx.repo)],
-    operation,
-    expect: [200, 404],
-    followRedirects: true,
-    ...(signal ? { signal } : {}),
-  });
+  const request = blobRequest(ctx, digest, signal);
+  const { operation } = request;
+  const res = await ctx.client.send(request);
   if (res.status === 404) {
     await discard(res.body);
     throw new PublishError(`${operation}: the blob does not exist`);
@@ -231,19 +237,9 @@ export async function readBlob(
   signal?: AbortSignal,
   limit = 16 * 1024 * 1024,
 ): Promise<Uint8Array> {
-  const operation = `reading blob ${digest} from ${ctx.location}`;
-  const res = await ctx.client.sendAndRead(
-    {
-      method: 'GET',
-      url: `/v2/${ctx.repo}/blobs/${digest}`,
-      scopes: [pullScope(ctx.repo)],
-      operation,
-      expect: [200, 404],
-      followRedirects: true,
-      ...(signal ? { signal } : {}),
-    },
-    limit,
-  );
+  const request = blobRequest(ctx, digest, signal);
+  const { operation } = request;
+  const res = await ctx.client.sendAndRead(request, limit);
   const bytes = res.bytes;
   if (!bytes) throw new PublishError(`${operation}: the blob does not exist`);
   const actual = sha256Digest(bytes);

@@ -12,7 +12,7 @@ import {
   referrerEntryOf,
   referrersTagFor,
 } from '../referrers';
-import type { ReferrersMode } from '../store';
+import { serializedOf, type ReferrersMode } from '../store';
 import type { Descriptor, SerializedManifest } from '../types';
 import { OCI_INDEX } from '../mediatypes';
 import { PublishError } from '../../util/errors';
@@ -108,7 +108,7 @@ async function completeEntries(
       return entry;
     const manifest = await getManifest(ctx, entry.digest, signal);
     if (!manifest) return entry;
-    return referrerEntryOf({ ...manifest, size: manifest.bytes.length }).entry;
+    return referrerEntryOf(serializedOf(manifest)).entry;
   });
 }
 
